@@ -1,0 +1,41 @@
+// Real FFT of a power-of-two size, in double precision.
+//
+// A length-N real frame is packed into N/2 complex values, transformed with an
+// iterative radix-2 FFT (structure-of-arrays layout so the butterflies
+// vectorise) and unpacked into the N/2 + 1 non-negative-frequency bins. All
+// tables are built in the constructor; Forward() allocates nothing.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+namespace edgetag {
+
+class RealFft {
+ public:
+  // n: a power of two >= 4; anything else throws std::invalid_argument.
+  explicit RealFft(int n);
+
+  int size() const { return n_; }
+  int num_bins() const { return n_ / 2 + 1; }
+
+  // Spectrum of the real frame x[0..n). re/im receive num_bins() values each.
+  void Forward(const double* x, double* re, double* im);
+
+  // Squared magnitude of the spectrum of x: out[0..num_bins()).
+  void PowerSpectrum(const double* x, double* out);
+
+ private:
+  void Transform();  // in-place complex FFT of work_re_/work_im_ (bit-reversed input)
+
+  int n_;      // real length
+  int half_;   // complex length n/2
+  std::vector<int> bitrev_;            // bit-reversal permutation of [0, half)
+  std::vector<double> twiddle_re_;     // per stage h (4, 8, ... half/2): h values, concatenated
+  std::vector<double> twiddle_im_;
+  std::vector<double> unpack_re_;      // e^{-2 pi i k / n}, k in [0, half)
+  std::vector<double> unpack_im_;
+  std::vector<double> work_re_, work_im_;
+};
+
+}  // namespace edgetag

@@ -1,0 +1,185 @@
+// pybind11 bindings of the front end: argument checks and conversions only.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "edgetag/fft.h"
+#include "edgetag/filterbank.h"
+#include "edgetag/streaming_frontend.h"
+
+namespace py = pybind11;
+using edgetag::FrontendConfig;
+
+namespace {
+
+template <typename Enum>
+Enum Lookup(const py::object& config, const char* field,
+            std::initializer_list<std::pair<const char*, Enum>> table) {
+  const auto value = py::cast<std::string>(config.attr(field));
+  for (const auto& [name, e] : table) {
+    if (value == name) return e;
+  }
+  throw std::invalid_argument(std::string("invalid front-end config: unknown ") + field + " '" + value + "'");
+}
+
+// Reads a Python edgetag.runtime.frontend.FrontendConfig (attribute by attribute).
+FrontendConfig ConfigFromPython(const py::object& c) {
+  using namespace edgetag;
+  FrontendConfig cfg;
+  cfg.sample_rate = py::cast<int>(c.attr("sample_rate"));
+  cfg.win_length = py::cast<int>(c.attr("win_length"));
+  cfg.hop_length = py::cast<int>(c.attr("hop_length"));
+  cfg.n_fft = py::cast<int>(c.attr("n_fft"));
+  cfg.window = Lookup<WindowKind>(c, "window", {{"hann", WindowKind::kHann},
+                                                {"hamming", WindowKind::kHamming},
+                                                {"rectangular", WindowKind::kRectangular}});
+  cfg.window_periodic = py::cast<bool>(c.attr("window_periodic"));
+  cfg.window_placement = Lookup<WindowPlacement>(
+      c, "window_placement", {{"left", WindowPlacement::kLeft}, {"center", WindowPlacement::kCenter}});
+  cfg.remove_dc_offset = py::cast<bool>(c.attr("remove_dc_offset"));
+  cfg.preemphasis = py::cast<double>(c.attr("preemphasis"));
+  cfg.spectrum = Lookup<SpectrumKind>(c, "spectrum",
+                                      {{"power", SpectrumKind::kPower}, {"magnitude", SpectrumKind::kMagnitude}});
+  cfg.filterbank = Lookup<FilterbankKind>(c, "filterbank", {{"mel_htk", FilterbankKind::kMelHtk},
+                                                            {"mel_slaney", FilterbankKind::kMelSlaney},
+                                                            {"mel_kaldi", FilterbankKind::kMelKaldi},
+                                                            {"logfreq", FilterbankKind::kLogFreq}});
+  cfg.filter_norm =
+      Lookup<FilterNorm>(c, "filter_norm", {{"none", FilterNorm::kNone}, {"slaney", FilterNorm::kSlaney}});
+  cfg.n_bins = py::cast<int>(c.attr("n_bins"));
+  cfg.fmin = py::cast<double>(c.attr("fmin"));
+  cfg.fmax = py::cast<double>(c.attr("fmax"));
+  cfg.bins_per_octave = py::cast<int>(c.attr("bins_per_octave"));
+  cfg.compression = Lookup<CompressionKind>(c, "compression", {{"log", CompressionKind::kLog},
+                                                               {"log_clamp", CompressionKind::kLogClamp},
+                                                               {"log10_1p", CompressionKind::kLog10Plus1},
+                                                               {"db", CompressionKind::kDb},
+                                                               {"none", CompressionKind::kNone}});
+  cfg.log_floor = py::cast<double>(c.attr("log_floor"));
+  cfg.log1p_scale = py::cast<double>(c.attr("log1p_scale"));
+  cfg.db_ref = py::cast<double>(c.attr("db_ref"));
+  return cfg;
+}
+
+enum class SampleType { kFloat32, kFloat64, kInt16 };
+
+// Accepts a 1-D C-contiguous float32, float64 or int16 array; anything else is a clear error.
+SampleType CheckSamples(const py::array& a) {
+  if (a.ndim() != 1) {
+    throw py::value_error("samples must be a 1-D array of mono audio, got " + std::to_string(a.ndim()) +
+                          "-D; downmix multi-channel audio first (e.g. x.mean(axis=1))");
+  }
+  if (!(a.flags() & py::array::c_style)) {
+    throw py::value_error("samples must be contiguous in memory; pass numpy.ascontiguousarray(samples)");
+  }
+  const py::dtype dt = a.dtype();
+  if (dt.is(py::dtype::of<float>())) return SampleType::kFloat32;
+  if (dt.is(py::dtype::of<double>())) return SampleType::kFloat64;
+  if (dt.is(py::dtype::of<std::int16_t>())) return SampleType::kInt16;
+  throw py::type_error("samples must be float32, float64 or int16, got " +
+                       py::cast<std::string>(py::str(a.dtype())));
+}
+
+template <typename Fn>
+auto DispatchSamples(const py::array& a, Fn&& fn) {
+  switch (CheckSamples(a)) {
+    case SampleType::kFloat32:
+      return fn(static_cast<const float*>(a.data()));
+    case SampleType::kFloat64:
+      return fn(static_cast<const double*>(a.data()));
+    case SampleType::kInt16:
+      break;
+  }
+  return fn(static_cast<const std::int16_t*>(a.data()));
+}
+
+using FloatArray = py::array_t<float, py::array::c_style>;
+
+std::size_t PushInto(edgetag::StreamingFrontend& self, const py::array& samples, FloatArray& out) {
+  const auto n = static_cast<std::size_t>(samples.size());
+  if (out.ndim() != 2 || out.shape(1) != self.num_bins()) {
+    throw py::value_error("out must be a float32 array of shape [frames, " + std::to_string(self.num_bins()) + "]");
+  }
+  float* dst = out.mutable_data();
+  const auto capacity = static_cast<std::size_t>(out.shape(0));
+  return DispatchSamples(samples, [&](const auto* src) {
+    py::gil_scoped_release release;
+    return self.Push(src, n, dst, capacity);
+  });
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "edgetag C++ core: the streaming spectrogram front end.";
+
+  py::class_<edgetag::StreamingFrontend>(m, "StreamingFrontend")
+      .def(py::init([](const py::object& config) {
+             return std::make_unique<edgetag::StreamingFrontend>(ConfigFromPython(config));
+           }),
+           py::arg("config"))
+      .def_property_readonly("num_bins", &edgetag::StreamingFrontend::num_bins)
+      .def_property_readonly("num_pending", &edgetag::StreamingFrontend::num_pending)
+      .def_property_readonly("frames_emitted", &edgetag::StreamingFrontend::frames_emitted)
+      .def("num_frames_for_push", &edgetag::StreamingFrontend::NumFramesForPush, py::arg("num_samples"))
+      .def(
+          "push",
+          [](edgetag::StreamingFrontend& self, const py::array& samples) {
+            CheckSamples(samples);
+            const auto frames = self.NumFramesForPush(static_cast<std::size_t>(samples.size()));
+            FloatArray out({static_cast<py::ssize_t>(frames), static_cast<py::ssize_t>(self.num_bins())});
+            const auto written = PushInto(self, samples, out);
+            if (written != frames) {  // another thread pushed in between: return what was written
+              return FloatArray(out[py::slice(0, static_cast<py::ssize_t>(written), 1)]);
+            }
+            return out;
+          },
+          py::arg("samples"))
+      .def("push_into", &PushInto, py::arg("samples"), py::arg("out").noconvert())
+      .def("reset", &edgetag::StreamingFrontend::Reset);
+
+  m.def(
+      "compute_features",
+      [](const py::object& config, const py::array& samples) {
+        const FrontendConfig cfg = ConfigFromPython(config);
+        cfg.Validate();
+        CheckSamples(samples);
+        const auto n = static_cast<std::size_t>(samples.size());
+        FloatArray out({static_cast<py::ssize_t>(cfg.NumFrames(n)),
+                        static_cast<py::ssize_t>(cfg.n_bins)});
+        float* dst = out.mutable_data();
+        DispatchSamples(samples, [&](const auto* src) {
+          py::gil_scoped_release release;
+          edgetag::ComputeFeatures(cfg, src, n, dst);
+          return 0;
+        });
+        return out;
+      },
+      py::arg("config"), py::arg("samples"));
+
+  m.def(
+      "filterbank_matrix",
+      [](const py::object& config) {
+        const FrontendConfig cfg = ConfigFromPython(config);
+        cfg.Validate();
+        const edgetag::Filterbank fb(cfg);
+        const auto dense = fb.Dense(cfg.NumFftBins());
+        py::array_t<double> out({cfg.n_bins, cfg.NumFftBins()});
+        std::copy(dense.begin(), dense.end(), out.mutable_data());
+        return out;
+      },
+      py::arg("config"), "Dense filterbank weights [n_bins, n_fft // 2 + 1] as the C++ core builds them.");
+
+  m.def(
+      "rfft",
+      [](const py::array_t<double, py::array::c_style | py::array::forcecast>& x) {
+        edgetag::RealFft fft(static_cast<int>(x.size()));
+        py::array_t<double> re(fft.num_bins()), im(fft.num_bins());
+        fft.Forward(x.data(), re.mutable_data(), im.mutable_data());
+        return py::make_tuple(re, im);
+      },
+      py::arg("x"), "Real FFT of a power-of-two length frame (real and imaginary parts).");
+}

@@ -1,0 +1,127 @@
+#include "edgetag/streaming_frontend.h"
+
+#include <cmath>
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+namespace edgetag {
+
+namespace {
+inline double ToDouble(float v) { return v; }
+inline double ToDouble(double v) { return v; }
+inline double ToDouble(std::int16_t v) { return v * (1.0 / 32768.0); }
+
+template <typename T>
+void CheckFinite(const T* samples, std::size_t n) {
+  if constexpr (!std::is_integral_v<T>) {
+    for (std::size_t i = 0; i < n; ++i) {
+      if (!std::isfinite(samples[i])) {
+        throw std::invalid_argument("sample " + std::to_string(i) + " of the pushed chunk is " +
+                                    (std::isnan(samples[i]) ? "NaN" : "infinite") +
+                                    "; the stream was left unchanged");
+      }
+    }
+  }
+}
+
+template <typename T>
+void Convert(const T* src, std::size_t n, double* dst) {
+  for (std::size_t i = 0; i < n; ++i) dst[i] = ToDouble(src[i]);
+}
+}  // namespace
+
+StreamingFrontend::StreamingFrontend(const FrontendConfig& config)
+    : processor_(config),
+      pending_samples_(static_cast<std::size_t>(config.win_length), 0.0),
+      frame_(static_cast<std::size_t>(config.win_length), 0.0) {}
+
+std::size_t StreamingFrontend::NumFramesForPush(std::size_t num_samples) const {
+  return config().NumFrames(pending_ + num_samples);
+}
+
+template <typename T>
+std::size_t StreamingFrontend::PushImpl(const T* samples, std::size_t n, float* out,
+                                        std::size_t capacity) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  CheckFinite(samples, n);  // before any state changes
+  const FrontendConfig& c = config();
+  const std::size_t win = static_cast<std::size_t>(c.win_length);
+  const std::size_t hop = static_cast<std::size_t>(c.hop_length);
+  const std::size_t total = pending_ + n;
+  const std::size_t frames = c.NumFrames(total);
+  if (frames > capacity) {
+    throw std::invalid_argument("output holds " + std::to_string(capacity) + " frames but the push yields " +
+                                std::to_string(frames));
+  }
+  const std::size_t bins = static_cast<std::size_t>(c.n_bins);
+  for (std::size_t f = 0; f < frames; ++f) {
+    // Frame f covers [f*hop, f*hop + win) of pending samples followed by the new ones.
+    const std::size_t start = f * hop;
+    std::size_t filled = 0;
+    if (start < pending_) {
+      filled = std::min(win, pending_ - start);
+      std::memcpy(frame_.data(), pending_samples_.data() + start, filled * sizeof(double));
+    }
+    if (filled < win) Convert(samples + (start + filled - pending_), win - filled, frame_.data() + filled);
+    processor_.Process(frame_.data(), out + f * bins);
+  }
+  // Keep what the next frame needs: samples from frames*hop on (fewer than win).
+  const std::size_t keep_from = frames * hop;
+  const std::size_t keep = total - keep_from;
+  if (keep_from < pending_) {
+    std::memmove(pending_samples_.data(), pending_samples_.data() + keep_from,
+                 (pending_ - keep_from) * sizeof(double));
+    Convert(samples, n, pending_samples_.data() + (pending_ - keep_from));
+  } else {
+    Convert(samples + (keep_from - pending_), keep, pending_samples_.data());
+  }
+  pending_ = keep;
+  frames_emitted_ += frames;
+  return frames;
+}
+
+std::size_t StreamingFrontend::Push(const float* s, std::size_t n, float* out, std::size_t cap) {
+  return PushImpl(s, n, out, cap);
+}
+std::size_t StreamingFrontend::Push(const double* s, std::size_t n, float* out, std::size_t cap) {
+  return PushImpl(s, n, out, cap);
+}
+std::size_t StreamingFrontend::Push(const std::int16_t* s, std::size_t n, float* out, std::size_t cap) {
+  return PushImpl(s, n, out, cap);
+}
+
+void StreamingFrontend::Reset() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  pending_ = 0;
+  frames_emitted_ = 0;
+}
+
+namespace {
+template <typename T>
+void ComputeFeaturesImpl(const FrontendConfig& config, const T* samples, std::size_t n, float* out) {
+  CheckFinite(samples, n);
+  FrameProcessor processor(config);
+  const std::size_t win = static_cast<std::size_t>(config.win_length);
+  const std::size_t hop = static_cast<std::size_t>(config.hop_length);
+  const std::size_t bins = static_cast<std::size_t>(config.n_bins);
+  std::vector<double> frame(win);
+  const std::size_t frames = config.NumFrames(n);
+  for (std::size_t f = 0; f < frames; ++f) {
+    Convert(samples + f * hop, win, frame.data());
+    processor.Process(frame.data(), out + f * bins);
+  }
+}
+}  // namespace
+
+void ComputeFeatures(const FrontendConfig& c, const float* s, std::size_t n, float* out) {
+  ComputeFeaturesImpl(c, s, n, out);
+}
+void ComputeFeatures(const FrontendConfig& c, const double* s, std::size_t n, float* out) {
+  ComputeFeaturesImpl(c, s, n, out);
+}
+void ComputeFeatures(const FrontendConfig& c, const std::int16_t* s, std::size_t n, float* out) {
+  ComputeFeaturesImpl(c, s, n, out);
+}
+
+}  // namespace edgetag

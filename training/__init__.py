@@ -1,0 +1,1 @@
+"""edgetag's training side: teachers, students and distillation (needs torch)."""
