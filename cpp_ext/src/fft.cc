@@ -4,12 +4,100 @@
 #include <stdexcept>
 #include <string>
 
+#include "edgetag/simd.h"
+
 namespace edgetag {
 
 namespace {
 constexpr double kPi = 3.14159265358979323846;
 
 bool IsPowerOfTwo(int n) { return n > 0 && (n & (n - 1)) == 0; }
+
+// One radix-2 pass over a block: a[j], b[j] <- a[j] + w[j] b[j], a[j] - w[j] b[j].
+// Separate, non-aliasing arrays let the compiler vectorise over j.
+inline void Butterflies(double* __restrict ar, double* __restrict ai, double* __restrict br,
+                        double* __restrict bi, const double* __restrict wr, const double* __restrict wi,
+                        int h) {
+  for (int j = 0; j < h; ++j) {
+    const double tr = wr[j] * br[j] - wi[j] * bi[j];
+    const double ti = wr[j] * bi[j] + wi[j] * br[j];
+    br[j] = ar[j] - tr;
+    bi[j] = ai[j] - ti;
+    ar[j] += tr;
+    ai[j] += ti;
+  }
+}
+
+// The first two radix-2 stages fused with the even/odd packing z[n] = x[2n] + i x[2n+1]
+// and the bit-reversal permutation. In bit-reversed order, the four values
+// z[q + k*m/4] (k = 0..3) form the block at block_pos[q] = 4*rev(q), as
+// [z[q], z[q+m/2], z[q+m/4], z[q+3m/4]]; the loop reads them in natural order
+// (contiguous over q, so it vectorises) and writes each block's 4-point DFT.
+EDGETAG_HOT void PackFirstStages(const double* x, int quarter, const int* block_pos, double* re,
+                                 double* im) {
+  const int stride = 2 * quarter;  // distance in x from z[q] to z[q + m/4]
+  for (int q = 0; q < quarter; ++q) {
+    const double* p = x + 2 * q;
+    const double a0r = p[0], a0i = p[1];
+    const double a1r = p[stride], a1i = p[stride + 1];
+    const double a2r = p[2 * stride], a2i = p[2 * stride + 1];
+    const double a3r = p[3 * stride], a3i = p[3 * stride + 1];
+    // Stage h = 1: pairs (z[q], z[q+m/2]) and (z[q+m/4], z[q+3m/4]).
+    const double b0r = a0r + a2r, b0i = a0i + a2i, b1r = a0r - a2r, b1i = a0i - a2i;
+    const double b2r = a1r + a3r, b2i = a1i + a3i, b3r = a1r - a3r, b3i = a1i - a3i;
+    // Stage h = 2: twiddles 1 and -i, where -i (x + iy) = y - ix.
+    const int o = block_pos[q];
+    re[o] = b0r + b2r;
+    im[o] = b0i + b2i;
+    re[o + 2] = b0r - b2r;
+    im[o + 2] = b0i - b2i;
+    re[o + 1] = b1r + b3i;
+    im[o + 1] = b1i - b3r;
+    re[o + 3] = b1r - b3i;
+    im[o + 3] = b1i + b3r;
+  }
+}
+
+// The remaining stages h = 4, 8, ..., m/2 of an in-place radix-2 FFT of m >= 8 points.
+// twiddle_re/im hold, for each stage in turn, the h values e^{-i pi j / h}.
+EDGETAG_HOT void LaterStages(double* re, double* im, int m, const double* twiddle_re,
+                             const double* twiddle_im) {
+  std::size_t offset = 0;
+  for (int h = 4; h < m; h *= 2) {
+    for (int base = 0; base < m; base += 2 * h) {
+      Butterflies(re + base, im + base, re + base + h, im + base + h, twiddle_re + offset,
+                  twiddle_im + offset, h);
+    }
+    offset += static_cast<std::size_t>(h);
+  }
+}
+
+// Spectrum of a real frame from the FFT z of its even/odd packing, for k in [1, half):
+// X[k] = E + W^k O, E = (z[k] + conj z[half-k]) / 2, O = -i (z[k] - conj z[half-k]) / 2.
+// With power set, out_re receives |X[k]|^2 and out_im is unused.
+template <bool kPower>
+inline void Unpack(const double* __restrict zr, const double* __restrict zi, const double* __restrict wr,
+                   const double* __restrict wi, int half, double* __restrict out_re,
+                   double* __restrict out_im) {
+  for (int k = 1; k < half; ++k) {
+    const int c = half - k;
+    const double even_r = 0.5 * (zr[k] + zr[c]), even_i = 0.5 * (zi[k] - zi[c]);
+    const double odd_r = 0.5 * (zi[k] + zi[c]), odd_i = -0.5 * (zr[k] - zr[c]);
+    const double xr = even_r + wr[k] * odd_r - wi[k] * odd_i;
+    const double xi = even_i + wr[k] * odd_i + wi[k] * odd_r;
+    if constexpr (kPower) {
+      out_re[k] = xr * xr + xi * xi;
+    } else {
+      out_re[k] = xr;
+      out_im[k] = xi;
+    }
+  }
+}
+
+EDGETAG_HOT void UnpackPower(const double* zr, const double* zi, const double* wr, const double* wi,
+                             int half, double* out) {
+  Unpack<true>(zr, zi, wr, wi, half, out, nullptr);
+}
 }  // namespace
 
 RealFft::RealFft(int n) : n_(n), half_(n / 2) {
@@ -18,13 +106,12 @@ RealFft::RealFft(int n) : n_(n), half_(n / 2) {
   }
   int bits = 0;
   while ((1 << bits) < half_) ++bits;
-  bitrev_.resize(half_);
-  for (int i = 0; i < half_; ++i) {
+  // Block q of the first pass lands at 4 * (q bit-reversed over bits - 2 bits).
+  for (int q = 0; q < half_ / 4; ++q) {
     int r = 0;
-    for (int b = 0; b < bits; ++b) r |= ((i >> b) & 1) << (bits - 1 - b);
-    bitrev_[i] = r;
+    for (int b = 0; b < bits - 2; ++b) r |= ((q >> b) & 1) << (bits - 3 - b);
+    block_pos_.push_back(4 * r);
   }
-  // Stages with half-size h >= 4 use tables; h = 1 and 2 have trivial twiddles.
   for (int h = 4; h < half_; h *= 2) {
     for (int j = 0; j < h; ++j) {
       twiddle_re_.push_back(std::cos(kPi * j / h));
@@ -41,97 +128,37 @@ RealFft::RealFft(int n) : n_(n), half_(n / 2) {
   work_im_.assign(half_, 0.0);
 }
 
-void RealFft::Transform() {
-  double* __restrict re = work_re_.data();
-  double* __restrict im = work_im_.data();
-  const int m = half_;
-  for (int i = 0; i < m; i += 2) {  // h = 1
-    const double ar = re[i], ai = im[i], br = re[i + 1], bi = im[i + 1];
-    re[i] = ar + br;
-    im[i] = ai + bi;
-    re[i + 1] = ar - br;
-    im[i + 1] = ai - bi;
+void RealFft::PackAndTransform(const double* x) {
+  if (half_ == 2) {  // n = 4: one 2-point DFT of z[0] = x0 + i x1, z[1] = x2 + i x3
+    work_re_[0] = x[0] + x[2];
+    work_im_[0] = x[1] + x[3];
+    work_re_[1] = x[0] - x[2];
+    work_im_[1] = x[1] - x[3];
+    return;
   }
-  if (m >= 4) {
-    for (int i = 0; i < m; i += 4) {  // h = 2: twiddles 1 and -i
-      double ar = re[i], ai = im[i], br = re[i + 2], bi = im[i + 2];
-      re[i] = ar + br;
-      im[i] = ai + bi;
-      re[i + 2] = ar - br;
-      im[i + 2] = ai - bi;
-      ar = re[i + 1];
-      ai = im[i + 1];
-      const double tr = im[i + 3], ti = -re[i + 3];
-      re[i + 1] = ar + tr;
-      im[i + 1] = ai + ti;
-      re[i + 3] = ar - tr;
-      im[i + 3] = ai - ti;
-    }
-  }
-  std::size_t offset = 0;
-  for (int h = 4; h < m; h *= 2) {
-    const double* __restrict wr = twiddle_re_.data() + offset;
-    const double* __restrict wi = twiddle_im_.data() + offset;
-    for (int base = 0; base < m; base += 2 * h) {
-      double* __restrict ar = re + base;
-      double* __restrict ai = im + base;
-      double* __restrict br = re + base + h;
-      double* __restrict bi = im + base + h;
-      for (int j = 0; j < h; ++j) {
-        const double tr = wr[j] * br[j] - wi[j] * bi[j];
-        const double ti = wr[j] * bi[j] + wi[j] * br[j];
-        br[j] = ar[j] - tr;
-        bi[j] = ai[j] - ti;
-        ar[j] += tr;
-        ai[j] += ti;
-      }
-    }
-    offset += static_cast<std::size_t>(h);
-  }
+  PackFirstStages(x, half_ / 4, block_pos_.data(), work_re_.data(), work_im_.data());
+  LaterStages(work_re_.data(), work_im_.data(), half_, twiddle_re_.data(), twiddle_im_.data());
 }
 
-// Packs x as z[m] = x[2m] + i x[2m+1] (in bit-reversed order) and transforms.
-#define EDGETAG_PACK_AND_TRANSFORM(x)                 \
-  for (int m = 0; m < half_; ++m) {                   \
-    work_re_[bitrev_[m]] = (x)[2 * m];                \
-    work_im_[bitrev_[m]] = (x)[2 * m + 1];            \
-  }                                                   \
-  Transform();
-
 void RealFft::Forward(const double* x, double* re, double* im) {
-  EDGETAG_PACK_AND_TRANSFORM(x)
+  PackAndTransform(x);
   const double* zr = work_re_.data();
   const double* zi = work_im_.data();
   re[0] = zr[0] + zi[0];
   im[0] = 0.0;
   re[half_] = zr[0] - zi[0];
   im[half_] = 0.0;
-  for (int k = 1; k < half_; ++k) {
-    const int c = half_ - k;
-    const double even_r = 0.5 * (zr[k] + zr[c]), even_i = 0.5 * (zi[k] - zi[c]);
-    const double odd_r = 0.5 * (zi[k] + zi[c]), odd_i = -0.5 * (zr[k] - zr[c]);
-    re[k] = even_r + unpack_re_[k] * odd_r - unpack_im_[k] * odd_i;
-    im[k] = even_i + unpack_re_[k] * odd_i + unpack_im_[k] * odd_r;
-  }
+  Unpack<false>(zr, zi, unpack_re_.data(), unpack_im_.data(), half_, re, im);
 }
 
 void RealFft::PowerSpectrum(const double* x, double* out) {
-  EDGETAG_PACK_AND_TRANSFORM(x)
-  const double* __restrict zr = work_re_.data();
-  const double* __restrict zi = work_im_.data();
+  PackAndTransform(x);
+  const double* zr = work_re_.data();
+  const double* zi = work_im_.data();
   const double dc = zr[0] + zi[0], nyquist = zr[0] - zi[0];
   out[0] = dc * dc;
   out[half_] = nyquist * nyquist;
-  for (int k = 1; k < half_; ++k) {
-    const int c = half_ - k;
-    const double even_r = 0.5 * (zr[k] + zr[c]), even_i = 0.5 * (zi[k] - zi[c]);
-    const double odd_r = 0.5 * (zi[k] + zi[c]), odd_i = -0.5 * (zr[k] - zr[c]);
-    const double xr = even_r + unpack_re_[k] * odd_r - unpack_im_[k] * odd_i;
-    const double xi = even_i + unpack_re_[k] * odd_i + unpack_im_[k] * odd_r;
-    out[k] = xr * xr + xi * xi;
-  }
+  UnpackPower(zr, zi, unpack_re_.data(), unpack_im_.data(), half_, out);
 }
-
-#undef EDGETAG_PACK_AND_TRANSFORM
 
 }  // namespace edgetag

@@ -5,6 +5,8 @@
 #include <stdexcept>
 #include <string>
 
+#include "edgetag/simd.h"
+
 namespace edgetag {
 
 namespace {
@@ -83,7 +85,7 @@ Filterbank::Filterbank(const FrontendConfig& c) : edges_hz_(BandEdgesHz(c)) {
   }
 }
 
-void Filterbank::Apply(const double* spectrum, double* out) const {
+EDGETAG_HOT void Filterbank::Apply(const double* spectrum, double* out) const {
   const int bands = num_bands();
   for (int m = 0; m < bands; ++m) {
     const double* __restrict w = weights_.data() + offset_[m];

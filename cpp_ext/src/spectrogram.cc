@@ -46,25 +46,28 @@ void FrameProcessor::Process(double* frame, float* out) {
   }
   filterbank_.Apply(spectrum_.data(), energies_.data());
 
+  // The argument of each log is formed in double, then the log is taken in
+  // float: the output is float32 anyway, and logf adds at most ~1e-7 absolute
+  // error in ln units (the contract allows 1e-4) at a fraction of log's cost.
   const int bands = config_.n_bins;
   const double floor = config_.log_floor;
   const double* e = energies_.data();
   switch (config_.compression) {
     case CompressionKind::kLog:
-      for (int m = 0; m < bands; ++m) out[m] = static_cast<float>(std::log(e[m] + floor));
+      for (int m = 0; m < bands; ++m) out[m] = std::log(static_cast<float>(e[m] + floor));
       break;
     case CompressionKind::kLogClamp:
-      for (int m = 0; m < bands; ++m) out[m] = static_cast<float>(std::log(std::max(e[m], floor)));
+      for (int m = 0; m < bands; ++m) out[m] = std::log(static_cast<float>(std::max(e[m], floor)));
       break;
     case CompressionKind::kLog10Plus1: {
       const double k = config_.log1p_scale;
-      for (int m = 0; m < bands; ++m) out[m] = static_cast<float>(std::log10(1.0 + k * e[m]));
+      for (int m = 0; m < bands; ++m) out[m] = std::log10(static_cast<float>(1.0 + k * e[m]));
       break;
     }
     case CompressionKind::kDb: {
       const double ref = config_.db_ref;
       for (int m = 0; m < bands; ++m) {
-        out[m] = static_cast<float>(10.0 * std::log10(std::max(e[m], floor) / ref));
+        out[m] = 10.0f * std::log10(static_cast<float>(std::max(e[m], floor) / ref));
       }
       break;
     }

@@ -2,7 +2,8 @@
 //
 // A length-N real frame is packed into N/2 complex values, transformed with an
 // iterative radix-2 FFT (structure-of-arrays layout so the butterflies
-// vectorise) and unpacked into the N/2 + 1 non-negative-frequency bins. All
+// vectorise; the first two stages are fused with the packing and bit reversal)
+// and unpacked into the N/2 + 1 non-negative-frequency bins. All
 // tables are built in the constructor; Forward() allocates nothing.
 #pragma once
 
@@ -26,11 +27,11 @@ class RealFft {
   void PowerSpectrum(const double* x, double* out);
 
  private:
-  void Transform();  // in-place complex FFT of work_re_/work_im_ (bit-reversed input)
+  void PackAndTransform(const double* x);  // FFT of the even/odd packing of x into work_*
 
   int n_;      // real length
   int half_;   // complex length n/2
-  std::vector<int> bitrev_;            // bit-reversal permutation of [0, half)
+  std::vector<int> block_pos_;         // where the first pass writes each 4-point block
   std::vector<double> twiddle_re_;     // per stage h (4, 8, ... half/2): h values, concatenated
   std::vector<double> twiddle_im_;
   std::vector<double> unpack_re_;      // e^{-2 pi i k / n}, k in [0, half)
