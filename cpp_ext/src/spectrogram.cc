@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "edgetag/simd.h"
 #include "edgetag/window.h"
 
 namespace edgetag {
@@ -23,7 +24,7 @@ FrameProcessor::FrameProcessor(const FrontendConfig& config)
       spectrum_(static_cast<std::size_t>(config.NumFftBins()), 0.0),
       energies_(static_cast<std::size_t>(config.n_bins), 0.0) {}
 
-void FrameProcessor::Process(double* frame, float* out) {
+EDGETAG_HOT void FrameProcessor::Process(double* frame, float* out) {
   const int win = config_.win_length;
   if (config_.remove_dc_offset) {
     double mean = 0.0;

@@ -4,6 +4,9 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+
+#include "edgetag/simd.h"
 
 namespace edgetag {
 
@@ -12,9 +15,26 @@ inline double ToDouble(float v) { return v; }
 inline double ToDouble(double v) { return v; }
 inline double ToDouble(std::int16_t v) { return v * (1.0 / 32768.0); }
 
+// True when no sample is NaN or infinite: a branch-free test of the exponent
+// bits (all ones only for Inf/NaN) that vectorises, run on every push.
+template <typename T, typename Bits>
+EDGETAG_HOT bool AllFinite(const T* samples, std::size_t n) {
+  static_assert(sizeof(T) == sizeof(Bits));
+  constexpr Bits kExponent = static_cast<Bits>(sizeof(T) == 4 ? 0x7f800000ull : 0x7ff0000000000000ull);
+  Bits bad = 0;
+  for (std::size_t i = 0; i < n; ++i) {
+    Bits bits;
+    std::memcpy(&bits, samples + i, sizeof bits);
+    bad |= static_cast<Bits>((bits & kExponent) == kExponent);
+  }
+  return bad == 0;
+}
+
 template <typename T>
 void CheckFinite(const T* samples, std::size_t n) {
   if constexpr (!std::is_integral_v<T>) {
+    using Bits = std::conditional_t<sizeof(T) == 4, std::uint32_t, std::uint64_t>;
+    if (AllFinite<T, Bits>(samples, n)) return;
     for (std::size_t i = 0; i < n; ++i) {
       if (!std::isfinite(samples[i])) {
         throw std::invalid_argument("sample " + std::to_string(i) + " of the pushed chunk is " +
