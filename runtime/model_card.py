@@ -1,0 +1,252 @@
+"""The model card: everything the runtime needs, stored inside the ONNX file.
+
+An exported model carries one metadata entry, ``edgetag.model_card``, holding
+this card as JSON: format version, task, labels, the full front-end config,
+input/output names and layout, window and hop in frames, streaming mode and
+state tensors, decision thresholds, provenance and measured metrics. The
+runtime builds itself from the card and refuses a card that is missing,
+incomplete or contradicts itself or the graph, saying what is wrong.
+
+Tensor conventions (fixed by format version 1):
+
+- input ``features``: float32 ``[batch, frames, n_bins]`` front-end frames;
+- output ``logits``: float32 ``[batch, n_labels]`` (clip) or
+  ``[batch, frames, n_labels]`` (frame); scores are ``sigmoid(logits)`` for
+  multi-label tasks and ``softmax(logits)`` for multi-class ones;
+- stateful models: for each state ``s`` an input ``s_in`` and an output
+  ``s_out`` of shape ``[batch, *s.shape]``, fed back on the next call.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from edgetag.runtime.frontend import FrontendConfig, FrontendConfigError
+
+METADATA_KEY = "edgetag.model_card"
+FORMAT_VERSION = 1
+INPUT_NAME = "features"
+OUTPUT_NAME = "logits"
+
+Task = Literal["multi_label", "multi_class"]
+StreamingMode = Literal["window", "stateful"]
+
+
+class ModelCardError(ValueError):
+    """A model whose card is missing, malformed or contradictory."""
+
+
+@dataclass(frozen=True)
+class StateTensor:
+    """A streaming state: fed as ``{name}_in``, returned as ``{name}_out``, shape without batch."""
+
+    name: str
+    shape: tuple[int, ...]
+
+    @property
+    def input_name(self) -> str:
+        return f"{self.name}_in"
+
+    @property
+    def output_name(self) -> str:
+        return f"{self.name}_out"
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """What an edgetag model is and how to run it (see the module docstring)."""
+
+    name: str
+    task: Task
+    labels: tuple[str, ...]
+    frontend: FrontendConfig
+    streaming_mode: StreamingMode
+    window_frames: int
+    """Window mode: frames per run. Stateful mode: frames per call (usually 1)."""
+    hop_frames: int
+    """Frames between decisions."""
+    thresholds: tuple[float, ...]
+    """Per-label decision threshold on the score (sigmoid/softmax output)."""
+    states: tuple[StateTensor, ...] = ()
+    provenance: dict[str, Any] = field(default_factory=dict)
+    """Teacher(s), data, training config hash, creation time: free-form, JSON-able."""
+    metrics: dict[str, float] = field(default_factory=dict)
+    """Measured metrics, by name (e.g. ``roc_auc``, ``raw_pitch_accuracy``)."""
+    parameters: int = 0
+    macs_per_second: float = 0.0
+    format_version: int = FORMAT_VERSION
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    @property
+    def output_level(self) -> Literal["clip", "frame"]:
+        """Window models give one score vector per run; stateful ones one per frame."""
+        return "clip" if self.streaming_mode == "window" else "frame"
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.labels)
+
+    @property
+    def decision_interval_s(self) -> float:
+        """Seconds between decisions."""
+        return self.hop_frames / self.frontend.frame_rate
+
+    def validate(self) -> None:
+        """Raise `ModelCardError` naming the first contradiction found."""
+
+        def fail(message: str) -> None:
+            raise ModelCardError(f"invalid model card: {message}")
+
+        if self.format_version != FORMAT_VERSION:
+            fail(f"format_version {self.format_version} is not supported (this edgetag reads {FORMAT_VERSION})")
+        if self.task not in ("multi_label", "multi_class"):
+            fail(f"task must be multi_label or multi_class, got {self.task!r}")
+        if not self.labels:
+            fail("labels are empty")
+        if any(not isinstance(label, str) or not label for label in self.labels):
+            fail("every label must be a non-empty string")
+        if len(set(self.labels)) != len(self.labels):
+            dupes = sorted({label for label in self.labels if self.labels.count(label) > 1})
+            fail(f"labels repeat: {dupes}")
+        if len(self.thresholds) != len(self.labels):
+            fail(f"{len(self.thresholds)} thresholds for {len(self.labels)} labels")
+        if any(not 0.0 <= t <= 1.0 for t in self.thresholds):
+            fail("thresholds must lie in [0, 1] (they apply to scores)")
+        if not isinstance(self.frontend, FrontendConfig):
+            fail("frontend must be a FrontendConfig")
+        if self.streaming_mode not in ("window", "stateful"):
+            fail(f"streaming_mode must be window or stateful, got {self.streaming_mode!r}")
+        if self.window_frames < 1 or self.hop_frames < 1:
+            fail(f"window_frames ({self.window_frames}) and hop_frames ({self.hop_frames}) must be >= 1")
+        if self.streaming_mode == "window" and self.states:
+            fail("a window-mode model has no state tensors")
+        if self.streaming_mode == "stateful":
+            if not self.states:
+                fail("a stateful model must declare its state tensors")
+            names = [s.name for s in self.states]
+            if len(set(names)) != len(names):
+                fail(f"state names repeat: {names}")
+            for state in self.states:
+                if not state.name or any(not isinstance(d, int) or d < 0 for d in state.shape):
+                    fail(f"state {state.name!r} has an invalid shape {state.shape}")
+        if self.parameters < 0 or self.macs_per_second < 0:
+            fail("parameters and macs_per_second must be >= 0")
+
+    def check_graph(self, inputs: dict[str, list[Any]], outputs: dict[str, list[Any]]) -> None:
+        """Check the card against a graph's input/output names and shapes.
+
+        Shapes come from ONNX Runtime (``session.get_inputs()``): a symbolic
+        dimension is a string or None and matches anything.
+        """
+
+        def fail(message: str) -> None:
+            raise ModelCardError(f"model card and graph disagree: {message}")
+
+        def same(actual: list[Any], expected: tuple[int, ...], what: str) -> None:
+            if len(actual) != len(expected):
+                fail(f"{what} has rank {len(actual)}, the card implies {len(expected)} ({list(expected)})")
+            for have, want in zip(actual, expected):
+                if isinstance(have, int) and want >= 0 and have != want:
+                    fail(f"{what} has shape {actual}, the card implies {list(expected)}")
+
+        expected_inputs = {INPUT_NAME: (-1, -1, self.frontend.n_bins)}
+        output_shape = (-1, self.n_labels) if self.output_level == "clip" else (-1, -1, self.n_labels)
+        expected_outputs = {OUTPUT_NAME: output_shape}
+        for state in self.states:
+            expected_inputs[state.input_name] = (-1, *state.shape)
+            expected_outputs[state.output_name] = (-1, *state.shape)
+        for kind, actual_map, expected_map in (
+            ("input", inputs, expected_inputs),
+            ("output", outputs, expected_outputs),
+        ):
+            missing = sorted(set(expected_map) - set(actual_map))
+            extra = sorted(set(actual_map) - set(expected_map))
+            if missing:
+                fail(f"graph lacks {kind}(s) {missing} (it has {sorted(actual_map)})")
+            if extra:
+                fail(f"graph has {kind}(s) {extra} that the card does not describe")
+            for name, shape in expected_map.items():
+                same(list(actual_map[name]), shape, f"{kind} '{name}'")
+
+    # ------------------------------------------------------------------ serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": self.format_version,
+            "name": self.name,
+            "task": self.task,
+            "labels": list(self.labels),
+            "frontend": self.frontend.to_dict(),
+            "streaming_mode": self.streaming_mode,
+            "window_frames": self.window_frames,
+            "hop_frames": self.hop_frames,
+            "thresholds": list(self.thresholds),
+            "states": [{"name": s.name, "shape": list(s.shape)} for s in self.states],
+            "provenance": self.provenance,
+            "metrics": self.metrics,
+            "parameters": self.parameters,
+            "macs_per_second": self.macs_per_second,
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ModelCard:
+        if not isinstance(data, dict):
+            raise ModelCardError(f"invalid model card: expected a JSON object, got {type(data).__name__}")
+        required = {
+            "format_version", "name", "task", "labels", "frontend", "streaming_mode",
+            "window_frames", "hop_frames", "thresholds",
+        }
+        optional = {"states", "provenance", "metrics", "parameters", "macs_per_second"}
+        missing = sorted(required - set(data))
+        if missing:
+            raise ModelCardError(f"invalid model card: missing field(s) {missing}")
+        unknown = sorted(set(data) - required - optional)
+        if unknown:
+            raise ModelCardError(f"invalid model card: unknown field(s) {unknown}")
+        try:
+            frontend = FrontendConfig.from_dict(data["frontend"])
+        except FrontendConfigError as exc:
+            raise ModelCardError(f"invalid model card: front end: {exc}") from None
+        try:
+            return cls(
+                format_version=int(data["format_version"]),
+                name=str(data["name"]),
+                task=data["task"],
+                labels=tuple(data["labels"]),
+                frontend=frontend,
+                streaming_mode=data["streaming_mode"],
+                window_frames=int(data["window_frames"]),
+                hop_frames=int(data["hop_frames"]),
+                thresholds=tuple(float(t) for t in data["thresholds"]),
+                states=tuple(StateTensor(str(s["name"]), tuple(s["shape"])) for s in data.get("states", [])),
+                provenance=dict(data.get("provenance", {})),
+                metrics={str(k): float(v) for k, v in data.get("metrics", {}).items()},
+                parameters=int(data.get("parameters", 0)),
+                macs_per_second=float(data.get("macs_per_second", 0.0)),
+            )
+        except (TypeError, KeyError, AttributeError) as exc:
+            raise ModelCardError(f"invalid model card: malformed field ({exc})") from None
+
+    @classmethod
+    def from_json(cls, text: str) -> ModelCard:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ModelCardError(f"invalid model card: not valid JSON ({exc})") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, str], source: str = "model") -> ModelCard:
+        """Read the card from an ONNX file's metadata map."""
+        if METADATA_KEY not in metadata:
+            raise ModelCardError(
+                f"{source} is not an edgetag model: its ONNX metadata has no '{METADATA_KEY}' entry "
+                "(export models with `edgetag export`)"
+            )
+        return cls.from_json(metadata[METADATA_KEY])
