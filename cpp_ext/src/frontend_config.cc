@@ -25,7 +25,8 @@ void FrontendConfig::Validate() const {
   Require(fmax <= sample_rate / 2.0, "fmax is above the Nyquist frequency");
   Require(fmin < fmax, "fmin must be below fmax");
   Require(preemphasis >= 0.0 && preemphasis < 1.0, "preemphasis must be in [0, 1)");
-  Require(log_floor > 0.0 && std::isfinite(log_floor), "log_floor must be positive");
+  // The vectorised log needs normal doubles; 1e-30 is far below any useful floor.
+  Require(log_floor >= 1e-30 && std::isfinite(log_floor), "log_floor must be at least 1e-30");
   Require(log1p_scale > 0.0 && std::isfinite(log1p_scale), "log1p_scale must be positive");
   Require(db_ref > 0.0 && std::isfinite(db_ref), "db_ref must be positive");
   if (filterbank == FilterbankKind::kLogFreq) {

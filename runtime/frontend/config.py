@@ -129,7 +129,7 @@ class FrontendConfig:
     compression: CompressionKind = "log"
     """log, log_clamp, log10_1p, db or none."""
     log_floor: float = 1e-6
-    """Floor of ``log`` (added), ``log_clamp`` and ``db`` (clamped); > 0."""
+    """Floor of ``log`` (added), ``log_clamp`` and ``db`` (clamped); >= 1e-30."""
     log1p_scale: float = 10000.0
     """k in ``log10(1 + k*x)``; used by ``log10_1p`` only."""
     db_ref: float = 1.0
@@ -288,8 +288,8 @@ def _validate(c: FrontendConfig) -> None:
         fail(f"fmin ({c.fmin} Hz) must be below fmax ({c.fmax} Hz)")
     if not 0.0 <= c.preemphasis < 1.0:
         fail(f"preemphasis must be in [0, 1), got {c.preemphasis}")
-    if c.log_floor <= 0:
-        fail(f"log_floor must be positive, got {c.log_floor}")
+    if c.log_floor < 1e-30:
+        fail(f"log_floor must be at least 1e-30, got {c.log_floor}")
     if c.log1p_scale <= 0:
         fail(f"log1p_scale must be positive, got {c.log1p_scale}")
     if c.db_ref <= 0:
