@@ -58,17 +58,57 @@ EDGETAG_HOT void PackFirstStages(const double* x, int quarter, const int* block_
   }
 }
 
-// The remaining stages h = 4, 8, ..., m/2 of an in-place radix-2 FFT of m >= 8 points.
-// twiddle_re/im hold, for each stage in turn, the h values e^{-i pi j / h}.
+// Two radix-2 stages (h and 2h) in one pass over blocks of 4h points: with
+// w1 = e^{-i pi j/h} and w2 = e^{-i pi j/(2h)}, for j < h,
+//   b0, b1 = a0 +- w1 a1;  b2, b3 = a2 +- w1 a3;
+//   c0, c2 = b0 +- w2 b2;  c1, c3 = b1 +- (-i w2) b3.
+// Half the loads and stores of two radix-2 passes.
+inline void Radix4Butterflies(double* __restrict r0, double* __restrict i0, double* __restrict r1,
+                              double* __restrict i1, double* __restrict r2, double* __restrict i2,
+                              double* __restrict r3, double* __restrict i3, const double* __restrict w1r,
+                              const double* __restrict w1i, const double* __restrict w2r,
+                              const double* __restrict w2i, int h) {
+  for (int j = 0; j < h; ++j) {
+    const double t1r = w1r[j] * r1[j] - w1i[j] * i1[j], t1i = w1r[j] * i1[j] + w1i[j] * r1[j];
+    const double t3r = w1r[j] * r3[j] - w1i[j] * i3[j], t3i = w1r[j] * i3[j] + w1i[j] * r3[j];
+    const double b0r = r0[j] + t1r, b0i = i0[j] + t1i, b1r = r0[j] - t1r, b1i = i0[j] - t1i;
+    const double b2r = r2[j] + t3r, b2i = i2[j] + t3i, b3r = r2[j] - t3r, b3i = i2[j] - t3i;
+    const double t2r = w2r[j] * b2r - w2i[j] * b2i, t2i = w2r[j] * b2i + w2i[j] * b2r;
+    // -i (w2 b3): multiply by w2, then (x + iy) -> (y - ix).
+    const double u_r = w2r[j] * b3r - w2i[j] * b3i, u_i = w2r[j] * b3i + w2i[j] * b3r;
+    const double t4r = u_i, t4i = -u_r;
+    r0[j] = b0r + t2r;
+    i0[j] = b0i + t2i;
+    r2[j] = b0r - t2r;
+    i2[j] = b0i - t2i;
+    r1[j] = b1r + t4r;
+    i1[j] = b1i + t4i;
+    r3[j] = b1r - t4r;
+    i3[j] = b1i - t4i;
+  }
+}
+
+// The remaining stages h = 4, 8, ..., m/2 of an in-place radix-2 FFT of m >= 8
+// points, two at a time, then a last single stage if their number is odd.
+// twiddle_re/im hold, stage after stage, the h values e^{-i pi j / h}: stage h
+// starts at offset h - 4.
 EDGETAG_HOT void LaterStages(double* re, double* im, int m, const double* twiddle_re,
                              const double* twiddle_im) {
-  std::size_t offset = 0;
-  for (int h = 4; h < m; h *= 2) {
-    for (int base = 0; base < m; base += 2 * h) {
-      Butterflies(re + base, im + base, re + base + h, im + base + h, twiddle_re + offset,
-                  twiddle_im + offset, h);
+  int h = 4;
+  for (; 4 * h <= m; h *= 4) {
+    const double *w1r = twiddle_re + (h - 4), *w1i = twiddle_im + (h - 4);
+    const double *w2r = twiddle_re + (2 * h - 4), *w2i = twiddle_im + (2 * h - 4);
+    for (int base = 0; base < m; base += 4 * h) {
+      double* r = re + base;
+      double* i = im + base;
+      Radix4Butterflies(r, i, r + h, i + h, r + 2 * h, i + 2 * h, r + 3 * h, i + 3 * h, w1r, w1i, w2r, w2i, h);
     }
-    offset += static_cast<std::size_t>(h);
+  }
+  if (h < m) {
+    for (int base = 0; base < m; base += 2 * h) {
+      Butterflies(re + base, im + base, re + base + h, im + base + h, twiddle_re + (h - 4),
+                  twiddle_im + (h - 4), h);
+    }
   }
 }
 
