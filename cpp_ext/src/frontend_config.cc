@@ -28,7 +28,7 @@ void FrontendConfig::Validate() const {
   // The vectorised log needs normal doubles; 1e-30 is far below any useful floor.
   Require(log_floor >= 1e-30 && std::isfinite(log_floor), "log_floor must be at least 1e-30");
   Require(log1p_scale > 0.0 && std::isfinite(log1p_scale), "log1p_scale must be positive");
-  Require(db_ref > 0.0 && std::isfinite(db_ref), "db_ref must be positive");
+  Require(db_ref > 0.0 && db_ref <= 1e30, "db_ref must be in (0, 1e30]");
   if (filterbank == FilterbankKind::kLogFreq) {
     Require(bins_per_octave >= 1, "bins_per_octave must be at least 1");
     Require(fmin > 0.0, "logfreq bands need fmin > 0");

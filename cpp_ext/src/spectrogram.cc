@@ -16,7 +16,8 @@ constexpr double kLn10 = 2.30258509299404568402;
 constexpr std::uint64_t kSqrt2Bits = 0x3ff6a09e667f3bcdull;  // the double nearest sqrt(2)
 
 // Natural log of n positive, normal (>= 2^-1022), finite doubles, in place,
-// without a libm call per value so the loop vectorises. x = 2^e m with
+// without a libm call per value so the loop vectorises (callers check the range,
+// see LogOf). x = 2^e m with
 // m in [sqrt(1/2), sqrt(2)); ln m = 2 atanh(s), s = (m-1)/(m+1), |s| <= 0.1716,
 // summed to s^13: truncation below 1e-12 relative, far under float32 rounding.
 EDGETAG_HOT void LogInPlace(double* x, int n) {
@@ -39,6 +40,30 @@ EDGETAG_HOT void LogInPlace(double* x, int n) {
     const double series =
         1.0 + s2 * (1.0 / 3 + s2 * (1.0 / 5 + s2 * (1.0 / 7 + s2 * (1.0 / 9 + s2 * (1.0 / 11 + s2 / 13)))));
     x[i] = exponent * kLn2 + 2.0 * s * series;
+  }
+}
+
+// ln of each value in place: the vectorised kernel when every value is a
+// positive normal double (always, for valid configs and finite input), else
+// std::log, which gives the exact answer for subnormals, 0, inf and NaN.
+EDGETAG_HOT bool AllPositiveNormal(const double* x, int n) {
+  // Positive normal doubles are exactly the bit patterns in [2^52, 0x7ff << 52):
+  // one unsigned compare per value, which vectorises (negatives, inf, NaN fall outside).
+  constexpr std::uint64_t kLow = 0x0010000000000000ull, kSpan = 0x7ff0000000000000ull - kLow;
+  std::uint64_t outside = 0;
+  for (int i = 0; i < n; ++i) {
+    std::uint64_t bits;
+    std::memcpy(&bits, x + i, sizeof bits);
+    outside |= static_cast<std::uint64_t>(bits - kLow >= kSpan);
+  }
+  return outside == 0;
+}
+
+void LogOf(double* x, int n) {
+  if (AllPositiveNormal(x, n)) {
+    LogInPlace(x, n);
+  } else {
+    for (int i = 0; i < n; ++i) x[i] = std::log(x[i]);
   }
 }
 
@@ -105,7 +130,7 @@ EDGETAG_HOT void FrameProcessor::Process(double* frame, float* out) {
       for (int m = 0; m < bands; ++m) out[m] = static_cast<float>(e[m]);
       return;
   }
-  LogInPlace(e, bands);
+  LogOf(e, bands);
   for (int m = 0; m < bands; ++m) out[m] = static_cast<float>(scale * e[m]);
 }
 

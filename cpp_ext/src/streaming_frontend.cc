@@ -57,7 +57,18 @@ StreamingFrontend::StreamingFrontend(const FrontendConfig& config)
       frame_(static_cast<std::size_t>(config.win_length), 0.0) {}
 
 std::size_t StreamingFrontend::NumFramesForPush(std::size_t num_samples) const {
+  std::lock_guard<std::mutex> lock(mutex_);
   return config().NumFrames(pending_ + num_samples);
+}
+
+std::size_t StreamingFrontend::num_pending() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return pending_;
+}
+
+std::uint64_t StreamingFrontend::frames_emitted() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return frames_emitted_;
 }
 
 template <typename T>

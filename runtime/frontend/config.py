@@ -292,8 +292,8 @@ def _validate(c: FrontendConfig) -> None:
         fail(f"log_floor must be at least 1e-30, got {c.log_floor}")
     if c.log1p_scale <= 0:
         fail(f"log1p_scale must be positive, got {c.log1p_scale}")
-    if c.db_ref <= 0:
-        fail(f"db_ref must be positive, got {c.db_ref}")
+    if not 0 < c.db_ref <= 1e30:
+        fail(f"db_ref must be in (0, 1e30], got {c.db_ref}")
     if c.filterbank == "logfreq":
         if c.bins_per_octave < 1:
             fail(f"bins_per_octave must be at least 1, got {c.bins_per_octave}")

@@ -26,9 +26,9 @@ class StreamingFrontend {
   // Frames the next Push of num_samples samples will yield.
   std::size_t NumFramesForPush(std::size_t num_samples) const;
   // Samples held for frames not yet complete.
-  std::size_t num_pending() const { return pending_; }
+  std::size_t num_pending() const;
   // Frames emitted since construction or the last Reset().
-  std::uint64_t frames_emitted() const { return frames_emitted_; }
+  std::uint64_t frames_emitted() const;
 
   // Appends samples; writes each completed frame (n_bins floats) to out.
   // out_capacity_frames: rows available in out; too few throws. int16 input is
@@ -50,7 +50,7 @@ class StreamingFrontend {
   std::size_t pending_ = 0;
   std::vector<double> frame_;            // win_length scratch
   std::uint64_t frames_emitted_ = 0;
-  std::mutex mutex_;
+  mutable std::mutex mutex_;  // guards the stream state for every method
 };
 
 // Features of a whole signal: out has config.NumFrames(n) * n_bins floats.
