@@ -137,9 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    from edgetag.runtime.audio import AudioError
+
     try:
         return args.func(args)
-    except (ValueError, OSError, ImportError) as exc:
+    except (ValueError, OSError, ImportError, AudioError) as exc:
         # Errors of input and environment: one clear line, no traceback.
         print(f"edgetag {args.command}: error: {exc}", file=sys.stderr)
         return 1
