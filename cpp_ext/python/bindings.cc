@@ -75,10 +75,12 @@ SampleType CheckSamples(const py::array& a) {
   if (!(a.flags() & py::array::c_style)) {
     throw py::value_error("samples must be contiguous in memory; pass numpy.ascontiguousarray(samples)");
   }
-  const py::dtype dt = a.dtype();
-  if (dt.is(py::dtype::of<float>())) return SampleType::kFloat32;
-  if (dt.is(py::dtype::of<double>())) return SampleType::kFloat64;
-  if (dt.is(py::dtype::of<std::int16_t>())) return SampleType::kInt16;
+  // isinstance<array_t<T>> compares dtypes by value (numpy's EquivTypes), so an
+  // equal dtype that is another object (e.g. after pickling) is accepted, and
+  // non-native byte order is not.
+  if (py::isinstance<py::array_t<float>>(a)) return SampleType::kFloat32;
+  if (py::isinstance<py::array_t<double>>(a)) return SampleType::kFloat64;
+  if (py::isinstance<py::array_t<std::int16_t>>(a)) return SampleType::kInt16;
   throw py::type_error("samples must be float32, float64 or int16, got " +
                        py::cast<std::string>(py::str(a.dtype())));
 }
