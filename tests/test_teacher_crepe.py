@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")  # training code: skipped in the torch-free runtime environment
 
 from edgetag.training.teachers import get_teacher, known_teachers
 from edgetag.training.teachers import crepe as crepe_mod
