@@ -1,0 +1,128 @@
+"""Loading an exported model: an ONNX Runtime session built from the model card.
+
+`load_model` opens the file, reads and validates its card (see
+`edgetag.runtime.model_card`), checks the card against the graph's inputs and
+outputs, and returns an `OnnxModel` that runs feature windows (window mode)
+or feature chunks with carried state (stateful mode). Needs onnxruntime,
+never torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgetag.runtime.model_card import INPUT_NAME, OUTPUT_NAME, ModelCard, ModelCardError
+
+#: Short backend names accepted by `load_model` -> ONNX Runtime execution providers.
+PROVIDERS: dict[str, str] = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+
+
+class ModelLoadError(ValueError):
+    """A model file that cannot be opened or run."""
+
+
+def _import_ort() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise ImportError("running models needs onnxruntime: pip install 'edgetag[runtime]'") from exc
+    return onnxruntime
+
+
+def available_backends() -> list[str]:
+    """Backends (keys of `PROVIDERS`) this onnxruntime build can use."""
+    have = set(_import_ort().get_available_providers())
+    return [name for name, provider in PROVIDERS.items() if provider in have]
+
+
+class OnnxModel:
+    """An edgetag model ready to run: its card and an ONNX Runtime session."""
+
+    def __init__(self, path: str | Path, *, backend: str = "cpu", threads: int | None = None) -> None:
+        ort = _import_ort()
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"model file not found: {self.path}")
+        if backend not in PROVIDERS:
+            raise ModelLoadError(f"unknown backend {backend!r}; known backends: {', '.join(PROVIDERS)}")
+        if backend not in available_backends():
+            raise ModelLoadError(
+                f"backend {backend!r} is not available in this onnxruntime build "
+                f"(available: {', '.join(available_backends())})"
+            )
+        options = ort.SessionOptions()
+        if threads is not None:
+            if threads < 1:
+                raise ModelLoadError(f"threads must be >= 1, got {threads}")
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        providers = [PROVIDERS[backend]] + (["CPUExecutionProvider"] if backend != "cpu" else [])
+        try:
+            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            raise ModelLoadError(f"cannot load {self.path}: not a valid ONNX model ({exc})") from None
+        self.backend = backend
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.card = ModelCard.from_metadata(metadata, source=str(self.path))
+        try:
+            self.card.check_graph(
+                {i.name: list(i.shape) for i in self.session.get_inputs()},
+                {o.name: list(o.shape) for o in self.session.get_outputs()},
+            )
+        except ModelCardError as exc:
+            raise ModelCardError(f"{self.path}: {exc}") from None
+        self._output_names = [OUTPUT_NAME] + [s.output_name for s in self.card.states]
+
+    def initial_state(self, batch: int = 1) -> list[np.ndarray]:
+        """Zero state tensors (stateful models; empty for window models)."""
+        return [np.zeros((batch, *s.shape), np.float32) for s in self.card.states]
+
+    def run(
+        self, features: np.ndarray, states: list[np.ndarray] | None = None
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Logits for ``features`` float32 [batch, frames, n_bins], and the new state.
+
+        Window models take ``window_frames`` frames and return [batch, n_labels];
+        stateful models take any number of new frames plus the state from the
+        previous call (`initial_state` at the start) and return
+        [batch, frames, n_labels].
+        """
+        card = self.card
+        if features.dtype != np.float32 or features.ndim != 3 or features.shape[2] != card.frontend.n_bins:
+            raise ValueError(
+                f"features must be float32 [batch, frames, {card.frontend.n_bins}], "
+                f"got {features.dtype} {list(features.shape)}"
+            )
+        feeds = {INPUT_NAME: features}
+        if card.streaming_mode == "window":
+            if features.shape[1] != card.window_frames:
+                raise ValueError(f"a window model takes {card.window_frames} frames, got {features.shape[1]}")
+        else:
+            if states is None:
+                states = self.initial_state(features.shape[0])
+            if len(states) != len(card.states):
+                raise ValueError(f"expected {len(card.states)} state tensors, got {len(states)}")
+            for spec, state in zip(card.states, states):
+                feeds[spec.input_name] = state
+        outputs = self.session.run(self._output_names, feeds)
+        return outputs[0], outputs[1:]
+
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        """Logits -> scores: sigmoid (multi-label) or softmax over labels (multi-class)."""
+        logits = logits.astype(np.float32, copy=False)
+        if self.card.task == "multi_label":
+            return 1.0 / (1.0 + np.exp(-logits))
+        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def load_model(path: str | Path, *, backend: str = "cpu", threads: int | None = None) -> OnnxModel:
+    """Open an edgetag ONNX model; refuses a file whose card is missing or contradictory."""
+    return OnnxModel(path, backend=backend, threads=threads)
