@@ -75,19 +75,35 @@ SampleType CheckSamples(const py::array& a) {
   if (!(a.flags() & py::array::c_style)) {
     throw py::value_error("samples must be contiguous in memory; pass numpy.ascontiguousarray(samples)");
   }
-  // isinstance<array_t<T>> compares dtypes by value (numpy's EquivTypes), so an
-  // equal dtype that is another object (e.g. after pickling) is accepted, and
-  // non-native byte order is not.
-  if (py::isinstance<py::array_t<float>>(a)) return SampleType::kFloat32;
-  if (py::isinstance<py::array_t<double>>(a)) return SampleType::kFloat64;
-  if (py::isinstance<py::array_t<std::int16_t>>(a)) return SampleType::kInt16;
+  // Compare type numbers and byte order, not dtype objects: an equal dtype that
+  // is another object (e.g. after pickling) is accepted; a non-native byte
+  // order is refused. Cheap enough for every push.
+  const py::dtype dt = a.dtype();
+  const char order = dt.byteorder();
+  static const char kNativeOrder = [] {
+    const std::uint16_t one = 1;
+    return *reinterpret_cast<const unsigned char*>(&one) == 1 ? '<' : '>';
+  }();
+  const bool native = order == '=' || order == '|' || order == kNativeOrder;
+  if (native) {
+    switch (dt.num()) {
+      case py::dtype::num_of<float>():
+        return SampleType::kFloat32;
+      case py::dtype::num_of<double>():
+        return SampleType::kFloat64;
+      case py::dtype::num_of<std::int16_t>():
+        return SampleType::kInt16;
+      default:
+        break;
+    }
+  }
   throw py::type_error("samples must be float32, float64 or int16, got " +
                        py::cast<std::string>(py::str(a.dtype())));
 }
 
 template <typename Fn>
-auto DispatchSamples(const py::array& a, Fn&& fn) {
-  switch (CheckSamples(a)) {
+auto DispatchSamples(SampleType type, const py::array& a, Fn&& fn) {
+  switch (type) {
     case SampleType::kFloat32:
       return fn(static_cast<const float*>(a.data()));
     case SampleType::kFloat64:
@@ -100,17 +116,23 @@ auto DispatchSamples(const py::array& a, Fn&& fn) {
 
 using FloatArray = py::array_t<float, py::array::c_style>;
 
-std::size_t PushInto(edgetag::StreamingFrontend& self, const py::array& samples, FloatArray& out) {
+// Push checked samples (see CheckSamples) into out; the GIL is released meanwhile.
+std::size_t PushChecked(edgetag::StreamingFrontend& self, SampleType type, const py::array& samples,
+                        FloatArray& out) {
   const auto n = static_cast<std::size_t>(samples.size());
   if (out.ndim() != 2 || out.shape(1) != self.num_bins()) {
     throw py::value_error("out must be a float32 array of shape [frames, " + std::to_string(self.num_bins()) + "]");
   }
   float* dst = out.mutable_data();
   const auto capacity = static_cast<std::size_t>(out.shape(0));
-  return DispatchSamples(samples, [&](const auto* src) {
+  return DispatchSamples(type, samples, [&](const auto* src) {
     py::gil_scoped_release release;
     return self.Push(src, n, dst, capacity);
   });
+}
+
+std::size_t PushInto(edgetag::StreamingFrontend& self, const py::array& samples, FloatArray& out) {
+  return PushChecked(self, CheckSamples(samples), samples, out);
 }
 
 }  // namespace
@@ -130,10 +152,10 @@ PYBIND11_MODULE(_core, m) {
       .def(
           "push",
           [](edgetag::StreamingFrontend& self, const py::array& samples) {
-            CheckSamples(samples);
+            const SampleType type = CheckSamples(samples);
             const auto frames = self.NumFramesForPush(static_cast<std::size_t>(samples.size()));
             FloatArray out({static_cast<py::ssize_t>(frames), static_cast<py::ssize_t>(self.num_bins())});
-            const auto written = PushInto(self, samples, out);
+            const auto written = PushChecked(self, type, samples, out);
             if (written != frames) {  // another thread pushed in between: return what was written
               return FloatArray(out[py::slice(0, static_cast<py::ssize_t>(written), 1)]);
             }
@@ -148,12 +170,12 @@ PYBIND11_MODULE(_core, m) {
       [](const py::object& config, const py::array& samples) {
         const FrontendConfig cfg = ConfigFromPython(config);
         cfg.Validate();
-        CheckSamples(samples);
+        const SampleType type = CheckSamples(samples);
         const auto n = static_cast<std::size_t>(samples.size());
         FloatArray out({static_cast<py::ssize_t>(cfg.NumFrames(n)),
                         static_cast<py::ssize_t>(cfg.n_bins)});
         float* dst = out.mutable_data();
-        DispatchSamples(samples, [&](const auto* src) {
+        DispatchSamples(type, samples, [&](const auto* src) {
           py::gil_scoped_release release;
           edgetag::ComputeFeatures(cfg, src, n, dst);
           return 0;
