@@ -1,4 +1,4 @@
-"""Training subcommands of ``edgetag``: ``teach``.
+"""Training subcommands of ``edgetag``: ``teach``, ``evaluate``.
 
 Importing this module must stay cheap and torch-free (``edgetag --help``
 imports it); torch and the teachers are imported when a command runs.
@@ -50,8 +50,103 @@ def cmd_teach(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    # torch and the student are imported only when the command runs.
+    from edgetag.training.evaluate import default_output, evaluate, write_json
+
+    result = evaluate(
+        args.checkpoint,
+        args.data,
+        root=args.root,
+        split=None if args.split == "all" else args.split,
+        teacher_cache=args.teacher_cache,
+        teacher=args.teacher,
+        pool=args.pool,
+        teacher_threshold=args.teacher_threshold,
+        teacher_kind=args.teacher_kind,
+        teacher_offset=args.teacher_offset,
+        voicing_threshold=args.voicing_threshold,
+        progress=not args.no_progress,
+    )
+    print(result.text())
+    out = write_json(result, args.out or default_output(args.checkpoint, args.split))
+    print(f"wrote     {out}")
+    return 0
+
+
+def register_evaluate(sub: argparse._SubParsersAction) -> None:
+    """Add ``evaluate``."""
+    p = sub.add_parser(
+        "evaluate",
+        help="measure a student checkpoint on a manifest split (labels, teacher agreement, pitch)",
+        description=(
+            "Run a student checkpoint over a manifest's split and report mAP, ROC-AUC, PR-AUC, macro F1 "
+            "(accuracy for multi-class) against the labels, missing labels masked; with --teacher-cache and "
+            "--teacher also the agreement with the cached teacher outputs (and pitch accuracy for CREPE-bin "
+            "students). Prints a table and writes JSON."
+        ),
+    )
+    p.add_argument("checkpoint", help="student checkpoint (.pt)")
+    p.add_argument("--data", required=True, help="manifest (CSV or JSONL)")
+    p.add_argument("--root", help="directory the manifest's paths are relative to (default: the manifest's)")
+    p.add_argument("--split", default="test", help="split to evaluate, or 'all' (default test)")
+    p.add_argument("--teacher-cache", help="teacher cache directory (from 'edgetag teach')")
+    p.add_argument("--teacher", help="teacher name or identity (name@hash) in the cache")
+    p.add_argument("--pool", choices=["mean", "max"], default="mean", help="clip score from windows/frames (default mean)")
+    p.add_argument("--teacher-threshold", type=float, default=0.5, help="teacher decisions for agreement (default 0.5)")
+    p.add_argument("--teacher-kind", choices=["auto", "probabilities", "logits"], default="auto",
+                   help="what the cached teacher scores are (default: probabilities if all in [0, 1])")
+    p.add_argument("--teacher-offset", type=float, help="centre of teacher frame 0 in seconds (default: known per teacher, else 0)")
+    p.add_argument("--voicing-threshold", type=float, default=0.5, help="pitch: voiced where confidence >= this (default 0.5)")
+    p.add_argument("--out", help="JSON report (default CHECKPOINT.eval-SPLIT.json next to the checkpoint)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_distill(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edgetag.training.config import load_config
+
+    # A ConfigError is a ValueError: the CLI prints it as one line naming the key.
+    config = load_config(args.config, args.overrides)
+    if args.no_progress:
+        config.logging.progress = False
+    from edgetag.training.trainer import train
+
+    run_dir = Path(args.run_dir) if args.run_dir else Path("runs") / Path(args.config).stem
+    result = train(config, run_dir)
+    if result.student_path is not None:
+        print(f"student   {result.student_path}")
+        print(f"state     {result.state_path}")
+        print(f"config    sha256 {result.config_hash}")
+        for key, value in result.metrics.items():
+            print(f"{key:<20} {value:.4f}")
+    return 0
+
+
+def register_distill(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "distill",
+        help="train a student (labels, KD, KD + embedding regulariser, mean teacher) from a config",
+        description=(
+            "Train a student from a YAML or TOML config, with dotted KEY=VALUE overrides "
+            "(e.g. optim.lr=3e-4 method=kd). The resolved config and its sha256 are written to the "
+            "run directory; an interrupted run resumes from its newest checkpoint. Multi-GPU / "
+            "multi-node: torchrun --nproc_per_node N -m edgetag.runtime.cli distill CONFIG ..."
+        ),
+    )
+    p.add_argument("config", help="training config (.yaml, .yml or .toml)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.steps=2000")
+    p.add_argument("--run-dir", help="run directory (default runs/<config name>)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_distill)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``teach``."""
+    """Add ``teach`` and ``evaluate``."""
+    register_evaluate(sub)
+    register_distill(sub)
     p = sub.add_parser(
         "teach",
         help="run teachers over a data manifest and cache their outputs",

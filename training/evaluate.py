@@ -1,0 +1,442 @@
+"""Evaluate a student checkpoint on a manifest split: labels, teacher agreement, pitch.
+
+``edgetag evaluate CHECKPOINT --data MANIFEST [--split test] [--teacher-cache DIR --teacher NAME]``
+
+For each readable entry of the split the audio is loaded at the front end's
+rate, turned into features by the same front end the runtime uses
+(`edgetag.runtime.frontend.compute_features`) and run through the student:
+
+- a window student (``MobileNetStudent``) is run on windows of
+  ``window_frames`` frames every ``hop_frames`` frames, as the runtime does;
+  a clip shorter than one window is tiled (repeated) up to the window length
+  (counted as ``n_tiled``);
+- a stateful student is run over the whole sequence: one output per frame.
+
+Scores are probabilities (sigmoid for ``multi_label``, softmax for
+``multi_class``); a clip's score is the mean (``--pool mean``) or maximum
+(``--pool max``) over its windows or frames.
+
+Reports (each a section of the JSON and of the printed table):
+
+``labels``
+    `edgetag.training.metrics.tagging_metrics` of clip scores against the
+    manifest's labels for the checkpoint's label columns, missing labels
+    masked (labels the checkpoint does not know are ignored), F1 at the
+    checkpoint's thresholds. Left out when the split has no positive label.
+``teacher``
+    With ``--teacher-cache`` and ``--teacher``: `metrics.agreement` of the
+    student's clip scores with the teacher's cached outputs pooled the same
+    way (teacher binarised at ``--teacher-threshold``). The teacher's
+    windows are looked up by their cache metadata (path, start, end, teacher
+    name) and chained from the entry's start to its end, so no teacher needs
+    loading. Needs the same label columns in student and teacher.
+``teacher_frames``
+    For stateful students: the same agreement frame by frame, teacher frames
+    taken at the nearest time to each student frame (frame centres;
+    ``--teacher-offset`` is the centre of teacher frame 0 in seconds, 0.032
+    by default for ``crepe*`` teachers, else 0).
+``pitch``
+    When the student's labels are CREPE's 360 pitch bins (names ending in
+    ``Hz``) and a teacher cache is given: raw pitch / chroma accuracy and
+    voicing recall / false alarm of the student's f0 (CREPE's weighted-argmax
+    decoding, voiced where the top activation >= ``--voicing-threshold``)
+    against the teacher's f0 decoded the same way, on the student's frames.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from edgetag.training import metrics as M
+from edgetag.training.data import (
+    Manifest,
+    ManifestEntry,
+    SkipReport,
+    iter_audio,
+    load_manifest,
+)
+
+log = logging.getLogger(__name__)
+
+Pool = Literal["mean", "max"]
+
+#: Teacher frame-0 centre (seconds) for teachers whose names start with these prefixes.
+_KNOWN_TEACHER_OFFSETS = {"crepe": 512 / 16000}
+
+
+# ----------------------------------------------------------------------------- teacher cache lookup
+@dataclass
+class CachedTeacherScores:
+    """One entry's teacher outputs gathered from its cache windows."""
+
+    scores: np.ndarray
+    """float32 [T, C], the windows' frames concatenated."""
+    times: np.ndarray
+    """float64 [T], seconds from the entry's start (frame 0 of each window at the window's start + offset)."""
+    frame_rate: float
+
+
+class TeacherCacheLookup:
+    """Finds a manifest entry's cached outputs of one teacher without loading the teacher.
+
+    ``teacher`` is a registry name (``musicnn-mtt``: matches identities
+    ``musicnn-mtt@...``) or a full identity (``name@hash``). When the cache
+    holds outputs of several identities or configurations for that name, pass
+    the identity; several configurations of one identity are refused.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], teacher: str) -> None:
+        from edgetag.training.cache import TeacherCache
+
+        self.cache = TeacherCache(directory, part="read")
+        self.teacher = teacher
+        groups: dict[tuple[str, str], dict[str, list[tuple[float | None, float | None, str]]]] = {}
+        for key, meta in self.cache._entries.items():
+            ident = str(meta.get("teacher", ""))
+            if not (ident == teacher or ident.split("@", 1)[0] == teacher):
+                continue
+            by_path = groups.setdefault((ident, str(meta.get("config", ""))), {})
+            by_path.setdefault(str(meta["path"]), []).append((meta.get("start"), meta.get("end"), key))
+        if not groups:
+            raise ValueError(f"teacher cache {directory} has no outputs of teacher {teacher!r}")
+        if len(groups) > 1:
+            found = ", ".join(f"{i} (config {c[:12]})" for i, c in sorted(groups))
+            raise ValueError(f"teacher cache {directory} holds several versions of {teacher!r}: {found}; name one identity")
+        ((self.identity, self.config), self._by_path), = groups.items()
+        self.name = self.identity.split("@", 1)[0]
+
+    def get(self, entry: ManifestEntry, n_labels: int) -> CachedTeacherScores | None:
+        """The entry's outputs: windows chained from ``entry.start`` to ``entry.end``; None if incomplete."""
+        windows = self._by_path.get(entry.path, [])
+        by_start: dict[float | None, list[tuple[float | None, str]]] = {}
+        for s, e, key in windows:
+            by_start.setdefault(None if s is None else round(float(s), 6), []).append((e, key))
+        target_end = None if entry.end is None else round(float(entry.end), 6)
+        cur: float | None = None if entry.start is None else round(float(entry.start), 6)
+        origin = 0.0 if entry.start is None else float(entry.start)
+        parts: list[tuple[float, np.ndarray]] = []
+        rate = None
+        for _ in range(len(windows)):
+            cands = by_start.get(cur, [])
+            if not cands:
+                return None
+            # A window that closes the segment wins; else continue from the one that goes furthest.
+            done = [c for c in cands if (None if c[0] is None else round(float(c[0]), 6)) == target_end]
+            end, key = done[0] if done else max(cands, key=lambda c: math.inf if c[0] is None else float(c[0]))
+            out = self.cache.get(key)
+            if out is None:
+                return None
+            rate = float(out.meta.get("frame_rate", 0.0)) or rate
+            start_s = 0.0 if cur is None else float(cur)
+            parts.append((start_s - origin, out.dense_scores(n_labels)))
+            if done:
+                break
+            if end is None:
+                return None
+            cur = round(float(end), 6)
+        else:
+            return None
+        if not parts or not rate:
+            return None
+        scores = np.concatenate([p for _, p in parts]).astype(np.float32)
+        times = np.concatenate([t0 + np.arange(len(p)) / rate for t0, p in parts])
+        return CachedTeacherScores(scores=scores, times=times, frame_rate=rate)
+
+
+# ----------------------------------------------------------------------------- running the student
+def _probabilities(logits: np.ndarray, task: str) -> np.ndarray:
+    if task == "multi_class":
+        z = logits - logits.max(axis=-1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=-1, keepdims=True)
+    return 1.0 / (1.0 + np.exp(-logits))
+
+
+def _to_probabilities(scores: np.ndarray, task: str, kind: str) -> np.ndarray:
+    if kind == "auto":
+        kind = "probabilities" if scores.size == 0 or (scores.min() >= 0.0 and scores.max() <= 1.0) else "logits"
+    return scores if kind == "probabilities" else _probabilities(scores, task)
+
+
+def _pool(x: np.ndarray, pool: Pool) -> np.ndarray:
+    return x.max(axis=0) if pool == "max" else x.mean(axis=0)
+
+
+@dataclass
+class StudentRun:
+    """A student's outputs for one clip."""
+
+    probs: np.ndarray
+    """[n_outputs, C]: per window (window students) or per frame (stateful)."""
+    times: np.ndarray
+    """[n_outputs]: seconds from the clip start of each output (frame centre of its last frame)."""
+    tiled: bool = False
+
+
+def run_student(ckpt: Any, features: np.ndarray, batch: int = 64) -> StudentRun:
+    """Run a checkpoint's student over one clip's features ``[frames, n_bins]``."""
+    import torch
+
+    fe = ckpt.frontend
+    centre = lambda i: (np.asarray(i, dtype=np.float64) * fe.hop_length + fe.win_length / 2) / fe.sample_rate
+    student = ckpt.student
+    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
+    with torch.inference_mode():
+        if student.streaming_mode == "window":
+            w, hop = int(ckpt.window_frames), max(int(ckpt.hop_frames), 1)
+            tiled = False
+            if len(x) < w:
+                if len(x) == 0:
+                    return StudentRun(np.zeros((0, student.n_labels), np.float32), np.zeros(0))
+                reps = -(-w // len(x))
+                x = x.repeat(reps, 1)[:w]
+                tiled = True
+            starts = list(range(0, len(x) - w + 1, hop))
+            outs = []
+            for b in range(0, len(starts), batch):
+                win = torch.stack([x[s : s + w] for s in starts[b : b + batch]])
+                outs.append(student(win).float().numpy())
+            logits = np.concatenate(outs)
+            times = centre(np.asarray(starts) + w - 1)
+            return StudentRun(_probabilities(logits, ckpt.task), times, tiled)
+        logits = student(x.unsqueeze(0))[0].float().numpy()
+        return StudentRun(_probabilities(logits, ckpt.task), centre(np.arange(len(logits))))
+
+
+def _features(samples: np.ndarray, config: Any) -> np.ndarray:
+    try:
+        from edgetag.runtime.frontend import compute_features
+
+        return compute_features(samples.astype(np.float32), config)
+    except ImportError:  # no compiled core: the torch front end computes the same numbers
+        import torch
+        from edgetag.training.frontend import TorchFrontend
+
+        with torch.inference_mode():
+            return TorchFrontend(config)(torch.from_numpy(samples[None].astype(np.float32)))[0].numpy()
+
+
+def _nearest(src_times: np.ndarray, values: np.ndarray, dst_times: np.ndarray, rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """Values at the source time nearest each destination time; valid within half a source frame."""
+    if len(src_times) == 0:
+        return np.zeros((len(dst_times), values.shape[1]), values.dtype), np.zeros(len(dst_times), bool)
+    order = np.argsort(src_times, kind="mergesort")
+    st = src_times[order]
+    j = np.clip(np.searchsorted(st, dst_times), 1, max(len(st) - 1, 1))
+    lo = np.clip(j - 1, 0, len(st) - 1)
+    hi = np.clip(j, 0, len(st) - 1)
+    pick = np.where(np.abs(st[hi] - dst_times) < np.abs(st[lo] - dst_times), hi, lo)
+    valid = np.abs(st[pick] - dst_times) <= 0.5 / rate + 1e-9
+    return values[order[pick]], valid
+
+
+def _is_pitch_student(labels: Sequence[str]) -> bool:
+    return len(labels) == 360 and all(str(n).endswith("Hz") for n in labels)
+
+
+def _decode_pitch(probs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    import torch
+    from edgetag.training.teachers.crepe import decode_weighted_argmax
+
+    f0, conf = decode_weighted_argmax(torch.from_numpy(np.asarray(probs, dtype=np.float32)))
+    return f0.numpy().astype(np.float64), conf.numpy() >= threshold
+
+
+# ----------------------------------------------------------------------------- the evaluation
+@dataclass
+class Evaluation:
+    """What `evaluate` measured, by section, plus counts."""
+
+    sections: dict[str, dict[str, float]] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        def clean(v: Any) -> Any:
+            if isinstance(v, float) and not math.isfinite(v):
+                return None  # JSON has no NaN
+            if isinstance(v, dict):
+                return {k: clean(x) for k, x in v.items()}
+            return v
+
+        return clean({"info": self.info, "metrics": self.sections})
+
+    def text(self) -> str:
+        lines = [f"{k:<14} {v}" for k, v in self.info.items() if not isinstance(v, (dict, list))]
+        for section, values in self.sections.items():
+            lines.append(f"[{section}]")
+            for k, v in values.items():
+                if isinstance(v, float):
+                    lines.append(f"  {k:<22} {'n/a' if not math.isfinite(v) else f'{v:.4f}'}")
+                else:
+                    lines.append(f"  {k:<22} {v}")
+        return "\n".join(lines)
+
+
+def _label_targets(entries: Sequence[ManifestEntry], labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray, int]:
+    """Targets and mask over the checkpoint's labels (entries' other labels ignored, counted)."""
+    y = np.zeros((len(entries), len(labels)), np.float32)
+    m = np.ones_like(y)
+    known = set(labels)
+    unknown: set[str] = set()
+    for i, e in enumerate(entries):
+        unknown |= e.mentioned_labels - known
+        for j, name in enumerate(labels):
+            state = e.label_state(name)
+            if state is None:
+                m[i, j] = 0.0
+            else:
+                y[i, j] = float(state)
+    return y, m, len(unknown)
+
+
+def evaluate(
+    checkpoint: str | os.PathLike[str],
+    data: str | os.PathLike[str] | Manifest,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    split: str | None = "test",
+    teacher_cache: str | os.PathLike[str] | None = None,
+    teacher: str | None = None,
+    pool: Pool = "mean",
+    teacher_threshold: float = 0.5,
+    teacher_kind: Literal["auto", "probabilities", "logits"] = "auto",
+    teacher_offset: float | None = None,
+    voicing_threshold: float = 0.5,
+    progress: bool = False,
+) -> Evaluation:
+    """Run a student checkpoint over a manifest split and measure it (see the module docstring)."""
+    from edgetag.training.checkpoint import load_checkpoint
+
+    if (teacher_cache is None) != (teacher is None):
+        raise ValueError("--teacher-cache and --teacher go together")
+    ckpt = load_checkpoint(checkpoint)
+    manifest = data if isinstance(data, Manifest) else load_manifest(data, root=root)
+    if split is not None:
+        if split not in manifest.splits():
+            raise ValueError(f"split {split!r} is not in the manifest (splits: {', '.join(sorted(manifest.splits())) or 'none'})")
+        manifest = manifest.select(split)
+    lookup = TeacherCacheLookup(teacher_cache, teacher) if teacher_cache is not None and teacher is not None else None
+    if lookup is not None and teacher_offset is None:
+        teacher_offset = next((v for p, v in _KNOWN_TEACHER_OFFSETS.items() if lookup.name.startswith(p)), 0.0)
+    pitch = _is_pitch_student(ckpt.labels)
+
+    report = SkipReport()
+    entries: list[ManifestEntry] = []
+    clip_scores: list[np.ndarray] = []
+    teacher_clip: list[np.ndarray] = []
+    teacher_rows: list[int] = []
+    frame_s: list[np.ndarray] = []
+    frame_t: list[np.ndarray] = []
+    n_tiled = n_no_teacher = n_empty = 0
+    teacher_width_error: str | None = None
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(manifest), unit="clip", desc="evaluate", dynamic_ncols=True)
+    try:
+        for entry, audio in iter_audio(manifest, ckpt.frontend.sample_rate, report=report):
+            if bar is not None:
+                bar.update(1)
+            run = run_student(ckpt, _features(audio, ckpt.frontend))
+            if len(run.probs) == 0:
+                n_empty += 1
+                continue
+            n_tiled += run.tiled
+            entries.append(entry)
+            clip_scores.append(_pool(run.probs, pool))
+            if lookup is None:
+                continue
+            got = lookup.get(entry, ckpt.student.n_labels)
+            if got is None or len(got.scores) == 0:
+                n_no_teacher += 1
+                continue
+            if got.scores.shape[1] != ckpt.student.n_labels:
+                teacher_width_error = (
+                    f"teacher {lookup.identity} has {got.scores.shape[1]} outputs, the student {ckpt.student.n_labels}: "
+                    "agreement needs the same label columns"
+                )
+                continue
+            if teacher_kind == "auto":  # decided on the first entry, then kept for all
+                teacher_kind = "probabilities" if got.scores.min() >= 0.0 and got.scores.max() <= 1.0 else "logits"
+            t_probs = _to_probabilities(got.scores, ckpt.task, teacher_kind)
+            teacher_clip.append(_pool(t_probs, pool))
+            teacher_rows.append(len(entries) - 1)
+            if ckpt.student.streaming_mode == "stateful":
+                aligned, valid = _nearest(got.times + float(teacher_offset or 0.0), t_probs, run.times, got.frame_rate)
+                frame_s.append(run.probs[valid])
+                frame_t.append(aligned[valid])
+    finally:
+        if bar is not None:
+            bar.close()
+
+    result = Evaluation()
+    result.info = {
+        "checkpoint": str(checkpoint),
+        "student": ckpt.kind,
+        "task": ckpt.task,
+        "split": split or "all",
+        "entries": len(manifest),
+        "evaluated": len(entries),
+        "skipped": report.n_skipped,
+        "pool": pool,
+    }
+    if n_tiled:
+        result.info["tiled_short_clips"] = n_tiled
+    if n_empty:
+        result.info["no_frames"] = n_empty
+    if report.n_skipped:
+        result.info["skip_reasons"] = dict(report.by_reason)
+    if not entries:
+        return result
+
+    scores = np.stack(clip_scores)
+    y, m, n_unknown = _label_targets(entries, ckpt.labels)
+    if n_unknown:
+        result.info["labels_not_in_checkpoint"] = n_unknown
+    if not pitch and (y * m).sum() > 0:
+        thresholds = np.asarray(ckpt.thresholds, dtype=np.float64) if len(ckpt.thresholds) == len(ckpt.labels) else 0.5
+        result.sections["labels"] = M.tagging_metrics(y, scores, m, thresholds, ckpt.task)
+
+    if lookup is not None:
+        result.info["teacher"] = lookup.identity
+        result.info["teacher_scores"] = teacher_kind
+        if n_no_teacher:
+            result.info["teacher_missing"] = n_no_teacher
+        if teacher_width_error:
+            result.info["teacher_error"] = teacher_width_error
+            log.warning("%s", teacher_width_error)
+        if teacher_clip:
+            result.sections["teacher"] = M.agreement(scores[teacher_rows], np.stack(teacher_clip), teacher_threshold)
+        if frame_s and sum(len(f) for f in frame_s):
+            fs, ft = np.concatenate(frame_s), np.concatenate(frame_t)
+            if pitch:
+                est_f0, est_v = _decode_pitch(fs, voicing_threshold)
+                ref_f0, ref_v = _decode_pitch(ft, voicing_threshold)
+                result.sections["pitch"] = M.pitch_metrics(np.where(ref_v, ref_f0, 0.0), est_f0, est_voicing=est_v)
+            else:
+                result.sections["teacher_frames"] = M.agreement(fs, ft, teacher_threshold)
+    return result
+
+
+def default_output(checkpoint: str | os.PathLike[str], split: str | None) -> Path:
+    """``CHECKPOINT.eval-SPLIT.json`` next to the checkpoint."""
+    p = Path(checkpoint)
+    return p.with_name(f"{p.stem}.eval-{split or 'all'}.json")
+
+
+def write_json(result: Evaluation, path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(result.to_dict(), indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+    return path
