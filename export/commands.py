@@ -1,0 +1,207 @@
+"""Export subcommand of ``edgetag``: ``export``.
+
+Imports only the standard library at module level (torch, onnx and
+onnxruntime are imported inside the command), so ``edgetag --help`` works on
+a runtime-only install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
+_EVAL_SPLITS = ("valid", "val", "validation", "dev", "test", "eval")
+
+
+class _Clips:
+    """Features of clips, and clip-level targets when the source has labels."""
+
+    def __init__(self, features: list[Any], targets: Any = None, mask: Any = None, description: str = "") -> None:
+        self.features, self.targets, self.mask, self.description = features, targets, mask, description
+
+
+def _suffixed(path: Path, tag: str, suffix: str = ".onnx") -> Path:
+    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
+    return path.with_name(f"{stem}.{tag}{suffix}")
+
+
+def _load_source(
+    source: str, checkpoint: Any, args: argparse.Namespace, everything: bool = False
+) -> tuple[_Clips, _Clips]:
+    """(calibration clips, held-out clips) from a manifest or a folder of audio files.
+
+    ``everything``: the whole source as the first element (for ``--eval``).
+    """
+    import numpy as np
+    from edgetag.export.onnx_export import features_of
+
+    frontend = checkpoint.frontend
+    path = Path(source)
+    if path.is_dir():
+        from edgetag.runtime.audio import load_audio
+
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in AUDIO_SUFFIXES)
+        if not files:
+            raise ValueError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {path}")
+        held = [] if everything else [f for i, f in enumerate(files) if i % 4 == 3]
+        calib = files if everything else [f for i, f in enumerate(files) if i % 4 != 3]
+        note = "every 4th file held out"
+        if not held and not everything:
+            # too few files to hold any out: split each file in time (first 3/4 calibrate, last 1/4 evaluates)
+            audio = [load_audio(f, frontend.sample_rate) for f in files]
+            cut = [int(len(a) * 0.75) for a in audio]
+            return (
+                _Clips(features_of([a[:c] for a, c in zip(audio, cut)], frontend), description=f"{len(files)} file(s), first 3/4"),
+                _Clips(features_of([a[c:] for a, c in zip(audio, cut)], frontend), description=f"{len(files)} file(s), last 1/4"),
+            )
+        load = lambda fs: features_of([load_audio(f, frontend.sample_rate) for f in fs], frontend)
+        return (
+            _Clips(load(calib), description=f"{len(calib)} files ({note})"),
+            _Clips(load(held), description=f"{len(held)} held-out files (no labels: metric is agreement with fp32)"),
+        )
+    if not path.is_file():
+        raise FileNotFoundError(f"calibration source not found: {path}")
+    from edgetag.training.data import iter_audio, label_matrix, load_manifest
+
+    try:
+        manifest = load_manifest(path, labels=checkpoint.labels)
+        labelled = True
+    except ValueError:
+        manifest = load_manifest(path)  # labels outside the model's vocabulary: no targets
+        labelled = False
+    splits = set(manifest.splits())
+    eval_split = args.eval_split or next((s for s in _EVAL_SPLITS if s in splits), None)
+    calib_split = args.calib_split or ("train" if "train" in splits else None)
+    calib_entries, eval_entries = [], []
+    for i, entry in enumerate(manifest.entries):
+        in_eval = entry.split == eval_split if eval_split else i % 4 == 3
+        if everything:
+            calib_entries.append(entry)
+        elif in_eval:
+            eval_entries.append(entry)
+        elif calib_split is None or entry.split == calib_split:
+            calib_entries.append(entry)
+
+    def read(entries: list[Any], what: str) -> _Clips:
+        sub = type(manifest)(entries=entries, labels=manifest.labels, root=manifest.root, source=manifest.source)
+        feats, kept = [], []
+        for entry, audio in iter_audio(sub, frontend.sample_rate):
+            f = features_of([audio], frontend)
+            if f:
+                feats.append(f[0])
+                kept.append(entry)
+        targets = mask = None
+        if labelled and kept:
+            targets, mask = label_matrix(kept, checkpoint.labels)
+            if not np.any(mask * targets) or not np.any(mask * (1 - targets)):
+                targets = mask = None
+        desc = f"{len(feats)} clips ({what})" + ("" if targets is not None else ", no usable labels: agreement with fp32")
+        return _Clips(feats, targets, mask, desc)
+
+    if everything:
+        return read(calib_entries, "all entries"), _Clips([])
+    return (
+        read(calib_entries, f"split {calib_split}" if calib_split else "all but the held-out entries"),
+        read(eval_entries, f"split {eval_split}" if eval_split else "every 4th entry"),
+    )
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    try:
+        import onnx  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(f"edgetag export needs torch and onnx ({exc}): pip install 'edgetag[export]'") from None
+    from edgetag.export.onnx_export import export_onnx
+    from edgetag.export.quantize import convert_fp16, quantize_int8
+    from edgetag.training.checkpoint import load_checkpoint
+
+    out = Path(args.output)
+    if args.tensorrt:  # fail before the slow part when TensorRT is missing
+        from edgetag.export.tensorrt import _import_tensorrt
+
+        _import_tensorrt()
+    checkpoint = load_checkpoint(args.checkpoint)
+    print(f"checkpoint: {args.checkpoint} ({checkpoint.kind}, {checkpoint.student.streaming_mode}, "
+          f"{len(checkpoint.labels)} labels, front end {checkpoint.frontend.describe()})")
+    if (args.int8 or args.fp16) and not args.calib:
+        raise ValueError("--int8 and --fp16 need real audio: give --calib MANIFEST_OR_DIR")
+    calib = held = None
+    if args.calib:
+        calib, held = _load_source(args.calib, checkpoint, args)
+        if args.eval:
+            held, _ = _load_source(args.eval, checkpoint, args, everything=True)
+        print(f"calibration: {calib.description}; held out: {held.description}")
+        if not calib.features:
+            raise ValueError(f"no readable calibration audio in {args.calib}")
+    result = export_onnx(
+        checkpoint, out, calib.features if calib else None, name=args.name, opset=args.opset,
+        log=lambda line: print(f"fp32: {line}"),
+    )
+    sizes = {"fp32": result.size_bytes}
+    failures = []
+    for precision, wanted in (("int8", args.int8), ("fp16", args.fp16)):
+        if not wanted:
+            continue
+        assert calib is not None and held is not None
+        target = _suffixed(out, precision)
+        try:
+            if precision == "int8":
+                report = quantize_int8(
+                    out, target, calib.features, held.features, held.targets, held.mask,
+                    max_relative_drop=args.max_drop, accept_drop=args.accept_drop, log=print,
+                )
+            else:
+                report = convert_fp16(
+                    out, target, held.features, held.targets, held.mask,
+                    max_relative_drop=args.max_drop, accept_drop=args.accept_drop, log=print,
+                )
+            sizes[precision] = report.size_bytes
+        except ValueError as exc:
+            print(f"edgetag export: {exc}", file=sys.stderr)
+            failures.append(precision)
+    if args.tensorrt:
+        from edgetag.export.tensorrt import build_engine
+
+        for precision in ("fp16", "int8") if args.int8 else ("fp16",):
+            engine = _suffixed(out, precision, ".engine")
+            build_engine(
+                out, engine, precision=precision,
+                calibration_features=calib.features if calib else None,
+            )
+            sizes[f"trt-{precision}"] = engine.stat().st_size
+            print(f"tensorrt: wrote {engine} and {engine.with_suffix('.card.json')}")
+    print("sizes: " + ", ".join(f"{k} {v} bytes" for k, v in sizes.items()))
+    return 1 if failures else 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add ``export``."""
+    p = sub.add_parser(
+        "export",
+        help="export a student checkpoint to a verified, self-describing ONNX file (+ int8 / fp16 / TensorRT)",
+        description=(
+            "Export a student to one ONNX file carrying its model card, checked against PyTorch on real "
+            "features (max abs <= 1e-4; stateful: streamed vs offline <= 1e-5) and loaded back by the "
+            "runtime. --int8 (static QDQ, per-channel) and --fp16 write MODEL.int8.onnx / MODEL.fp16.onnx, "
+            "each gated on the task metric of held-out audio (at most --max-drop relative loss)."
+        ),
+    )
+    p.add_argument("checkpoint", help="student checkpoint (.pt written by training)")
+    p.add_argument("-o", "--output", required=True, help="output ONNX file (fp32)")
+    p.add_argument("--calib", metavar="MANIFEST_OR_DIR",
+                   help="real audio for parity checks and calibration: a manifest (CSV/JSONL) or a folder of audio files")
+    p.add_argument("--eval", metavar="MANIFEST_OR_DIR", help="held-out audio for the gates (default: held out of --calib)")
+    p.add_argument("--calib-split", help="manifest split used for calibration (default: train if present)")
+    p.add_argument("--eval-split", help="manifest split held out for the gates (default: valid/val/test if present)")
+    p.add_argument("--int8", action="store_true", help="also write an int8 (static QDQ) model")
+    p.add_argument("--fp16", action="store_true", help="also write an fp16-weight model (float32 I/O)")
+    p.add_argument("--tensorrt", action="store_true", help="also build TensorRT engines (needs the tensorrt package)")
+    p.add_argument("--max-drop", type=float, default=0.01, help="allowed relative metric drop (default 0.01 = 1 %%)")
+    p.add_argument("--accept-drop", action="store_true", help="keep an int8/fp16 model that fails the gate")
+    p.add_argument("--name", help="model name in the card (default edgetag-KIND)")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17; default 18)")
+    p.set_defaults(func=cmd_export)

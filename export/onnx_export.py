@@ -1,0 +1,600 @@
+"""Students to self-describing ONNX files, verified against PyTorch at export.
+
+`export_onnx` writes one ONNX file (no external data, opset >= 17) whose
+metadata carries the model card (`edgetag.runtime.model_card`) under
+``edgetag.model_card``, then checks the file and fails the export (raises
+`ParityError` / `ExportError`, never a warning) when:
+
+- ONNX Runtime and PyTorch disagree on real inputs (front-end features of
+  calibration audio, computed with the checkpoint's own front end by
+  `edgetag.runtime.frontend.compute_features`) by more than ``atol`` (1e-4)
+  on the logits, batched and unbatched;
+- for stateful students, ONNX Runtime run chunk by chunk with its state
+  tensors fed back (chunks of one frame, and of random sizes) differs from the
+  offline whole-sequence PyTorch run by more than ``stream_atol`` (1e-5) on
+  any frame's logits;
+- the written file does not load with `edgetag.runtime.model.load_model`
+  (card validation and card-vs-graph check).
+
+Graph layout (format version 1 of the card): input ``features`` float32
+``[batch, frames, n_bins]``; output ``logits`` ``[batch, n_labels]`` (window
+students: frames fixed to ``window_frames``) or ``[batch, frames, n_labels]``
+(stateful students, frames dynamic); states ``{name}_in`` / ``{name}_out``
+``[batch, *shape]`` in `Student.state_specs` order. The student is exported in
+eval mode; batch norms are folded into the preceding convolutions by the
+exporter's optimiser (`export_onnx` checks none are left in the graph).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgetag.runtime.frontend import FrontendConfig, compute_features
+from edgetag.runtime.model_card import (
+    INPUT_NAME,
+    METADATA_KEY,
+    OUTPUT_NAME,
+    ModelCard,
+    StateTensor,
+)
+
+#: Default ONNX opset (>= 17 required: LayerNorm-era ops, GRU with layout).
+DEFAULT_OPSET = 18
+#: Parity tolerances of the issue: fp32 ORT vs PyTorch, and streaming vs offline.
+LOGITS_ATOL = 1e-4
+STREAM_ATOL = 1e-5
+#: Frames per stateful parity sequence (longer clips are cut).
+_SEQUENCE_FRAMES = 192
+
+
+class ExportError(ValueError):
+    """An export that cannot be produced or that failed a check."""
+
+
+class ParityError(ExportError):
+    """The exported graph does not compute what the PyTorch student computes."""
+
+
+@dataclass
+class ParityReport:
+    """What the export checks measured (max abs differences on logits)."""
+
+    batched_max_abs: float = 0.0
+    single_max_abs: float = 0.0
+    stream_chunk1_max_abs: float | None = None
+    stream_random_max_abs: float | None = None
+    stream_state_max_abs: float | None = None
+    n_inputs: int = 0
+    """Windows (window mode) or sequences (stateful mode) checked."""
+    n_frames: int = 0
+
+    def lines(self) -> list[str]:
+        out = [
+            (
+                f"ORT vs PyTorch on {self.n_inputs} real input(s) ({self.n_frames} frames): "
+                f"max abs {self.batched_max_abs:.3g} batched, {self.single_max_abs:.3g} one by one"
+            )
+        ]
+        if self.stream_chunk1_max_abs is not None:
+            out.append(
+                f"streaming ORT vs offline PyTorch: max abs {self.stream_chunk1_max_abs:.3g} (chunks of 1), "
+                f"{self.stream_random_max_abs:.3g} (random chunks); final state {self.stream_state_max_abs:.3g}"
+            )
+        return out
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    card: ModelCard
+    parity: ParityReport
+    size_bytes: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ------------------------------------------------------------------------------- helpers
+def _require_torch() -> Any:
+    try:
+        import torch
+    except ImportError as exc:  # pragma: no cover - the export extra carries torch
+        raise ImportError("exporting needs torch and onnx: pip install 'edgetag[export]'") from exc
+    return torch
+
+
+def _ort_session(model: str | Path | bytes) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # no warnings about declared-vs-actual shapes
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def config_hash(checkpoint: Any) -> str:
+    """SHA-256 (first 16 hex digits) of everything that defines the model but its weights.
+
+    Student kind and parameters, front end, task, labels, thresholds, window
+    and hop, and the training config hash the trainer recorded (if any).
+    """
+    payload = {
+        "kind": checkpoint.kind,
+        "params": checkpoint.params,
+        "n_bins": checkpoint.student.n_bins,
+        "n_labels": checkpoint.student.n_labels,
+        "frontend": checkpoint.frontend.to_dict(),
+        "task": checkpoint.task,
+        "labels": list(checkpoint.labels),
+        "thresholds": [float(t) for t in checkpoint.thresholds],
+        "window_frames": checkpoint.window_frames,
+        "hop_frames": checkpoint.hop_frames,
+        "training_config_hash": checkpoint.provenance.get("config_hash"),
+    }
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def weights_hash(student: Any) -> str:
+    """SHA-256 (first 16 hex digits) of the student's state dict, in key order."""
+    digest = hashlib.sha256()
+    for key, value in student.state_dict().items():
+        digest.update(key.encode())
+        digest.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def build_card(
+    checkpoint: Any,
+    *,
+    name: str | None = None,
+    precision: str = "fp32",
+    extra_provenance: dict[str, Any] | None = None,
+    extra_metrics: dict[str, float] | None = None,
+) -> ModelCard:
+    """The model card of a checkpoint (validated on construction)."""
+    from edgetag.training.students import count_parameters, macs_per_second
+
+    student = checkpoint.student
+    frontend: FrontendConfig = checkpoint.frontend
+    stateful = student.streaming_mode == "stateful"
+    window = checkpoint.window_frames
+    if not stateful and window != student.window_frames:
+        raise ExportError(
+            f"checkpoint window_frames {window} differs from the student's window_frames {student.window_frames}"
+        )
+    provenance = dict(checkpoint.provenance)
+    provenance.setdefault("config_hash", config_hash(checkpoint))
+    provenance["export"] = {
+        "config_hash": config_hash(checkpoint),
+        "weights_hash": weights_hash(student),
+        "student_kind": checkpoint.kind,
+        "student_params": dict(checkpoint.params),
+        "precision": precision,
+        "exported_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **(extra_provenance or {}),
+    }
+    metrics = {str(k): float(v) for k, v in checkpoint.metrics.items()}
+    metrics.update({str(k): float(v) for k, v in (extra_metrics or {}).items()})
+    return ModelCard(
+        name=name or f"edgetag-{checkpoint.kind}",
+        task=checkpoint.task,  # type: ignore[arg-type]
+        labels=tuple(checkpoint.labels),
+        frontend=frontend,
+        streaming_mode=student.streaming_mode,
+        window_frames=window,
+        hop_frames=checkpoint.hop_frames,
+        thresholds=tuple(float(t) for t in checkpoint.thresholds),
+        states=tuple(StateTensor(s.name, tuple(int(d) for d in s.shape)) for s in student.state_specs()),
+        provenance=provenance,
+        metrics=metrics,
+        parameters=int(count_parameters(student)),
+        macs_per_second=float(macs_per_second(student, frontend.frame_rate, checkpoint.hop_frames)),
+    )
+
+
+def set_card(model: Any, card: ModelCard) -> None:
+    """Write (or replace) the card in an `onnx.ModelProto`'s metadata_props."""
+    for i, prop in enumerate(list(model.metadata_props)):
+        if prop.key == METADATA_KEY:
+            del model.metadata_props[i]
+            break
+    entry = model.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = card.to_json()
+
+
+def read_card(model: Any) -> ModelCard:
+    """The card of an `onnx.ModelProto` (validated)."""
+    return ModelCard.from_metadata({p.key: p.value for p in model.metadata_props}, source="ONNX model")
+
+
+def save_single_file(model: Any, path: str | Path) -> int:
+    """Save an `onnx.ModelProto` as one file (weights inline); returns its size in bytes."""
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = model.SerializeToString()
+    if len(data) >= 2**31:
+        raise ExportError(f"model is {len(data)} bytes: over protobuf's 2 GiB single-file limit")
+    onnx.checker.check_model(model)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return len(data)
+
+
+# ------------------------------------------------------------------ real inputs for checks
+def demo_audio(sample_rate: int, seconds: float = 6.0, seed: int = 0) -> np.ndarray:
+    """A deterministic signal (chirp, chord, noise burst, silence) when no calibration audio is given."""
+    from edgetag.runtime.commands import _demo_signal
+
+    audio = _demo_signal(sample_rate, seconds)
+    rng = np.random.default_rng(seed)
+    return (audio + 0.01 * rng.standard_normal(len(audio))).astype(np.float32)
+
+
+def features_of(audio: Sequence[np.ndarray], frontend: FrontendConfig) -> list[np.ndarray]:
+    """Front-end features [frames, n_bins] of each waveform (clips too short for one frame dropped)."""
+    out = []
+    for samples in audio:
+        feats = compute_features(np.ascontiguousarray(samples, dtype=np.float32), frontend)
+        if feats.shape[0]:
+            out.append(feats)
+    return out
+
+
+def _as_feature_list(calibration_features: Any, n_bins: int) -> list[np.ndarray]:
+    if isinstance(calibration_features, np.ndarray):
+        if calibration_features.ndim == 2:
+            calibration_features = [calibration_features]
+        elif calibration_features.ndim == 3:
+            calibration_features = list(calibration_features)
+        else:
+            raise ExportError(f"calibration features must be [frames, n_bins] arrays, got {calibration_features.shape}")
+    out = []
+    for feats in calibration_features:
+        feats = np.asarray(feats, dtype=np.float32)
+        if feats.ndim != 2 or feats.shape[1] != n_bins:
+            raise ExportError(f"calibration features must be [frames, {n_bins}], got {list(feats.shape)}")
+        if not np.isfinite(feats).all():
+            raise ExportError("calibration features contain NaN or Inf")
+        if feats.shape[0]:
+            out.append(feats)
+    if not out:
+        raise ExportError("no calibration features (every clip was empty)")
+    return out
+
+
+def windows_of(features: Sequence[np.ndarray], window_frames: int, hop: int | None = None) -> np.ndarray:
+    """Windows [n, window_frames, n_bins] cut from each clip every ``hop`` frames (default: no overlap)."""
+    hop = hop or window_frames
+    out = [
+        feats[start : start + window_frames]
+        for feats in features
+        for start in range(0, feats.shape[0] - window_frames + 1, hop)
+    ]
+    if not out:
+        raise ExportError(f"no clip is long enough for one window of {window_frames} frames")
+    return np.stack(out).astype(np.float32)
+
+
+def sequences_of(features: Sequence[np.ndarray], frames: int = _SEQUENCE_FRAMES) -> list[np.ndarray]:
+    """Clips cut into sequences of at most ``frames`` frames [frames, n_bins]."""
+    return [feats[i : i + frames] for feats in features for i in range(0, feats.shape[0], frames)]
+
+
+# -------------------------------------------------------------------------- conversion
+def _wrap(student: Any) -> Any:
+    torch = _require_torch()
+
+    class WindowGraph(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, features: Any) -> Any:
+            return self.inner(features)
+
+    class StreamGraph(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, features: Any, *states: Any) -> Any:
+            logits, new_states = self.inner.forward_stream(features, *states)
+            return (logits, *new_states)
+
+    wrapper = StreamGraph(student) if student.streaming_mode == "stateful" else WindowGraph(student)
+    return wrapper.eval()
+
+
+def _to_onnx(student: Any, window_frames: int, opset: int) -> Any:
+    """Trace the eval-mode student with the dynamo exporter; returns an `onnx.ModelProto`."""
+    torch = _require_torch()
+    from torch.export import Dim
+
+    specs = student.state_specs()
+    batch = Dim("batch", min=1, max=65536)
+    wrapper = _wrap(student)
+    # batch 2 (and >= 2 frames) so that the tracer does not specialise sizes of 1
+    if student.streaming_mode == "stateful":
+        frames = Dim("frames", min=1, max=1 << 20)
+        args = (torch.zeros(2, 5, student.n_bins), *student.initial_state(2))
+        dynamic_shapes: Any = ({0: batch, 1: frames}, tuple({0: batch} for _ in specs))
+    else:
+        args = (torch.zeros(2, window_frames, student.n_bins),)
+        dynamic_shapes = ({0: batch},)
+    input_names = [INPUT_NAME] + [f"{s.name}_in" for s in specs]
+    output_names = [OUTPUT_NAME] + [f"{s.name}_out" for s in specs]
+    import contextlib
+    import io
+    import warnings
+
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        try:
+            program = torch.onnx.export(
+                wrapper,
+                args,
+                dynamo=True,
+                external_data=False,
+                opset_version=opset,
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_shapes=dynamic_shapes,
+                optimize=True,
+                verbose=False,
+            )
+        except Exception as exc:  # the exporter raises many types
+            raise ExportError(f"torch.onnx.export failed: {type(exc).__name__}: {str(exc)[:2000]}") from exc
+    return program.model_proto
+
+
+def _strip_debug_info(model: Any) -> None:
+    """Drop the tracer's per-node metadata (source stack traces): it is most of a small model's bytes."""
+    for node in model.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    for value in [*model.graph.value_info, *model.graph.input, *model.graph.output, *model.graph.initializer]:
+        del value.metadata_props[:]
+    del model.graph.metadata_props[:]
+
+
+def _fix_io_shapes(model: Any, card: ModelCard) -> None:
+    """Declare the graph's I/O shapes as the card implies (symbolic batch / frames).
+
+    The tracer sometimes records the example's frame count on an output and
+    on intermediate values (e.g. after a GRU); ONNX Runtime then warns on
+    every call, and a stale static shape could mislead a graph optimiser. The
+    intermediate annotations are dropped (ONNX Runtime infers them again) and
+    the I/O shapes are those of the card.
+    """
+    del model.graph.value_info[:]
+    frames: Any = "frames" if card.streaming_mode == "stateful" else card.window_frames
+    out_frames = [frames] if card.streaming_mode == "stateful" else []
+    wanted = {
+        INPUT_NAME: ["batch", frames, card.frontend.n_bins],
+        OUTPUT_NAME: ["batch", *out_frames, card.n_labels],
+    }
+    for state in card.states:
+        wanted[state.input_name] = ["batch", *state.shape]
+        wanted[state.output_name] = ["batch", *state.shape]
+    for value in [*model.graph.input, *model.graph.output]:
+        if value.name not in wanted:
+            continue
+        dims = value.type.tensor_type.shape.dim
+        target = wanted[value.name]
+        if len(dims) != len(target):
+            raise ExportError(f"graph {value.name!r} has rank {len(dims)}, expected {len(target)}")
+        for dim, want in zip(dims, target):
+            if isinstance(want, str):
+                dim.dim_param = want
+            else:
+                dim.dim_value = int(want)
+
+
+# ------------------------------------------------------------------------ verification
+def _torch_logits(student: Any, batch: np.ndarray) -> np.ndarray:
+    torch = _require_torch()
+    with torch.no_grad():
+        return student(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+
+
+def _torch_stream_states(student: Any, seq: np.ndarray) -> list[np.ndarray]:
+    torch = _require_torch()
+    with torch.no_grad():
+        _, states = student.forward_stream(torch.from_numpy(seq[None]), *student.initial_state(1))
+    return [s.numpy() for s in states]
+
+
+def run_stream(session: Any, card: ModelCard, seq: np.ndarray, chunks: Sequence[int]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Run a stateful session over ``seq`` [frames, n_bins] in the given chunk sizes; logits [frames, n_labels]."""
+    states = [np.zeros((1, *s.shape), np.float32) for s in card.states]
+    names = [OUTPUT_NAME] + [s.output_name for s in card.states]
+    out, pos = [], 0
+    for size in chunks:
+        feeds = {INPUT_NAME: np.ascontiguousarray(seq[None, pos : pos + size])}
+        feeds.update({s.input_name: v for s, v in zip(card.states, states)})
+        logits, *states = session.run(names, feeds)
+        out.append(logits[0])
+        pos += size
+    if pos != seq.shape[0]:
+        raise ValueError(f"chunks cover {pos} frames, the sequence has {seq.shape[0]}")
+    return np.concatenate(out, axis=0), states
+
+
+def _random_chunks(n: int, rng: np.random.Generator, largest: int = 17) -> list[int]:
+    sizes = []
+    while n > 0:
+        size = int(min(n, rng.integers(1, largest + 1)))
+        sizes.append(size)
+        n -= size
+    return sizes
+
+
+def _offline_run(session: Any, card: ModelCard, batch: np.ndarray) -> np.ndarray:
+    feeds = {INPUT_NAME: batch}
+    feeds.update({s.input_name: np.zeros((batch.shape[0], *s.shape), np.float32) for s in card.states})
+    return session.run([OUTPUT_NAME], feeds)[0]
+
+
+def verify_onnx(
+    student: Any,
+    model: str | Path | bytes,
+    card: ModelCard,
+    features: Sequence[np.ndarray],
+    *,
+    atol: float = LOGITS_ATOL,
+    stream_atol: float = STREAM_ATOL,
+    max_inputs: int = 16,
+    seed: int = 0,
+) -> ParityReport:
+    """Compare ONNX Runtime with PyTorch on real features; raise `ParityError` beyond tolerance."""
+    session = _ort_session(model)
+    report = ParityReport()
+    rng = np.random.default_rng(seed)
+
+    def check(diff: float, limit: float, what: str) -> None:
+        if not np.isfinite(diff) or diff > limit:
+            raise ParityError(
+                f"export check failed: {what}: max abs difference {diff:.3g} exceeds {limit:g} "
+                "(the ONNX graph does not compute what the PyTorch student computes)"
+            )
+
+    def diff_of(a: np.ndarray, b: np.ndarray, what: str) -> float:
+        if a.shape != b.shape:
+            raise ParityError(f"export check failed: {what}: ONNX output shape {list(a.shape)} != PyTorch {list(b.shape)}")
+        return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64))))
+
+    if card.streaming_mode == "window":
+        windows = windows_of(features, card.window_frames)
+        if len(windows) > max_inputs:
+            windows = windows[np.sort(rng.choice(len(windows), max_inputs, replace=False))]
+        expected = _torch_logits(student, windows)
+        report.batched_max_abs = diff_of(_offline_run(session, card, windows), expected, "logits, batched windows")
+        check(report.batched_max_abs, atol, "logits on a batch of real windows (fp32)")
+        single = max(diff_of(_offline_run(session, card, w[None]), expected[i : i + 1], "logits") for i, w in enumerate(windows))
+        report.single_max_abs = single
+        check(single, atol, "logits on single real windows (fp32)")
+        report.n_inputs, report.n_frames = len(windows), int(windows.shape[0] * windows.shape[1])
+        return report
+
+    seqs = sequences_of(features)[: max(1, max_inputs // 4)]
+    # batched offline: sequences cut to a common length
+    common = min(s.shape[0] for s in seqs)
+    batch = np.stack([s[:common] for s in seqs]).astype(np.float32)
+    expected_batch = _torch_logits(student, batch)
+    report.batched_max_abs = diff_of(_offline_run(session, card, batch), expected_batch, "logits, batched sequences")
+    check(report.batched_max_abs, atol, "logits on a batch of real sequences, whole-sequence run (fp32)")
+    single = chunk1 = rand = state_diff = 0.0
+    for seq in seqs:
+        expected = _torch_logits(student, seq[None])[0]
+        single = max(single, diff_of(_offline_run(session, card, seq[None])[0], expected, "logits"))
+        check(single, atol, "logits on a real sequence, whole-sequence run (fp32)")
+        got1, states1 = run_stream(session, card, seq, [1] * seq.shape[0])
+        chunk1 = max(chunk1, diff_of(got1, expected, "streamed logits"))
+        check(chunk1, stream_atol, "ONNX streamed in chunks of 1 frame vs PyTorch offline whole sequence")
+        gotr, statesr = run_stream(session, card, seq, _random_chunks(seq.shape[0], rng))
+        rand = max(rand, diff_of(gotr, expected, "streamed logits"))
+        check(rand, stream_atol, "ONNX streamed in random chunks vs PyTorch offline whole sequence")
+        for ref, a, b in zip(_torch_stream_states(student, seq), states1, statesr):
+            state_diff = max(state_diff, diff_of(a, ref, "state"), diff_of(b, ref, "state"))
+        check(state_diff, atol, "final streaming state vs PyTorch")
+    report.single_max_abs, report.stream_chunk1_max_abs, report.stream_random_max_abs = single, chunk1, rand
+    report.stream_state_max_abs = state_diff
+    report.n_inputs, report.n_frames = len(seqs), int(sum(s.shape[0] for s in seqs))
+    return report
+
+
+def check_loads(path: str | Path) -> ModelCard:
+    """The file opens with the runtime's `load_model` (card + graph checks); its card."""
+    from edgetag.runtime.model import load_model
+    from edgetag.runtime.model_card import ModelCardError
+
+    try:
+        return load_model(path).card
+    except (ModelCardError, ValueError) as exc:
+        raise ExportError(f"export check failed: the written file is refused by the runtime: {exc}") from exc
+
+
+# ------------------------------------------------------------------------------ export
+def export_onnx(
+    checkpoint: Any,
+    path: str | Path,
+    calibration_features: Any = None,
+    *,
+    calibration_audio: Sequence[np.ndarray] | None = None,
+    name: str | None = None,
+    opset: int = DEFAULT_OPSET,
+    atol: float = LOGITS_ATOL,
+    stream_atol: float = STREAM_ATOL,
+    seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> ExportResult:
+    """Export a `StudentCheckpoint` to one verified, self-describing ONNX file.
+
+    Args:
+        checkpoint: `edgetag.training.checkpoint.StudentCheckpoint`.
+        path: Output ``.onnx`` file.
+        calibration_features: Real inputs for the parity checks: front-end
+            features ``[frames, n_bins]`` per clip (a list, or one array).
+        calibration_audio: Waveforms at the front end's rate, used instead
+            (features computed with the checkpoint's front end). With
+            neither, a deterministic demo signal goes through the front end.
+        atol, stream_atol: Parity tolerances (1e-4 logits, 1e-5 streaming).
+
+    Raises:
+        ParityError: a parity check failed (the message shows the difference).
+        ExportError: the exporter failed, or the file is refused by the runtime.
+    """
+    if opset < 17:
+        raise ExportError(f"opset must be >= 17, got {opset}")
+    import onnx
+
+    say = log or (lambda _msg: None)
+    student = checkpoint.student.eval()
+    if calibration_features is None:
+        audio = calibration_audio if calibration_audio is not None else [demo_audio(checkpoint.frontend.sample_rate)]
+        calibration_features = features_of(audio, checkpoint.frontend)
+    features = _as_feature_list(calibration_features, student.n_bins)
+
+    card = build_card(checkpoint, name=name)
+    model = _to_onnx(student, checkpoint.window_frames, opset)
+    if model.graph.initializer and any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
+        raise ExportError("exporter produced external data; expected a single file")
+    _strip_debug_info(model)
+    leftover_bn = sum(1 for n in model.graph.node if n.op_type == "BatchNormalization")
+    _fix_io_shapes(model, card)
+    model.producer_name = "edgetag"
+    model.doc_string = f"edgetag {card.name}: {card.task}, {card.streaming_mode}, {card.n_labels} labels"
+    set_card(model, card)
+
+    data = model.SerializeToString()
+    parity = verify_onnx(student, data, card, features, atol=atol, stream_atol=stream_atol, seed=seed)
+    for line in parity.lines():
+        say(line)
+    metrics = {
+        "export_parity_max_abs": max(parity.batched_max_abs, parity.single_max_abs),
+    }
+    if parity.stream_chunk1_max_abs is not None:
+        metrics["export_stream_max_abs"] = max(parity.stream_chunk1_max_abs, parity.stream_random_max_abs or 0.0)
+    card = build_card(
+        checkpoint,
+        name=name,
+        extra_provenance={"opset": opset, "batchnorm_nodes_left": leftover_bn},
+        extra_metrics=metrics,
+    )
+    set_card(model, card)
+    size = save_single_file(model, path)
+    loaded = check_loads(path)
+    if json.loads(loaded.to_json()) != json.loads(card.to_json()):
+        raise ExportError("export check failed: the card read back differs from the card written")
+    say(f"wrote {path} ({size} bytes, opset {opset}, {card.parameters} parameters)")
+    return ExportResult(path=Path(path), card=card, parity=parity, size_bytes=size, extra={"features": features})

@@ -1,0 +1,451 @@
+"""INT8 and FP16 versions of an exported model, gated on the task metric.
+
+- INT8 (`quantize_int8`): ONNX Runtime static quantization in QDQ format,
+  per-channel int8 weights, int8 activations with ranges calibrated on real
+  front-end features (at least 100 windows: window students see windows,
+  stateful students see chunks of frames together with the state tensors the
+  fp32 model carries at that point of the stream, so state ranges are
+  realistic).
+- FP16 (`convert_fp16`): every float initializer stored as float16 and cast
+  back to float32 in the graph (a ``Cast`` per weight); inputs, outputs and
+  states stay float32. On ONNX Runtime's CPU provider the arithmetic then
+  runs in float32 on fp16-rounded weights (the file is half the size);
+  GPU/TensorRT builds compute in fp16 themselves (see `export.tensorrt`).
+
+Gate (both): the task metric on a held-out split, computed on clips as the
+runtime would see them, may drop at most ``max_relative_drop`` (1 %)
+relative to the fp32 model, else `QuantizationGateError` carries both numbers
+(``accept_drop=True`` keeps the file and reports the drop). The metric:
+
+- multi-label with targets: macro ROC-AUC over labels that have positives
+  and negatives (masked entries left out), numpy only;
+- multi-class with targets: top-1 accuracy;
+- no targets: agreement with the fp32 model's binarised outputs (scores
+  above the card's thresholds, or the argmax for multi-class).
+
+Each report also gives the signal-to-quantization-noise ratio
+``10 log10(sum(ref^2) / sum((ref - q)^2))`` in dB for every graph output
+(logits and states), both models fed identical inputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from edgetag.export.onnx_export import (
+    ExportError,
+    _ort_session,
+    read_card,
+    save_single_file,
+    set_card,
+    windows_of,
+)
+from edgetag.runtime.model_card import INPUT_NAME, OUTPUT_NAME, ModelCard
+
+#: The issue's gate: at most 1 % relative drop of the task metric.
+MAX_RELATIVE_DROP = 0.01
+MIN_CALIBRATION_WINDOWS = 100
+_MAX_CALIBRATION_FEEDS = 600
+
+
+class QuantizationGateError(ExportError):
+    """The quantized model loses more of the task metric than allowed."""
+
+
+@dataclass
+class QuantReport:
+    precision: str
+    path: Path
+    size_bytes: int
+    fp32_size_bytes: int
+    metric_name: str
+    fp32_metric: float
+    metric: float
+    relative_drop: float
+    sqnr_db: dict[str, float] = field(default_factory=dict)
+    n_calibration_windows: int = 0
+    n_eval_clips: int = 0
+    accepted_drop: bool = False
+
+    def lines(self) -> list[str]:
+        sqnr = ", ".join(f"{k} {v:.1f} dB" for k, v in self.sqnr_db.items())
+        out = [
+            f"{self.precision}: {self.path} {self.size_bytes} bytes ({self.size_bytes / self.fp32_size_bytes:.2f}x fp32's {self.fp32_size_bytes})",
+            f"{self.precision}: {self.metric_name} fp32 {self.fp32_metric:.4f} -> {self.precision} {self.metric:.4f} "
+            f"(relative drop {100 * self.relative_drop:+.2f} %, {self.n_eval_clips} held-out clips"
+            + (", ACCEPTED beyond the gate" if self.accepted_drop else "")
+            + ")",
+            f"{self.precision}: SQNR {sqnr}",
+        ]
+        if self.n_calibration_windows:
+            out.insert(1, f"{self.precision}: calibrated on {self.n_calibration_windows} windows of real features")
+        return out
+
+
+# ------------------------------------------------------------------------------ metrics
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks with ties averaged."""
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values), dtype=np.float64)
+    sorted_values = values[order]
+    i = 0
+    while i < len(values):
+        j = i
+        while j + 1 < len(values) and sorted_values[j + 1] == sorted_values[i]:
+            j += 1
+        ranks[order[i : j + 1]] = 0.5 * (i + j) + 1.0
+        i = j + 1
+    return ranks
+
+
+def roc_auc_macro(scores: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Macro ROC-AUC over labels with both classes present (Mann-Whitney U, ties averaged)."""
+    scores, targets = np.asarray(scores, np.float64), np.asarray(targets, np.float64)
+    mask = np.ones_like(targets) if mask is None else np.asarray(mask, np.float64)
+    aucs = []
+    for j in range(targets.shape[1]):
+        keep = mask[:, j] > 0
+        s, t = scores[keep, j], targets[keep, j] > 0.5
+        n_pos, n_neg = int(t.sum()), int((~t).sum())
+        if n_pos == 0 or n_neg == 0:
+            continue
+        ranks = _ranks(s)
+        aucs.append((ranks[t].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    if not aucs:
+        raise ExportError("ROC-AUC needs at least one label with positive and negative held-out clips")
+    return float(np.mean(aucs))
+
+
+def _scores(logits: np.ndarray, task: str) -> np.ndarray:
+    logits = logits.astype(np.float64)
+    if task == "multi_label":
+        return 1.0 / (1.0 + np.exp(-logits))
+    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def task_metric(
+    card: ModelCard,
+    scores: np.ndarray,
+    targets: np.ndarray | None,
+    mask: np.ndarray | None = None,
+    reference_scores: np.ndarray | None = None,
+) -> tuple[str, float]:
+    """(name, value) of the task metric on clip scores [n_clips, n_labels]; higher is better."""
+    if targets is not None:
+        targets = np.asarray(targets)
+        if card.task == "multi_label":
+            return "roc_auc_macro", roc_auc_macro(scores, targets, mask)
+        truth = targets.argmax(axis=1) if targets.ndim == 2 else targets.astype(int)
+        return "accuracy", float(np.mean(scores.argmax(axis=1) == truth))
+    if reference_scores is None:
+        raise ExportError("no targets and no reference scores to compare with")
+    if card.task == "multi_label":
+        thresholds = np.asarray(card.thresholds)
+        return "fp32_agreement", float(np.mean((scores > thresholds) == (reference_scores > thresholds)))
+    return "fp32_agreement", float(np.mean(scores.argmax(axis=1) == reference_scores.argmax(axis=1)))
+
+
+# ------------------------------------------------------------------------- running models
+def _state_names(card: ModelCard) -> list[str]:
+    return [OUTPUT_NAME] + [s.output_name for s in card.states]
+
+
+def clip_scores(session: Any, card: ModelCard, clips: Sequence[np.ndarray]) -> np.ndarray:
+    """Clip-level scores [n_clips, n_labels] as the runtime produces them.
+
+    Window models: mean score over windows every ``hop_frames``. Stateful
+    models: streamed in chunks of ``hop_frames`` frames with state carried,
+    mean score over frames.
+    """
+    out = []
+    for clip in clips:
+        if card.streaming_mode == "window":
+            if clip.shape[0] < card.window_frames:
+                raise ExportError(f"held-out clip of {clip.shape[0]} frames is shorter than a window ({card.window_frames})")
+            windows = windows_of([clip], card.window_frames, card.hop_frames)
+            logits = session.run([OUTPUT_NAME], {INPUT_NAME: windows})[0]
+        else:
+            states = [np.zeros((1, *s.shape), np.float32) for s in card.states]
+            parts, step = [], max(1, card.hop_frames)
+            for pos in range(0, clip.shape[0], step):
+                feeds = {INPUT_NAME: np.ascontiguousarray(clip[None, pos : pos + step])}
+                feeds.update({s.input_name: v for s, v in zip(card.states, states)})
+                logits, *states = session.run(_state_names(card), feeds)
+                parts.append(logits[0])
+            logits = np.concatenate(parts, axis=0)
+        out.append(_scores(logits, card.task).mean(axis=0))
+    return np.stack(out)
+
+
+def input_feeds(
+    session: Any, card: ModelCard, clips: Sequence[np.ndarray], limit: int | None = None, seed: int = 0
+) -> list[dict[str, np.ndarray]]:
+    """Model inputs cut from real clips: windows (window mode) or chunks plus the fp32 model's state at that point."""
+    feeds: list[dict[str, np.ndarray]] = []
+    if card.streaming_mode == "window":
+        for window in windows_of(clips, card.window_frames, card.hop_frames):
+            feeds.append({INPUT_NAME: window[None]})
+    else:
+        step = max(1, card.hop_frames)
+        for clip in clips:
+            states = [np.zeros((1, *s.shape), np.float32) for s in card.states]
+            for pos in range(0, clip.shape[0], step):
+                feed = {INPUT_NAME: np.ascontiguousarray(clip[None, pos : pos + step])}
+                feed.update({s.input_name: v for s, v in zip(card.states, states)})
+                feeds.append(feed)
+                _, *states = session.run(_state_names(card), feed)
+    if limit is not None and len(feeds) > limit:
+        keep = np.sort(np.random.default_rng(seed).choice(len(feeds), limit, replace=False))
+        feeds = [feeds[i] for i in keep]
+    return feeds
+
+
+def sqnr_db(reference: Any, candidate: Any, card: ModelCard, feeds: Sequence[dict[str, np.ndarray]]) -> dict[str, float]:
+    """Per-output SQNR in dB, both sessions run on the same feeds."""
+    names = _state_names(card)
+    signal = dict.fromkeys(names, 0.0)
+    noise = dict.fromkeys(names, 0.0)
+    for feed in feeds:
+        for name, ref, got in zip(names, reference.run(names, feed), candidate.run(names, feed)):
+            ref64 = ref.astype(np.float64)
+            signal[name] += float(np.sum(ref64**2))
+            noise[name] += float(np.sum((ref64 - got.astype(np.float64)) ** 2))
+    return {
+        name: (float("inf") if noise[name] == 0 else float(10 * np.log10(max(signal[name], 1e-300) / noise[name])))
+        for name in names
+    }
+
+
+class FeedReader:
+    """An `onnxruntime.quantization.CalibrationDataReader` over prepared feeds."""
+
+    def __init__(self, feeds: Sequence[dict[str, np.ndarray]]) -> None:
+        self.feeds = list(feeds)
+        self._iter = iter(self.feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._iter, None)
+
+    def rewind(self) -> None:
+        self._iter = iter(self.feeds)
+
+
+# ---------------------------------------------------------------------------------- gate
+def _gate(
+    precision: str,
+    fp32_path: Path,
+    out_path: Path,
+    card: ModelCard,
+    eval_clips: Sequence[np.ndarray],
+    eval_targets: np.ndarray | None,
+    eval_mask: np.ndarray | None,
+    max_relative_drop: float,
+    accept_drop: bool,
+    n_calibration: int,
+    fp32_session: Any,
+) -> QuantReport:
+    if not eval_clips:
+        raise ExportError(f"{precision} gate needs held-out clips")
+    if eval_targets is not None and len(eval_targets) != len(eval_clips):
+        raise ExportError(f"{len(eval_targets)} targets for {len(eval_clips)} held-out clips")
+    session = _ort_session(out_path)
+    ref_scores = clip_scores(fp32_session, card, eval_clips)
+    got_scores = clip_scores(session, card, eval_clips)
+    name, fp32_metric = task_metric(card, ref_scores, eval_targets, eval_mask, ref_scores)
+    _, metric = task_metric(card, got_scores, eval_targets, eval_mask, ref_scores)
+    drop = (fp32_metric - metric) / abs(fp32_metric) if fp32_metric else float(fp32_metric != metric)
+    sqnr = sqnr_db(fp32_session, session, card, input_feeds(fp32_session, card, eval_clips, limit=200))
+    report = QuantReport(
+        precision=precision,
+        path=out_path,
+        size_bytes=out_path.stat().st_size,
+        fp32_size_bytes=fp32_path.stat().st_size,
+        metric_name=name,
+        fp32_metric=fp32_metric,
+        metric=metric,
+        relative_drop=drop,
+        sqnr_db=sqnr,
+        n_calibration_windows=n_calibration,
+        n_eval_clips=len(eval_clips),
+    )
+    if drop > max_relative_drop:
+        if not accept_drop:
+            out_path.unlink(missing_ok=True)
+            raise QuantizationGateError(
+                f"{precision} gate failed: {name} fp32 {fp32_metric:.6f} vs {precision} {metric:.6f}, "
+                f"relative drop {100 * drop:.3f} % > allowed {100 * max_relative_drop:.3f} % "
+                f"(SQNR logits {sqnr.get(OUTPUT_NAME, float('nan')):.1f} dB; use --accept-drop to keep it)"
+            )
+        report.accepted_drop = True
+    return report
+
+
+def _finish_card(out_path: Path, card: ModelCard, precision: str, report: QuantReport | None, extra: dict[str, Any]) -> None:
+    import onnx
+
+    model = onnx.load(str(out_path))
+    data = card.to_dict()
+    data["provenance"] = {**card.provenance, "export": {**card.provenance.get("export", {}), "precision": precision, **extra}}
+    if report is not None:
+        data["metrics"] = {
+            **card.metrics,
+            f"{report.metric_name}_fp32": report.fp32_metric,
+            f"{report.metric_name}_{precision}": report.metric,
+            f"{precision}_relative_drop": report.relative_drop,
+            **{f"sqnr_db_{k}": (v if np.isfinite(v) else 999.0) for k, v in report.sqnr_db.items()},
+        }
+    set_card(model, ModelCard.from_dict(data))
+    save_single_file(model, out_path)
+
+
+# --------------------------------------------------------------------------------- INT8
+def quantize_int8(
+    fp32_path: str | Path,
+    out_path: str | Path,
+    calibration_features: Sequence[np.ndarray],
+    eval_features: Sequence[np.ndarray],
+    eval_targets: np.ndarray | None = None,
+    eval_mask: np.ndarray | None = None,
+    *,
+    max_relative_drop: float = MAX_RELATIVE_DROP,
+    accept_drop: bool = False,
+    min_windows: int = MIN_CALIBRATION_WINDOWS,
+    per_channel: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> QuantReport:
+    """Static QDQ int8 quantization of an exported fp32 file, calibrated and gated on real features.
+
+    ``calibration_features`` and ``eval_features``: front-end features
+    [frames, n_bins] per clip, from disjoint splits. ``eval_targets``:
+    clip-level targets [n_clips, n_labels] (or None: agreement with fp32).
+    """
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+
+    say = log or (lambda _msg: None)
+    fp32_path, out_path = Path(fp32_path), Path(out_path)
+    card = read_card(onnx.load(str(fp32_path)))
+    fp32_session = _ort_session(fp32_path)
+    feeds = input_feeds(fp32_session, card, calibration_features, limit=_MAX_CALIBRATION_FEEDS)
+    if len(feeds) < min_windows:
+        raise ExportError(
+            f"int8 calibration needs at least {min_windows} windows of real audio features, got {len(feeds)} "
+            "(give more or longer calibration audio)"
+        )
+    source = fp32_path
+    tmp_dir = out_path.parent
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    prepped = tmp_dir / f".{out_path.name}.prep.onnx"
+    try:
+        try:
+            from onnxruntime.quantization.shape_inference import quant_pre_process
+
+            quant_pre_process(str(fp32_path), str(prepped), skip_symbolic_shape=False)
+            source = prepped
+        except Exception:  # noqa: BLE001 - pre-processing is an optimisation; quantize the export as is
+            source = fp32_path
+        quantize_static(
+            str(source),
+            str(out_path),
+            FeedReader(feeds),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            activation_type=QuantType.QInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        )
+    finally:
+        prepped.unlink(missing_ok=True)
+    report = _gate(
+        "int8", fp32_path, out_path, card, eval_features, eval_targets, eval_mask,
+        max_relative_drop, accept_drop, len(feeds), fp32_session,
+    )
+    _finish_card(out_path, card, "int8", report, {"quantization": "onnxruntime static QDQ, per-channel int8 weights, int8 activations (MinMax)", "calibration_windows": len(feeds)})
+    report.size_bytes = out_path.stat().st_size
+    _check_loads(out_path)
+    for line in report.lines():
+        say(line)
+    return report
+
+
+# --------------------------------------------------------------------------------- FP16
+def to_fp16_weights(model: Any, min_elements: int = 16) -> int:
+    """Store float32 initializers (of ``min_elements`` or more) as float16 with a Cast back to float32.
+
+    Returns how many were converted. Tiny tensors (biases of a few values, scalars) stay float32:
+    their Cast would cost more bytes than it saves.
+    """
+    import onnx
+    from onnx import helper, numpy_helper
+
+    converted = 0
+    casts = []
+    keep = []
+    for init in model.graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT:
+            keep.append(init)
+            continue
+        array = numpy_helper.to_array(init)
+        if array.size < min_elements or not np.all(np.abs(array[np.isfinite(array)]) < 65504):
+            keep.append(init)
+            continue
+        half = numpy_helper.from_array(array.astype(np.float16), name=f"{init.name}__fp16")
+        keep.append(half)
+        casts.append(helper.make_node("Cast", [half.name], [init.name], to=onnx.TensorProto.FLOAT, name=f"{init.name}__cast"))
+        converted += 1
+    del model.graph.initializer[:]
+    model.graph.initializer.extend(keep)
+    nodes = list(model.graph.node)
+    del model.graph.node[:]
+    model.graph.node.extend(casts + nodes)
+    return converted
+
+
+def convert_fp16(
+    fp32_path: str | Path,
+    out_path: str | Path,
+    eval_features: Sequence[np.ndarray],
+    eval_targets: np.ndarray | None = None,
+    eval_mask: np.ndarray | None = None,
+    *,
+    max_relative_drop: float = MAX_RELATIVE_DROP,
+    accept_drop: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> QuantReport:
+    """FP16 weights (float32 inputs, outputs and states), gated like int8."""
+    import onnx
+
+    say = log or (lambda _msg: None)
+    fp32_path, out_path = Path(fp32_path), Path(out_path)
+    model = onnx.load(str(fp32_path))
+    card = read_card(model)
+    n = to_fp16_weights(model)
+    save_single_file(model, out_path)
+    fp32_session = _ort_session(fp32_path)
+    report = _gate(
+        "fp16", fp32_path, out_path, card, eval_features, eval_targets, eval_mask,
+        max_relative_drop, accept_drop, 0, fp32_session,
+    )
+    _finish_card(out_path, card, "fp16", report, {"fp16": f"{n} float16 initializers cast to float32 in the graph; float32 I/O"})
+    report.size_bytes = out_path.stat().st_size
+    _check_loads(out_path)
+    for line in report.lines():
+        say(line)
+    return report
+
+
+def _check_loads(path: Path) -> None:
+    from edgetag.export.onnx_export import check_loads
+
+    check_loads(path)

@@ -1,0 +1,308 @@
+"""Export: verified single-file ONNX models, tampered cards refused, INT8/FP16 gates on a real metric.
+
+Models are small and random (or trained for a few steps on tones vs noise,
+so that the gates see a meaningful ROC-AUC); every export is shared through
+module fixtures because the dynamo exporter costs seconds per model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxscript")  # the dynamo exporter's translator
+
+from edgetag.export import onnx_export
+from edgetag.export.onnx_export import ExportError, ParityError, export_onnx, run_stream
+from edgetag.export.quantize import (
+    QuantizationGateError,
+    convert_fp16,
+    quantize_int8,
+    roc_auc_macro,
+)
+from edgetag.runtime.frontend import FrontendConfig, compute_features
+from edgetag.runtime.model import load_model
+from edgetag.runtime.model_card import METADATA_KEY, ModelCardError
+from edgetag.training.checkpoint import (
+    StudentCheckpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
+from edgetag.training.students import build_student
+
+N_BINS = 32
+FRONTEND = FrontendConfig.preset("default").replace(n_bins=N_BINS)
+SR = FRONTEND.sample_rate
+
+
+def _clip(rng: np.random.Generator, tone: int, noise: int, seconds: float = 0.6) -> np.ndarray:
+    """Synthetic "audio" with learnable structure: a tone of random pitch and/or broadband noise."""
+    t = np.arange(int(SR * seconds)) / SR
+    x = 0.01 * rng.standard_normal(len(t))
+    if tone:
+        x += rng.uniform(0.02, 0.3) * np.sin(2 * np.pi * rng.uniform(200, 3000) * t + rng.uniform(0, 6))
+    if noise:
+        x += rng.uniform(0.02, 0.2) * rng.standard_normal(len(t))
+    return x.astype(np.float32)
+
+
+def _dataset(n: int, seed: int) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    targets = rng.integers(0, 2, (n, 2))
+    audio = [_clip(rng, int(y[0]), int(y[1])) for y in targets]
+    return [compute_features(a, FRONTEND) for a in audio], targets.astype(np.float32), audio
+
+
+def _checkpoint(kind: str, params: dict, window_frames: int, hop_frames: int, student=None) -> StudentCheckpoint:
+    if student is None:
+        torch.manual_seed(0)
+        student = build_student(kind, N_BINS, 2, **params)
+    return StudentCheckpoint(
+        student=student.eval(),
+        kind=kind,
+        params=params,
+        frontend=FRONTEND,
+        task="multi_label",
+        labels=["tone", "noise"],
+        thresholds=[0.5, 0.5],
+        window_frames=window_frames,
+        hop_frames=hop_frames,
+        provenance={"teacher": "synthetic", "data": "tones vs noise"},
+        metrics={"roc_auc": 0.9},
+    )
+
+
+def _set_stats(student, features: list[np.ndarray]) -> None:
+    stacked = np.concatenate(features)
+    student.feature_mean.copy_(torch.from_numpy(stacked.mean(0)))
+    student.feature_std.copy_(torch.from_numpy(stacked.std(0) + 1e-3))
+
+
+@pytest.fixture(scope="module")
+def data():
+    calib, _, calib_audio = _dataset(48, 0)
+    held, held_targets, _ = _dataset(32, 1)
+    return {"calib": calib, "calib_audio": calib_audio, "held": held, "held_targets": held_targets}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data):
+    """A causal CNN trained for a few steps to tell tones from noise, exported once."""
+    torch.manual_seed(0)
+    params = {"channels": 8, "layers": 2}
+    student = build_student("causal_cnn", N_BINS, 2, **params)
+    _set_stats(student, data["calib"])
+    frames = min(f.shape[0] for f in data["calib"])
+    x = torch.from_numpy(np.stack([f[:frames] for f in data["calib"]]))
+    _, y, _ = _dataset(48, 0)
+    y = torch.from_numpy(y)
+    opt = torch.optim.Adam(student.parameters(), 1e-2)
+    student.train()
+    for _ in range(40):
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(student(x)[:, 8:].mean(1), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    ckpt_path = save_checkpoint(_checkpoint("causal_cnn", params, 1, 5, student), tmp_path_factory.mktemp("ck") / "s.pt")
+    ckpt = load_checkpoint(ckpt_path)
+    out = tmp_path_factory.mktemp("causal") / "model.onnx"
+    result = export_onnx(ckpt, out, calibration_audio=data["calib_audio"][:6])
+    return {"checkpoint": ckpt, "checkpoint_path": ckpt_path, "result": result, "path": out}
+
+
+# ------------------------------------------------------------------------------ export
+def _common_checks(result, path: Path, ckpt) -> None:
+    model = onnx.load(str(path))
+    assert not [p for p in path.parent.iterdir() if p.name != path.name and not p.name.endswith((".onnx", ".pt"))]
+    assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 17
+    assert not [n for n in model.graph.node if n.op_type == "BatchNormalization"]
+    card = json.loads({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
+    assert card["labels"] == ckpt.labels and card["frontend"] == ckpt.frontend.to_dict()
+    assert card["streaming_mode"] == ckpt.student.streaming_mode
+    assert card["states"] == [{"name": s.name, "shape": list(s.shape)} for s in ckpt.student.state_specs()]
+    assert len(card["provenance"]["config_hash"]) == 16 and card["provenance"]["teacher"] == "synthetic"
+    assert card["parameters"] > 0 and card["macs_per_second"] > 0
+    assert card["metrics"]["roc_auc"] == 0.9 and card["metrics"]["export_parity_max_abs"] <= 1e-4
+    loaded = load_model(path)
+    inputs = {i.name: i.shape for i in loaded.session.get_inputs()}
+    assert inputs["features"][0] == "batch"
+    assert result.parity.batched_max_abs <= 1e-4 and result.parity.single_max_abs <= 1e-4
+    print(f"{ckpt.kind}: {result.size_bytes} bytes; " + " | ".join(result.parity.lines()))
+
+
+def test_export_window_student(tmp_path, data) -> None:
+    params = {"width": 0.25, "window_frames": 24, "embedding_dim": 16}
+    ckpt = _checkpoint("mobilenet", params, 24, 12)
+    _set_stats(ckpt.student, data["calib"])
+    result = export_onnx(ckpt, tmp_path / "mn.onnx", data["calib"][:8])
+    _common_checks(result, tmp_path / "mn.onnx", ckpt)
+    model = load_model(tmp_path / "mn.onnx")
+    windows = np.stack([f[:24] for f in data["held"][:3]])
+    logits, states = model.run(windows)  # dynamic batch
+    with torch.no_grad():
+        expected = ckpt.student(torch.from_numpy(windows)).numpy()
+    assert states == [] and np.abs(logits - expected).max() <= 1e-4
+
+
+def test_export_stateful_students(tmp_path, data, trained) -> None:
+    _common_checks(trained["result"], trained["path"], trained["checkpoint"])
+    params = {"channels": 8, "layers": 2, "hidden": 8}
+    ckpt = _checkpoint("crnn", params, 1, 5)
+    _set_stats(ckpt.student, data["calib"])
+    result = export_onnx(ckpt, tmp_path / "crnn.onnx", data["calib"][:6])
+    _common_checks(result, tmp_path / "crnn.onnx", ckpt)
+    for r in (result, trained["result"]):
+        assert r.parity.stream_chunk1_max_abs <= 1e-5 and r.parity.stream_random_max_abs <= 1e-5
+    # the runtime streams it frame by frame like the offline model
+    model = load_model(tmp_path / "crnn.onnx")
+    seq = data["held"][0]
+    chunks = [1] * 7 + [3] * ((seq.shape[0] - 7) // 3) + [(seq.shape[0] - 7) % 3]
+    got, _ = run_stream(model.session, model.card, seq, [c for c in chunks if c])
+    with torch.no_grad():
+        expected = ckpt.student(torch.from_numpy(seq[None]))[0].numpy()
+    assert np.abs(got - expected).max() <= 1e-5
+
+
+def _perturbed(path: Path, output: str, delta: float):
+    """The exported graph with ``delta`` added to one output."""
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(path))
+    for node in model.graph.node:
+        node.output[:] = [f"{o}__raw" if o == output else o for o in node.output]
+    model.graph.initializer.append(numpy_helper.from_array(np.array(delta, np.float32), "delta__c"))
+    model.graph.node.append(helper.make_node("Add", [f"{output}__raw", "delta__c"], [output]))
+    del model.metadata_props[:]
+    return model
+
+
+def test_broken_export_fails(tmp_path, monkeypatch, data, trained) -> None:
+    ckpt = trained["checkpoint"]
+    # logits off by 1e-3: the fp32 parity check names the difference
+    monkeypatch.setattr(onnx_export, "_to_onnx", lambda *a, **k: _perturbed(trained["path"], "logits", 1e-3))
+    with pytest.raises(ParityError, match=r"max abs difference 0\.001 exceeds 0\.0001"):
+        export_onnx(ckpt, tmp_path / "bad.onnx", data["calib"][:4])
+    assert not (tmp_path / "bad.onnx").exists()
+    # a state off by 1e-4: offline runs agree, streaming does not
+    monkeypatch.setattr(onnx_export, "_to_onnx", lambda *a, **k: _perturbed(trained["path"], "conv1_out", 1e-4))
+    with pytest.raises(ParityError, match=r"chunks of 1 frame vs PyTorch offline.*max abs difference"):
+        export_onnx(ckpt, tmp_path / "bad.onnx", data["calib"][:4])
+
+
+def _with_card(path: Path, out: Path, edit) -> Path:
+    model = onnx.load(str(path))
+    entry = next(p for p in model.metadata_props if p.key == METADATA_KEY)
+    card = json.loads(entry.value)
+    edit(card)
+    entry.value = json.dumps(card)
+    onnx.save(model, str(out))
+    return out
+
+
+def test_tampered_metadata_refused(tmp_path, trained) -> None:
+    path = trained["path"]
+    bad = _with_card(path, tmp_path / "bins.onnx", lambda c: c["frontend"].update(n_bins=40))
+    with pytest.raises(ModelCardError, match="input 'features' has shape"):
+        load_model(bad)
+    bad = _with_card(path, tmp_path / "labels.onnx", lambda c: c.pop("labels"))
+    with pytest.raises(ModelCardError, match=r"missing field\(s\) \['labels'\]"):
+        load_model(bad)
+    bad = _with_card(path, tmp_path / "thr.onnx", lambda c: c["thresholds"].append(0.5))
+    with pytest.raises(ModelCardError, match="3 thresholds for 2 labels"):
+        load_model(bad)
+    bad = _with_card(path, tmp_path / "state.onnx", lambda c: c["states"][0].update(shape=[8, 3]))
+    with pytest.raises(ModelCardError, match="conv0_in"):
+        load_model(bad)
+    model = onnx.load(str(path))
+    del model.metadata_props[:]
+    onnx.save(model, str(tmp_path / "none.onnx"))
+    with pytest.raises(ModelCardError, match="not an edgetag model"):
+        load_model(tmp_path / "none.onnx")
+
+
+# ---------------------------------------------------------------------------- int8 / fp16
+def test_roc_auc_macro() -> None:
+    targets = np.array([[1, 0], [0, 1], [1, 1], [0, 0]], np.float32)
+    assert roc_auc_macro(targets, targets) == 1.0
+    assert roc_auc_macro(1 - targets, targets) == 0.0
+    assert roc_auc_macro(np.full((4, 2), 0.3), targets) == 0.5  # ties count half
+
+
+def test_int8_gate(tmp_path, data, trained) -> None:
+    args = (trained["path"], tmp_path / "m.int8.onnx", data["calib"], data["held"], data["held_targets"])
+    report = quantize_int8(*args)
+    print(*report.lines(), sep="\n")
+    assert report.metric_name == "roc_auc_macro" and report.fp32_metric > 0.7  # the student learnt the task (chance: 0.5)
+    assert report.relative_drop <= 0.01 and report.n_calibration_windows >= 100
+    assert set(report.sqnr_db) == {"logits", "conv0_out", "conv1_out"} and report.sqnr_db["logits"] > 15
+    model = onnx.load(str(tmp_path / "m.int8.onnx"))
+    assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    card = load_model(tmp_path / "m.int8.onnx").card
+    assert card.provenance["export"]["precision"] == "int8" and "roc_auc_macro_int8" in card.metrics
+    # an impossible gate (the int8 model would have to beat fp32 by 50 %) fires with both numbers
+    with pytest.raises(QuantizationGateError, match=r"roc_auc_macro fp32 \d\.\d+ vs int8 \d\.\d+, relative drop"):
+        quantize_int8(*args, max_relative_drop=-0.5)
+    assert not (tmp_path / "m.int8.onnx").exists()
+    assert quantize_int8(*args, max_relative_drop=-0.5, accept_drop=True).accepted_drop
+    # fewer than 100 calibration windows is refused
+    with pytest.raises(ExportError, match="at least 100 windows"):
+        quantize_int8(trained["path"], tmp_path / "x.onnx", data["calib"][:1], data["held"], data["held_targets"])
+
+
+def test_fp16_gate(tmp_path, data, trained) -> None:
+    args = (trained["path"], tmp_path / "m.fp16.onnx", data["held"], data["held_targets"])
+    report = convert_fp16(*args)
+    print(*report.lines(), sep="\n")
+    assert report.relative_drop <= 0.01 and report.sqnr_db["logits"] > 40
+    model = onnx.load(str(tmp_path / "m.fp16.onnx"))
+    assert {i.type.tensor_type.elem_type for i in [*model.graph.input, *model.graph.output]} == {onnx.TensorProto.FLOAT}
+    assert any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
+    assert load_model(tmp_path / "m.fp16.onnx").card.provenance["export"]["precision"] == "fp16"
+    with pytest.raises(QuantizationGateError, match="fp16 gate failed"):
+        convert_fp16(*args, max_relative_drop=-0.5)
+    # no labels: agreement with the fp32 model's binarised outputs
+    assert convert_fp16(trained["path"], tmp_path / "a.onnx", data["held"]).metric_name == "fp32_agreement"
+
+
+def test_cli_export(tmp_path, data, trained, capsys) -> None:
+    """``edgetag export`` with a labelled manifest: train split calibrates, valid split gates on ROC-AUC."""
+    sf = pytest.importorskip("soundfile")
+    from edgetag.runtime.cli import main
+
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    _, held_targets, held_audio = _dataset(24, 1)
+    rows = []
+    for split, audios, targets in (("train", data["calib_audio"][:30], None), ("valid", held_audio, held_targets)):
+        for i, audio in enumerate(audios):
+            sf.write(folder / f"{split}{i:02d}.wav", audio, SR)
+            labels = [] if targets is None else [n for n, t in zip(("tone", "noise"), targets[i]) if t]
+            rows.append(json.dumps({"path": f"audio/{split}{i:02d}.wav", "split": split, "labels": labels}))
+    manifest = tmp_path / "data.jsonl"
+    manifest.write_text("\n".join(rows) + "\n")
+    out = tmp_path / "cli.onnx"
+    rc = main(["export", str(trained["checkpoint_path"]), "-o", str(out), "--int8", "--fp16", "--calib", str(manifest)])
+    text = capsys.readouterr().out
+    assert rc == 0, text
+    for needle in ("sizes: fp32", "int8 ", "fp16 ", "SQNR logits", "max abs", "roc_auc_macro fp32", "split valid"):
+        assert needle in text, text
+    assert out.exists() and (tmp_path / "cli.int8.onnx").exists() and (tmp_path / "cli.fp16.onnx").exists()
+    # a folder of unlabelled audio: every 4th file held out, metric is agreement with fp32
+    from argparse import Namespace
+
+    from edgetag.export.commands import _load_source
+
+    calib, held = _load_source(str(folder), trained["checkpoint"], Namespace(calib_split=None, eval_split=None))
+    assert (len(calib.features), len(held.features)) == (41, 13) and held.targets is None  # 54 files
+    # TensorRT is optional: without it the command fails up front with a clear message
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is None:
+        rc = main(["export", str(trained["checkpoint_path"]), "-o", str(tmp_path / "t.onnx"), "--tensorrt"])
+        assert rc == 1 and "tensorrt" in capsys.readouterr().err
