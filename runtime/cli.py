@@ -17,6 +17,7 @@ import sys
 COMMAND_MODULES: tuple[str, ...] = (
     "edgetag.runtime.commands",
     "edgetag.training.commands",
+    "edgetag.export.commands",
 )
 
 
