@@ -1,0 +1,394 @@
+"""The trainer end to end on a tiny synthetic dataset and a fake teacher cache (CPU, seconds)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+sf = pytest.importorskip("soundfile")
+
+from edgetag.training.config import ConfigError, config_hash, load_config
+
+SR = 16000
+LABELS = ["high", "low", "noise"]
+
+
+def _write_dataset(root: Path) -> Path:
+    """12 clips of 0.6-0.9 s: tones at 300 Hz / 3 kHz and noise; some labels missing."""
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(12):
+        kind = LABELS[i % 3]
+        n = int(SR * (0.6 + 0.1 * (i % 4)))
+        t = np.arange(n) / SR
+        if kind == "noise":
+            x = 0.3 * rng.standard_normal(n)
+        else:
+            x = 0.5 * np.sin(2 * np.pi * (3000.0 if kind == "high" else 300.0) * t) + 0.01 * rng.standard_normal(n)
+        sf.write(root / f"clip{i:02d}.wav", x.astype(np.float32), SR, subtype="FLOAT")
+        labels = kind
+        missing = ""
+        if i in (3, 7):
+            missing = "*"  # unlabelled
+            labels = ""
+        elif i == 5:
+            missing = "high"  # clip 5 is noise; whether it is also "high" is unknown
+        split = "valid" if i >= 10 else "train"
+        rows.append({"path": f"clip{i:02d}.wav", "start": "", "end": "", "labels": labels, "missing": missing, "split": split})
+    # one segment with explicit bounds
+    rows.append({"path": "clip00.wav", "start": "0.1", "end": "0.5", "labels": "high", "missing": "", "split": "train"})
+    path = root / "manifest.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=["path", "start", "end", "labels", "missing", "split"])
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+def _fake_teacher():
+    from edgetag.training.teachers import (
+        Teacher,
+        TeacherOutput,
+        known_teachers,
+        register_teacher,
+    )
+
+    class FakeTeacher(Teacher):
+        """Deterministic: band energies of 100 ms frames -> 8-dim embedding -> 3 sigmoid scores."""
+
+        name = "fake-tiny"
+        sample_rate = SR
+        score_kind = "probabilities"
+        task = "multi_label"
+        frame_rate = 10.0
+        labels = LABELS
+        embedding_dim = 8
+
+        def __init__(self) -> None:
+            super().__init__()
+            g = torch.Generator().manual_seed(0)
+            self.proj = torch.nn.Parameter(torch.randn(8, 3, generator=g), requires_grad=False)
+
+        def num_frames(self, num_samples: int) -> int:
+            return max(1, num_samples // 1600)
+
+        def forward(self, waveforms):
+            b, n = waveforms.shape
+            t = self.num_frames(n)
+            frames = waveforms[:, : t * 1600].reshape(b, t, 1600) if n >= 1600 else torch.nn.functional.pad(waveforms, (0, 1600 - n)).reshape(b, 1, 1600)
+            spec = torch.fft.rfft(frames, dim=-1).abs()[..., :800]
+            emb = torch.log1p(spec.reshape(b, t, 8, 100).mean(-1))
+            low, high = emb[..., 0], emb[..., 3:].mean(-1)
+            flat = emb.std(-1)
+            logits = torch.stack([4 * (high - low), 4 * (low - high), -4 * flat + 2], dim=-1)
+            return TeacherOutput(scores=torch.sigmoid(logits), embeddings=emb)
+
+    if "fake-tiny" not in known_teachers():
+        register_teacher("fake-tiny")(FakeTeacher)
+    return FakeTeacher
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    # Tiny models: threads only contend (these machines are shared); restored afterwards.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    from edgetag.training.cache import fill_cache
+    from edgetag.training.teachers import get_teacher
+
+    root = tmp_path_factory.mktemp("data")
+    manifest = _write_dataset(root)
+    _fake_teacher()
+    teacher = get_teacher("fake-tiny")
+    fill_cache([teacher], manifest, root / "cache", progress=False, chunk_seconds=0.5)
+    return {"root": root, "manifest": manifest, "cache": root / "cache", "identity": teacher.identity()}
+
+
+def _config(dataset, *overrides: str):
+    base = [
+        f"data.manifest={dataset['manifest']}",
+        f"teacher.cache_dir={dataset['cache']}",
+        "teacher.teachers=[fake-tiny]",
+        "data.segment_seconds=0.5",
+        "frontend.overrides.n_bins=16",
+        "student.kind=causal_cnn",
+        "student.params={channels: 8, layers: 2}",
+        "optim.batch_size=8",
+        "optim.steps=20",
+        "optim.warmup_steps=2",
+        "optim.lr=0.01",
+        "optim.ema_decay=0.9",
+        "augment.gain_db=[-6,6]",
+        "augment.time_masks=1",
+        "augment.freq_masks=1",
+        "augment.time_shift_seconds=0.05",
+        "augment.mixup_alpha=0.3",
+        "checkpoint.every=0",
+        "logging.progress=false",
+    ]
+    return load_config(None, base + list(overrides))
+
+
+def _weights(run_dir: Path) -> dict:
+    return torch.load(run_dir / "student.pt", weights_only=True)["state_dict"]
+
+
+def _losses(run_dir: Path) -> list[float]:
+    with open(run_dir / "metrics.csv") as f:
+        return [float(r["loss"]) for r in csv.DictReader(f)]
+
+
+@pytest.mark.parametrize("method", ["labels", "kd", "kd+conreg", "kd+disreg", "mean_teacher"])
+def test_methods_train(dataset, tmp_path, method):
+    from edgetag.training.checkpoint import load_checkpoint
+    from edgetag.training.trainer import train
+
+    # The augmentations make single steps noisy; compare without them.
+    config = _config(dataset, f"method={method}", "augment.mixup_alpha=0", "augment.time_masks=0", "augment.freq_masks=0")
+    result = train(config, tmp_path / "run")
+    losses = _losses(tmp_path / "run")
+    assert len(losses) == 20 and all(np.isfinite(losses))
+    assert np.mean(losses[-5:]) < np.mean(losses[:5]), losses
+    ckpt = load_checkpoint(result.student_path)
+    assert ckpt.labels == LABELS and ckpt.provenance["method"] == method
+    assert ckpt.provenance["training_config_sha256"] == config_hash(config)
+    if method.startswith("kd"):
+        assert ckpt.provenance["teachers"] == [dataset["identity"]]
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert {r["kind"] for r in rows} == {"train", "eval"}
+    assert "map" in rows[-1] and rows[-1]["kind"] == "eval"
+
+
+def test_window_student_with_augmentations(dataset, tmp_path):
+    from edgetag.training.trainer import train
+
+    config = _config(dataset, "method=kd+conreg", "student.kind=mobilenet", "student.params={width: 0.25, embedding_dim: 16}",
+                     "optim.steps=4", "sampling.class_balanced=true")
+    result = train(config, tmp_path / "run")
+    sd = _weights(tmp_path / "run")
+    assert all(torch.isfinite(v).all() for v in sd.values() if v.is_floating_point())
+    assert result.steps == 4
+
+
+def test_kill_and_resume_is_bit_identical(dataset, tmp_path):
+    from edgetag.training.trainer import train
+
+    config = _config(dataset, "method=kd+conreg", "optim.steps=10", "checkpoint.every=3", "checkpoint.keep=2")
+    train(config, tmp_path / "full")
+
+    class Killed(Exception):
+        pass
+
+    def stop(step, metrics):
+        if step == 5:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train(config, tmp_path / "resumed", on_step=stop)
+    states = sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").glob("state-*.pt"))
+    assert states == ["state-00000003.pt"]
+    result = train(config, tmp_path / "resumed")
+    assert result.resumed_from == 3
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    # the killed run's rows after step 3 were replaced, not duplicated
+    with open(tmp_path / "resumed" / "metrics.csv") as f:
+        steps = [int(r["step"]) for r in csv.DictReader(f)]
+    assert steps == list(range(1, 11))
+    sa = torch.load(tmp_path / "full" / "checkpoints" / "state-00000010.pt", weights_only=True)
+    sb = torch.load(tmp_path / "resumed" / "checkpoints" / "state-00000010.pt", weights_only=True)
+    for k in sa["optimizer"]["state"]:
+        assert torch.equal(sa["optimizer"]["state"][k]["exp_avg"], sb["optimizer"]["state"][k]["exp_avg"])
+    assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").glob("state-*.pt")) == [
+        "state-00000009.pt", "state-00000010.pt"]
+
+
+@pytest.mark.slow
+def test_sigkill_and_resume(dataset, tmp_path):
+    """A real kill (SIGKILL of a child process) after step 6 is checkpointed, then resume."""
+    from edgetag.training.trainer import train
+
+    overrides = ["method=kd", "optim.steps=10", "checkpoint.every=3"]
+    config = _config(dataset, *overrides)
+    train(config, tmp_path / "full")
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        import torch
+        torch.set_num_threads(1)
+        from test_trainer import _config, _fake_teacher
+        from edgetag.training.trainer import train
+        ds = {{"manifest": {str(dataset['manifest'])!r}, "cache": {str(dataset['cache'])!r}}}
+        train(_config(ds, *{overrides!r}), {str(tmp_path / 'killed')!r}, on_step=lambda s, m: time.sleep(0.3))
+    """)
+    child = subprocess.Popen([sys.executable, "-c", script])
+    target = tmp_path / "killed" / "checkpoints" / "state-00000006.pt"
+    deadline = time.time() + 60
+    while not target.exists() and child.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    assert target.exists() and child.poll() is None, "the child finished or failed before it could be killed"
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    assert not (tmp_path / "killed" / "student.pt").exists()
+    result = train(config, tmp_path / "killed")
+    assert result.resumed_from in (6, 9)
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "killed")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_config_errors_are_clear(dataset, tmp_path):
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) 'optim.learning_rate'"):
+        _config(dataset, "optim.learning_rate=1")
+    with pytest.raises(ConfigError, match="optim.steps: expected an integer"):
+        _config(dataset, "optim.steps=ten")
+    with pytest.raises(ConfigError, match="method: expected one of"):
+        _config(dataset, "method=distill")
+    with pytest.raises(ConfigError, match="augment.gain_db"):
+        _config(dataset, "augment.gain_db=[6,-6]")
+    with pytest.raises(ConfigError, match="teacher.cache_dir: required"):
+        load_config(None, [f"data.manifest={dataset['manifest']}", "method=kd", "teacher.teachers=[x]"])
+    with pytest.raises(ConfigError, match="frontend"):
+        _config(dataset, "frontend.preset=nope")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("optim:\n  lr: [1, 2]\n")
+    with pytest.raises(ConfigError, match="optim.lr: expected a number"):
+        load_config(bad)
+    # a teacher the cache does not hold
+    from edgetag.training.trainer import train
+
+    with pytest.raises(ConfigError, match="no outputs in the teacher cache"):
+        train(_config(dataset, "method=kd", "teacher.teachers=[other-teacher]", "optim.steps=1"), tmp_path / "r")
+    # resuming a run directory with another config
+    train(_config(dataset, "optim.steps=1"), tmp_path / "r2")
+    with pytest.raises(ConfigError, match="optim.lr"):
+        train(_config(dataset, "optim.steps=1", "optim.lr=0.5"), tmp_path / "r2")
+
+
+def test_files_and_overrides(dataset, tmp_path):
+    yaml_path = tmp_path / "c.yaml"
+    yaml_path.write_text(textwrap.dedent(f"""
+        data: {{manifest: {dataset['manifest']}, segment_seconds: 0.5}}
+        method: labels
+        optim: {{lr: 3.0e-3, steps: 7}}
+    """))
+    toml_path = tmp_path / "c.toml"
+    toml_path.write_text(textwrap.dedent(f"""
+        method = "labels"
+        [data]
+        manifest = "{dataset['manifest']}"
+        segment_seconds = 0.5
+        [optim]
+        lr = 3.0e-3
+        steps = 7
+    """))
+    a, b = load_config(yaml_path), load_config(toml_path)
+    assert a == b and config_hash(a) == config_hash(b)
+    c = load_config(yaml_path, ["optim.lr=1e-4", "augment.gain_db=[-3, 3]", "student.params.channels=16", "sampling.class_balanced=true"])
+    assert c.optim.lr == 1e-4 and c.augment.gain_db == [-3.0, 3.0] and c.student.params == {"channels": 16}
+    assert c.sampling.class_balanced is True and config_hash(c) != config_hash(a)
+    # relative paths in a file are relative to the file
+    (tmp_path / "sub").mkdir()
+    rel = tmp_path / "sub" / "r.yaml"
+    rel.write_text("data: {manifest: ../x.csv}\n")
+    assert load_config(rel).data.manifest == str(tmp_path / "sub" / ".." / "x.csv")
+
+
+def test_run_dir_records_config_and_metrics(dataset, tmp_path):
+    from edgetag.training.trainer import train
+
+    config = _config(dataset, "method=kd", "optim.steps=3", "optim.eval_every=2")
+    train(config, tmp_path / "run")
+    run = tmp_path / "run"
+    assert (run / "config.sha256").read_text().strip() == config_hash(config)
+    assert load_config(run / "config.yaml") == config
+    with open(run / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    assert {"loss", "label", "kd", "lr"} <= set(rows[0])
+    with open(run / "eval.csv") as f:
+        evals = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in evals] == [2, 3] and "map" in evals[0]
+
+
+def test_augmentations_deterministic():
+    from edgetag.runtime.frontend import FrontendConfig
+    from edgetag.training.augment import mixup, random_gain, spec_augment, time_shift
+    from edgetag.training.frontend import TorchFrontend
+
+    fe = FrontendConfig.preset("default", n_bins=16)
+    wave = torch.randn(3, 4000, generator=torch.Generator().manual_seed(1)) * 0.1
+    feats = TorchFrontend(fe)(wave)
+
+    def run(seed):
+        g = torch.Generator().manual_seed(seed)
+        x = random_gain(feats, fe, -6, 6, g)
+        x, (t,) = time_shift(x, 3, g, [torch.arange(x.shape[1]).repeat(3, 1)])
+        x = spec_augment(x, 2, 4, 2, 3, g)
+        y = torch.eye(3)
+        m = torch.ones(3, 3)
+        m[1, 2] = 0
+        return mixup(x, y, m, 0.4, g, [t.float()])
+
+    a, b = run(0), run(0)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) and torch.equal(a[2], b[2])
+    assert not torch.equal(run(1)[0], a[0])
+    # masks combine: the missing entry (1, 2) stays missing wherever example 1 is mixed in
+    assert a[2].sum() <= 9 - 1
+    # gain is exact in the feature domain: +6 dB of audio == features of the louder audio
+    g = torch.Generator().manual_seed(0)
+    louder = random_gain(feats, fe, 6.0, 6.0, g)
+    ref = TorchFrontend(fe)(wave * 10 ** (6 / 20))
+    assert torch.allclose(louder, ref, atol=1e-3)
+
+
+def test_cli_distill(dataset, tmp_path, capsys):
+    from edgetag.runtime.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"data: {{manifest: {dataset['manifest']}, segment_seconds: 0.5}}\nmethod: labels\n")
+    run = tmp_path / "run"
+    rc = main(["distill", str(cfg), "optim.steps=2", "student.params.channels=8", "frontend.overrides.n_bins=16",
+               "--run-dir", str(run), "--no-progress"])
+    assert rc == 0 and (run / "student.pt").exists()
+    assert "sha256" in capsys.readouterr().out
+    assert main(["distill", str(cfg), "optim.nope=1", "--run-dir", str(run)]) == 1
+    err = capsys.readouterr().err
+    assert "edgetag distill: error:" in err and "optim.nope" in err
+
+
+def test_stale_teacher_cache_is_an_error(tmp_path):
+    """Cached outputs are found by content: audio changed after `teach` is refused, not used."""
+    from edgetag.training.cache import fill_cache
+    from edgetag.training.teachers import get_teacher
+    from edgetag.training.trainer import train
+
+    manifest = _write_dataset(tmp_path)
+    _fake_teacher()
+    fill_cache([get_teacher("fake-tiny")], manifest, tmp_path / "cache", progress=False)
+    sf.write(tmp_path / "clip01.wav", np.zeros(SR, np.float32), SR, subtype="FLOAT")
+    ds = {"manifest": manifest, "cache": tmp_path / "cache"}
+    with pytest.raises(ConfigError, match=r"clip01\.wav.*audio changed"):
+        train(_config(ds, "method=kd", "optim.steps=1"), tmp_path / "run")
+    # a file that has gone is skipped (counted and logged by iter_audio), not fatal
+    (tmp_path / "clip01.wav").unlink()
+    train(_config(ds, "method=kd", "optim.steps=1"), tmp_path / "run2")
