@@ -194,7 +194,7 @@ class _CausalBlock(nn.Module):
     def __init__(self, channels: int, kernel: int, dilation: int) -> None:
         super().__init__()
         self.depthwise = _CausalConv(channels, channels, kernel, dilation, groups=channels)
-        self.pointwise = nn.Conv1d(channels, channels, 1)
+        self.pointwise = nn.Conv1d(channels, channels, 1, bias=False)  # the batch norm after it has the bias
         self.norm = nn.BatchNorm1d(channels)
 
     def forward(self, x: torch.Tensor, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
