@@ -1,4 +1,4 @@
-"""Runtime subcommands of ``edgetag``: ``presets`` and ``features``.
+"""Runtime subcommands of ``edgetag``: ``presets``, ``features``, ``info``, ``tag`` and ``listen``.
 
 Each commands module of edgetag (this one, ``edgetag.training.commands``,
 ...) has a ``register(subparsers)`` that adds its subcommands; heavy imports
@@ -103,8 +103,255 @@ def _plot_features(features: np.ndarray, config, path: str, title: str) -> None:
     plt.close(fig)
 
 
+NO_MODEL = (
+    "no model given: pass --model MODEL.onnx (an edgetag model file, see `edgetag info`); "
+    "edgetag has no default model yet"
+)
+
+
+def _load(args: argparse.Namespace):
+    from edgetag.runtime.torch_backend import (
+        load_any_model,  # imports torch only for a checkpoint
+    )
+
+    return load_any_model(args.model, backend=getattr(args, "backend", "cpu"), threads=args.threads)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from edgetag.runtime.torch_backend import load_any_model
+
+    model = load_any_model(args.model)  # validates the card against the graph; errors exit 1 with the message
+    card = model.card
+    if args.json:
+        print(card.to_json(indent=2))
+        return 0
+    fe = card.frontend
+    print(f"model      {model.path}  ({card.name}, card format {card.format_version})")
+    print(f"task       {card.task}, {card.n_labels} labels")
+    print(f"front end  {fe.describe()}")
+    if card.streaming_mode == "window":
+        mode = f"window: {card.window_frames} frames ({card.window_frames / fe.frame_rate:g} s), re-run every"
+    else:
+        states = ", ".join(f"{s.name}{list(s.shape)}" for s in card.states)
+        mode = f"stateful: {card.window_frames} frame(s) per call, states {states}; decision every"
+    print(f"streaming  {mode} {card.hop_frames} frames ({card.decision_interval_s * 1e3:g} ms)")
+    print(f"params     {card.parameters:,}")
+    print(f"MACs       {card.macs_per_second:,.0f} per second of audio")
+    metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(card.metrics.items())) or "(none recorded)"
+    print(f"metrics    {metrics}")
+    prov = ", ".join(f"{k}: {v}" for k, v in sorted(card.provenance.items())) or "(none recorded)"
+    print(f"provenance {prov}")
+    print("labels     (threshold)")
+    for label, threshold in zip(card.labels, card.thresholds):
+        print(f"  {label}  ({threshold:g})")
+    return 0
+
+
+class _Post:
+    """Smoothing + hysteresis + writers for one stream."""
+
+    def __init__(self, model, writers, args, summary=None) -> None:
+        from edgetag.runtime.postprocess import Hysteresis, Smoother
+
+        card = model.card
+        self.smoother = Smoother(args.smooth)
+        self.hysteresis = Hysteresis(card.labels, card.thresholds, args.margin)
+        self.writers = writers
+        self.events_only = args.events
+        self.summary = summary
+        self.last_t = 0.0
+
+    def __call__(self, d) -> None:
+        scores = self.smoother(d.scores)
+        self.last_t = d.t
+        if self.summary is not None:
+            self.summary.add(scores)
+        events = self.hysteresis.update(d.t, scores)
+        for w in self.writers:
+            if self.events_only:
+                for e in events:
+                    w.event(e)
+            else:
+                w.decision(d, scores)
+
+    def finish(self) -> None:
+        events = self.hysteresis.finish(self.last_t)
+        if self.events_only:
+            for w in self.writers:
+                for e in events:
+                    w.event(e)
+
+
+def _writer(fmt: str, out, labels, file=None, header=True):
+    from edgetag.runtime.output import CsvWriter, EventWriter, JsonlWriter
+
+    if fmt == "jsonl":
+        return JsonlWriter(out, labels, file=file)
+    if fmt == "csv":
+        return CsvWriter(out, labels, file=file, header=header)
+    return EventWriter(out, file=file)
+
+
+def _open_output(path):
+    return open(path, "w", encoding="utf-8") if path else sys.stdout
+
+
+def cmd_tag(args: argparse.Namespace) -> int:
+    from edgetag.runtime.audio import load_audio
+    from edgetag.runtime.engine import Engine
+    from edgetag.runtime.output import format_summary
+    from edgetag.runtime.postprocess import ClipSummary
+
+    if not args.model:
+        print(f"edgetag tag: error: {NO_MODEL}", file=sys.stderr)
+        return 2
+    model = _load(args)
+    card = model.card
+    out = _open_output(args.output)
+    try:
+        for n, path in enumerate(args.files):
+            samples = load_audio(path, card.frontend.sample_rate)
+            file_field = path if len(args.files) > 1 else None
+            fmt = args.format if not (args.events and args.format == "csv") else "events"
+            writer = _writer(fmt, out, card.labels, file=file_field, header=(n == 0))
+            summary = ClipSummary(card.labels)
+            post = _Post(model, [writer], args, summary)
+            engine = Engine(model)
+            chunk = int(card.frontend.sample_rate * 0.5)
+            for offset in range(0, max(len(samples), 1), chunk):
+                for d in engine.push(samples[offset : offset + chunk]):
+                    post(d)
+            post.finish()
+            result = summary.to_dict(args.top_k)
+            if summary.count == 0:
+                print(f"edgetag tag: warning: {path} is shorter than one decision window "
+                      f"({card.window_frames} frames); no decisions", file=sys.stderr)
+            if args.format == "jsonl":
+                writer.summary(result)
+            else:
+                print(format_summary(result, path), file=sys.stderr)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    import json
+
+    from edgetag.runtime.engine import Engine, StreamRunner, percentiles_ms
+    from edgetag.runtime.sources import FileSource, MicSource, SourceError, StdinSource
+
+    def say(msg: str) -> None:
+        print(f"edgetag listen: {msg}", file=sys.stderr, flush=True)
+
+    if args.list_devices:
+        from edgetag.runtime.sources import describe_devices, import_sounddevice
+
+        print(describe_devices(import_sounddevice()))
+        return 0
+    if not args.model:
+        say(f"error: {NO_MODEL}")
+        return 2
+    if args.duration is not None and args.duration <= 0:
+        say("error: --duration must be > 0 seconds")
+        return 2
+    model = _load(args)
+    card = model.card
+    rate = card.frontend.sample_rate
+    if args.file:
+        source = FileSource(args.file, rate, realtime=args.realtime)
+    elif args.stdin:
+        if not args.rate:
+            say("error: --stdin needs --rate (the sample rate of the raw PCM on stdin)")
+            return 2
+        if args.rate != rate:
+            say(f"stdin is {args.rate} Hz, the model takes {rate} Hz: resampling")
+        source = StdinSource(rate, args.rate, args.pcm, channels=args.channels)
+    else:
+        source = MicSource(rate, args.device, log=say)
+    source.open()  # errors (no device, bad index, unreadable file) exit 1 with the message
+
+    fmt = args.format or ("live" if sys.stdout.isatty() and not args.output else "jsonl")
+    runner = StreamRunner(Engine(model), source, duration=args.duration, warn=lambda m: say(m))
+    out = _open_output(args.output)
+    live = None
+    writers = []
+    if fmt == "live":
+        from edgetag.runtime.output import LiveView
+
+        live = LiveView(card.labels, card.thresholds, source=source.describe(), k=args.top_k)
+        writers.append(live)
+        if args.output:
+            writers.append(_writer("jsonl", out, card.labels))
+        if args.events:
+            args.events = False  # the live view shows states; events would garble it
+    else:
+        writers.append(_writer("events" if args.events and fmt == "csv" else fmt, out, card.labels))
+    post = _Post(model, writers, args)
+    say(f"listening on {source.describe()} with {card.name} "
+        f"({card.streaming_mode}, a decision every {card.decision_interval_s * 1e3:g} ms)")
+
+    def idle() -> None:
+        if live is not None:
+            live.refresh(source.stats, percentiles_ms(runner.latencies[-2000:]),
+                         percentiles_ms(runner.compute_times[-2000:]))
+
+    status, rc = "done", 0
+    try:
+        if live is not None:
+            with live:
+                runner.run(post, on_idle=idle)
+        else:
+            runner.run(post)
+    except KeyboardInterrupt:
+        status = "stopped (Ctrl-C)"
+    except SourceError as exc:
+        status, rc = f"error: {exc}", 1
+    finally:
+        post.finish()
+        if out is not sys.stdout:
+            out.close()
+    if isinstance(source, StdinSource) and source.eof:
+        secs = source.samples_read / source.rate
+        if args.duration is not None and not runner.reached_duration:
+            say(f"stdin closed early, after {secs:.3f} s of audio (asked for {args.duration:g} s); "
+                "ending cleanly")
+        else:
+            say(f"stdin ended after {secs:.3f} s of audio")
+        if source.leftover_bytes:
+            say(f"warning: ignored {source.leftover_bytes} trailing byte(s): not a whole sample")
+    lat, comp = percentiles_ms(runner.latencies), percentiles_ms(runner.compute_times)
+    stats = source.stats
+    summary = {
+        "status": status, "decisions": runner.decisions,
+        "audio_s": round(runner.engine.samples / rate, 3),
+        "compute_ms_p50": round(comp[0], 3), "compute_ms_p99": round(comp[1], 3),
+        "latency_ms_p50": round(lat[0], 3), "latency_ms_p99": round(lat[1], 3),
+        "overflows": stats.overflows, "dropped_samples": stats.dropped_samples,
+        "nonfinite_samples": stats.nonfinite_samples, "skipped_samples": stats.skipped_samples,
+    }
+    say(f"{status}: {runner.decisions} decisions over {summary['audio_s']:g} s; compute p50 {comp[0]:.2f} ms "
+        f"p99 {comp[1]:.2f} ms; latency p50 {lat[0]:.1f} ms p99 {lat[1]:.1f} ms; {stats.summary()}")
+    say("stats " + json.dumps(summary))
+    return rc
+
+
+def _add_post_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", help="edgetag model file (.onnx); required until a default model exists")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: ORT's choice)")
+    p.add_argument("--backend", default="cpu", choices=("cpu", "cuda", "tensorrt", "torch"),
+                   help="ONNX Runtime execution provider, or torch for a student checkpoint (.pt; debugging)")
+    p.add_argument("-o", "--output", help="write decisions to this file instead of stdout")
+    p.add_argument("--events", action="store_true", help="print onset/offset events instead of every decision")
+    p.add_argument("--smooth", type=int, default=1, help="moving average over this many decisions (default 1: none)")
+    p.add_argument("--margin", type=float, default=0.1,
+                   help="hysteresis: a tag turns on at its threshold, off below threshold - margin (default 0.1)")
+    p.add_argument("--top-k", type=int, default=5, help="tags shown in summaries and the live view (default 5)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``presets`` and ``features``."""
+    """Add ``presets``, ``features``, ``info``, ``tag`` and ``listen``."""
     p = sub.add_parser("presets", help="list the named front-end presets")
     p.add_argument("--json", action="store_true", help="also print each preset's full config as JSON")
     p.set_defaults(func=cmd_presets)
@@ -123,3 +370,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", help="save the frames as a .npy file")
     p.add_argument("--plot", help="save a spectrogram picture (PNG) of the frames")
     p.set_defaults(func=cmd_features)
+
+    p = sub.add_parser("info", help="show and validate a model file's card",
+                       description="Print a model's card (labels, front end, streaming mode, size, metrics, "
+                       "provenance) after checking it against the graph; exit 1 on a bad card.")
+    p.add_argument("model", help="edgetag model file (.onnx)")
+    p.add_argument("--json", action="store_true", help="print the card as JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("tag", help="tag audio files offline: per-decision scores and a clip summary",
+                       description="Run a model over whole files, decision by decision, as the live runtime would.")
+    p.add_argument("files", nargs="+", metavar="FILE", help="audio files (any format libsndfile reads)")
+    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default jsonl)")
+    _add_post_args(p)
+    p.set_defaults(func=cmd_tag)
+
+    p = sub.add_parser("listen", help="tag live audio: microphone, a file in real time, or raw PCM on stdin",
+                       description="Stream audio through the model and print a decision every hop. Default "
+                       "source: the default microphone. Ctrl-C stops.")
+    _add_post_args(p)
+    p.add_argument("--device", help="input device index or (part of its) name (see --list-devices)")
+    p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
+    p.add_argument("--format", choices=("jsonl", "csv", "live"), default=None,
+                   help="jsonl, csv or a live terminal view (default: live on a terminal, else jsonl)")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of audio")
+    p.add_argument("--file", help="read this audio file instead of the microphone")
+    p.add_argument("--realtime", action="store_true", help="with --file: pace the file in real time")
+    p.add_argument("--stdin", action="store_true", help="read raw PCM from stdin (give --rate and --pcm)")
+    p.add_argument("--rate", type=int, help="with --stdin: sample rate of the PCM (resampled if not the model's)")
+    p.add_argument("--pcm", choices=("s16le", "f32le"), default="s16le", help="with --stdin: sample format")
+    p.add_argument("--channels", type=int, default=1, help="with --stdin: interleaved channels (downmixed)")
+    p.set_defaults(func=cmd_listen)

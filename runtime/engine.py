@@ -1,0 +1,312 @@
+"""The streaming engine: audio in, one decision per hop out.
+
+Built from a loaded model (`edgetag.runtime.model.OnnxModel`): the C++
+front end from the card's ``frontend``, then
+
+- window mode: the last ``window_frames`` frames are kept and the model is
+  re-run every ``hop_frames`` new frames (the first decision comes when the
+  first full window exists);
+- stateful mode: new frames go to the model ``window_frames`` at a time with
+  the state tensors carried from call to call; a decision is taken every
+  ``hop_frames`` frames, from the model's output for the last of them.
+
+Every decision carries ``t``: seconds since the start of the stream at the
+end of the last frame that produced it (frame ``i`` ends at sample
+``i*hop_length + win_length``), and ``end_sample``, that sample index, so a
+source can tell when the last sample used was captured. Needs numpy,
+onnxruntime and the C++ extension; never torch.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from edgetag.runtime.frontend import StreamingFrontend
+
+
+@dataclass
+class Decision:
+    """One output of the engine."""
+
+    t: float
+    """Seconds since the start at the end of the frames that produced it."""
+    end_sample: int
+    """Index (exclusive) of the last sample used, in the engine's sample stream."""
+    scores: np.ndarray
+    """float32 [n_labels], card label order."""
+    compute_s: float = 0.0
+    """Front end + model time spent on the push that produced it (shared by its decisions)."""
+    latency_s: float | None = None
+    """Output time minus capture time of the last sample used (set by the runner)."""
+    extra: dict = field(default_factory=dict)
+
+    def scores_dict(self, labels) -> dict[str, float]:
+        return {label: round(float(s), 6) for label, s in zip(labels, self.scores)}
+
+
+class Engine:
+    """Streams audio (float32 / int16 at the card's sample rate) through front end and model."""
+
+    def __init__(self, model) -> None:
+        self.model = model
+        self.card = card = model.card
+        self.config = card.frontend
+        self.labels = card.labels
+        self.frontend = StreamingFrontend(card.frontend)
+        self.mode = card.streaming_mode
+        self.window = card.window_frames
+        self.hop = card.hop_frames
+        n_bins = card.frontend.n_bins
+        # window mode: a ring of the last `window` frames, laid out twice so a
+        # contiguous window is always a slice (no copy per frame).
+        self._ring = np.zeros((2 * self.window, n_bins), np.float32)
+        self._pending = np.zeros((0, n_bins), np.float32)  # stateful: frames not yet fed
+        self._frames_buf = np.zeros((64, n_bins), np.float32)
+        self.frames = 0  # frames produced by the front end
+        self._frames_fed = 0  # stateful: frames given to the model
+        self.samples = 0  # samples pushed
+        self.states = model.initial_state(1)
+
+    def reset(self) -> None:
+        self.frontend.reset()
+        self.frames = self._frames_fed = self.samples = 0
+        self._pending = self._pending[:0]
+        self.states = self.model.initial_state(1)
+
+    def frame_end_sample(self, frame: int) -> int:
+        return frame * self.config.hop_length + self.config.win_length
+
+    def _decision(self, frame: int, scores: np.ndarray) -> Decision:
+        end = self.frame_end_sample(frame)
+        return Decision(t=end / self.config.sample_rate, end_sample=end, scores=scores.astype(np.float32))
+
+    def push(self, samples: np.ndarray) -> list[Decision]:
+        """Append samples; returns the decisions they complete (possibly none)."""
+        start = time.perf_counter()
+        samples = np.ascontiguousarray(samples)
+        n_new = self.frontend.num_frames_for_push(len(samples))
+        if n_new > len(self._frames_buf):
+            self._frames_buf = np.zeros((max(n_new, 2 * len(self._frames_buf)), self.config.n_bins), np.float32)
+        got = self.frontend.push_into(samples, self._frames_buf)
+        self.samples += len(samples)
+        frames = self._frames_buf[:got]
+        if self.mode == "window":
+            decisions = self._push_window(frames)
+        else:
+            decisions = self._push_stateful(frames)
+        elapsed = time.perf_counter() - start
+        for d in decisions:
+            d.compute_s = elapsed / len(decisions)
+        return decisions
+
+    def _push_window(self, frames: np.ndarray) -> list[Decision]:
+        decisions = []
+        w = self.window
+        for frame in frames:
+            i = self.frames
+            self._ring[i % w] = frame
+            self._ring[i % w + w] = frame
+            self.frames += 1
+            if i + 1 >= w and (i + 1 - w) % self.hop == 0:
+                first = (i + 1) % w  # slot of the oldest frame of the window
+                window = self._ring[first : first + w][None]
+                logits, _ = self.model.run(window)
+                decisions.append(self._decision(i, self.model.scores(logits)[0]))
+        return decisions
+
+    def _push_stateful(self, frames: np.ndarray) -> list[Decision]:
+        decisions = []
+        self.frames += len(frames)
+        pending = np.concatenate([self._pending, frames]) if len(self._pending) else frames
+        step = self.window
+        n_calls = len(pending) // step
+        for c in range(n_calls):
+            chunk = np.ascontiguousarray(pending[c * step : (c + 1) * step][None])
+            logits, self.states = self.model.run(chunk, self.states)
+            for j in range(step):
+                i = self._frames_fed + j
+                if (i + 1) % self.hop == 0:
+                    decisions.append(self._decision(i, self.model.scores(logits[0, j])))
+            self._frames_fed += step
+        self._pending = pending[n_calls * step :].copy()
+        return decisions
+
+
+def offline_decisions(model, samples: np.ndarray) -> list[Decision]:
+    """Decisions of a whole signal, computed as a batch (features first, then the model).
+
+    The reference the streaming engine must match: window mode runs the model
+    on every window at once; stateful mode runs the whole frame sequence in
+    one call from the initial state.
+    """
+    from edgetag.runtime.frontend import compute_features
+
+    card = model.card
+    config = card.frontend
+    feats = compute_features(np.ascontiguousarray(samples, np.float32), config)
+    out = []
+    if card.streaming_mode == "window":
+        w, h = card.window_frames, card.hop_frames
+        ends = list(range(w - 1, len(feats), h))
+        if ends:
+            windows = np.stack([feats[e - w + 1 : e + 1] for e in ends]).astype(np.float32)
+            logits, _ = model.run(windows)
+            scores = model.scores(logits)
+            out = [Decision((e * config.hop_length + config.win_length) / config.sample_rate,
+                            e * config.hop_length + config.win_length, s) for e, s in zip(ends, scores)]
+    else:
+        n = (len(feats) // card.window_frames) * card.window_frames
+        if n:
+            logits, _ = model.run(feats[None, :n].astype(np.float32), model.initial_state(1))
+            scores = model.scores(logits[0])
+            out = [Decision((i * config.hop_length + config.win_length) / config.sample_rate,
+                            i * config.hop_length + config.win_length, scores[i])
+                   for i in range(card.hop_frames - 1, n, card.hop_frames)]
+    return out
+
+
+# ---------------------------------------------------------------- live runs
+_END = object()
+
+
+class StreamRunner:
+    """Runs a source through an engine on a worker thread; the caller's thread does the output.
+
+    The worker iterates ``source.chunks()``, skips chunks with NaN/Inf
+    samples (counted in ``source.stats``, warned at most once a second),
+    pushes the rest through the engine and queues the decisions. `run`
+    (caller's thread) takes them from the queue with a timeout, stamps each
+    with its latency (now minus the capture time of the last sample it
+    used) and hands it to ``on_decision``. Ctrl-C, the duration, the end of
+    the source or a source error end the run; the error is re-raised.
+    """
+
+    def __init__(self, engine: Engine, source, *, duration: float | None = None, warn=None) -> None:
+        import queue
+        import sys
+        from collections import deque
+
+        self.engine = engine
+        self.source = source
+        self.stats = source.stats
+        self.rate = engine.config.sample_rate
+        self.max_samples = None if duration is None else int(round(duration * self.rate))
+        self.warn = warn or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self.queue: queue.Queue = queue.Queue()
+        self.error: BaseException | None = None
+        self.latencies: list[float] = []
+        self.compute_times: list[float] = []
+        self.decisions = 0
+        self.reached_duration = False
+        self._records: deque = deque()  # (engine end sample, capture time of it)
+        self._last_warn = 0.0
+        self._thread = None
+
+    def _capture_time(self, end_sample: int) -> float | None:
+        records = self._records
+        while len(records) > 1 and records[0][0] < end_sample:
+            records.popleft()
+        if not records or records[0][1] is None:
+            return None
+        chunk_end, capture = records[0]
+        return capture - (chunk_end - end_sample) / self.rate
+
+    def _work(self) -> None:
+        engine, stats = self.engine, self.stats
+        try:
+            for chunk in self.source.chunks():
+                samples = chunk.samples
+                if not len(samples):
+                    continue
+                finite = np.isfinite(samples)
+                if not finite.all():
+                    bad = int(len(samples) - np.count_nonzero(finite))
+                    stats.nonfinite_samples += bad
+                    stats.skipped_samples += len(samples)
+                    now = time.monotonic()
+                    if now - self._last_warn > 1.0:
+                        self._last_warn = now
+                        self.warn(
+                            f"warning: {bad} NaN/Inf sample(s) from the input; skipped that block "
+                            f"({stats.nonfinite_samples} non-finite, {stats.skipped_samples} samples skipped so far)"
+                        )
+                    continue
+                if self.max_samples is not None:
+                    samples = samples[: max(0, self.max_samples - engine.samples)]
+                stats.level_dbfs = _level_dbfs(samples)
+                self._records.append((engine.samples + len(samples), chunk.capture_end))
+                offset = stats.skipped_samples / self.rate
+                for d in engine.push(samples):
+                    d.t += offset
+                    d.extra["capture_end"] = self._capture_time(d.end_sample)
+                    self.queue.put(d)
+                if self.max_samples is not None and engine.samples >= self.max_samples:
+                    self.reached_duration = True
+                    break
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+            self.error = exc
+        finally:
+            self.queue.put(_END)
+
+    def start(self) -> None:
+        import threading
+
+        self._thread = threading.Thread(target=self._work, name="edgetag-engine", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.source.stop()
+
+    def run(self, on_decision, on_idle=None, idle_every: float = 0.1) -> None:
+        """Start (if needed) and deliver decisions until the end; Ctrl-C propagates after a clean stop."""
+        import queue
+
+        if self._thread is None:
+            self.start()
+        last_idle = 0.0
+        try:
+            while True:
+                try:
+                    item = self.queue.get(timeout=idle_every)
+                except queue.Empty:
+                    item = None
+                if item is _END:
+                    break
+                if item is not None:
+                    capture = item.extra.get("capture_end")
+                    if capture is not None:
+                        item.latency_s = time.monotonic() - capture
+                        self.latencies.append(item.latency_s)
+                    self.compute_times.append(item.compute_s)
+                    self.decisions += 1
+                    on_decision(item)
+                now = time.monotonic()
+                if on_idle is not None and now - last_idle >= idle_every:
+                    last_idle = now
+                    on_idle()
+        finally:
+            self.source.stop()
+            if self._thread is not None:
+                self._thread.join(timeout=2.0)
+            self.source.close()
+        if self.error is not None:
+            raise self.error
+
+
+def _level_dbfs(samples: np.ndarray) -> float:
+    import math
+
+    if not len(samples):
+        return -math.inf
+    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
+    return 20.0 * math.log10(rms) if rms > 0 else -math.inf
+
+
+def percentiles_ms(values) -> tuple[float, float]:
+    """p50 and p99 of seconds, in milliseconds (nan when empty)."""
+    if not len(values):
+        return float("nan"), float("nan")
+    p50, p99 = np.percentile(np.asarray(values, np.float64) * 1e3, [50, 99])
+    return float(p50), float(p99)

@@ -1,0 +1,88 @@
+"""A PyTorch checkpoint backend, for debugging a student before export.
+
+`load_torch_model` opens a student checkpoint (``edgetag.training.checkpoint``)
+and returns an object with the same interface as
+`edgetag.runtime.model.OnnxModel` (``card``, ``initial_state``, ``run``,
+``scores``), so the engine, ``edgetag tag`` and ``edgetag listen`` run it
+unchanged. It needs torch and the training package; the rest of the runtime
+never imports torch, and this module imports it only when called.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from edgetag.runtime.model_card import ModelCard, StateTensor
+
+#: File suffixes taken as student checkpoints by `load_any_model`.
+CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
+
+
+class TorchModel:
+    """A student checkpoint run with torch (CPU, float32, no grad)."""
+
+    backend = "torch"
+
+    def __init__(self, path: str | Path, threads: int | None = None) -> None:
+        try:
+            import torch
+            from edgetag.training.checkpoint import load_checkpoint
+        except ImportError as exc:
+            raise ImportError(
+                f"{path} is a PyTorch checkpoint: running it needs torch and edgetag's training "
+                "package (or export it to ONNX first)"
+            ) from exc
+        self._torch = torch
+        if threads is not None:
+            torch.set_num_threads(threads)
+        self.path = Path(path)
+        ckpt = load_checkpoint(self.path)
+        self.student = ckpt.student.eval()
+        specs = self.student.state_specs()
+        self.card = ModelCard(
+            name=f"{ckpt.kind} (checkpoint {self.path.name})",
+            task=ckpt.task,  # type: ignore[arg-type]
+            labels=tuple(ckpt.labels),
+            frontend=ckpt.frontend,
+            streaming_mode=self.student.streaming_mode,
+            window_frames=ckpt.window_frames,
+            hop_frames=ckpt.hop_frames,
+            thresholds=tuple(ckpt.thresholds),
+            states=tuple(StateTensor(s.name, tuple(s.shape)) for s in specs),
+            provenance=dict(ckpt.provenance),
+            metrics=dict(ckpt.metrics),
+            parameters=sum(p.numel() for p in self.student.parameters()),
+        )
+
+    def initial_state(self, batch: int = 1) -> list[np.ndarray]:
+        return [np.zeros((batch, *s.shape), np.float32) for s in self.card.states]
+
+    def run(self, features: np.ndarray, states: list[np.ndarray] | None = None):
+        torch = self._torch
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(features, np.float32))
+            if self.card.streaming_mode == "window":
+                return self.student(x).numpy(), []
+            if states is None:
+                states = self.initial_state(features.shape[0])
+            logits, new_states = self.student.forward_stream(x, *[torch.from_numpy(s) for s in states])
+            return logits.numpy(), [s.numpy() for s in new_states]
+
+    def scores(self, logits: np.ndarray) -> np.ndarray:
+        logits = logits.astype(np.float32, copy=False)
+        if self.card.task == "multi_label":
+            return 1.0 / (1.0 + np.exp(-logits))
+        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
+def load_any_model(path: str | Path, *, backend: str = "cpu", threads: int | None = None):
+    """An ONNX model file, or (by suffix .pt/.pth/.ckpt, or ``backend="torch"``) a student checkpoint."""
+    if backend == "torch" or Path(path).suffix.lower() in CHECKPOINT_SUFFIXES:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"model file not found: {path}")
+        return TorchModel(path, threads=threads)
+    from edgetag.runtime.model import load_model
+
+    return load_model(path, backend=backend, threads=threads)

@@ -1,0 +1,188 @@
+"""`edgetag tag`, `info` and `listen` (file, stdin, bad input) from the command line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from conftest import LABELS, build_model, tone_signal  # noqa: E402
+from edgetag.runtime.cli import main  # noqa: E402
+from edgetag.runtime.engine import offline_decisions  # noqa: E402
+from edgetag.runtime.model import load_model  # noqa: E402
+
+EDGETAG = [sys.executable, "-m", "edgetag.runtime.cli"]
+
+
+def _jsonl(text: str) -> tuple[list[dict], list[dict]]:
+    objs = [json.loads(line) for line in text.splitlines() if line.strip()]
+    return [o for o in objs if "t" in o and "scores" in o], [o for o in objs if "summary" in o]
+
+
+def _stats(stderr: str) -> dict:
+    line = next(line for line in stderr.splitlines() if line.startswith("edgetag listen: stats "))
+    return json.loads(line.split("stats ", 1)[1])
+
+
+def test_tag_jsonl_matches_the_offline_model(window_model, tone_wav, capsys) -> None:
+    assert main(["tag", str(tone_wav), "--model", str(window_model), "--threads", "1"]) == 0
+    decisions, summaries = _jsonl(capsys.readouterr().out)
+    offline = offline_decisions(load_model(window_model), tone_signal())
+    assert len(decisions) == len(offline)
+    for got, want in zip(decisions, offline):
+        assert got["t"] == pytest.approx(want.t, abs=1e-6)
+        assert list(got["scores"]) == list(LABELS)
+        # the WAV is 16-bit: compare to the float signal loosely
+        np.testing.assert_allclose(list(got["scores"].values()), want.scores, atol=2e-3)
+    (summary,) = summaries
+    assert summary["summary"]["decisions"] == len(decisions)
+    assert set(summary["summary"]["top"]) == set(LABELS)
+    assert summary["summary"]["max"]["low"] > 0.9
+
+
+def test_tag_csv_and_events(stateful_model, tone_wav, tmp_path, capsys) -> None:
+    out = tmp_path / "d.csv"
+    assert main(["tag", str(tone_wav), str(tone_wav), "--model", str(stateful_model), "--format", "csv",
+                 "-o", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["file", "t", "latency_ms", *LABELS]
+    assert len(rows) % 2 == 0 and rows[0]["t"] == rows[len(rows) // 2]["t"]
+    assert "clip summary" in capsys.readouterr().err
+    assert main(["tag", str(tone_wav), "--model", str(stateful_model), "--format", "csv", "--events"]) == 0
+    lines = capsys.readouterr().out.split("\n")
+    events = [line.split()[:3] for line in lines if line.strip()]
+    assert [(e[1], e[2]) for e in events] == [(k, label) for label in LABELS for k in ("onset", "offset")]
+    assert 0.5 < float(events[0][0]) < 0.6
+
+
+def test_info_prints_and_validates(window_model, tmp_path, capsys) -> None:
+    assert main(["info", str(window_model)]) == 0
+    out = capsys.readouterr().out
+    for needle in ("tiny-bands-window", "mel_slaney", "window: 20 frames", "5 frames (50 ms)", "params", "MACs",
+                   "toy_accuracy", "made_by", "low"):
+        assert needle in out
+    assert main(["info", str(window_model), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["labels"] == list(LABELS)
+
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07 this is not a protobuf")
+    assert main(["info", str(corrupt)]) == 1
+    assert "not a valid ONNX model" in capsys.readouterr().err
+    card = json.loads(load_model(window_model).card.to_json())
+    card["thresholds"] = [0.5, 0.5]
+    tampered = build_model(tmp_path / "tampered.onnx", card_json=json.dumps(card))
+    assert main(["info", str(tampered)]) == 1
+    assert "2 thresholds for 3 labels" in capsys.readouterr().err
+    card = json.loads(load_model(window_model).card.to_json())
+    card["frontend"]["n_bins"] = 80
+    assert main(["tag", "x.wav", "--model", str(build_model(tmp_path / "t2.onnx", card_json=json.dumps(card)))]) == 1
+    assert "input 'features' has shape" in capsys.readouterr().err
+    assert main(["info", str(build_model(tmp_path / "bare.onnx", card_json=None))]) == 1
+    assert "not an edgetag model" in capsys.readouterr().err
+
+
+def test_missing_model_says_so(tone_wav, capsys) -> None:
+    assert main(["tag", str(tone_wav)]) == 2
+    assert "no model given: pass --model" in capsys.readouterr().err
+    assert main(["listen", "--duration", "1"]) == 2
+    assert "no model given" in capsys.readouterr().err
+
+
+def test_listen_file_jsonl_equals_tag(window_model, tone_wav, capsys) -> None:
+    assert main(["listen", "--model", str(window_model), "--file", str(tone_wav), "--format", "jsonl"]) == 0
+    captured = capsys.readouterr()
+    listened, _ = _jsonl(captured.out)
+    assert main(["tag", str(tone_wav), "--model", str(window_model)]) == 0
+    tagged, _ = _jsonl(capsys.readouterr().out)
+    assert [d["scores"] for d in listened] == [d["scores"] for d in tagged]
+    assert _stats(captured.err)["decisions"] == len(tagged)
+
+
+def _pcm(fmt: str, x: np.ndarray) -> bytes:
+    return (np.round(x * 32767).astype("<i2") if fmt == "s16le" else x.astype("<f4")).tobytes()
+
+
+@pytest.mark.parametrize("fmt", ["s16le", "f32le"])
+def test_listen_stdin_pcm(fmt, window_model, tone_wav) -> None:
+    x = tone_signal()
+    proc = subprocess.run(EDGETAG + ["listen", "--model", str(window_model), "--stdin", "--rate", "16000",
+                                     "--pcm", fmt, "--format", "jsonl"],
+                          input=_pcm(fmt, x), capture_output=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr.decode()
+    decisions, _ = _jsonl(proc.stdout.decode())
+    want = offline_decisions(load_model(window_model), x)
+    assert [d["t"] for d in decisions] == [round(w.t, 6) for w in want]
+    got = np.array([list(d["scores"].values()) for d in decisions])
+    np.testing.assert_allclose(got, np.stack([w.scores for w in want]), atol=2e-3 if fmt == "s16le" else 1e-5)
+    assert all(d["latency_ms"] >= 0 for d in decisions)
+    assert "stdin ended after 5.000 s" in proc.stderr.decode()
+
+
+def test_listen_stdin_closed_early_and_other_rate(window_model) -> None:
+    x44 = np.sin(2 * np.pi * 300 * np.arange(44100) / 44100).astype(np.float32) * 0.3
+    proc = subprocess.run(EDGETAG + ["listen", "--model", str(window_model), "--stdin", "--rate", "44100",
+                                     "--pcm", "f32le", "--duration", "10", "--format", "jsonl"],
+                          input=_pcm("f32le", x44) + b"\x00\x01", capture_output=True, timeout=60)
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert "resampling" in err
+    assert "stdin closed early, after 1.000 s of audio (asked for 10 s)" in err
+    assert "ignored 2 trailing byte(s)" in err
+    decisions, _ = _jsonl(proc.stdout.decode())
+    assert decisions[-1]["t"] == pytest.approx(1.0, abs=0.06)
+    assert decisions[-1]["scores"]["low"] > 0.9 and decisions[-1]["scores"]["high"] < 0.1
+    assert _stats(err)["status"] == "done"
+
+
+def test_listen_bad_device_lists_devices(window_model) -> None:
+    env = dict(os.environ, PULSE_SERVER="unix:/nonexistent/edgetag-test")
+    proc = subprocess.run(EDGETAG + ["listen", "--model", str(window_model), "--device", "97", "--format", "jsonl"],
+                          capture_output=True, text=True, timeout=60, env=env)
+    assert proc.returncode == 1
+    err = proc.stderr
+    # PortAudio present: the device list and the --file hint; absent: how to get it, and --file
+    assert ("audio device 97 does not exist" in err and "--file" in err) or (
+        "PortAudio" in err and "--file" in err) or ("no audio input device found" in err and "--file" in err), err
+    assert "Traceback" not in err
+
+
+def test_listen_ctrl_c_ends_cleanly(window_model, tone_wav) -> None:
+    import signal
+    import time
+
+    proc = subprocess.Popen(EDGETAG + ["listen", "--model", str(window_model), "--file", str(tone_wav), "--realtime",
+                                       "--format", "jsonl"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert "listening on" in proc.stderr.readline()
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err and _stats(err)["status"] == "stopped (Ctrl-C)"
+    decisions, _ = _jsonl(out)
+    assert 5 < len(decisions) < 60
+
+
+def test_live_view_renders() -> None:
+    from edgetag.runtime.engine import Decision
+    from edgetag.runtime.output import LiveView
+    from edgetag.runtime.sources import SourceStats
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=100)
+    with LiveView(LABELS, (0.5, 0.5, 0.5), source="test", console=console) as view:
+        view.decision(Decision(1.25, 20000, np.array([0.9, 0.2, 0.1], np.float32)))
+        view.refresh(SourceStats(overflows=1, level_dbfs=-12.0), (5.0, 9.0), (0.3, 0.5))
+    text = buffer.getvalue()
+    for needle in ("low", "0.90", "-12 dBFS", "p50 5.0 ms", "p99 9.0 ms", "1 overflows", "t =    1.25 s"):
+        assert needle in text, needle

@@ -1,0 +1,144 @@
+"""The streaming engine: decisions equal the offline computation, at the right times; post-processing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from conftest import LABELS, TONES, build_model, tone_signal  # noqa: E402
+from edgetag.runtime.engine import Engine, offline_decisions  # noqa: E402
+from edgetag.runtime.frontend import compute_features  # noqa: E402
+from edgetag.runtime.model import load_model  # noqa: E402
+from edgetag.runtime.postprocess import ClipSummary, Hysteresis, Smoother, top_k  # noqa: E402
+
+
+def _stream(engine: Engine, samples: np.ndarray, seed: int = 0):
+    """Push in irregular chunks (1 sample to 0.3 s), as a device might deliver them."""
+    rng = np.random.default_rng(seed)
+    decisions, offset = [], 0
+    while offset < len(samples):
+        n = int(rng.choice([1, 7, 160, 333, 1600, 4800]))
+        decisions += engine.push(samples[offset : offset + n])
+        offset += n
+    return decisions
+
+
+def _noisy_tones() -> np.ndarray:
+    x = tone_signal()
+    return (x + 0.01 * np.random.default_rng(3).standard_normal(len(x))).astype(np.float32)
+
+
+@pytest.mark.parametrize("mode", ["window", "stateful"])
+def test_streaming_equals_offline(mode, window_model, stateful_model) -> None:
+    model = load_model(window_model if mode == "window" else stateful_model, threads=1)
+    samples = _noisy_tones()
+    streamed = _stream(Engine(model), samples)
+    offline = offline_decisions(model, samples)
+    assert len(streamed) == len(offline) > 50
+    np.testing.assert_allclose([d.t for d in streamed], [d.t for d in offline], atol=1e-12)
+    got = np.stack([d.scores for d in streamed])
+    want = np.stack([d.scores for d in offline])
+    assert np.abs(got - want).max() <= 1e-5
+
+
+def test_window_decisions_by_hand(window_model) -> None:
+    """Decision k uses frames [k*hop, k*hop + window): model run on those frames, t at the last frame's end."""
+    model = load_model(window_model, threads=1)
+    card, config = model.card, model.card.frontend
+    samples = _noisy_tones()[:16000]
+    feats = compute_features(samples, config)
+    decisions = _stream(Engine(model), samples, seed=1)
+    n_frames = len(feats)
+    assert len(decisions) == (n_frames - card.window_frames) // card.hop_frames + 1
+    for k, d in enumerate(decisions):
+        last = k * card.hop_frames + card.window_frames - 1
+        assert d.end_sample == last * config.hop_length + config.win_length
+        assert d.t == pytest.approx(d.end_sample / config.sample_rate, abs=1e-12)
+        logits, _ = model.run(feats[None, last - card.window_frames + 1 : last + 1])
+        np.testing.assert_allclose(d.scores, model.scores(logits)[0], atol=1e-6)
+    assert decisions[0].t == pytest.approx((19 * 160 + 400) / 16000)
+
+
+def test_stateful_decisions_by_hand(stateful_model) -> None:
+    """Stateful: one frame per call with the state carried equals the whole sequence in one call."""
+    model = load_model(stateful_model, threads=1)
+    config = model.card.frontend
+    samples = _noisy_tones()[:12000]
+    feats = compute_features(samples, config)
+    logits, _ = model.run(feats[None], model.initial_state(1))
+    scores = model.scores(logits[0])
+    decisions = _stream(Engine(model), samples, seed=2)
+    frames = list(range(4, len(feats), 5))
+    assert [d.end_sample for d in decisions] == [i * 160 + 400 for i in frames]
+    np.testing.assert_allclose(np.stack([d.scores for d in decisions]), scores[frames], atol=1e-6)
+
+
+def test_stateful_batched_calls_equal_single_frame_calls(model_dir) -> None:
+    """A card asking for 5 frames per call gives the same decisions (the model is causal)."""
+    one = load_model(build_model(model_dir / "s1.onnx", "stateful", window_frames=1), threads=1)
+    five = load_model(build_model(model_dir / "s5.onnx", "stateful", window_frames=5), threads=1)
+    samples = _noisy_tones()
+    a, b = _stream(Engine(one), samples), _stream(Engine(five), samples, seed=4)
+    assert [d.t for d in a] == [d.t for d in b]
+    assert np.abs(np.stack([d.scores for d in a]) - np.stack([d.scores for d in b])).max() <= 1e-5
+
+
+@pytest.mark.parametrize("mode", ["window", "stateful"])
+def test_a_tone_fires_its_label_at_the_right_time(mode, window_model, stateful_model) -> None:
+    model = load_model(window_model if mode == "window" else stateful_model, threads=1)
+    decisions = _stream(Engine(model), tone_signal())
+    hysteresis = Hysteresis(LABELS, model.card.thresholds, margin=0.1)
+    events = [e for d in decisions for e in hysteresis.update(d.t, d.scores)]
+    assert [(e.label, e.kind) for e in events] == [
+        (label, kind) for label in LABELS for kind in ("onset", "offset")
+    ]
+    window_s = (model.card.window_frames - 1) * 0.01 + 0.025 + 0.05  # how long a window lags, plus one hop
+    for (start, end, _), label in zip(TONES, LABELS):
+        onset = next(e for e in events if e.label == label and e.kind == "onset")
+        offset = next(e for e in events if e.label == label and e.kind == "offset")
+        assert start < onset.t <= start + window_s
+        assert end < offset.t <= end + window_s
+
+
+def test_engine_reset_and_empty_pushes(window_model) -> None:
+    engine = Engine(load_model(window_model, threads=1))
+    assert engine.push(np.zeros(0, np.float32)) == []
+    first = engine.push(tone_signal()[:8000])
+    engine.reset()
+    again = engine.push(tone_signal()[:8000])
+    assert [d.t for d in first] == [d.t for d in again]
+    np.testing.assert_array_equal(np.stack([d.scores for d in first]), np.stack([d.scores for d in again]))
+
+
+# ---------------------------------------------------------------- post-processing
+def test_hysteresis_on_at_threshold_off_below_threshold_minus_margin() -> None:
+    h = Hysteresis(("a", "b"), (0.5, 0.8), margin=0.1)
+    track = [(0.0, [0.49, 0.0]), (0.1, [0.5, 0.85]), (0.2, [0.41, 0.75]), (0.3, [0.39, 0.69]), (0.4, [0.6, 0.0])]
+    events = [(e.t, e.label, e.kind) for t, s in track for e in h.update(t, np.array(s))]
+    assert events == [(0.1, "a", "onset"), (0.1, "b", "onset"), (0.3, "a", "offset"), (0.3, "b", "offset"),
+                      (0.4, "a", "onset")]
+    assert [(e.t, e.label, e.kind) for e in h.finish(0.5)] == [(0.5, "a", "offset")]
+    with pytest.raises(ValueError):
+        Hysteresis(("a",), (0.5, 0.5))
+
+
+def test_smoothing_is_a_moving_average() -> None:
+    s = Smoother(3)
+    out = [s(np.array([v], np.float32))[0] for v in (3.0, 0.0, 0.0, 6.0, 0.0)]
+    np.testing.assert_allclose(out, [3.0, 1.5, 1.0, 2.0, 2.0])
+    assert Smoother(1)(np.array([0.25]))[0] == 0.25
+    with pytest.raises(ValueError):
+        Smoother(0)
+
+
+def test_top_k_and_clip_summary() -> None:
+    assert top_k(np.array([0.1, 0.9, 0.5, 0.9]), ("a", "b", "c", "d"), 3) == [("b", 0.9), ("d", 0.9), ("c", 0.5)]
+    summary = ClipSummary(("a", "b"))
+    for scores in ([0.2, 0.4], [0.6, 0.0]):
+        summary.add(np.array(scores))
+    d = summary.to_dict(k=1)
+    assert d["decisions"] == 2 and d["top"] == ["a"]
+    assert d["mean"] == {"a": 0.4, "b": 0.2} and d["max"] == {"a": 0.6, "b": 0.4}

@@ -1,0 +1,198 @@
+"""Sources and the live runner, with a fake sounddevice: ring buffer, NaN, overflows, a device that vanishes."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from edgetag.runtime.sources import (
+    FileSource,
+    MicSource,
+    RingBuffer,
+    SourceError,
+    StdinSource,
+    resolve_input_device,
+)
+
+
+class FakeSD:
+    """Enough of the sounddevice module for MicSource: devices, settings check, default device."""
+
+    def __init__(self, devices=None, rates=(16000,)) -> None:
+        self.devices = devices if devices is not None else [
+            {"name": "Fake Speakers", "max_input_channels": 0, "max_output_channels": 2, "default_samplerate": 48000.0},
+            {"name": "Fake Mic", "max_input_channels": 2, "max_output_channels": 0, "default_samplerate": 48000.0},
+        ]
+        self.rates = rates
+        self.default = SimpleNamespace(device=[1, 0])
+
+    def query_devices(self):
+        return self.devices
+
+    def check_input_settings(self, device, channels, dtype, samplerate):
+        if samplerate not in self.rates:
+            raise ValueError(f"Invalid sample rate {samplerate}")
+        if channels != 2:  # a stereo-only device: the source must downmix
+            raise ValueError(f"Invalid number of channels {channels}")
+
+
+class FakeStream:
+    """Calls the callback from its own thread with the given blocks, like PortAudio would."""
+
+    def __init__(self, blocks, statuses=None, then="stop", **kwargs) -> None:
+        self.blocks, self.statuses, self.then = blocks, statuses or {}, then
+        self.callback, self.finished = kwargs["callback"], kwargs["finished_callback"]
+        self.kwargs = kwargs
+        self.active = False
+        self._halt = threading.Event()
+
+    def start(self):
+        self.active = True
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def _run(self):
+        time_info = SimpleNamespace(currentTime=0.0, inputBufferAdcTime=0.0)
+        for i, block in enumerate(self.blocks):
+            if self._halt.is_set():
+                return
+            status = SimpleNamespace(input_overflow=self.statuses.get(i, False))
+            self.callback(block, len(block), time_info, status)
+            time.sleep(0.001)
+        if self.then == "stop":  # the device went away: PortAudio stops the stream
+            self.active = False
+            self.finished()
+        # "stall": stays active but delivers nothing more
+
+    def abort(self):
+        self._halt.set()
+        self.active = False
+
+    def close(self):
+        pass
+
+
+def _stereo_blocks(x: np.ndarray, block: int = 480):
+    return [np.stack([x[i : i + block], x[i : i + block]], axis=1) for i in range(0, len(x), block)]
+
+
+def test_ring_buffer_drops_whole_blocks_when_full_and_counts_them() -> None:
+    ring = RingBuffer(1000, 1)
+    assert ring.write(np.ones((600, 1), np.float32), 1.0)
+    assert not ring.write(np.ones((600, 1), np.float32), 2.0)  # would overflow: dropped whole
+    assert ring.dropped_frames == 600 and ring.dropped_blocks == 1
+    data, capture = ring.read(timeout=0.1)
+    assert data.shape == (600, 1) and capture == 1.0
+    assert ring.read(timeout=0.01) is None
+    # wrap-around keeps order
+    ring.write(np.arange(700, dtype=np.float32)[:, None], 3.0)
+    data, capture = ring.read(timeout=0.1)
+    np.testing.assert_array_equal(data[:, 0], np.arange(700))
+    assert capture == 3.0
+
+
+def test_device_selection_by_index_name_and_errors() -> None:
+    sd = FakeSD()
+    assert resolve_input_device(sd, None)[0] == 1
+    assert resolve_input_device(sd, "1")[0] == 1
+    assert resolve_input_device(sd, "fake mic")[0] == 1
+    with pytest.raises(SourceError, match=r"(?s)audio device 7 does not exist.*Fake Mic.*--file"):
+        resolve_input_device(sd, "7")
+    with pytest.raises(SourceError, match="is not an input device"):
+        resolve_input_device(sd, 0)
+    with pytest.raises(SourceError, match="no input device named 'usb'"):
+        resolve_input_device(sd, "usb")
+    with pytest.raises(SourceError, match=r"(?s)no audio input device found.*Fake Speakers.*--file"):
+        resolve_input_device(FakeSD(devices=[sd.devices[0]]), None)
+
+
+def _mic(blocks, rates=(16000,), **kw):
+    streams = []
+
+    def factory(**kwargs):
+        streams.append(FakeStream(blocks, **kw, **kwargs))
+        return streams[-1]
+
+    messages = []
+    mic = MicSource(16000, "Fake", sd=FakeSD(rates=rates), stream_factory=factory, stall_timeout=0.5,
+                    log=messages.append)
+    return mic, streams, messages
+
+
+def test_mic_nan_blocks_are_counted_skipped_and_warned(window_model) -> None:
+    from edgetag.runtime.engine import Engine, StreamRunner
+    from edgetag.runtime.model import load_model
+
+    x = (0.1 * np.sin(np.arange(32000) * 0.05)).astype(np.float32)
+    blocks = _stereo_blocks(x, 160)
+    for i in (10, 11, 50):
+        blocks[i] = blocks[i].copy()
+        blocks[i][3:5] = np.nan
+    mic, streams, _ = _mic(blocks, statuses={5: True, 6: True})
+    mic.open()
+    assert streams[0].kwargs["channels"] == 2 and streams[0].kwargs["samplerate"] == 16000
+    warnings = []
+    runner = StreamRunner(Engine(load_model(window_model, threads=1)), mic, warn=warnings.append)
+    decisions = []
+    with pytest.raises(SourceError, match="stopped delivering audio"):
+        runner.run(decisions.append)
+    assert mic.stats.nonfinite_samples == 6  # 2 per block after the stereo downmix, 3 blocks
+    assert mic.stats.skipped_samples >= 3 * 160
+    assert mic.stats.overflows == 2
+    assert warnings and "NaN/Inf" in warnings[0]
+    assert decisions and all(np.isfinite(d.scores).all() for d in decisions)
+    assert all(d.latency_s is not None and 0 <= d.latency_s < 5 for d in decisions)
+    # time keeps running across a skipped block: the last decision ends near the end of the audio
+    assert decisions[-1].t == pytest.approx(2.0, abs=0.06)
+
+
+def test_mic_resamples_when_the_device_refuses_the_model_rate() -> None:
+    pytest.importorskip("soxr")
+    x = (0.1 * np.sin(np.arange(48000) * 0.05)).astype(np.float32)
+    mic, streams, messages = _mic(_stereo_blocks(x), rates=(48000,))
+    mic.open()
+    assert streams[0].kwargs["samplerate"] == 48000 and "resampling" in messages[0]
+    total = 0
+    with pytest.raises(SourceError):
+        for chunk in mic.chunks():
+            total += len(chunk.samples)
+    assert 15000 < total <= 16000  # less the resampler's delay
+    mic.close()
+
+
+def test_mic_that_stalls_ends_with_a_message_not_a_hang() -> None:
+    mic, _, _ = _mic(_stereo_blocks(np.zeros(1600, np.float32)), then="stall")
+    mic.open()
+    start = time.monotonic()
+    with pytest.raises(SourceError, match="no audio from input device"):
+        for _ in mic.chunks():
+            pass
+    assert time.monotonic() - start < 3
+    mic.close()
+
+
+def test_stdin_source_converts_and_resamples() -> None:
+    x = (0.5 * np.sin(np.arange(8000) * 0.1)).astype(np.float32)
+    raw = (x * 32767).astype("<i2").tobytes() + b"\x01"  # a stray trailing byte
+    src = StdinSource(16000, 16000, "s16le", stream=io.BytesIO(raw))
+    got = np.concatenate([c.samples for c in src.chunks()])
+    np.testing.assert_allclose(got, x, atol=2 / 32768)
+    assert src.eof and src.leftover_bytes == 1
+    src = StdinSource(16000, 8000, "f32le", stream=io.BytesIO(x.astype("<f4").tobytes()))
+    got = np.concatenate([c.samples for c in src.chunks()])
+    assert abs(len(got) - 16000) <= 2
+    with pytest.raises(ValueError, match="--rate"):
+        StdinSource(16000, 0)
+
+
+def test_file_source_realtime_paces(tone_wav) -> None:
+    src = FileSource(str(tone_wav), 16000, realtime=True, chunk_ms=100)
+    start = time.monotonic()
+    it = src.chunks()
+    chunks = [next(it) for _ in range(3)]
+    assert time.monotonic() - start >= 0.25
+    assert all(c.capture_end is not None for c in chunks)
+    src.stop()
