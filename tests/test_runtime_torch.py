@@ -52,3 +52,28 @@ def test_tag_and_info_take_a_checkpoint(tmp_path, tone_wav, capsys) -> None:
     assert main(["tag", str(tone_wav), "--model", str(path)]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert len([o for o in lines if "t" in o]) == (498 - 9 + 9) // 10 and "summary" in lines[-1]
+
+
+@pytest.mark.parametrize("kind,params,window,hop", [
+    ("crnn", {"channels": 16, "layers": 2, "hidden": 16}, 1, 5),
+    ("mobilenet", {"window_frames": 32, "width": 0.25, "embedding_dim": 32}, 32, 16),
+])
+def test_onnx_and_torch_backends_agree(tmp_path, kind, params, window, hop) -> None:
+    """The same student streamed through ONNX Runtime and through torch: scores within 1e-4."""
+    pytest.importorskip("onnxscript")
+    from edgetag.export.onnx_export import export_onnx
+    from edgetag.runtime.model import load_model
+    from edgetag.training.checkpoint import load_checkpoint
+
+    path = _save(tmp_path / f"{kind}.pt", kind, params, window, hop)
+    x = tone_signal()[:24000]
+    export_onnx(load_checkpoint(path), tmp_path / f"{kind}.onnx", calibration_audio=[x])
+    decisions = {}
+    for name, model in (("onnx", load_model(tmp_path / f"{kind}.onnx", threads=1)),
+                        ("torch", load_any_model(path, threads=1))):
+        engine = Engine(model)
+        decisions[name] = [d for i in range(0, len(x), 1000) for d in engine.push(x[i : i + 1000])]
+    assert [d.t for d in decisions["onnx"]] == [d.t for d in decisions["torch"]] != []
+    onnx_scores = np.stack([d.scores for d in decisions["onnx"]])
+    torch_scores = np.stack([d.scores for d in decisions["torch"]])
+    assert np.abs(onnx_scores - torch_scores).max() <= 1e-4
