@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from edgetag.runtime.model_card import INPUT_NAME, OUTPUT_NAME, ModelCard, ModelCardError
+from edgetag.runtime.model_card import INPUT_NAME, OUTPUT_NAME, ModelCard, ModelCardError, scores_from_logits
 
 #: Short backend names accepted by `load_model` -> ONNX Runtime execution providers.
 PROVIDERS: dict[str, str] = {
@@ -115,12 +115,8 @@ class OnnxModel:
         return outputs[0], outputs[1:]
 
     def scores(self, logits: np.ndarray) -> np.ndarray:
-        """Logits -> scores: sigmoid (multi-label) or softmax over labels (multi-class)."""
-        logits = logits.astype(np.float32, copy=False)
-        if self.card.task == "multi_label":
-            return 1.0 / (1.0 + np.exp(-logits))
-        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        return shifted / shifted.sum(axis=-1, keepdims=True)
+        """Logits -> scores as the card's task says (see `scores_from_logits`)."""
+        return scores_from_logits(logits, self.card.task)
 
 
 def load_model(path: str | Path, *, backend: str = "cpu", threads: int | None = None) -> OnnxModel:

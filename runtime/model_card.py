@@ -23,6 +23,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import numpy as np
+
 from edgetag.runtime.frontend import FrontendConfig, FrontendConfigError
 
 METADATA_KEY = "edgetag.model_card"
@@ -32,6 +34,15 @@ OUTPUT_NAME = "logits"
 
 Task = Literal["multi_label", "multi_class"]
 StreamingMode = Literal["window", "stateful"]
+
+
+def scores_from_logits(logits: np.ndarray, task: Task) -> np.ndarray:
+    """Logits -> scores over the last axis: sigmoid (multi-label) or softmax (multi-class)."""
+    logits = logits.astype(np.float32, copy=False)
+    if task == "multi_label":
+        return 1.0 / (1.0 + np.exp(-logits))
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
 class ModelCardError(ValueError):

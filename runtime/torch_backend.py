@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from edgetag.runtime.model_card import ModelCard, StateTensor
+from edgetag.runtime.model_card import ModelCard, StateTensor, scores_from_logits
 
 #: File suffixes taken as student checkpoints by `load_any_model`.
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
@@ -70,11 +70,8 @@ class TorchModel:
             return logits.numpy(), [s.numpy() for s in new_states]
 
     def scores(self, logits: np.ndarray) -> np.ndarray:
-        logits = logits.astype(np.float32, copy=False)
-        if self.card.task == "multi_label":
-            return 1.0 / (1.0 + np.exp(-logits))
-        shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        return shifted / shifted.sum(axis=-1, keepdims=True)
+        """Logits -> scores as the card's task says (see `scores_from_logits`)."""
+        return scores_from_logits(logits, self.card.task)
 
 
 def load_any_model(path: str | Path, *, backend: str = "cpu", threads: int | None = None):

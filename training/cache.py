@@ -47,6 +47,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
+from edgetag.runtime.atomic import atomic_write_bytes, fsync_dir
 from edgetag.runtime.audio import AudioError, audio_info, load_audio
 from edgetag.training.data import (
     Manifest,
@@ -115,30 +116,6 @@ def make_key(audio_hash: str, start: float | None, end: float | None, identity: 
 # --------------------------------------------------------------------------
 # Small file helpers
 # --------------------------------------------------------------------------
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so a reader sees the old file or the new one, never half."""
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
 
 
 def _sha256_file(path: Path) -> str:
@@ -247,7 +224,7 @@ class TeacherCache:
         shards = {n: self._shards[n] for n in sorted(self._my_shards) if n not in self._bad}
         entries = {k: v for k, v in self._entries.items() if v["shard"] in shards}
         blob = json.dumps({"version": INDEX_VERSION, "shards": shards, "entries": entries}, sort_keys=True)
-        _atomic_write_bytes(self._part_path, blob.encode())
+        atomic_write_bytes(self._part_path, blob.encode())
 
     # -- reading ----------------------------------------------------------
 
@@ -383,7 +360,7 @@ class TeacherCache:
         digest = _sha256_file(tmp)
         size = tmp.stat().st_size
         os.replace(tmp, path)
-        _fsync_dir(self.shard_dir)
+        fsync_dir(self.shard_dir)
         self._shards[name] = {"sha256": digest, "bytes": size, "entries": len(new_entries)}
         self._my_shards.add(name)
         self._verified.add(name)
@@ -423,7 +400,7 @@ def merge_indexes(directory: str | os.PathLike[str], cleanup: bool = True) -> di
     used = {v["shard"] for v in entries.values()}
     shards = {n: m for n, m in good.items() if n in used}
     blob = json.dumps({"version": INDEX_VERSION, "shards": shards, "entries": entries}, sort_keys=True)
-    _atomic_write_bytes(directory / "index.json", blob.encode())
+    atomic_write_bytes(directory / "index.json", blob.encode())
     removed = 0
     if cleanup:
         for part in directory.glob("index-*.json"):
@@ -438,7 +415,7 @@ def merge_indexes(directory: str | os.PathLike[str], cleanup: bool = True) -> di
                 removed += 1
         for p in directory.glob(".tmp-*"):
             p.unlink(missing_ok=True)
-        _fsync_dir(directory)
+        fsync_dir(directory)
     return {"entries": len(entries), "shards": len(shards), "bad_shards": len(cache._bad), "removed_files": removed}
 
 

@@ -19,14 +19,13 @@ states) is kept in separate files by the trainer; this file is the product.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from edgetag.runtime.atomic import atomic_write
 from edgetag.runtime.frontend import FrontendConfig
 from edgetag.training.students import Student, build_student
 
@@ -77,20 +76,9 @@ class StudentCheckpoint:
 
 
 def save_checkpoint(checkpoint: StudentCheckpoint, path: str | Path) -> Path:
-    """Write atomically: a temporary file in the same folder, fsync, then rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(checkpoint.to_dict(), handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """Write atomically (see `edgetag.runtime.atomic`)."""
+    data = checkpoint.to_dict()
+    return atomic_write(path, lambda handle: torch.save(data, handle))
 
 
 def load_checkpoint(path: str | Path) -> StudentCheckpoint:

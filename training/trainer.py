@@ -76,6 +76,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from edgetag.runtime.atomic import atomic_write, atomic_write_text
 from edgetag.training import losses as L
 from edgetag.training.augment import Augmenter
 from edgetag.training.config import (
@@ -107,44 +108,6 @@ def _seed(*parts: object) -> int:
 
 def _generator(*parts: object) -> torch.Generator:
     return torch.Generator().manual_seed(_seed(*parts))
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    """Temporary file in the same folder, fsync, rename, fsync the folder."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(obj, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # =============================================================================== RNG state
@@ -692,7 +655,7 @@ class _MetricsLog:
             header = next(csv.reader([lines[0]]))
             col = header.index("step") if "step" in header else 0
             kept = [lines[0]] + [ln for ln in lines[1:] if ln.strip() and int(next(csv.reader([ln]))[col]) <= start_step]
-        _atomic_write_text(path, "".join(kept))
+        atomic_write_text(path, "".join(kept))
 
     def write(self, kind: str, row: dict[str, Any]) -> None:
         if not self.enabled:
@@ -963,7 +926,7 @@ def _train(config: TrainConfig, run_dir: Path, dist_info: _Dist, use_cuda: bool,
             "augment_generator": maker.last_generator_state,
         }
         path = _state_path(run_dir, step)
-        _atomic_torch_save(state, path)
+        atomic_write(path, lambda handle: torch.save(state, handle))
         _prune(run_dir, config.checkpoint.keep)
         return path
 
