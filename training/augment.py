@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from edgetag.runtime.frontend import FrontendConfig
+from edgetag.training.frontend import compress, decompress
 from torch import Tensor
 
 __all__ = ["Augmenter", "mixup", "random_gain", "spec_augment", "time_shift"]
@@ -40,30 +41,6 @@ def _randint(generator: torch.Generator, high: int, n: int = 1) -> Tensor:
 
 
 # ------------------------------------------------------------------------------ gain
-def _to_energy(x: Tensor, c: FrontendConfig) -> Tensor:
-    if c.compression == "log":
-        return (torch.exp(x) - c.log_floor).clamp_min(0.0)
-    if c.compression == "log_clamp":
-        return torch.exp(x)
-    if c.compression == "log10_1p":
-        return (torch.pow(10.0, x) - 1.0).clamp_min(0.0) / c.log1p_scale
-    if c.compression == "db":
-        return c.db_ref * torch.pow(10.0, x / 10.0)
-    return x
-
-
-def _from_energy(e: Tensor, c: FrontendConfig) -> Tensor:
-    if c.compression == "log":
-        return torch.log(e + c.log_floor)
-    if c.compression == "log_clamp":
-        return torch.log(torch.clamp(e, min=c.log_floor))
-    if c.compression == "log10_1p":
-        return torch.log10(1.0 + c.log1p_scale * e)
-    if c.compression == "db":
-        return 10.0 * torch.log10(torch.clamp(e, min=c.log_floor) / c.db_ref)
-    return e
-
-
 def random_gain(features: Tensor, config: FrontendConfig, low_db: float, high_db: float, generator: torch.Generator) -> Tensor:
     """Each example's audio made louder or softer by a uniform random gain in [low_db, high_db]."""
     if low_db == high_db == 0.0:
@@ -72,7 +49,7 @@ def random_gain(features: Tensor, config: FrontendConfig, low_db: float, high_db
     power = 10.0 if config.spectrum == "power" else 20.0
     scale = torch.pow(10.0, gain_db / power).view(-1, *([1] * (features.dim() - 1)))
     x = features.double()
-    return _from_energy(_to_energy(x, config) * scale, config).to(features.dtype)
+    return compress(decompress(x, config) * scale, config).to(features.dtype)
 
 
 # ------------------------------------------------------------------------------ time shift

@@ -32,7 +32,7 @@ from torch import Tensor
 from edgetag.runtime.frontend import FrontendConfig, filterbank_matrix
 from edgetag.runtime.frontend.reference import window_function
 
-__all__ = ["TorchFrontend"]
+__all__ = ["TorchFrontend", "compress", "decompress"]
 
 
 class TorchFrontend(torch.nn.Module):
@@ -121,7 +121,7 @@ class TorchFrontend(torch.nn.Module):
             spectrum = spectrum.abs()
 
         energies = torch.matmul(spectrum, self.filterbank.to(self.compute_dtype).T)
-        return self._compress(energies).to(self.output_dtype)
+        return compress(energies, self.config).to(self.output_dtype)
 
     def _as_samples(self, waveforms: Tensor) -> Tensor:
         """Checks the input and converts it to ``compute_dtype`` in [-1, 1]."""
@@ -138,18 +138,33 @@ class TorchFrontend(torch.nn.Module):
             raise TypeError(f"waveforms must be floating point or int16, got {waveforms.dtype}")
         return waveforms.to(self.compute_dtype)
 
-    def _compress(self, energies: Tensor) -> Tensor:
-        """Step 8 of the recipe, written as the C++ core writes it."""
-        c = self.config
-        if c.compression == "log":
-            return torch.log(energies + c.log_floor)
-        if c.compression == "log_clamp":
-            return torch.log(torch.clamp(energies, min=c.log_floor))
-        if c.compression == "log10_1p":
-            return torch.log10(1.0 + c.log1p_scale * energies)
-        if c.compression == "db":
-            return 10.0 * torch.log10(torch.clamp(energies, min=c.log_floor) / c.db_ref)
-        return energies
-
     def extra_repr(self) -> str:
         return f"{self.config.describe()}; compute {self.compute_dtype}, output {self.output_dtype}"
+
+
+def compress(energies: Tensor, config: FrontendConfig) -> Tensor:
+    """Step 8 of the recipe (band energies -> features), written as the C++ core writes it."""
+    c = config
+    if c.compression == "log":
+        return torch.log(energies + c.log_floor)
+    if c.compression == "log_clamp":
+        return torch.log(torch.clamp(energies, min=c.log_floor))
+    if c.compression == "log10_1p":
+        return torch.log10(1.0 + c.log1p_scale * energies)
+    if c.compression == "db":
+        return 10.0 * torch.log10(torch.clamp(energies, min=c.log_floor) / c.db_ref)
+    return energies
+
+
+def decompress(features: Tensor, config: FrontendConfig) -> Tensor:
+    """Inverse of `compress` (exact except where the floor clamped: those come back at the floor)."""
+    c = config
+    if c.compression == "log":
+        return (torch.exp(features) - c.log_floor).clamp_min(0.0)
+    if c.compression == "log_clamp":
+        return torch.exp(features)
+    if c.compression == "log10_1p":
+        return (torch.pow(10.0, features) - 1.0).clamp_min(0.0) / c.log1p_scale
+    if c.compression == "db":
+        return c.db_ref * torch.pow(10.0, features / 10.0)
+    return features
