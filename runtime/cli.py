@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "edgetag.runtime.commands",
     "edgetag.training.commands",
     "edgetag.export.commands",
+    "edgetag.benchmarks.commands",
 )
 
 

