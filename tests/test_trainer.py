@@ -176,6 +176,31 @@ def test_methods_train(dataset, tmp_path, method):
     assert "map" in rows[-1] and rows[-1]["kind"] == "eval"
 
 
+def test_label_enhancing_and_consistency_rampup(dataset, tmp_path, monkeypatch):
+    """Missing labels filled by a confident teacher reach the label loss; the consistency weight ramps up."""
+    from edgetag.training import losses as L
+    from edgetag.training.trainer import train
+
+    filled = []
+    original = L.enhance_labels
+
+    def spy(targets, mask, probs, hi, lo, *args, **kwargs):
+        new_targets, new_mask = original(targets, mask, probs, hi, lo, *args, **kwargs)
+        filled.append(float((new_mask > 0).sum() - (mask > 0).sum()))
+        return new_targets, new_mask
+
+    monkeypatch.setattr(L, "enhance_labels", spy)
+    config = _config(dataset, "method=kd", "teacher.label_enhance=true", "teacher.label_enhance_hi=0.6",
+                     "teacher.label_enhance_lo=0.4", "optim.steps=6")
+    train(config, tmp_path / "enhanced")
+    assert len(filled) == 6 and sum(filled) > 0  # some missing entries were filled
+    assert L.sigmoid_rampup(0, 10) < 0.01 < L.sigmoid_rampup(5, 10) < L.sigmoid_rampup(10, 10) == 1.0
+    config = _config(dataset, "method=mean_teacher", "teacher.consistency_rampup_steps=10", "optim.steps=4")
+    train(config, tmp_path / "rampup")
+    with pytest.raises(ConfigError, match="label_enhance: only for multi_label"):
+        _config(dataset, "method=kd", "teacher.label_enhance=true", "data.task=multi_class")
+
+
 def test_window_student_with_augmentations(dataset, tmp_path):
     from edgetag.training.trainer import train
 

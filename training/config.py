@@ -135,6 +135,12 @@ class TeacherSection:
     """Weight of the embedding regulariser (Con-Reg / Dis-Reg)."""
     consistency_weight: float = 1.0
     """Weight of the mean teacher's consistency loss."""
+    consistency_rampup_steps: int = 0
+    """Steps over which the consistency weight rises as exp(-5 (1 - t)^2) (Tarvainen & Valpola); 0: full from the start."""
+    label_enhance: bool = False
+    """Fill missing labels from a confident teacher (p > label_enhance_hi or < label_enhance_lo); multi-label only."""
+    label_enhance_hi: float = 0.9
+    label_enhance_lo: float = 0.1
     regulariser: Literal["auto", "none", "conreg", "disreg"] = "auto"
     """Embedding regulariser; ``auto``: from the method (kd+conreg, kd+disreg)."""
 
@@ -385,8 +391,13 @@ def validate(c: TrainConfig) -> None:
     need(c.logging.every >= 1, f"logging.every: must be >= 1, got {c.logging.every}")
     t = c.teacher
     need(t.temperature > 0, f"teacher.temperature: must be > 0, got {t.temperature}")
-    for name in ("label_weight", "kd_weight", "embedding_weight", "consistency_weight"):
+    for name in ("label_weight", "kd_weight", "embedding_weight", "consistency_weight", "consistency_rampup_steps"):
         need(getattr(t, name) >= 0, f"teacher.{name}: must be >= 0, got {getattr(t, name)}")
+    need(0.0 <= t.label_enhance_lo <= t.label_enhance_hi <= 1.0,
+         f"teacher.label_enhance_lo/hi: need 0 <= lo <= hi <= 1, got {t.label_enhance_lo}, {t.label_enhance_hi}")
+    if t.label_enhance:
+        need(c.data.task == "multi_label", "teacher.label_enhance: only for multi_label tasks")
+        need(c.uses_teacher_cache, f"teacher.label_enhance: needs a teacher (method {c.method!r} uses none)")
     if c.uses_teacher_cache:
         need(t.cache_dir is not None, f"teacher.cache_dir: required by method {c.method!r}")
         need(bool(t.teachers), f"teacher.teachers: method {c.method!r} needs at least one teacher identity")

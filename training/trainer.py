@@ -955,6 +955,13 @@ def _train(config: TrainConfig, run_dir: Path, dist_info: _Dist, use_cuda: bool,
             parts: dict[str, Tensor] = {}
             clip = _clip_logits(logits, valid)
             loss = logits.new_zeros(())
+            if t.label_enhance and batch.teacher is not None:
+                # Teacher-student label enhancing: a confident teacher fills missing labels.
+                probs = batch.teacher.to(device).float()
+                probs = probs if t.score_kind == "probabilities" else torch.sigmoid(probs)
+                if probs.dim() == 3:  # per-frame teacher: pool to the clip like the student
+                    probs = _pool(probs, valid)
+                ttarg, tmask = L.enhance_labels(ttarg, tmask, probs, t.label_enhance_hi, t.label_enhance_lo)
             if t.label_weight > 0:
                 parts["label"] = L.label_loss(task, clip, ttarg, tmask)
                 loss = loss + t.label_weight * parts["label"]
@@ -976,7 +983,8 @@ def _train(config: TrainConfig, run_dir: Path, dist_info: _Dist, use_cuda: bool,
                     teacher_logits = ema.module(batch.clean.to(device)).float()
                 cmask = valid.float().unsqueeze(-1) if frame_mode else None
                 parts["consistency"] = L.consistency_loss(logits, teacher_logits, task, cmask)
-                loss = loss + t.consistency_weight * parts["consistency"]
+                rampup = L.sigmoid_rampup(step, t.consistency_rampup_steps)
+                loss = loss + t.consistency_weight * rampup * parts["consistency"]
 
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
