@@ -1,8 +1,8 @@
 """The ``edgetag`` command: collects the subcommands of every part of edgetag.
 
 Each module in `COMMAND_MODULES` has ``register(subparsers)``. These modules
-must import with the smallest install (numpy and the C++ extension): they
-import torch, onnx or sounddevice inside the command functions, so that
+must import with the smallest install (numpy and the C++ extension): torch,
+onnx and sounddevice are imported inside the command functions, so that
 ``edgetag --help`` works everywhere and a missing extra is reported by the
 command that needs it.
 """
