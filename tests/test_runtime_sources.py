@@ -170,7 +170,7 @@ def test_mic_that_stalls_ends_with_a_message_not_a_hang() -> None:
     with pytest.raises(SourceError, match="no audio from input device"):
         for _ in mic.chunks():
             pass
-    assert time.monotonic() - start < 3
+    assert time.monotonic() - start < 15  # a hang guard (the stall timeout is 2 s), not a timing test
     mic.close()
 
 

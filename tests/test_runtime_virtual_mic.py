@@ -125,7 +125,7 @@ def test_a_device_that_disappears_ends_listen_with_a_message(virtual_mic, window
             doomed.daemon_pid = None
             start = time.monotonic()
             _, err = proc.communicate(timeout=20)
-            assert time.monotonic() - start < 5
+            assert time.monotonic() - start < 15  # a hang guard, not a timing test
         finally:
             if proc.poll() is None:
                 proc.kill()
