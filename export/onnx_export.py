@@ -230,6 +230,29 @@ def save_single_file(model: Any, path: str | Path) -> int:
     return len(data)
 
 
+def record_metrics(path: str | Path, metrics: dict[str, float], provenance: dict[str, Any] | None = None) -> ModelCard:
+    """Add measured metrics (and provenance keys) to the card of an exported file, in place.
+
+    For numbers measured after export (e.g. a recipe's held-out evaluation of the
+    fp32 and int8 files); the graph is untouched and the file is replaced atomically.
+    """
+    import dataclasses
+
+    import onnx
+
+    model = onnx.load(str(path))
+    card = read_card(model)
+    card = dataclasses.replace(
+        card,
+        metrics={**card.metrics, **{str(k): float(v) for k, v in metrics.items()}},
+        provenance={**card.provenance, **(provenance or {})},
+    )
+    set_card(model, card)
+    save_single_file(model, path)
+    check_loads(path)
+    return card
+
+
 # ------------------------------------------------------------------ real inputs for checks
 def demo_audio(sample_rate: int, seconds: float = 6.0, seed: int = 0) -> np.ndarray:
     """A deterministic signal (chirp, chord, noise burst, silence) when no calibration audio is given."""

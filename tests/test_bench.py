@@ -28,13 +28,16 @@ def tiny_settings(**overrides) -> BenchSettings:
 
 def test_bench_writes_report_json_and_plots(tmp_path) -> None:
     result = run_bench(tmp_path, tiny_settings())
-    for name in ("report.md", "report.json", *PLOTS):
+    for name in ("report.md", "report.json", PLOTS[1]):
         assert (tmp_path / name).stat().st_size > 0, name
-    assert (tmp_path / PLOTS[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / PLOTS[1]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # random weights, no --eval: no task metric, so no accuracy plot (tests/test_bench_eval.py draws one)
+    assert not (tmp_path / PLOTS[0]).exists()
     md = (tmp_path / "report.md").read_text()
     for text in ("## Models: students × backends", "PyTorch eager fp32", "ORT CPU fp32", "ORT CPU int8 (QDQ)",
                  "ORT CPU fp16 weights", "TensorRT", "random weights", "Machine:", "Threads:", "noisy",
-                 "## Streaming end to end", "Virtual microphone: skipped (--no-mic)", "accuracy_vs_macs.png"):
+                 "## Streaming end to end", "Virtual microphone: skipped (--no-mic)",
+                 "accuracy_vs_macs.png: not plotted", "— (no --eval)"):
         assert text in md, text
     data = json.loads((tmp_path / "report.json").read_text())
     rows = {r["backend"]: r for r in data["models"]["students"][0]["rows"]}

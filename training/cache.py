@@ -15,7 +15,8 @@ Keys
 
 Shards and index
     A shard is written as a whole: arrays are buffered in memory until
-    ``shard_entries`` entries or ``shard_bytes`` bytes, then written to a temporary
+    ``shard_entries`` entries or ``shard_bytes`` bytes, or for ``flush_seconds``
+    (so a run killed after an hour loses at most that much work), then written to a temporary
     file, fsynced and renamed into place; only then is the writer's index part
     (which records the shard's sha256) atomically replaced. A run killed at any
     point leaves at most an unreferenced shard or temporary file, which is never
@@ -170,6 +171,7 @@ class TeacherCache:
         part: str = "r0",
         shard_entries: int = 4096,
         shard_bytes: int = 256 << 20,
+        flush_seconds: float = 120.0,
     ) -> None:
         self.directory = Path(directory)
         self.shard_dir = self.directory / "shards"
@@ -177,6 +179,8 @@ class TeacherCache:
         self.part = part
         self.shard_entries = int(shard_entries)
         self.shard_bytes = int(shard_bytes)
+        self.flush_seconds = float(flush_seconds)
+        self._pending_since = 0.0
         self._entries: dict[str, dict[str, Any]] = {}
         self._shards: dict[str, dict[str, Any]] = {}
         self._my_shards: set[str] = set()
@@ -326,9 +330,12 @@ class TeacherCache:
     def put(self, key: str, arrays: dict[str, np.ndarray], meta: dict[str, Any] | None = None) -> None:
         """Queue one entry; it becomes durable when its shard is flushed."""
         items = [(n, np.ascontiguousarray(a)) for n, a in arrays.items() if a is not None]
+        if not self._pending:
+            self._pending_since = time.monotonic()
         self._pending.append((key, dict(meta or {}), items))
         self._pending_bytes += sum(a.nbytes + _ALIGN for _, a in items)
-        if len(self._pending) >= self.shard_entries or self._pending_bytes >= self.shard_bytes:
+        if (len(self._pending) >= self.shard_entries or self._pending_bytes >= self.shard_bytes
+                or time.monotonic() - self._pending_since >= self.flush_seconds):
             self.flush()
 
     def flush(self) -> None:

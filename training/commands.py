@@ -22,16 +22,29 @@ def _parse_option(text: str) -> tuple[str, object]:
     return key, {"true": True, "false": False}.get(value.lower(), value)
 
 
+def _build_teacher(name: str, options: dict[str, object]) -> object:
+    """A registry teacher, or for ``a+b+...`` the equal-weight ensemble of the members over the union
+    of their labels, named ``a+b+...`` (``--teacher-option`` values go to every member)."""
+    from edgetag.training.teachers import get_teacher
+    from edgetag.training.teachers.ensemble import EnsembleTeacher
+
+    members = [m.strip() for m in name.split("+")]
+    if len(members) == 1:
+        return get_teacher(name, **options)
+    if not all(members):
+        raise ValueError(f"--teacher {name!r}: an ensemble is written member+member (no empty names)")
+    return EnsembleTeacher([get_teacher(m, **options) for m in members], labels="union", name="+".join(members))
+
+
 def cmd_teach(args: argparse.Namespace) -> int:
     # Heavy imports (torch, the teachers) only when the command runs.
     from edgetag.training.cache import fill_cache
-    from edgetag.training.teachers import get_teacher
 
     options = dict(args.teacher_option or [])
     names = [n.strip() for n in args.teacher.split(",") if n.strip()]
     if not names:
         raise ValueError("--teacher needs at least one teacher name")
-    teachers = [get_teacher(n, **options) for n in names]
+    teachers = [_build_teacher(n, options) for n in names]
     summary = fill_cache(
         teachers,
         args.data,
@@ -156,7 +169,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "skipped. Under torchrun each rank takes a slice and rank 0 merges the index."
         ),
     )
-    p.add_argument("--teacher", required=True, help="teacher name(s), comma-separated (e.g. crepe-tiny,musicnn-mtt)")
+    p.add_argument("--teacher", required=True, help="teacher name(s), comma-separated (e.g. crepe-tiny,musicnn-mtt); "
+                   "a+b is the ensemble of a and b over the union of their labels (e.g. musicnn-mtt+musicnn-msd)")
     p.add_argument("--data", required=True, help="manifest (CSV or JSONL)")
     p.add_argument("--root", help="directory the manifest's paths are relative to (default: the manifest's)")
     p.add_argument("--out", required=True, help="cache directory")

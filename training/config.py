@@ -110,6 +110,8 @@ class StudentSection:
     kind: str = "causal_cnn"
     params: dict[str, Any] = field(default_factory=dict)
     """Keyword arguments of the student (``window_frames`` of a window student is set from the segment)."""
+    decision_seconds: float | None = None
+    """Window students: seconds between decisions at run time (the card's hop); default half a window."""
 
 
 @dataclass
@@ -407,6 +409,8 @@ def validate(c: TrainConfig) -> None:
         need(o.ema_decay > 0, "optim.ema_decay: the mean_teacher method needs an EMA (ema_decay > 0)")
     from edgetag.training.students import STUDENTS
 
+    need(c.student.decision_seconds is None or c.student.decision_seconds > 0,
+         f"student.decision_seconds must be positive, got {c.student.decision_seconds}")
     need(c.student.kind in STUDENTS, f"student.kind: unknown kind {c.student.kind!r}; known: {', '.join(sorted(STUDENTS))}")
     c.frontend_config()  # raises ConfigError on a bad preset or override
 

@@ -41,6 +41,12 @@ Reports (each a section of the JSON and of the printed table):
     voicing recall / false alarm of the student's f0 (CREPE's weighted-argmax
     decoding, voiced where the top activation >= ``--voicing-threshold``)
     against the teacher's f0 decoded the same way, on the student's frames.
+
+For other callers (``edgetag bench``): `run_model` / `evaluate_model` score any loaded runtime model
+(ONNX on any backend, or `runtime.torch_backend.TorchModel`) on features from `load_eval_clips`,
+through the same `_run_clip` as `run_student`, so every backend is measured the way this command
+measures the checkpoint; `evaluate_teacher_cache` scores a teacher from its cached outputs, mapping
+its output columns onto the split's labels.
 """
 
 from __future__ import annotations
@@ -181,34 +187,80 @@ class StudentRun:
     tiled: bool = False
 
 
+def _run_clip(
+    features: np.ndarray,
+    *,
+    streaming_mode: str,
+    window_frames: int,
+    hop_frames: int,
+    frontend: Any,
+    n_labels: int,
+    run_windows: Any,
+    run_sequence: Any,
+    batch: int = 64,
+) -> StudentRun:
+    """One clip through a model, the runtime's way; shared by `run_student` (torch) and `run_model` (any backend).
+
+    ``run_windows(x [B, window, bins]) -> probs [B, C]``; ``run_sequence(x [frames, bins]) -> probs [frames, C]``.
+    Window models: windows of ``window_frames`` every ``hop_frames`` frames from frame 0 (the engine's
+    decisions); a clip shorter than one window is tiled up to it. Stateful models: one output per frame.
+    """
+    centre = lambda i: (np.asarray(i, dtype=np.float64) * frontend.hop_length + frontend.win_length / 2) / frontend.sample_rate
+    x = np.ascontiguousarray(features, dtype=np.float32)
+    if streaming_mode == "window":
+        w, hop = int(window_frames), max(int(hop_frames), 1)
+        tiled = False
+        if len(x) < w:
+            if len(x) == 0:
+                return StudentRun(np.zeros((0, n_labels), np.float32), np.zeros(0))
+            x = np.tile(x, (-(-w // len(x)), 1))[:w]
+            tiled = True
+        starts = list(range(0, len(x) - w + 1, hop))
+        outs = [run_windows(np.stack([x[s : s + w] for s in starts[b : b + batch]])) for b in range(0, len(starts), batch)]
+        return StudentRun(np.concatenate(outs).astype(np.float32), centre(np.asarray(starts) + w - 1), tiled)
+    probs = np.asarray(run_sequence(x), dtype=np.float32)
+    return StudentRun(probs, centre(np.arange(len(probs))))
+
+
 def run_student(ckpt: Any, features: np.ndarray, batch: int = 64) -> StudentRun:
     """Run a checkpoint's student over one clip's features ``[frames, n_bins]``."""
     import torch
 
-    fe = ckpt.frontend
-    centre = lambda i: (np.asarray(i, dtype=np.float64) * fe.hop_length + fe.win_length / 2) / fe.sample_rate
     student = ckpt.student
-    x = torch.from_numpy(np.ascontiguousarray(features, dtype=np.float32))
-    with torch.inference_mode():
-        if student.streaming_mode == "window":
-            w, hop = int(ckpt.window_frames), max(int(ckpt.hop_frames), 1)
-            tiled = False
-            if len(x) < w:
-                if len(x) == 0:
-                    return StudentRun(np.zeros((0, student.n_labels), np.float32), np.zeros(0))
-                reps = -(-w // len(x))
-                x = x.repeat(reps, 1)[:w]
-                tiled = True
-            starts = list(range(0, len(x) - w + 1, hop))
-            outs = []
-            for b in range(0, len(starts), batch):
-                win = torch.stack([x[s : s + w] for s in starts[b : b + batch]])
-                outs.append(student(win).float().numpy())
-            logits = np.concatenate(outs)
-            times = centre(np.asarray(starts) + w - 1)
-            return StudentRun(_probabilities(logits, ckpt.task), times, tiled)
-        logits = student(x.unsqueeze(0))[0].float().numpy()
-        return StudentRun(_probabilities(logits, ckpt.task), centre(np.arange(len(logits))))
+
+    def run_windows(win: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return _probabilities(student(torch.from_numpy(win)).float().numpy(), ckpt.task)
+
+    def run_sequence(seq: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return _probabilities(student(torch.from_numpy(seq).unsqueeze(0))[0].float().numpy(), ckpt.task)
+
+    return _run_clip(features, streaming_mode=student.streaming_mode, window_frames=ckpt.window_frames,
+                     hop_frames=ckpt.hop_frames, frontend=ckpt.frontend, n_labels=student.n_labels,
+                     run_windows=run_windows, run_sequence=run_sequence, batch=batch)
+
+
+def run_model(model: Any, features: np.ndarray, batch: int = 64) -> StudentRun:
+    """`run_student` for a loaded runtime model (`runtime.model.OnnxModel`, `runtime.torch_backend.TorchModel`).
+
+    Window and hop come from the model card; scores from ``model.scores`` (the card's task), so an
+    ONNX fp32/int8/fp16 file is measured exactly as `edgetag tag` would run it.
+    """
+    card = model.card
+
+    def run_windows(win: np.ndarray) -> np.ndarray:
+        logits, _ = model.run(np.ascontiguousarray(win, np.float32))
+        return model.scores(logits)
+
+    def run_sequence(seq: np.ndarray) -> np.ndarray:
+        # the whole clip in one call from the initial state == the engine's chunked calls (state carried)
+        logits, _ = model.run(np.ascontiguousarray(seq[None], np.float32), model.initial_state(1))
+        return model.scores(logits[0])
+
+    return _run_clip(features, streaming_mode=card.streaming_mode, window_frames=card.window_frames,
+                     hop_frames=card.hop_frames, frontend=card.frontend, n_labels=card.n_labels,
+                     run_windows=run_windows, run_sequence=run_sequence, batch=batch)
 
 
 def _features(samples: np.ndarray, config: Any) -> np.ndarray:
@@ -424,6 +476,144 @@ def evaluate(
                 result.sections["pitch"] = M.pitch_metrics(np.where(ref_v, ref_f0, 0.0), est_f0, est_voicing=est_v)
             else:
                 result.sections["teacher_frames"] = M.agreement(fs, ft, teacher_threshold)
+    return result
+
+
+# ----------------------------------------------------------------------------- any runtime model / a teacher cache
+@dataclass
+class EvalClips:
+    """A labelled split's features, computed once and shared by every model that uses the same front end."""
+
+    entries: list[ManifestEntry]
+    features: list[np.ndarray]
+    frontend: Any
+    labels: tuple[str, ...]
+    """The manifest's label vocabulary."""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def load_eval_clips(
+    data: str | os.PathLike[str] | Manifest,
+    frontend: Any,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    split: str | None = "test",
+) -> EvalClips:
+    """Read a manifest split and compute its features with ``frontend`` (the runtime's front end).
+
+    Refuses a split that is absent or has no label at all (no task metric can come from it).
+    """
+    manifest = data if isinstance(data, Manifest) else load_manifest(data, root=root)
+    if split is not None:
+        if split not in manifest.splits():
+            raise ValueError(f"split {split!r} is not in the manifest (splits: {', '.join(sorted(manifest.splits())) or 'none'})")
+        manifest = manifest.select(split)
+    if not any(e.positives for e in manifest.entries):
+        raise ValueError(f"the evaluation split {split or 'all'!r} has no positive label: a task metric needs labels "
+                         "(a `labels` column naming each clip's tags)")
+    report = SkipReport()
+    entries, feats = [], []
+    for entry, audio in iter_audio(manifest, frontend.sample_rate, report=report):
+        entries.append(entry)
+        feats.append(_features(audio, frontend))
+    info: dict[str, Any] = {"split": split or "all", "entries": len(manifest), "read": len(entries),
+                            "skipped": report.n_skipped}
+    if report.n_skipped:
+        info["skip_reasons"] = dict(report.by_reason)
+    return EvalClips(entries, feats, frontend, tuple(manifest.labels), info)
+
+
+def _labels_section(entries: Sequence[ManifestEntry], scores: np.ndarray, labels: Sequence[str], thresholds: Any,
+                    task: str, what: str) -> dict[str, float]:
+    """`tagging_metrics` over ``labels``; refuses labels that do not overlap the split's."""
+    split_labels = set().union(*(e.mentioned_labels for e in entries)) if entries else set()
+    if not split_labels & set(labels):
+        raise ValueError(f"{what} has labels {', '.join(labels[:12])}{' ...' if len(labels) > 12 else ''}; the evaluation "
+                         f"split has {', '.join(sorted(split_labels)[:12]) or 'none'}: no label in common")
+    y, m, _ = _label_targets(entries, labels)
+    if (y * m).sum() == 0:
+        raise ValueError(f"the evaluation split has no positive example of any label of {what}")
+    return M.tagging_metrics(y, scores, m, thresholds, task)
+
+
+def evaluate_model(model: Any, clips: EvalClips, *, pool: Pool = "mean") -> Evaluation:
+    """The ``labels`` section of `evaluate` for a loaded runtime model (ONNX on any backend, or `TorchModel`).
+
+    Same windows, tiling, pooling and metrics as `evaluate` on the checkpoint (see `run_model`), so a
+    checkpoint and its fp32 export give the same numbers, and int8/fp16 files show their real task drop.
+    """
+    card = model.card
+    if card.frontend != clips.frontend:
+        raise ValueError(f"{card.name}: its front end differs from the one the evaluation features were computed with")
+    unknown = [name for name in card.labels if name not in clips.labels]
+    probs = []
+    n_tiled = 0
+    for feats in clips.features:
+        run = run_model(model, feats)
+        if len(run.probs) == 0:
+            raise ValueError(f"{card.name}: a clip of the evaluation split gives no frames")
+        n_tiled += run.tiled
+        probs.append(_pool(run.probs, pool))
+    result = Evaluation()
+    result.info = {**clips.info, "model": card.name, "task": card.task, "pool": pool, "evaluated": len(probs)}
+    if n_tiled:
+        result.info["tiled_short_clips"] = n_tiled
+    if unknown:
+        result.info["labels_not_in_manifest"] = unknown
+    thresholds = np.asarray(card.thresholds, dtype=np.float64) if len(card.thresholds) == card.n_labels else 0.5
+    result.sections["labels"] = _labels_section(clips.entries, np.stack(probs), list(card.labels), thresholds,
+                                                card.task, f"model {card.name}")
+    return result
+
+
+def evaluate_teacher_cache(
+    teacher_cache: str | os.PathLike[str],
+    teacher: str,
+    clips: EvalClips,
+    labels: Sequence[str],
+    label_columns: Sequence[int],
+    *,
+    pool: Pool = "mean",
+    task: str = "multi_label",
+    teacher_kind: Literal["auto", "probabilities", "logits"] = "auto",
+) -> Evaluation:
+    """A teacher as a tagger of the split: its cached outputs, column ``label_columns[i]`` scoring ``labels[i]``.
+
+    The outputs were computed by ``edgetag teach`` on these manifest entries (no teacher is loaded);
+    a clip's score is its windows' scores pooled as for the students. Entries without cached outputs
+    are left out and counted (``teacher_missing``), so check ``evaluated`` against the students'.
+    """
+    if len(labels) != len(label_columns):
+        raise ValueError(f"{len(labels)} labels but {len(label_columns)} label columns: one teacher column per label")
+    lookup = TeacherCacheLookup(teacher_cache, teacher)
+    cols = np.asarray(label_columns, dtype=np.int64)
+    entries, scores = [], []
+    n_missing = 0
+    width = int(cols.max()) + 1
+    for entry in clips.entries:
+        try:
+            got = lookup.get(entry, width)
+        except (IndexError, ValueError) as exc:  # top-k caches scatter into `width` columns
+            raise ValueError(f"teacher {lookup.identity}: cached outputs do not fit label columns < {width} ({exc})") from None
+        if got is None or len(got.scores) == 0:
+            n_missing += 1
+            continue
+        if got.scores.shape[1] <= int(cols.max()):
+            raise ValueError(f"teacher {lookup.identity} has {got.scores.shape[1]} outputs; label column {int(cols.max())} "
+                             "does not exist")
+        if teacher_kind == "auto":  # decided on the first entry, then kept for all
+            teacher_kind = "probabilities" if got.scores.min() >= 0.0 and got.scores.max() <= 1.0 else "logits"
+        probs = _to_probabilities(got.scores, task, teacher_kind)
+        entries.append(entry)
+        scores.append(_pool(probs, pool)[cols])
+    result = Evaluation()
+    result.info = {**clips.info, "teacher": lookup.identity, "teacher_scores": teacher_kind, "pool": pool,
+                   "evaluated": len(entries), "label_columns": [int(c) for c in cols]}
+    if n_missing:
+        result.info["teacher_missing"] = n_missing
+    if not entries:
+        raise ValueError(f"teacher cache {teacher_cache} has no outputs of {teacher} for any entry of the evaluation split")
+    result.sections["labels"] = _labels_section(entries, np.stack(scores), list(labels), 0.5, task, f"teacher {teacher}")
     return result
 
 

@@ -5,7 +5,7 @@
 
 For each package it runs ``apt-get download PKG`` into a cache folder and
 ``dpkg -x`` into ``OUT/packages/PKG`` (nothing is installed, no root
-needed), finds the audio files, reads their headers (and with ``--verify``
+needed), unpacks the audio inside game archives (``.pk3``), finds the audio files, reads their headers (and with ``--verify``
 decodes them fully), and writes ``OUT/manifest.jsonl`` (or ``.csv``) in the
 format of `edgetag.training.data`, with paths relative to ``OUT``, plus
 ``OUT/summary.json`` with files, hours, formats and sample rates per
@@ -41,10 +41,11 @@ import shutil
 import subprocess
 import sys
 import time
+import zipfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from edgetag.training.data import (
@@ -64,6 +65,8 @@ MUSIC_PACKAGES = (
     "colobot-common-sounds",
     "drascula-music",
     "asc-music",
+    "singularity-music",
+    "hyperrogue-music",
 )
 SPEECH_PACKAGES = ("asterisk-core-sounds-en-wav",)
 DEFAULT_PACKAGES = MUSIC_PACKAGES + SPEECH_PACKAGES
@@ -156,6 +159,7 @@ def fetch_package(name: str, out: Path, cache: Path, keep_debs: bool) -> tuple[P
     dest = out / "packages" / name
     marker = dest / MARKER
     if marker.exists():
+        unpack_archives(dest)
         return dest, marker.read_text().strip()
     cache.mkdir(parents=True, exist_ok=True)
     debs = sorted(cache.glob(f"{name}_*.deb"))
@@ -183,7 +187,47 @@ def fetch_package(name: str, out: Path, cache: Path, keep_debs: bool) -> tuple[P
     partial.rename(dest)
     if not keep_debs:
         deb.unlink()
+    unpack_archives(dest)
     return dest, version
+
+
+ARCHIVE_SUFFIXES = (".pk3", ".zip")
+ARCHIVES_DIR = "_archives"
+
+
+def unpack_archives(package_dir: Path) -> int:
+    """Extract the audio members of game archives (Quake-style ``.pk3`` zips, as
+    ufoai-music and nexuiz-music ship their music) into
+    ``package_dir/_archives/ARCHIVE/``; returns the files written.
+
+    Done once per archive (a marker file, written last, so an interrupted unpack
+    is redone). Member names that are absolute or climb out with ``..`` are
+    refused rather than followed."""
+    written = 0
+    for archive in sorted(p for p in package_dir.rglob("*") if p.suffix.lower() in ARCHIVE_SUFFIXES and p.is_file()
+                          and ARCHIVES_DIR not in p.relative_to(package_dir).parts and not p.is_symlink()):
+        dest = package_dir / ARCHIVES_DIR / archive.stem
+        done = dest / MARKER
+        if done.exists():
+            continue
+        try:
+            with zipfile.ZipFile(archive) as z:
+                for info in z.infolist():
+                    member = PurePosixPath(info.filename)
+                    if info.is_dir() or member.suffix.lower() not in AUDIO_SUFFIXES:
+                        continue
+                    if member.is_absolute() or ".." in member.parts:
+                        raise RuntimeError(f"{archive.name}: member {info.filename!r} escapes the archive")
+                    target = dest.joinpath(*member.parts)
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    with z.open(info) as src, open(target, "wb") as dst:
+                        shutil.copyfileobj(src, dst, 1 << 20)
+                    written += 1
+        except zipfile.BadZipFile as e:
+            raise RuntimeError(f"{archive}: not a readable zip archive ({e})") from e
+        dest.mkdir(parents=True, exist_ok=True)
+        done.write_text(archive.name + "\n")
+    return written
 
 
 def find_audio(package_dir: Path) -> list[Path]:

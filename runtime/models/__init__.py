@@ -1,0 +1,68 @@
+"""The models shipped inside the package, by name.
+
+``edgetag listen`` with no ``--model`` runs `DEFAULT_MODEL`; ``--model NAME``
+takes any name in `BUILTIN_MODELS` (``edgetag models`` lists them with their
+measured metrics). Each is an ordinary edgetag ONNX file in this folder, with
+its card (labels, front end, metrics, provenance) inside; the recipes under
+``training/recipes/`` rebuild them:
+
+- ``music-tags``: the 50 MagnaTagATune tags, distilled from the musicnn
+  MTT + MSD ensemble (``training/recipes/musictag``); a decision every 100 ms
+  on the last 1 s of audio.
+- ``pitch``: frame-level pitch over CREPE's 360 bins, distilled from CREPE full
+  (``training/recipes/pitch``); ``listen`` shows a tuner.
+
+``NAME-int8`` is the same model quantised to int8 (static, per-channel), smaller
+and faster on CPUs with int8 dot products, at the accuracy its card states.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+MODELS_DIR = Path(__file__).resolve().parent
+
+#: name -> file in this folder
+BUILTIN_MODELS: dict[str, str] = {
+    "music-tags": "music-tags.onnx",
+    "music-tags-int8": "music-tags.int8.onnx",
+    "pitch": "pitch.onnx",
+    "pitch-int8": "pitch.int8.onnx",
+}
+DEFAULT_MODEL = "music-tags"
+
+
+class UnknownModelError(FileNotFoundError):
+    """Neither a model file nor the name of a shipped model."""
+
+
+def builtin_path(name: str) -> Path:
+    """The file of a shipped model; raises `UnknownModelError` naming what exists."""
+    try:
+        path = MODELS_DIR / BUILTIN_MODELS[name]
+    except KeyError:
+        raise UnknownModelError(f"no built-in model {name!r}; built-in models: {', '.join(BUILTIN_MODELS)}") from None
+    if not path.is_file():
+        raise UnknownModelError(
+            f"built-in model {name!r} is not in this installation ({path} is missing); "
+            "reinstall edgetag, or pass --model FILE.onnx"
+        )
+    return path
+
+
+def resolve_model(spec: str | None) -> Path:
+    """A ``--model`` argument as a file: an existing path, else a built-in name (None: the default model)."""
+    if spec is None:
+        return builtin_path(DEFAULT_MODEL)
+    path = Path(spec).expanduser()
+    if path.exists():
+        return path
+    if spec in BUILTIN_MODELS:
+        return builtin_path(spec)
+    hint = "" if path.suffix else f" (built-in models: {', '.join(BUILTIN_MODELS)})"
+    raise UnknownModelError(f"model not found: {spec}{hint}")
+
+
+def available() -> dict[str, Path]:
+    """The built-in models present in this installation."""
+    return {name: MODELS_DIR / f for name, f in BUILTIN_MODELS.items() if (MODELS_DIR / f).is_file()}

@@ -1,0 +1,218 @@
+#!/usr/bin/env python3
+"""The default music-tag model, from a fresh machine to the file shipped in the package.
+
+    python3 training/recipes/musictag/run.py [--audio /work/data/edgetag-audio] [--data /work/data/musictag]
+                                             [--steps 2000] [--install]
+
+Steps, each skipped when its output exists (so a rerun, or a run killed at any
+point, only does what is missing; the teacher cache and the trainer resume
+inside a step too):
+
+1. ``python -m edgetag.training.prepare_audio --out AUDIO``: Debian's game
+   soundtracks and speech prompts (18 h);
+2. ``prepare.py``: the music-only manifest (train >= 10 h from 7 packages;
+   valid and test from other packages, 2 minutes per track);
+3. ``edgetag teach --teacher musicnn-mtt+musicnn-msd``: the ensemble's 92 tag
+   probabilities and 400-d embeddings per 3 s window, every split;
+4. ``edgetag distill base.toml``: KD + Con-Reg into a MobileNetV3 student with a
+   1 s window;
+5. ``edgetag export --int8``: fp32 and int8 ONNX (parity-checked, calibrated on
+   training music, int8 gated on agreement with fp32 over the test packages);
+6. evaluation of both files against the teacher on the test packages (below),
+   written into their cards and into ``DATA/results.{md,json}``;
+7. with ``--install``: copies both files into ``runtime/models/`` as the
+   built-in ``music-tags`` and ``music-tags-int8``.
+
+Evaluation (the issue's measure): on every test track, the model runs as
+``edgetag tag`` would (a decision every 100 ms on the last 1 s). Each teacher
+window (2.99 s) is compared with the mean of the student decisions whose 1 s
+lies inside it; the track level compares the mean decision with the mean
+teacher window. Reported: ROC-AUC and PR-AUC of student scores against the
+teacher's tags binarised at 0.5 (macro over tags with both classes present in
+the test set; the count is reported), and the mean per-tag Pearson
+correlation of the scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[2]
+TEACHER = "musicnn-mtt+musicnn-msd"
+N_TAGS = 50  # MagnaTagATune's tags: the ensemble's first 50 columns
+THRESHOLD = 0.5
+
+
+def sh(cmd: list[str], log: Path | None = None) -> float:
+    print("$", " ".join(shlex.quote(c) for c in cmd), flush=True)
+    t0 = time.perf_counter()
+    if log is None:
+        subprocess.run(cmd, check=True)
+    else:
+        with open(log, "a") as f:
+            subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT)
+    return time.perf_counter() - t0
+
+
+def _inside(times: np.ndarray, start: float, end: float, window_s: float) -> np.ndarray:
+    """Decisions (stamped at their last frame's centre) whose whole window lies in [start, end)."""
+    return (times - window_s >= start - 1e-6) & (times <= end + 1e-6)
+
+
+def evaluate_agreement(model_path: Path, manifest: Path, root: Path, cache: Path, split: str = "test") -> dict[str, Any]:
+    """Student-vs-teacher agreement on ``split``, per teacher window and per track (see the module docstring)."""
+    from edgetag.runtime.model import load_model
+    from edgetag.training import metrics as M
+    from edgetag.training.data import SkipReport, iter_audio, load_manifest
+    from edgetag.training.evaluate import TeacherCacheLookup, _features, run_model
+
+    model = load_model(model_path, threads=1)
+    card = model.card
+    window_s = card.window_frames * card.frontend.hop_length / card.frontend.sample_rate
+    lookup = TeacherCacheLookup(cache, TEACHER)
+    data = load_manifest(manifest, root=root).select(split)
+    win_s, win_t, trk_s, trk_t = [], [], [], []
+    report = SkipReport()
+    missing = 0
+    for entry, audio in iter_audio(data, card.frontend.sample_rate, report=report):
+        run = run_model(model, _features(audio, card.frontend))
+        got = lookup.get(entry, 92)
+        if got is None or len(got.scores) == 0 or len(run.probs) == 0:
+            missing += 1
+            continue
+        teacher = got.scores[:, :N_TAGS]
+        for t0, row in zip(got.times, teacher):
+            sel = _inside(run.times, float(t0), float(t0) + 1.0 / got.frame_rate, window_s)
+            if sel.any():
+                win_s.append(run.probs[sel].mean(0))
+                win_t.append(row)
+        trk_s.append(run.probs.mean(0))
+        trk_t.append(teacher.mean(0))
+    if not win_s:
+        raise RuntimeError(f"no {split} entry had both student decisions and cached teacher windows")
+    out: dict[str, Any] = {"split": split, "tracks": len(trk_s), "windows": len(win_s), "missing": missing,
+                           "threshold": THRESHOLD, "unreadable": report.n_skipped}
+    for level, s, t in (("window", win_s, win_t), ("track", trk_s, trk_t)):
+        a = M.agreement(np.stack(s), np.stack(t), threshold=THRESHOLD)
+        out[level] = {"roc_auc": a["roc_auc"], "pr_auc": a["pr_auc"], "pearson": a["pearson"],
+                      "tags_scored": N_TAGS - int(a["roc_auc_skipped"]), "top1": a["top1"]}
+    return out
+
+
+def teacher_macs_per_second() -> tuple[float, int]:
+    """MACs per second of audio and parameters of the teacher ensemble (both musicnn models)."""
+    import torch
+    from edgetag.training.students import count_macs, count_parameters
+    from edgetag.training.teachers import get_teacher
+    from edgetag.training.teachers.musicnn import PATCH_FRAMES, PATCH_SAMPLES, SAMPLE_RATE
+
+    macs, params = 0.0, 0
+    for name in TEACHER.split("+"):
+        net = get_teacher(name).net
+        macs += count_macs(net, torch.zeros(1, PATCH_FRAMES, 96)) * SAMPLE_RATE / PATCH_SAMPLES
+        params += count_parameters(net)
+    return macs, params
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--audio", type=Path, default=Path("/work/data/edgetag-audio"), help="prepare_audio's folder")
+    ap.add_argument("--data", type=Path, default=Path("/work/data/musictag"), help="manifest, cache, runs, exports")
+    ap.add_argument("--config", default=str(HERE / "base.toml"))
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--install", action="store_true", help="copy the exported files into runtime/models/")
+    ap.add_argument("overrides", nargs="*", help="extra config overrides (KEY=VALUE)")
+    args = ap.parse_args(argv)
+    audio, data = args.audio.resolve(), args.data.resolve()
+    data.mkdir(parents=True, exist_ok=True)
+    (data / "logs").mkdir(exist_ok=True)
+    manifest, cache = data / "manifest.jsonl", data / "cache"
+    times: dict[str, float] = {}
+
+    if not (audio / "manifest.jsonl").is_file():
+        times["prepare_audio"] = sh([sys.executable, "-m", "edgetag.training.prepare_audio", "--out", str(audio)])
+    if not manifest.is_file():
+        sh([sys.executable, str(HERE / "prepare.py"), "--audio", str(audio), "--out", str(data)])
+    if not (data / "teach.done").is_file():
+        times["teach"] = sh(["edgetag", "teach", "--teacher", TEACHER, "--data", str(manifest), "--root", str(audio),
+                             "--out", str(cache), "--batch-size", "16", "--device", args.device])
+        (data / "teach.done").write_text("ok\n")
+
+    run_dir = data / "runs" / f"student-{args.steps}"
+    student = run_dir / "student.pt"
+    if not student.is_file():
+        times["distill"] = sh(["edgetag", "distill", args.config, f"data.manifest={manifest}", f"data.root={audio}",
+                               f"data.feature_cache={data}/features", f"teacher.cache_dir={cache}",
+                               f"optim.steps={args.steps}", f"optim.device={args.device}", *args.overrides,
+                               "--run-dir", str(run_dir)])
+
+    export = data / "export"
+    fp32, int8 = export / "music-tags.onnx", export / "music-tags.int8.onnx"
+    if not int8.is_file():
+        data_info = json.loads((data / "data.json").read_text())
+        calib = audio / "packages" / data_info["packages"]["train"][-1]  # real training music
+        held = audio / "packages" / data_info["packages"]["test"][0]
+        times["export"] = sh(["edgetag", "export", str(student), "-o", str(fp32), "--name", "music-tags",
+                              "--calib", str(calib), "--eval", str(held), "--int8"], data / "logs" / "export.log")
+
+    t_macs, t_params = teacher_macs_per_second()
+    results: dict[str, Any] = {"teacher": {"name": TEACHER, "parameters": t_params, "macs_per_second": t_macs},
+                               "data": json.loads((data / "data.json").read_text()), "times": times, "models": {}}
+    from edgetag.export.onnx_export import record_metrics
+
+    for path in (fp32, int8):
+        result_file = path.with_suffix(".agreement.json")
+        if result_file.is_file():
+            agreement = json.loads(result_file.read_text())
+        else:
+            agreement = evaluate_agreement(path, manifest, audio, cache)
+            result_file.write_text(json.dumps(agreement, indent=2) + "\n")
+        card = record_metrics(
+            path,
+            {"teacher_roc_auc": agreement["window"]["roc_auc"], "teacher_pr_auc": agreement["window"]["pr_auc"],
+             "teacher_pearson": agreement["window"]["pearson"], "teacher_roc_auc_track": agreement["track"]["roc_auc"]},
+            {"evaluation": {"what": "agreement with the teacher's tags binarised at 0.5, per 2.99 s teacher window, "
+                                    "on Debian packages held out of training",
+                            "packages": results["data"]["packages"]["test"], "tracks": agreement["tracks"],
+                            "windows": agreement["windows"]},
+             "train_hours": results["data"]["hours"]["train"], "train_packages": results["data"]["packages"]["train"]},
+        )
+        results["models"][path.name] = {"agreement": agreement, "bytes": path.stat().st_size,
+                                        "parameters": card.parameters, "macs_per_second": card.macs_per_second}
+    (data / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    lines = [
+        "| model | params | MMAC per s of audio | size | ROC-AUC (3 s windows) | PR-AUC | Pearson | ROC-AUC (tracks) |",
+        "|---|---|---|---|---|---|---|---|",
+        f"| teacher {TEACHER} | {t_params:,} | {t_macs / 1e6:.0f} | | | | | |",
+    ]
+    for name, r in results["models"].items():
+        w, t = r["agreement"]["window"], r["agreement"]["track"]
+        lines.append(f"| {name} | {r['parameters']:,} | {r['macs_per_second'] / 1e6:.1f} "
+                     f"({100 * r['macs_per_second'] / t_macs:.1f} % of the teacher) | {r['bytes'] / 1e6:.2f} MB | "
+                     f"{w['roc_auc']:.3f} ({w['tags_scored']} tags) | {w['pr_auc']:.3f} | {w['pearson']:.3f} | "
+                     f"{t['roc_auc']:.3f} |")
+    table = "\n".join(lines)
+    (data / "results.md").write_text(table + "\n")
+    print(table)
+    if args.install:
+        target = REPO / "runtime" / "models"
+        for path in (fp32, int8):
+            shutil.copyfile(path, target / path.name)
+            print(f"installed {target / path.name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
