@@ -1,11 +1,20 @@
 """INT8 and FP16 versions of an exported model, gated on the task metric.
 
 - INT8 (`quantize_int8`): ONNX Runtime static quantization in QDQ format,
-  per-channel int8 weights, int8 activations with ranges calibrated on real
+  per-channel int8 weights, uint8 activations with ranges calibrated on real
   front-end features (at least 100 windows: window students see windows,
   stateful students see chunks of frames together with the state tensors the
   fp32 model carries at that point of the stream, so state ranges are
-  realistic).
+  realistic). Only Conv / MatMul / Gemm are quantized (uint8 activations:
+  with int8 ones ONNX Runtime's x86 build leaves many convs as
+  DequantizeLinear -> float Conv, weights dequantized on every run, which
+  made int8 ~10x slower than fp32). ``plan="auto"`` (the default) builds each
+  plan of `INT8_PLANS` (every conv, or only dense 1x1 convs: int8 depthwise
+  and single-channel stem convs are slower than MLAS's fp32 NCHWc kernels),
+  measures them against fp32 on single-thread ONNX Runtime CPU sessions and
+  keeps the fastest that passes the gate; the measured ratio goes into the
+  card (``int8_latency_ratio_vs_fp32``) and a warning is printed when int8
+  is still slower than fp32 on this CPU.
 - FP16 (`convert_fp16`): every float initializer stored as float16 and cast
   back to float32 in the graph (a ``Cast`` per weight); inputs, outputs and
   states stay float32. On ONNX Runtime's CPU provider the arithmetic then
@@ -70,6 +79,9 @@ class QuantReport:
     n_calibration_windows: int = 0
     n_eval_clips: int = 0
     accepted_drop: bool = False
+    plan: str = ""
+    latency_ms: dict[str, float] = field(default_factory=dict)
+    latency_warning: str = ""
 
     def lines(self) -> list[str]:
         sqnr = ", ".join(f"{k} {v:.1f} dB" for k, v in self.sqnr_db.items())
@@ -83,6 +95,15 @@ class QuantReport:
         ]
         if self.n_calibration_windows:
             out.insert(1, f"{self.precision}: calibrated on {self.n_calibration_windows} windows of real features")
+        if self.latency_ms:
+            fp32 = self.latency_ms.get("fp32", float("nan"))
+            timed = ", ".join(
+                f"{k} {v:.3f} ms ({v / fp32:.2f}x)" + (" <- kept" if k == self.plan else "")
+                for k, v in self.latency_ms.items() if k != "fp32"
+            )
+            out.append(f"{self.precision}: ONNX Runtime CPU p50, 1 thread: fp32 {fp32:.3f} ms; {timed}")
+        if self.latency_warning:
+            out.append(f"{self.precision}: WARNING: {self.latency_warning}")
         return out
 
 
@@ -276,16 +297,24 @@ def _gate(
     if drop > max_relative_drop:
         if not accept_drop:
             out_path.unlink(missing_ok=True)
-            raise QuantizationGateError(
-                f"{precision} gate failed: {name} fp32 {fp32_metric:.6f} vs {precision} {metric:.6f}, "
-                f"relative drop {100 * drop:.3f} % > allowed {100 * max_relative_drop:.3f} % "
-                f"(SQNR logits {sqnr.get(OUTPUT_NAME, float('nan')):.1f} dB; use --accept-drop to keep it)"
-            )
+            raise QuantizationGateError(_gate_message(report, max_relative_drop) + "; use --accept-drop to keep it")
         report.accepted_drop = True
     return report
 
 
-def _finish_card(out_path: Path, card: ModelCard, precision: str, report: QuantReport | None, extra: dict[str, Any]) -> None:
+def _gate_message(report: QuantReport, max_relative_drop: float) -> str:
+    p = report.precision
+    return (
+        f"{p} gate failed: {report.metric_name} fp32 {report.fp32_metric:.6f} vs {p} {report.metric:.6f}, "
+        f"relative drop {100 * report.relative_drop:.3f} % > allowed {100 * max_relative_drop:.3f} % "
+        f"(SQNR logits {report.sqnr_db.get(OUTPUT_NAME, float('nan')):.1f} dB)"
+    )
+
+
+def _finish_card(
+    out_path: Path, card: ModelCard, precision: str, report: QuantReport | None, extra: dict[str, Any],
+    metrics: dict[str, float] | None = None,
+) -> None:
     import onnx
 
     model = onnx.load(str(out_path))
@@ -298,6 +327,7 @@ def _finish_card(out_path: Path, card: ModelCard, precision: str, report: QuantR
             f"{report.metric_name}_{precision}": report.metric,
             f"{precision}_relative_drop": report.relative_drop,
             **{f"sqnr_db_{k}": (v if np.isfinite(v) else 999.0) for k, v in report.sqnr_db.items()},
+            **(metrics or {}),
         }
     set_card(model, ModelCard.from_dict(data))
     save_single_file(model, out_path)
@@ -316,6 +346,8 @@ def quantize_int8(
     accept_drop: bool = False,
     min_windows: int = MIN_CALIBRATION_WINDOWS,
     per_channel: bool = True,
+    plan: str = "auto",
+    measure_latency: bool = True,
     log: Callable[[str], None] | None = None,
 ) -> QuantReport:
     """Static QDQ int8 quantization of an exported fp32 file, calibrated and gated on real features.
@@ -323,15 +355,16 @@ def quantize_int8(
     ``calibration_features`` and ``eval_features``: front-end features
     [frames, n_bins] per clip, from disjoint splits. ``eval_targets``:
     clip-level targets [n_clips, n_labels] (or None: agreement with fp32).
+    ``plan``: which layers become int8 (see `INT8_PLANS`); ``"auto"`` builds
+    every plan and keeps the fastest (single-thread ONNX Runtime CPU, measured
+    here) among those that pass the gate. ``measure_latency``: time the result
+    against fp32 and record ``int8_latency_ratio_vs_fp32`` in the card
+    (``plan="auto"`` always measures).
     """
     import onnx
-    from onnxruntime.quantization import (
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
 
+    if plan != "auto" and plan not in INT8_PLANS:
+        raise ValueError(f"unknown int8 plan {plan!r}: one of auto, {', '.join(INT8_PLANS)}")
     say = log or (lambda _msg: None)
     fp32_path, out_path = Path(fp32_path), Path(out_path)
     card = read_card(onnx.load(str(fp32_path)))
@@ -342,10 +375,11 @@ def quantize_int8(
             f"int8 calibration needs at least {min_windows} windows of real audio features, got {len(feeds)} "
             "(give more or longer calibration audio)"
         )
-    source = fp32_path
     tmp_dir = out_path.parent
     tmp_dir.mkdir(parents=True, exist_ok=True)
     prepped = tmp_dir / f".{out_path.name}.prep.onnx"
+    plans = list(INT8_PLANS) if plan == "auto" else [plan]
+    candidates: list[tuple[str, Path]] = []
     try:
         try:
             from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -354,29 +388,210 @@ def quantize_int8(
             source = prepped
         except Exception:  # noqa: BLE001 - pre-processing is an optimisation; quantize the export as is
             source = fp32_path
-        quantize_static(
-            str(source),
-            str(out_path),
-            FeedReader(feeds),
-            quant_format=QuantFormat.QDQ,
-            per_channel=per_channel,
-            activation_type=QuantType.QInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
-        )
+        for name in plans:
+            target = out_path if len(plans) == 1 else tmp_dir / f".{out_path.name}.{name}.onnx"
+            if _quantize_plan(source, target, feeds, name, per_channel):
+                candidates.append((name, target))
+            else:
+                say(f"int8: plan {name!r} quantizes nothing in this model; skipped")
     finally:
         prepped.unlink(missing_ok=True)
-    report = _gate(
-        "int8", fp32_path, out_path, card, eval_features, eval_targets, eval_mask,
-        max_relative_drop, accept_drop, len(feeds), fp32_session,
-    )
-    _finish_card(out_path, card, "int8", report, {"quantization": "onnxruntime static QDQ, per-channel int8 weights, int8 activations (MinMax)", "calibration_windows": len(feeds)})
+    if not candidates:
+        raise ExportError("int8: no layer of this model can be quantized (no Conv, MatMul or Gemm)")
+    chosen = ""
+    try:
+        timings: dict[str, float] = {}
+        if len(candidates) > 1 or measure_latency:
+            timings = measure_latency_ms([fp32_path] + [p for _, p in candidates], feeds)
+        ranked = sorted(candidates, key=lambda c: timings.get(str(c[1]), 0.0))
+        failed: list[tuple[str, Path, QuantReport]] = []
+        for name, path in ranked:  # fastest first; the first plan that passes the gate is kept
+            report = _gate(
+                "int8", fp32_path, path, card, eval_features, eval_targets, eval_mask,
+                max_relative_drop, True, len(feeds), fp32_session,
+            )
+            if not report.accepted_drop:
+                chosen = name
+                break
+            failed.append((name, path, report))
+            if len(ranked) > 1:
+                say(f"int8: plan {name!r} fails the gate ({_gate_message(report, max_relative_drop)}); trying the next")
+        else:
+            if not accept_drop:
+                best = min(failed, key=lambda f: f[2].relative_drop)[2]
+                raise QuantizationGateError(_gate_message(best, max_relative_drop) + "; use --accept-drop to keep it")
+            chosen, path, report = failed[0]  # the fastest, kept beyond the gate as asked
+        if path != out_path:
+            path.replace(out_path)
+            report.path = out_path
+    finally:
+        for _, path in candidates:
+            if path != out_path:
+                path.unlink(missing_ok=True)
+        if not chosen:
+            out_path.unlink(missing_ok=True)
+    extra: dict[str, Any] = {
+        "quantization": f"onnxruntime static QDQ, {'per-channel' if per_channel else 'per-tensor'} int8 weights, "
+        f"uint8 activations (MinMax), plan {chosen!r}: {INT8_PLANS[chosen]}",
+        "calibration_windows": len(feeds),
+        "int8_plan": chosen,
+    }
+    metrics: dict[str, float] = {}
+    if timings:
+        fp32_ms, int8_ms = timings[str(fp32_path)], timings[str(dict(candidates)[chosen])]
+        ratio = int8_ms / fp32_ms
+        metrics = {"int8_latency_ratio_vs_fp32": ratio, "int8_latency_ms_p50": int8_ms, "fp32_latency_ms_p50": fp32_ms}
+        report.latency_ms = {"fp32": fp32_ms, **{n: timings[str(p)] for n, p in candidates}}
+        report.plan = chosen
+        if ratio > 1.0 + LATENCY_TOLERANCE:
+            report.latency_warning = (
+                f"int8 is {ratio:.2f}x slower than fp32 on this CPU ({cpu_description()}; ONNX Runtime, 1 thread, "
+                f"p50 {int8_ms:.3f} ms vs {fp32_ms:.3f} ms): ship fp32 or fp16 here"
+            )
+    _finish_card(out_path, card, "int8", report, extra, metrics)
     report.size_bytes = out_path.stat().st_size
     _check_loads(out_path)
     for line in report.lines():
         say(line)
     return report
+
+
+#: Which layers each int8 plan quantizes (activations uint8, weights int8, ONNX Runtime fuses
+#: every quantized layer into QLinearConv / QGemm; everything else stays float32).
+INT8_PLANS: dict[str, str] = {
+    "all": "every Conv, MatMul and Gemm",
+    "pointwise": "1x1 / dense Conv (reduction >= 16, spatial > 1), MatMul and Gemm; depthwise, stem and squeeze-excite convs stay float32",
+}
+#: ``int8_latency_ratio_vs_fp32`` above 1 + this prints the "slower than fp32" warning.
+LATENCY_TOLERANCE = 0.05
+_MIN_REDUCTION = 16
+
+
+def _attr(node: Any, name: str, default: Any) -> Any:
+    from onnx import helper
+
+    for a in node.attribute:
+        if a.name == name:
+            return helper.get_attribute_value(a)
+    return default
+
+
+def _layer_kind(node: Any, weights: dict[str, Any], shapes: dict[str, list[int]]) -> str:
+    """``depthwise`` (grouped), ``stem`` (reduction C_in*k < 16), ``squeeze_excite`` (1x1 spatial input), ``dense`` or the op type."""
+    if node.op_type != "Conv":
+        return node.op_type
+    w = weights.get(node.input[1])
+    if w is None:
+        return "dynamic_weight"
+    if int(_attr(node, "group", 1)) > 1:
+        return "depthwise"
+    if int(np.prod(w.dims[1:])) < _MIN_REDUCTION:
+        return "stem"
+    shape = shapes.get(node.input[0])
+    if shape and len(shape) >= 3 and all(d == 1 for d in shape[2:]):
+        return "squeeze_excite"
+    return "dense"
+
+
+def plan_layers(model: Any, plan: str) -> tuple[list[str], list[str]]:
+    """(quantized, float) node names of the Conv/MatMul/Gemm nodes of ``model`` under ``plan``."""
+    weights = {i.name: i for i in model.graph.initializer}
+    shapes = {
+        v.name: [d.dim_value if d.HasField("dim_value") else -1 for d in v.type.tensor_type.shape.dim]
+        for v in [*model.graph.value_info, *model.graph.input]
+    }
+    quantized, kept = [], []
+    for node in model.graph.node:
+        if node.op_type not in ("Conv", "MatMul", "Gemm"):
+            continue
+        kind = _layer_kind(node, weights, shapes)
+        wanted = plan == "all" or kind in ("dense", "MatMul", "Gemm")
+        (quantized if wanted else kept).append(node.name)
+    return quantized, kept
+
+
+def _quantize_plan(source: Path, target: Path, feeds: Sequence[dict[str, np.ndarray]], plan: str, per_channel: bool) -> bool:
+    """Quantize ``source`` into ``target`` under ``plan``; False when the plan selects no layer."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    model = onnx.load(str(source))
+    for i, node in enumerate(model.graph.node):  # nodes_to_exclude works by name
+        if not node.name:
+            node.name = f"node_{i}_{node.op_type}"
+    quantized, kept = plan_layers(model, plan)
+    if not quantized:
+        return False
+    named = target.with_name(f"{target.name}.in.onnx")
+    onnx.save(model, str(named))
+    try:
+        quantize_static(
+            str(named),
+            str(target),
+            FeedReader(feeds),
+            quant_format=QuantFormat.QDQ,
+            per_channel=per_channel,
+            # uint8 activations: ONNX Runtime's x86 kernels are u8s8; with int8 activations it leaves
+            # many convs as DequantizeLinear -> float Conv (weights dequantized on every run).
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            calibrate_method=CalibrationMethod.MinMax,
+            # only the compute layers: a quantized HardSwish / Mul / Add / pool costs a DQ+Q pair each
+            op_types_to_quantize=["Conv", "MatMul", "Gemm"],
+            nodes_to_exclude=kept,
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        )
+    finally:
+        named.unlink(missing_ok=True)
+    return True
+
+
+def cpu_description() -> str:
+    """CPU model and its int8-relevant SIMD flags (Linux /proc/cpuinfo; ``unknown CPU`` elsewhere)."""
+    import platform
+
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.machine() or "unknown CPU"
+    model = next((l.split(":", 1)[1].strip() for l in text.splitlines() if l.startswith("model name")), platform.machine())
+    flags = set(next((l.split(":", 1)[1].split() for l in text.splitlines() if l.startswith(("flags", "Features"))), []))
+    simd = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm") if f in flags]
+    vnni = any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"))
+    return f"{model}, {' '.join(simd) or 'no AVX2'}{'' if vnni else ', no VNNI'}"
+
+
+def measure_latency_ms(
+    paths: Sequence[Path], feeds: Sequence[dict[str, np.ndarray]], rounds: int = 9, per_round: int = 15
+) -> dict[str, float]:
+    """p50 latency (ms) of each model on single-thread ONNX Runtime CPU sessions, interleaved round by round."""
+    import time
+
+    import onnxruntime as ort
+
+    sessions = {}
+    for path in paths:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        sessions[str(path)] = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    sample = [feeds[i] for i in np.linspace(0, len(feeds) - 1, min(len(feeds), 8)).astype(int)]
+    times: dict[str, list[float]] = {k: [] for k in sessions}
+    for session in sessions.values():
+        for feed in sample[:3]:
+            session.run(None, feed)
+    for r in range(rounds):
+        order = list(sessions.items())
+        if r % 2:
+            order.reverse()
+        for key, session in order:
+            for j in range(per_round):
+                feed = sample[j % len(sample)]
+                start = time.perf_counter()
+                session.run(None, feed)
+                times[key].append(time.perf_counter() - start)
+    return {k: 1e3 * float(np.median(v)) for k, v in times.items()}
 
 
 # --------------------------------------------------------------------------------- FP16
