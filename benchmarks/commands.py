@@ -30,7 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--checkpoint", action="append", default=None, metavar="CKPT",
                    help="a trained student checkpoint (.pt) to measure instead of random students; repeatable")
     p.add_argument("--model", action="append", default=None, metavar="X.onnx", dest="onnx_models",
-                   help="an exported edgetag model to measure (X.int8.onnx / X.fp16.onnx beside it too); repeatable")
+                   help="an exported edgetag model or a built-in model's name (X.int8.onnx / X.fp16.onnx beside it "
+                        "too); repeatable")
     g = p.add_argument_group("task metric", "mAP / ROC-AUC of each student x backend (and a teacher) on a labelled split")
     g.add_argument("--eval", default=None, metavar="MANIFEST", dest="eval_manifest",
                    help="labelled CSV/JSONL manifest (edgetag.training.data); without it there is no task metric")

@@ -393,9 +393,10 @@ def model_sources(settings: BenchSettings) -> tuple[list[ModelSource], str]:
             raise FileNotFoundError(f"--checkpoint {path}: no such file")
         ckpt = load_checkpoint(path)
         sources.append(ModelSource(_display_name(path, ckpt.kind), ckpt.kind, ckpt=ckpt))
-    for path in settings.onnx_models:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"--model {path}: no such file")
+    from edgetag.runtime.models import resolve_model
+
+    for spec in settings.onnx_models:
+        path = resolve_model(spec)  # a file, or a built-in model's name (music-tags, pitch, ...)
         card = load_model(path).card
         export = card.provenance.get("export")
         kind = str(export.get("student_kind", card.streaming_mode) if isinstance(export, dict) else card.streaming_mode)

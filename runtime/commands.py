@@ -103,24 +103,38 @@ def _plot_features(features: np.ndarray, config, path: str, title: str) -> None:
     plt.close(fig)
 
 
-NO_MODEL = (
-    "no model given: pass --model MODEL.onnx (an edgetag model file, see `edgetag info`); "
-    "edgetag has no default model yet"
-)
-
-
 def _load(args: argparse.Namespace):
+    """``--model``: a file, a built-in model's name, or (absent) the default built-in model."""
+    from edgetag.runtime.models import resolve_model
     from edgetag.runtime.torch_backend import (
         load_any_model,  # imports torch only for a checkpoint
     )
 
-    return load_any_model(args.model, backend=getattr(args, "backend", "cpu"), threads=args.threads)
+    return load_any_model(resolve_model(args.model), backend=getattr(args, "backend", "cpu"), threads=args.threads)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from edgetag.runtime.model import load_model
+    from edgetag.runtime.models import BUILTIN_MODELS, DEFAULT_MODEL, MODELS_DIR
+
+    print(f"built-in models in {MODELS_DIR} (default: {DEFAULT_MODEL}; use with --model NAME)")
+    for name, file in BUILTIN_MODELS.items():
+        path = MODELS_DIR / file
+        if not path.is_file():
+            print(f"  {name:16} missing from this installation")
+            continue
+        card = load_model(path).card  # validates the card against the graph
+        metrics = ", ".join(f"{k} {v:.3g}" for k, v in card.metrics.items()) or "no metrics recorded"
+        print(f"  {name:16} {path.stat().st_size / 1e6:5.2f} MB  {card.task}, {card.n_labels} labels, "
+              f"{card.parameters:,} params, {card.macs_per_second / 1e6:.1f} MMAC/s; {metrics}")
+    return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
+    from edgetag.runtime.models import resolve_model
     from edgetag.runtime.torch_backend import load_any_model
 
-    model = load_any_model(args.model)  # validates the card against the graph; errors exit 1 with the message
+    model = load_any_model(resolve_model(args.model))  # validates the card against the graph; errors exit 1 with the message
     card = model.card
     if args.json:
         print(card.to_json(indent=2))
@@ -202,20 +216,25 @@ def cmd_tag(args: argparse.Namespace) -> int:
     from edgetag.runtime.output import format_summary
     from edgetag.runtime.postprocess import ClipSummary
 
-    if not args.model:
-        print(f"edgetag tag: error: {NO_MODEL}", file=sys.stderr)
+    if bool(args.files) == args.demo:
+        print("edgetag tag: error: give audio FILEs or --demo (a built-in music clip)", file=sys.stderr)
         return 2
     model = _load(args)
     card = model.card
     out = _open_output(args.output)
     try:
-        for n, path in enumerate(args.files):
-            samples = load_audio(path, card.frontend.sample_rate)
+        for n, path in enumerate(args.files or ["demo"]):
+            if args.demo:
+                from edgetag.runtime.demo import demo_music
+
+                samples = demo_music(card.frontend.sample_rate)
+            else:
+                samples = load_audio(path, card.frontend.sample_rate)
             file_field = path if len(args.files) > 1 else None
             fmt = args.format if not (args.events and args.format == "csv") else "events"
-            writer = _writer(fmt, out, card.labels, file=file_field, header=(n == 0))
+            writers = [] if fmt == "summary" else [_writer(fmt, out, card.labels, file=file_field, header=(n == 0))]
             summary = ClipSummary(card.labels)
-            post = _Post(model, [writer], args, summary)
+            post = _Post(model, writers, args, summary)
             engine = Engine(model)
             chunk = int(card.frontend.sample_rate * 0.5)
             for offset in range(0, max(len(samples), 1), chunk):
@@ -226,8 +245,10 @@ def cmd_tag(args: argparse.Namespace) -> int:
             if summary.count == 0:
                 print(f"edgetag tag: warning: {path} is shorter than one decision window "
                       f"({card.window_frames} frames); no decisions", file=sys.stderr)
-            if args.format == "jsonl":
-                writer.summary(result)
+            if fmt == "summary":
+                print(format_summary(result, path, rows=args.top_k), file=out)
+            elif args.format == "jsonl":
+                writers[0].summary(result)
             else:
                 print(format_summary(result, path), file=sys.stderr)
     finally:
@@ -250,9 +271,6 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
         print(describe_devices(import_sounddevice()))
         return 0
-    if not args.model:
-        say(f"error: {NO_MODEL}")
-        return 2
     if args.duration is not None and args.duration <= 0:
         say("error: --duration must be > 0 seconds")
         return 2
@@ -277,15 +295,23 @@ def cmd_listen(args: argparse.Namespace) -> int:
     out = _open_output(args.output)
     live = None
     writers = []
-    if fmt == "live":
-        from edgetag.runtime.output import LiveView
+    from edgetag.runtime.pitch import is_pitch_model
 
-        live = LiveView(card.labels, card.thresholds, source=source.describe(), k=args.top_k)
+    pitch = is_pitch_model(card)  # 360 CREPE bins: a tuner view, and decoded f0 in jsonl
+    if fmt == "live":
+        from edgetag.runtime.output import LiveView, PitchJsonlWriter, TunerView
+
+        view = TunerView if pitch else LiveView
+        live = view(card.labels, card.thresholds, source=source.describe(), k=args.top_k)
         writers.append(live)
         if args.output:
-            writers.append(_writer("jsonl", out, card.labels))
+            writers.append(PitchJsonlWriter(out, card.labels) if pitch else _writer("jsonl", out, card.labels))
         if args.events:
             args.events = False  # the live view shows states; events would garble it
+    elif pitch and fmt == "jsonl" and not args.events:
+        from edgetag.runtime.output import PitchJsonlWriter
+
+        writers.append(PitchJsonlWriter(out, card.labels))
     else:
         writers.append(_writer("events" if args.events and fmt == "csv" else fmt, out, card.labels))
     post = _Post(model, writers, args)
@@ -338,7 +364,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
 
 def _add_post_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="edgetag model file (.onnx); required until a default model exists")
+    p.add_argument("--model", help="edgetag model file (.onnx), or a built-in model's name (see `edgetag models`; "
+                   "default: music-tags)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: ORT's choice)")
     p.add_argument("--backend", default="cpu", choices=("cpu", "cuda", "tensorrt", "torch"),
                    help="ONNX Runtime execution provider, or torch for a student checkpoint (.pt; debugging)")
@@ -371,17 +398,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", help="save a spectrogram picture (PNG) of the frames")
     p.set_defaults(func=cmd_features)
 
+    p = sub.add_parser("models", help="list the built-in models and their measured metrics")
+    p.set_defaults(func=cmd_models)
+
     p = sub.add_parser("info", help="show and validate a model file's card",
                        description="Print a model's card (labels, front end, streaming mode, size, metrics, "
                        "provenance) after checking it against the graph; exit 1 on a bad card.")
-    p.add_argument("model", help="edgetag model file (.onnx)")
+    p.add_argument("model", nargs="?", help="edgetag model file (.onnx) or built-in name (default: music-tags)")
     p.add_argument("--json", action="store_true", help="print the card as JSON")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser("tag", help="tag audio files offline: per-decision scores and a clip summary",
                        description="Run a model over whole files, decision by decision, as the live runtime would.")
-    p.add_argument("files", nargs="+", metavar="FILE", help="audio files (any format libsndfile reads)")
-    p.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default jsonl)")
+    p.add_argument("files", nargs="*", metavar="FILE", help="audio files (any format libsndfile reads)")
+    p.add_argument("--demo", action="store_true", help="tag a built-in 8 s music clip (plucked melody over drums)")
+    p.add_argument("--format", choices=("jsonl", "csv", "summary"), default="jsonl",
+                   help="jsonl or csv: every decision and a summary; summary: the top tags per file only (default jsonl)")
     _add_post_args(p)
     p.set_defaults(func=cmd_tag)
 

@@ -92,12 +92,15 @@ class EventWriter:
         pass
 
 
-def format_summary(summary: dict, file: str | None = None) -> str:
+def format_summary(summary: dict, file: str | None = None, rows: int | None = None) -> str:
+    """A clip summary as text: the top labels, then every label's mean and max score (or the first ``rows``)."""
     lines = [f"clip summary{f' of {file}' if file else ''}: {summary['decisions']} decisions; "
              f"top: {', '.join(summary['top'])}"]
     width = max((len(label) for label in summary["mean"]), default=5)
     lines.append(f"  {'label':{width}s}   mean    max")
-    for label in summary["top"] + [lb for lb in summary["mean"] if lb not in summary["top"]]:
+    ordered = summary["top"] + sorted((lb for lb in summary["mean"] if lb not in summary["top"]),
+                                      key=lambda lb: -summary["mean"][lb])
+    for label in ordered[:rows]:
         lines.append(f"  {label:{width}s}  {summary['mean'][label]:.3f}  {summary['max'][label]:.3f}")
     return "\n".join(lines)
 
@@ -166,4 +169,116 @@ class LiveView:
             style = "bold red" if (s.overflows or s.dropped_samples or s.nonfinite_samples) else "dim"
             table.add_row("losses", Text(f"{s.overflows} overflows", style=style),
                           Text(f"{s.dropped_samples} dropped, {s.nonfinite_samples} NaN", style=style))
+        return table
+
+
+class PitchJsonlWriter(JsonlWriter):
+    """`JsonlWriter` for pitch models: each object also carries ``"pitch"`` (f0, note, cents, confidence, voiced)."""
+
+    def __init__(self, out: IO[str], labels: Sequence[str], *, file: str | None = None,
+                 threshold: float | None = None) -> None:
+        super().__init__(out, labels, file=file)
+        from edgetag.runtime.pitch import VOICING_THRESHOLD
+
+        self.threshold = VOICING_THRESHOLD if threshold is None else float(threshold)
+
+    def decision(self, d: Decision, scores: np.ndarray | None = None) -> None:
+        from edgetag.runtime.pitch import reading
+
+        s = d.scores if scores is None else scores
+        obj: dict = {"t": round(d.t, 6), "pitch": reading(s, self.threshold).to_dict(),
+                     "scores": {label: round(float(v), 6) for label, v in zip(self.labels, s)}}
+        if d.latency_s is not None:
+            obj["latency_ms"] = round(d.latency_s * 1e3, 3)
+        if self.file is not None:
+            obj["file"] = self.file
+        self.out.write(json.dumps(obj) + "\n")
+        self.out.flush()
+
+
+class TunerView(LiveView):
+    """A tuner for pitch models: the note in big letters, a cents needle from -50 to +50, f0, confidence.
+
+    Same interface as `LiveView` (decision / refresh / context manager), so `listen` can
+    use either. Frames below the voicing threshold show as unvoiced (the last note stays,
+    dimmed). ``width`` is the number of cells of the cents bar.
+    """
+
+    BIG_DIGITS = {  # 3x5 block glyphs for the note name (letters A-G, '#', digits, '-')
+        "A": ["▄█▄", "█ █", "███", "█ █", "█ █"], "B": ["██▄", "█ █", "██▄", "█ █", "██▀"],
+        "C": ["▄██", "█  ", "█  ", "█  ", "▀██"], "D": ["██▄", "█ █", "█ █", "█ █", "██▀"],
+        "E": ["███", "█  ", "██ ", "█  ", "███"], "F": ["███", "█  ", "██ ", "█  ", "█  "],
+        "G": ["▄██", "█  ", "█ █", "█ █", "▀██"], "#": ["   ", "█▀█", "▀█▀", "█▄█", "   "],
+        "0": ["███", "█ █", "█ █", "█ █", "███"], "1": [" █ ", "██ ", " █ ", " █ ", "███"],
+        "2": ["███", "  █", "███", "█  ", "███"], "3": ["███", "  █", " ██", "  █", "███"],
+        "4": ["█ █", "█ █", "███", "  █", "  █"], "5": ["███", "█  ", "███", "  █", "███"],
+        "6": ["███", "█  ", "███", "█ █", "███"], "7": ["███", "  █", "  █", "  █", "  █"],
+        "8": ["███", "█ █", "███", "█ █", "███"], "9": ["███", "█ █", "███", "  █", "███"],
+        "-": ["   ", "   ", "███", "   ", "   "],
+    }
+
+    def __init__(self, labels: Sequence[str], thresholds: Sequence[float], *, source: str, k: int = 8,
+                 console=None, threshold: float | None = None, width: int = 41) -> None:
+        from edgetag.runtime.pitch import VOICING_THRESHOLD
+
+        self.threshold = VOICING_THRESHOLD if threshold is None else float(threshold)
+        self.width = max(11, width | 1)  # odd: a centre cell for 0 cents
+        self.reading = None
+        self.last_voiced = None
+        super().__init__(labels, thresholds, source=source, k=k, console=console)
+
+    def decision(self, d: Decision, scores: np.ndarray | None = None) -> None:
+        from edgetag.runtime.pitch import reading
+
+        super().decision(d, scores)
+        self.reading = reading(self.scores, self.threshold)
+        if self.reading.voiced:
+            self.last_voiced = self.reading
+
+    def big(self, text: str) -> list[str]:
+        """Five text rows drawing ``text`` with block glyphs."""
+        glyphs = [self.BIG_DIGITS.get(ch, ["   "] * 5) for ch in text]
+        return ["  ".join(g[row] for g in glyphs) for row in range(5)]
+
+    def cents_bar(self, cents: float | None) -> str:
+        """``-50 [.....|..◆..] +50``: the needle's cell for ``cents`` (None: no needle)."""
+        cells = ["·"] * self.width
+        mid = self.width // 2
+        cells[mid] = "|"
+        if cents is not None and math.isfinite(cents):
+            pos = mid + int(round(max(-50.0, min(50.0, cents)) / 50.0 * mid))
+            cells[pos] = "◆"
+        return f"-50 {''.join(cells)} +50"
+
+    def _render(self):
+        from rich.table import Table
+        from rich.text import Text
+
+        table = Table(title=f"edgetag tuner: {self.source}   t = {self.t:7.2f} s", expand=False, show_header=False)
+        table.add_column("what")
+        table.add_column("value")
+        r = getattr(self, "reading", None)
+        shown = r if (r is not None and r.voiced) else getattr(self, "last_voiced", None)
+        voiced = r is not None and r.voiced
+        style = "bold green" if voiced and abs(r.cents) <= 5 else ("bold yellow" if voiced else "dim")
+        note = shown.note if shown is not None else "--"
+        table.add_row("note", Text("\n".join(self.big(note)), style=style))
+        table.add_row("cents", Text(self.cents_bar(shown.cents if voiced else None), style=style))
+        if r is None:
+            table.add_row("f0", "-")
+        else:
+            table.add_row("f0", f"{r.f0_hz:8.2f} Hz  {r.note} {r.cents:+5.1f} cents" if voiced else
+                          Text(f"unvoiced (best guess {r.f0_hz:.1f} Hz)", style="dim"))
+        conf = 0.0 if r is None else r.confidence
+        table.add_row("confidence", Text(f"{conf:4.2f} " + "█" * int(round(20 * max(0.0, min(1.0, conf)))),
+                                         style="green" if voiced else "dim"))
+        table.add_row("voicing", Text("VOICED" if voiced else "unvoiced", style="bold green" if voiced else "dim"))
+        level = -math.inf if self.stats is None else self.stats.level_dbfs
+        table.add_row("input", "-inf dBFS" if not math.isfinite(level) else f"{level:.0f} dBFS")
+        table.add_row("latency", f"p50 {self.latency[0]:.1f} ms  p99 {self.latency[1]:.1f} ms")
+        if self.stats is not None:
+            s = self.stats
+            bad = s.overflows or s.dropped_samples or s.nonfinite_samples
+            table.add_row("losses", Text(f"{s.overflows} overflows, {s.dropped_samples} dropped, "
+                                         f"{s.nonfinite_samples} NaN", style="bold red" if bad else "dim"))
         return table

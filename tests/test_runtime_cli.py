@@ -90,11 +90,16 @@ def test_info_prints_and_validates(window_model, tmp_path, capsys) -> None:
     assert "not an edgetag model" in capsys.readouterr().err
 
 
-def test_missing_model_says_so(tone_wav, capsys) -> None:
-    assert main(["tag", str(tone_wav)]) == 2
-    assert "no model given: pass --model" in capsys.readouterr().err
-    assert main(["listen", "--duration", "1"]) == 2
-    assert "no model given" in capsys.readouterr().err
+def test_missing_default_model_says_so(tone_wav, capsys, monkeypatch, tmp_path) -> None:
+    from edgetag.runtime import models
+
+    monkeypatch.setattr(models, "MODELS_DIR", tmp_path)  # an installation without the built-in files
+    assert main(["tag", str(tone_wav)]) == 1
+    assert "built-in model 'music-tags' is not in this installation" in capsys.readouterr().err
+    assert main(["listen", "--duration", "1"]) == 1
+    assert "not in this installation" in capsys.readouterr().err
+    assert main(["tag", str(tone_wav), "--model", "nope.onnx"]) == 1
+    assert "model not found: nope.onnx" in capsys.readouterr().err
 
 
 def test_listen_file_jsonl_equals_tag(window_model, tone_wav, capsys) -> None:
@@ -186,3 +191,24 @@ def test_live_view_renders() -> None:
     text = buffer.getvalue()
     for needle in ("low", "0.90", "-12 dBFS", "p50 5.0 ms", "p99 9.0 ms", "1 overflows", "t =    1.25 s"):
         assert needle in text, needle
+
+
+def test_tag_demo_summary(window_model, capsys) -> None:
+    assert main(["tag", "--demo", "--model", str(window_model), "--format", "summary", "--top-k", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("clip summary of demo:")
+    assert len(out.strip().splitlines()) == 2 + 3  # header, column names, the top 3 labels
+
+
+def test_tag_needs_files_or_demo(window_model, tone_wav, capsys) -> None:
+    assert main(["tag", "--model", str(window_model)]) == 2
+    assert "give audio FILEs or --demo" in capsys.readouterr().err
+    assert main(["tag", str(tone_wav), "--demo", "--model", str(window_model)]) == 2
+
+
+def test_demo_music_is_deterministic_and_in_range() -> None:
+    from edgetag.runtime.demo import demo_music
+
+    a, b = demo_music(16000, 2.0), demo_music(16000, 2.0)
+    assert a.dtype == np.float32 and a.shape == (32000,)
+    assert np.array_equal(a, b) and 0.5 < np.abs(a).max() <= 0.8 + 1e-6

@@ -19,8 +19,11 @@ Data
     `fill_cache` wrote is found by path and bounds and *checked* against the
     content hash of the decoded audio (a stale cache is an error, not a silent
     mismatch). Teacher frames are aligned to the student's frames
-    (`losses.align_teacher_frames`, nearest, frame centres); a window student
-    gets their mean over the crop.
+    (`losses.align_teacher_frames`, nearest, frame centres; CREPE's frame 0 is
+    centred at 32 ms); a window student gets their mean over the crop. A
+    stateful student whose teacher ran at a coarser hop (CREPE every 100 ms,
+    the student every 10 ms) gets KD targets only on the frames that have a
+    teacher frame within half a student hop; the others are masked out.
 
 Methods
     ``labels``: masked BCE / cross-entropy (missing labels count for nothing).
@@ -216,6 +219,33 @@ class _TeacherTrack:
     rate: float
     scores: list[np.ndarray] | None = None
     embeddings: list[np.ndarray] | None = None
+    offset: float = 0.0
+    """Time (s) of the centre of teacher frame 0 (CREPE: 0.032, its causal frames start at sample 0)."""
+
+
+def _teacher_offset(identity: str) -> float:
+    """Frame-0 centre of a cached teacher, by name prefix (the table `evaluate` uses), else 0."""
+    from edgetag.training.evaluate import _KNOWN_TEACHER_OFFSETS
+
+    name = identity.split("@", 1)[0]
+    return next((v for prefix, v in _KNOWN_TEACHER_OFFSETS.items() if name.startswith(prefix)), 0.0)
+
+
+def _near_teacher_frames(n_teacher: int, teacher_rate: float, student_rate: float, n_student: int,
+                         student_offset: float, teacher_offset: float) -> Tensor:
+    """[n_student] bool: a teacher frame lies within half a student hop of the student frame.
+
+    A teacher run at a coarser hop than the student (e.g. CREPE every 100 ms, a student
+    every 10 ms) gives real targets to only the student frames next to a teacher frame;
+    nearest-neighbour alignment would copy each teacher frame onto its neighbours up to
+    half a teacher hop away, which is wrong wherever the target moves (pitch glides,
+    note changes). With a teacher at least as dense as the student this is all True.
+    """
+    t_s = student_offset + torch.arange(n_student, dtype=torch.float64) / student_rate
+    pos = (t_s - teacher_offset) * teacher_rate
+    nearest = torch.floor(pos + 0.5).clamp(0, max(n_teacher - 1, 0))
+    gap = (pos - nearest).abs() / teacher_rate  # seconds to the nearest existing teacher frame
+    return (gap <= 0.5 / student_rate + 1e-9) & torch.tensor(n_teacher > 0)
 
 
 @dataclass
@@ -416,13 +446,13 @@ def _teacher_tracks(config: TrainConfig, manifest: Any, entries: list[Any], n_la
                     "(the teacher's column for each dataset label)"
                 )
             mapped.append(np.ascontiguousarray(s, dtype=np.float32))
-        score_tracks.append(_TeacherTrack(ident, rate, scores=mapped))
+        score_tracks.append(_TeacherTrack(ident, rate, scores=mapped, offset=_teacher_offset(ident)))
     emb_tracks = []
     for ident in emb_ids:
         rate, _, embs = collected[ident]
         if any(e is None for e in embs):
             raise ConfigError(f"teacher {ident} stored no embeddings, but the {config.regulariser} regulariser needs them")
-        emb_tracks.append(_TeacherTrack(ident, rate, embeddings=[e for e in embs if e is not None]))
+        emb_tracks.append(_TeacherTrack(ident, rate, embeddings=[e for e in embs if e is not None], offset=_teacher_offset(ident)))
     return score_tracks, emb_tracks
 
 
@@ -478,6 +508,7 @@ class _Batch:
     valid: Tensor  # [B, W] frames of real audio
     teacher: Tensor | None  # [B, C] (window student) or [B, W, C]
     embeddings: list[Tensor]  # per embedding teacher [B, D_k]
+    teacher_ok: Tensor | None = None  # [B, W] float: frames with a teacher frame within half a hop (frame mode)
 
 
 class _BatchMaker:
@@ -488,9 +519,14 @@ class _BatchMaker:
         self.student_rate = frontend.frame_rate
         self.centre = frontend.win_length / (2.0 * frontend.sample_rate)
         self.last_generator_state: Tensor | None = None
+        self.last_teacher_ok: Tensor | None = None
 
     def _example(self, idx: int, gen: torch.Generator | None) -> tuple[Tensor, Tensor, Tensor | None, list[Tensor]]:
-        """One crop: (features [W, F], valid frames [W], teacher target [C] or [W, C] or None, embeddings)."""
+        """One crop: (features [W, F], valid frames [W], teacher target [C] or [W, C] or None, embeddings).
+
+        In frame mode `last_teacher_ok` is set to the crop's [W] mask of frames that have a
+        teacher frame within half a student hop (all True for a teacher as dense as the student).
+        """
         s, w = self.split, self.window
         feats = s.features[idx]
         n = feats.shape[0]
@@ -504,36 +540,49 @@ class _BatchMaker:
         valid[:real] = True
         t0 = offset / self.student_rate + self.centre
         teacher = None
+        self.last_teacher_ok = None
         if s.score_tracks:
             per = []
+            near = torch.ones(w, dtype=torch.bool)
             for track in s.score_tracks:
-                aligned, ok = L.align_teacher_frames(torch.from_numpy(track.scores[idx]), track.rate, self.student_rate, w, student_offset=t0)  # type: ignore[index]
+                scores = track.scores[idx]  # type: ignore[index]
+                aligned, ok = L.align_teacher_frames(torch.from_numpy(scores), track.rate, self.student_rate, w,
+                                                     student_offset=t0, teacher_offset=track.offset)
                 per.append(aligned if self.frame_mode else _masked_time_mean(aligned, ok & valid))
+                near &= ok & _near_teacher_frames(scores.shape[0], track.rate, self.student_rate, w, t0, track.offset)
             teacher = torch.stack(per).mean(0)
+            if self.frame_mode:
+                self.last_teacher_ok = near
         embs = []
         for track in s.embedding_tracks:
-            aligned, ok = L.align_teacher_frames(torch.from_numpy(track.embeddings[idx]), track.rate, self.student_rate, w, student_offset=t0)  # type: ignore[index]
+            aligned, ok = L.align_teacher_frames(torch.from_numpy(track.embeddings[idx]), track.rate, self.student_rate, w,  # type: ignore[index]
+                                                 student_offset=t0, teacher_offset=track.offset)
             embs.append(_masked_time_mean(aligned, ok & valid))
         return x, valid, teacher, embs
 
     def make(self, step: int, positions: list[int], indices: list[int], rank: int, augment: bool = True) -> _Batch:
-        feats, cleans, valids, teachers, embs = [], [], [], [], []
+        feats, cleans, valids, teachers, embs, oks = [], [], [], [], [], []
         seed = self.config.optim.seed
         for pos, idx in zip(positions, indices):
             gen = _generator(seed, "example", step, pos) if augment else None
             x, valid, teacher, e = self._example(idx, gen)
+            near = self.last_teacher_ok
             clean = x
             if augment:
                 # The time shift also moves the frame targets and the EMA teacher's clean view,
                 # so per-frame targets and the consistency loss stay aligned with the student's view.
                 frame_t = teacher if (teacher is not None and self.frame_mode) else None
-                xa, (valid_a, frame_t, clean_a) = self.augmenter.example(
-                    x[None], [valid[None], None if frame_t is None else frame_t[None], x[None]], gen
+                xa, (valid_a, frame_t, clean_a, near_a) = self.augmenter.example(
+                    x[None], [valid[None], None if frame_t is None else frame_t[None], x[None],
+                              None if near is None else near[None]], gen
                 )
                 x, valid, clean = xa[0], valid_a[0], clean_a[0]  # type: ignore[index]
                 if frame_t is not None:
                     teacher = frame_t[0]
+                if near_a is not None:
+                    near = near_a[0]
                 self.last_generator_state = gen.get_state()
+            oks.append(near)
             cleans.append(clean)
             feats.append(x)
             valids.append(valid)
@@ -548,14 +597,25 @@ class _BatchMaker:
             valid=torch.stack(valids),
             teacher=torch.stack(teachers) if teachers and teachers[0] is not None else None,  # type: ignore[arg-type]
             embeddings=[torch.stack([e[k] for e in embs]) for k in range(len(s.embedding_tracks))],
+            teacher_ok=torch.stack(oks).float() if oks and oks[0] is not None else None,  # type: ignore[arg-type]
         )
         if augment and self.config.augment.mixup_alpha > 0:
             gen = _generator(seed, "mixup", step, rank)
-            extras = [batch.clean, batch.teacher, *batch.embeddings]
+            # teacher_ok mixes like a target: a mixed frame's KD weight is the share of it that had a teacher frame.
+            extras = [batch.clean, batch.teacher, batch.teacher_ok, *batch.embeddings]
             f, t, m, mixed = self.augmenter.batch(batch.features, batch.targets, batch.mask, extras, gen)
             batch.features, batch.targets, batch.mask = f, t, m
-            batch.clean, batch.teacher, batch.embeddings = mixed[0], mixed[1], list(mixed[2:])  # type: ignore[assignment]
+            batch.clean, batch.teacher, batch.teacher_ok = mixed[0], mixed[1], mixed[2]  # type: ignore[assignment]
+            batch.embeddings = list(mixed[3:])  # type: ignore[arg-type]
         return batch
+
+
+def _decision_hop(config: TrainConfig, frontend: Any, window: int) -> int:
+    """Frames between a window student's decisions: ``student.decision_seconds``, else half a window."""
+    seconds = config.student.decision_seconds
+    if seconds is None:
+        return max(1, window // 2)
+    return max(1, round(seconds * frontend.frame_rate))
 
 
 def _masked_time_mean(x: Tensor, ok: Tensor) -> Tensor:
@@ -969,7 +1029,10 @@ def _train(config: TrainConfig, run_dir: Path, dist_info: _Dist, use_cuda: bool,
                 teacher = batch.teacher.to(device)
                 kd = L.kd_multiclass if task == "multi_class" else L.kd_multilabel
                 if frame_mode:
-                    kmask = valid.float() if task == "multi_class" else valid.float().unsqueeze(-1)
+                    kmask = valid.float()
+                    if batch.teacher_ok is not None:  # sparse teacher: only frames next to a teacher frame
+                        kmask = kmask * batch.teacher_ok.to(device)
+                    kmask = kmask if task == "multi_class" else kmask.unsqueeze(-1)
                 else:
                     kmask = None
                 parts["kd"] = kd(logits, teacher, t.temperature, t.score_kind, kmask)
@@ -1058,7 +1121,7 @@ def _train(config: TrainConfig, run_dir: Path, dist_info: _Dist, use_cuda: bool,
             labels=labels,
             thresholds=[0.5] * len(labels),
             window_frames=window,
-            hop_frames=1 if frame_mode else max(1, window // 2),
+            hop_frames=1 if frame_mode else _decision_hop(config, frontend, window),
             provenance={
                 "method": config.method,
                 "teachers": [tr.identity for tr in train_split.score_tracks],

@@ -1,0 +1,132 @@
+"""Pitch models in the runtime: 360 CREPE bins -> f0, confidence, note name and cents (numpy only).
+
+A pitch model is a frame-level model whose labels are the 360 pitch bins of CREPE,
+named ``pitch_bin_000`` .. ``pitch_bin_359`` in this order (`PITCH_LABELS`; the
+pitch recipe, ``training/recipes/pitch``, trains and exports them). Bin ``k`` is
+centred at ``1997.3794084376191 + 20 k`` cents relative to 10 Hz, i.e. 31.70 Hz
+(bin 0) to 2005.50 Hz (bin 359) in steps of 20 cents: CREPE's own mapping, so a
+student's scores and CREPE's activations decode the same way.
+`is_pitch_model` recognises such a card by its labels.
+
+Decoding (`decode`) is CREPE's "local weighted average": the argmax bin and its
+four neighbours on each side (clipped at the ends), weighted by their scores,
+averaged in cents, converted to Hz. Confidence is the maximum score. A frame is
+voiced when confidence >= ``threshold`` (default `VOICING_THRESHOLD`). It is per
+frame, hence causal, and matches ``edgetag.training.teachers.crepe.decode_weighted_argmax``
+(the torch decoder used for evaluation).
+
+Note names use equal temperament with A4 = 440 Hz and sharps (``C#4``); MIDI note
+69 is A4, octaves change at C. ``cents`` is the offset from the nearest note, in
+[-50, +50).
+
+This module must not import torch: edge devices do not carry it.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+N_BINS = 360
+"""Pitch bins (CREPE)."""
+CENTS_PER_BIN = 20.0
+CENTS_BIN0 = 1997.3794084376191
+"""Cents relative to 10 Hz of bin 0 (31.70 Hz)."""
+PITCH_LABELS: tuple[str, ...] = tuple(f"pitch_bin_{k:03d}" for k in range(N_BINS))
+"""The label names a pitch model's card carries, in bin order."""
+VOICING_THRESHOLD = 0.5
+"""Default confidence at or above which a frame counts as voiced."""
+NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
+A4_HZ = 440.0
+
+
+def bin_cents() -> np.ndarray:
+    """[360] float64: centre of each bin in cents relative to 10 Hz."""
+    return CENTS_BIN0 + CENTS_PER_BIN * np.arange(N_BINS, dtype=np.float64)
+
+
+def bin_frequencies() -> np.ndarray:
+    """[360] float64: centre of each bin in Hz (31.70 .. 2005.50)."""
+    return 10.0 * np.power(2.0, bin_cents() / 1200.0)
+
+
+def is_pitch_model(card_or_labels: Any) -> bool:
+    """True for a card (or label sequence) whose labels are exactly `PITCH_LABELS`, frame output if a card."""
+    labels = getattr(card_or_labels, "labels", card_or_labels)
+    try:
+        if tuple(labels) != PITCH_LABELS:
+            return False
+    except TypeError:
+        return False
+    level = getattr(card_or_labels, "output_level", "frame")
+    return level == "frame"
+
+
+def decode(scores: np.ndarray, fmin: float | None = None, fmax: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``[..., 360]`` scores -> ``(f0_hz, confidence)``, each ``[...]`` float64.
+
+    Weighted average of bin cents over argmax +- 4 bins; bins whose centre lies
+    outside ``[fmin, fmax]`` Hz are ignored when given. A window whose scores sum
+    to zero gives the argmax bin's centre.
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if s.shape[-1:] != (N_BINS,):
+        raise ValueError(f"pitch scores must end in {N_BINS} bins, got shape {s.shape}")
+    if fmin is not None or fmax is not None:
+        f = bin_frequencies()
+        keep = np.ones(N_BINS, bool)
+        if fmin is not None:
+            keep &= f >= fmin
+        if fmax is not None:
+            keep &= f <= fmax
+        if not keep.any():
+            raise ValueError(f"no pitch bin lies in [{fmin}, {fmax}] Hz")
+        s = s * keep
+    index = s.argmax(axis=-1)
+    confidence = np.take_along_axis(s, index[..., None], axis=-1)[..., 0]
+    padded = np.pad(s, [(0, 0)] * (s.ndim - 1) + [(4, 4)])
+    cents = np.pad(bin_cents(), (4, 4))
+    window = index[..., None] + np.arange(9)  # positions in the padded axis
+    w = np.take_along_axis(padded, window, axis=-1)
+    total = w.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        local = (w * cents[window]).sum(axis=-1) / total
+    local = np.where(total > 0, local, bin_cents()[index])
+    return 10.0 * np.power(2.0, local / 1200.0), confidence
+
+
+def note_of(f0_hz: float) -> tuple[str, float, int]:
+    """``(name, cents, midi)`` of the nearest equal-tempered note (A4 = 440 Hz): ``("A4", -3.2, 69)``."""
+    if not (f0_hz > 0 and math.isfinite(f0_hz)):
+        raise ValueError(f"f0 must be a positive finite frequency, got {f0_hz!r}")
+    midi_float = 69.0 + 12.0 * math.log2(f0_hz / A4_HZ)
+    midi = int(math.floor(midi_float + 0.5))
+    cents = 100.0 * (midi_float - midi)
+    return f"{NOTE_NAMES[midi % 12]}{midi // 12 - 1}", cents, midi
+
+
+@dataclass(frozen=True)
+class PitchReading:
+    """One frame, decoded."""
+
+    f0_hz: float
+    confidence: float
+    voiced: bool
+    note: str
+    cents: float
+    midi: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"f0_hz": round(self.f0_hz, 3), "confidence": round(self.confidence, 4), "voiced": self.voiced,
+                "note": self.note, "cents": round(self.cents, 1), "midi": self.midi}
+
+
+def reading(scores: Sequence[float] | np.ndarray, threshold: float = VOICING_THRESHOLD) -> PitchReading:
+    """Decode one frame's 360 scores into a `PitchReading` (the note is that of the best f0, voiced or not)."""
+    f0, conf = decode(np.asarray(scores))
+    f, c = float(f0), float(conf)
+    name, cents, midi = note_of(f)
+    return PitchReading(f0_hz=f, confidence=c, voiced=c >= threshold, note=name, cents=cents, midi=midi)

@@ -1,0 +1,183 @@
+"""Pitch decoding, note names, pitch-model recognition and the tuner view (runtime: no torch needed)."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+
+from edgetag.runtime import pitch as P
+
+
+def _bump(f0: float, width_cents: float = 25.0, peak: float = 0.9) -> np.ndarray:
+    """CREPE-like activations: a Gaussian over bin cents centred on ``f0``."""
+    cents = 1200.0 * math.log2(f0 / 10.0)
+    return (peak * np.exp(-0.5 * ((P.bin_cents() - cents) / width_cents) ** 2)).astype(np.float32)
+
+
+def test_bins_match_crepe_mapping() -> None:
+    f = P.bin_frequencies()
+    assert len(f) == 360 and len(P.PITCH_LABELS) == 360
+    assert f[0] == pytest.approx(31.7, abs=0.01) and f[-1] == pytest.approx(2005.5, abs=0.05)
+    assert np.allclose(np.diff(P.bin_cents()), 20.0)
+    assert P.PITCH_LABELS[0] == "pitch_bin_000" and P.PITCH_LABELS[359] == "pitch_bin_359"
+
+
+@pytest.mark.parametrize("f0", [41.2, 98.0, 261.63, 440.0, 442.0, 1318.5])
+def test_decode_recovers_f0_between_bins(f0: float) -> None:
+    got, conf = P.decode(_bump(f0))
+    assert abs(1200 * math.log2(float(got) / f0)) < 1.0  # within 1 cent though bins are 20 cents apart
+    assert float(conf) == pytest.approx(0.9, abs=0.05)
+
+
+def test_decode_batches_edges_and_zero_frames() -> None:
+    s = np.stack([_bump(200.0), np.zeros(360, np.float32), _bump(31.0), _bump(2100.0)])
+    f0, conf = P.decode(s[None])
+    assert f0.shape == (1, 4) and conf.shape == (1, 4)
+    assert abs(1200 * math.log2(f0[0, 0] / 200.0)) < 1.0
+    assert f0[0, 1] == pytest.approx(P.bin_frequencies()[0]) and conf[0, 1] == 0.0  # silence: bin 0, confidence 0
+    assert np.isfinite(f0).all()
+    # fmin/fmax restrict the search.
+    two = _bump(110.0) + _bump(440.0, peak=0.5)
+    assert abs(float(P.decode(two)[0]) - 110.0) < 1.0
+    assert abs(float(P.decode(two, fmin=200.0)[0]) - 440.0) < 1.0
+    with pytest.raises(ValueError):
+        P.decode(np.zeros(10))
+    with pytest.raises(ValueError):
+        P.decode(two, fmin=5000.0)
+
+
+def test_decode_matches_torch_teacher_decoder() -> None:
+    torch = pytest.importorskip("torch")
+    from edgetag.training.teachers.crepe import decode_weighted_argmax
+
+    rng = np.random.default_rng(0)
+    s = rng.random((50, 360)).astype(np.float32) ** 8
+    ours, c1 = P.decode(s)
+    theirs, c2 = decode_weighted_argmax(torch.from_numpy(s))
+    assert np.allclose(ours, theirs.numpy(), rtol=1e-5) and np.allclose(c1, c2.numpy())
+
+
+@pytest.mark.parametrize(("f0", "name", "cents", "midi"), [
+    (440.0, "A4", 0.0, 69), (261.6256, "C4", 0.0, 60), (27.5, "A0", 0.0, 21),
+    (466.16, "A#4", 0.0, 70), (445.0, "A4", 19.56, 69), (452.9, "A#4", -49.9, 70), (30.8677, "B0", 0.0, 23),
+])
+def test_note_names(f0: float, name: str, cents: float, midi: int) -> None:
+    n, c, m = P.note_of(f0)
+    assert (n, m) == (name, midi) and c == pytest.approx(cents, abs=0.1)
+    with pytest.raises(ValueError):
+        P.note_of(0.0)
+
+
+def test_reading_and_voicing() -> None:
+    r = P.reading(_bump(440.0, peak=0.8))
+    assert r.voiced and r.note == "A4" and abs(r.cents) < 1.0
+    q = P.reading(_bump(440.0, peak=0.3))
+    assert not q.voiced and q.note == "A4"
+    assert json.dumps(r.to_dict())
+
+
+def test_is_pitch_model() -> None:
+    class Card:
+        labels = P.PITCH_LABELS
+        output_level = "frame"
+
+    class ClipCard(Card):
+        output_level = "clip"
+
+    assert P.is_pitch_model(Card()) and P.is_pitch_model(list(P.PITCH_LABELS))
+    assert not P.is_pitch_model(ClipCard()) and not P.is_pitch_model(["dog", "cat"]) and not P.is_pitch_model(None)
+
+
+def test_runtime_pitch_does_not_import_torch() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys; import edgetag.runtime.pitch, edgetag.runtime.output; "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _decision(t: float, scores: np.ndarray):
+    from edgetag.runtime.engine import Decision
+
+    return Decision(t=t, end_sample=int(t * 16000), scores=scores)
+
+
+def test_tuner_view_renders_note_cents_and_confidence() -> None:
+    pytest.importorskip("rich")
+    from rich.console import Console
+    from edgetag.runtime.output import TunerView
+
+    console = Console(file=io.StringIO(), record=True, width=100)
+    view = TunerView(P.PITCH_LABELS, [0.5] * 360, source="test", console=console)
+    view.decision(_decision(1.0, _bump(445.0)))
+    console.print(view._render())
+    text = console.export_text()
+    assert "445.01 Hz" in text and "A4" in text and "+19.6 cents" in text and "VOICED" in text
+    assert "◆" in text and "-50" in text and "+50" in text
+    assert "0.87" in text
+    # An unvoiced frame: no needle, the status says so.
+    view.decision(_decision(1.01, _bump(445.0, peak=0.1)))
+    console.print(view._render())
+    text = console.export_text()
+    assert "unvoiced" in text
+    bar = view.cents_bar(-50.0)
+    assert bar.index("◆") == len("-50 ")  # leftmost cell
+    assert view.cents_bar(None).count("◆") == 0
+
+
+def test_pitch_jsonl_writer_adds_decoded_pitch() -> None:
+    from edgetag.runtime.output import PitchJsonlWriter
+
+    out = io.StringIO()
+    w = PitchJsonlWriter(out, P.PITCH_LABELS)
+    w.decision(_decision(0.5, _bump(220.0)))
+    obj = json.loads(out.getvalue())
+    assert obj["pitch"]["note"] == "A3" and obj["pitch"]["voiced"] is True
+    assert abs(obj["pitch"]["f0_hz"] - 220.0) < 0.2 and len(obj["scores"]) == 360
+
+
+# ----------------------------------------------------------------------------- the recipe's pieces
+RECIPE = __import__("pathlib").Path(__file__).resolve().parents[1] / "training" / "recipes" / "pitch"
+
+
+def _recipe_module(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"pitch_recipe_{name}", RECIPE / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_score_f0_track_on_student_frame_centres() -> None:
+    prep = _recipe_module("prepare_renders")
+    # Frame j is centred at (160 j + 512) / 16000 s: frame 0 at 32 ms, frame 10 at 132 ms.
+    f0 = prep.f0_track([(0.1, 0.2, 69), (0.2, 0.3, 60)], 0.5)
+    assert len(f0) == 1 + (8000 - 1024) // 160
+    centres = (np.arange(len(f0)) * 160 + 512) / 16000
+    assert np.all(f0[(centres >= 0.1) & (centres < 0.2)] == pytest.approx(440.0))
+    assert np.all(f0[(centres >= 0.2) & (centres < 0.3)] == pytest.approx(261.6256, abs=1e-3))
+    assert np.all(f0[(centres < 0.1) | (centres >= 0.3)] == 0.0)
+
+
+def test_recipe_config_is_a_pitch_student_within_budget() -> None:
+    torch = pytest.importorskip("torch")
+    from edgetag.training.config import load_config
+    from edgetag.training.students import build_student, count_macs
+
+    config = load_config(RECIPE / "base.toml", [])
+    assert tuple(config.data.labels) == P.PITCH_LABELS
+    fe = config.frontend_config()
+    assert fe.hop_length == 160 and fe.win_length == 1024 and fe.sample_rate == 16000
+    student = build_student(config.student.kind, fe.n_bins, 360, **config.student.params)
+    assert student.streaming_mode == "stateful"
+    macs = count_macs(student.eval(), torch.zeros(1, 10, fe.n_bins)) / 10
+    params, crepe_full_macs = _recipe_module("evaluate_pitch").crepe_macs_per_frame("full")  # same hook counter
+    assert params == 22_239_976 and crepe_full_macs == 1_410_023_424
+    assert macs <= 0.01 * crepe_full_macs
+    assert sum(p.numel() for p in student.parameters()) * 4 <= 5_000_000  # fp32 file <= 5 MB

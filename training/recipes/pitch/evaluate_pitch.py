@@ -1,0 +1,212 @@
+#!/usr/bin/env python3
+"""Score CREPE full, CREPE tiny and the exported pitch students on the recipe's test split.
+
+Rows: CREPE full, CREPE tiny, and each ONNX student given with ``--student NAME=PATH``
+(run through ONNX Runtime, one thread, as the runtime runs them). Columns:
+
+* parameters and MACs per 10 ms frame (the same hook counter, `students.count_macs`,
+  for CREPE and the students; CREPE's 1-D convolutions are run through its own
+  Conv2d modules so the hooks see them);
+* held-out renders (score f0 reference, ``*.f0.npy`` from prepare_renders.py): raw
+  pitch accuracy (RPA) and raw chroma accuracy (RCA), 50 cents, over the frames the
+  score marks voiced (mir_eval conventions, `metrics.pitch_metrics`);
+* held-out real audio (speech and music from packages not used in training), scored
+  against CREPE full: reference voiced where CREPE full's confidence >= 0.5. CREPE
+  full's own row is 100 there by definition;
+* CPU milliseconds per second of audio, one thread (process time): CREPE at a 10 ms
+  hop in batches; students streamed one 10 ms frame per call (front end + model).
+
+All models are decoded with the same weighted-argmax decoder (`edgetag.runtime.pitch.decode`)
+and scored on the same frames: the frames where the CREPE full test cache (hop
+``--hop`` samples) has a frame; student frame ``j`` and CREPE frame ``i`` share a
+centre when ``160 j = hop i`` (both frames start at their hop multiple and are 1024
+samples long). Writes ``--out`` (JSON) and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+SR = 16000
+STUDENT_HOP = 160
+
+
+def crepe_macs_per_frame(model: str) -> tuple[int, int]:
+    """(parameters, MACs of one 1024-sample frame) of CREPE ``model``, by `count_macs`."""
+    import torch
+    import torch.nn.functional as F
+    from edgetag.training.students import count_macs, count_parameters
+    from edgetag.training.teachers.crepe import CAPACITIES, CrepeNet
+
+    net = CrepeNet(CAPACITIES[model]).eval()
+
+    class ViaModules(torch.nn.Module):
+        """CREPE's forward through its Conv2d / Linear modules (identical maths), so hooks count them."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, frames: torch.Tensor) -> torch.Tensor:
+            x = frames[:, None, :, None]
+            for i, (before, after) in enumerate(self.net._paddings, start=1):
+                x = F.pad(x, (0, 0, before, after))
+                x = F.relu(getattr(self.net, f"conv{i}")(x))
+                x = getattr(self.net, f"conv{i}_BN")(x)
+                x = F.max_pool2d(x, (2, 1))
+            x = x[..., 0].transpose(1, 2).reshape(x.shape[0], -1)
+            return torch.sigmoid(self.net.classifier(x))
+
+    wrapped = ViaModules().eval()
+    frame = torch.randn(1, 1024)
+    with torch.no_grad():  # the wrapper must be the same network
+        assert torch.allclose(wrapped(frame), net(frame)[0], atol=1e-5)
+    return count_parameters(net), count_macs(wrapped, frame)
+
+
+def crepe_cpu_ms_per_s(model: str, seconds: float) -> float:
+    """Process-time ms per second of audio of CREPE ``model`` at a 10 ms hop, one thread."""
+    import torch
+    from edgetag.training.teachers.crepe import CrepeTeacher
+
+    torch.set_num_threads(1)
+    teacher = CrepeTeacher(model=model, hop_length=160, batch_size=64, return_embeddings=False)
+    x = torch.from_numpy(np.random.default_rng(0).standard_normal(int(seconds * SR)).astype(np.float32) * 0.1)[None]
+    teacher(x[:, : SR // 2])  # warm-up
+    t0 = time.process_time()
+    with torch.no_grad():
+        teacher(x)
+    return (time.process_time() - t0) * 1e3 / seconds
+
+
+def student_cpu_ms_per_s(path: str, seconds: float) -> float:
+    """Process-time ms per second of audio: streaming front end + one ONNX call per 10 ms frame, one thread."""
+    from edgetag.runtime.frontend import StreamingFrontend
+    from edgetag.runtime.model import load_model
+
+    model = load_model(path, threads=1)
+    fe = StreamingFrontend(model.card.frontend)
+    x = (np.random.default_rng(0).standard_normal(int(seconds * SR)) * 0.1).astype(np.float32)
+    states = model.initial_state()
+    t0 = time.process_time()
+    for k in range(0, len(x), STUDENT_HOP):
+        frames = fe.push(x[k : k + STUDENT_HOP])
+        if len(frames):
+            _, states = model.run(frames[None].astype(np.float32, copy=False), states)
+    return (time.process_time() - t0) * 1e3 / seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--manifest", default="/work/data/pitch/manifest.jsonl")
+    ap.add_argument("--root", default="/work/data")
+    ap.add_argument("--cache", default="/work/data/pitch/cache/test", help="CREPE full teacher cache of the test split")
+    ap.add_argument("--reference", default="crepe-full", help="teacher name in --cache (crepe-full; others only for smoke tests)")
+    ap.add_argument("--hop", type=int, default=1600, help="hop (samples) of the CREPE full test cache")
+    ap.add_argument("--student", action="append", default=[], metavar="NAME=PATH", help="an ONNX student (repeatable)")
+    ap.add_argument("--split", default="test")
+    ap.add_argument("--voicing", type=float, default=0.5, help="CREPE full confidence that makes a reference frame voiced")
+    ap.add_argument("--timing-seconds", type=float, default=10.0)
+    ap.add_argument("--out", default="/work/data/pitch/eval.json")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+
+    import torch
+    from edgetag.runtime.audio import load_audio
+    from edgetag.runtime.frontend import compute_features
+    from edgetag.runtime.model import load_model
+    from edgetag.runtime.pitch import decode
+    from edgetag.training.data import load_manifest
+    from edgetag.training.evaluate import TeacherCacheLookup
+    from edgetag.training.metrics import pitch_metrics
+    from edgetag.training.teachers.crepe import CrepeTeacher
+    from tqdm import tqdm
+
+    torch.set_num_threads(1)
+    if args.hop % STUDENT_HOP:
+        raise SystemExit(f"--hop must be a multiple of {STUDENT_HOP} so CREPE and student frames share centres")
+    step = args.hop // STUDENT_HOP
+    manifest = load_manifest(args.manifest, root=args.root).select(args.split)
+    lookup = TeacherCacheLookup(args.cache, args.reference)
+    tiny = CrepeTeacher(model="tiny", hop_length=args.hop, return_embeddings=False)
+    students, student_paths = {}, {}
+    for spec in args.student:
+        name, _, path = spec.partition("=")
+        students[name], student_paths[name] = load_model(path, threads=1), path
+    rows = ["CREPE full", "CREPE tiny", *students]
+    # per source ("render" / "real"): per row, concatenated est f0 on the scored frames; and the references
+    est: dict[str, dict[str, list[np.ndarray]]] = {"render": {r: [] for r in rows}, "real": {r: [] for r in rows}}
+    ref: dict[str, list[np.ndarray]] = {"render": [], "real": []}
+    ref_conf: list[np.ndarray] = []
+    n_seconds = {"render": 0.0, "real": 0.0}
+    for entry in tqdm(list(manifest), desc="evaluate", unit="clip", disable=args.no_progress):
+        source = "render" if entry.extra.get("source") == "render" else "real"
+        wave = load_audio(manifest.resolve(entry), SR, start=entry.start, end=entry.end)
+        cached = lookup.get(entry, 360)
+        if cached is None:
+            raise SystemExit(f"no CREPE full outputs cached for {entry.path}: run the teach step first")
+        n_t = len(cached.scores)
+        f_full, c_full = decode(cached.scores)
+        with torch.no_grad():
+            t_scores = tiny(torch.from_numpy(np.ascontiguousarray(wave, dtype=np.float32))[None]).scores[0].numpy()
+        n = min(n_t, len(t_scores))
+        est[source]["CREPE full"].append(f_full[:n])
+        est[source]["CREPE tiny"].append(decode(t_scores[:n])[0])
+        feats = compute_features(np.asarray(wave, dtype=np.float32), students[next(iter(students))].card.frontend) if students else None
+        for name, model in students.items():
+            logits, _ = model.run(feats[None].astype(np.float32))
+            probs = model.scores(logits)[0]
+            idx = np.minimum(np.arange(n) * step, len(probs) - 1)
+            est[source][name].append(decode(probs[idx])[0])
+        if source == "render":
+            f0_path = Path(args.root) / entry.extra["f0"]
+            truth = np.load(f0_path)
+            idx = np.arange(n) * step
+            ref["render"].append(np.where(idx < len(truth), truth[np.minimum(idx, len(truth) - 1)], 0.0))
+        else:
+            ref["real"].append(np.where(c_full[:n] >= args.voicing, f_full[:n], 0.0))
+            ref_conf.append(c_full[:n])
+        n_seconds[source] += len(wave) / SR
+    results: dict[str, dict] = {r: {} for r in rows}
+    for source in ("render", "real"):
+        r_all = np.concatenate(ref[source]) if ref[source] else np.zeros(0)
+        for row in rows:
+            e_all = np.concatenate(est[source][row]) if est[source][row] else np.zeros(0)
+            m = pitch_metrics(r_all, e_all) if len(r_all) else {}
+            results[row][f"{source}_rpa"] = float(m.get("raw_pitch_accuracy", float("nan")))
+            results[row][f"{source}_rca"] = float(m.get("raw_chroma_accuracy", float("nan")))
+        results["_data"] = results.get("_data", {})
+        results["_data"][f"{source}_seconds"] = round(n_seconds[source], 1)
+        results["_data"][f"{source}_frames"] = int(len(r_all))
+        results["_data"][f"{source}_voiced_frames"] = int((r_all > 0).sum())
+    for model in ("full", "tiny"):
+        params, macs = crepe_macs_per_frame(model)
+        row = f"CREPE {model}"
+        results[row].update(params=params, macs_per_frame=macs,
+                            cpu_ms_per_s=crepe_cpu_ms_per_s(model, 2.0 if model == "full" else args.timing_seconds))
+    for name, model in students.items():
+        card = model.card
+        results[name].update(params=card.parameters, macs_per_frame=card.macs_per_second / card.frontend.frame_rate,
+                             cpu_ms_per_s=student_cpu_ms_per_s(student_paths[name], args.timing_seconds),
+                             file_bytes=Path(student_paths[name]).stat().st_size)
+    results["_data"].update(hop=args.hop, voicing_threshold=args.voicing, decoder="weighted argmax +-4 bins",
+                            manifest=str(args.manifest), split=args.split)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+    full_macs = results["CREPE full"]["macs_per_frame"]
+    print(f"{'row':<16} {'params':>10} {'MACs/frame':>14} {'% full':>7} {'rend RPA':>9} {'rend RCA':>9} "
+          f"{'real RPA':>9} {'real RCA':>9} {'ms/s':>8}")
+    for row in rows:
+        r = results[row]
+        print(f"{row:<16} {r['params']:>10,} {r['macs_per_frame']:>14,.0f} {100 * r['macs_per_frame'] / full_macs:>6.2f}% "
+              f"{100 * r['render_rpa']:>9.2f} {100 * r['render_rca']:>9.2f} {100 * r['real_rpa']:>9.2f} "
+              f"{100 * r['real_rca']:>9.2f} {r['cpu_ms_per_s']:>8.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
