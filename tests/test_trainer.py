@@ -417,3 +417,14 @@ def test_stale_teacher_cache_is_an_error(tmp_path):
     # a file that has gone is skipped (counted and logged by iter_audio), not fatal
     (tmp_path / "clip01.wav").unlink()
     train(_config(ds, "method=kd", "optim.steps=1"), tmp_path / "run2")
+
+
+def test_unverified_cache_lookup_trains_the_same(dataset, tmp_path):
+    """teacher.verify_audio=false finds the same cached windows by path and bounds (no re-decoding)."""
+    from edgetag.training.trainer import train
+
+    train(_config(dataset, "method=kd", "optim.steps=3"), tmp_path / "verified")
+    train(_config(dataset, "method=kd", "optim.steps=3", "teacher.verify_audio=false"), tmp_path / "by_path")
+    a, b = _weights(tmp_path / "verified"), _weights(tmp_path / "by_path")
+    for k in a:
+        assert torch.equal(a[k], b[k]), k

@@ -145,6 +145,10 @@ class TeacherSection:
     label_enhance_lo: float = 0.1
     regulariser: Literal["auto", "none", "conreg", "disreg"] = "auto"
     """Embedding regulariser; ``auto``: from the method (kd+conreg, kd+disreg)."""
+    verify_audio: bool = True
+    """Check each cached teacher window against the audio's content hash (decodes every window again:
+    minutes per hour of Opus/MP3). False: find windows by manifest path and bounds, trusting that the
+    files did not change since `edgetag teach` wrote the cache."""
 
 
 @dataclass

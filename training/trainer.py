@@ -331,12 +331,14 @@ class _CacheIndex:
         self.cache = TeacherCache(cache_dir, part="trainer-read")
         self.ends: dict[tuple[str, Any], set[Any]] = {}
         self.by_hash: dict[tuple[str, str, Any, Any], tuple[str, dict[str, Any]]] = {}
+        self.hash_by_path: dict[tuple[str, str, Any, Any], str] = {}
         entries = getattr(self.cache, "_entries", None)
         for key in self.cache:
             meta = entries[key] if entries is not None else self.cache.get(key).meta  # type: ignore[union-attr]
             ident = meta["teacher"]
             self.ends.setdefault((ident, meta["start"]), set()).add(meta["end"])
             self.by_hash[(ident, meta["audio_sha256"], meta["start"], meta["end"])] = (key, meta)
+            self.hash_by_path[(ident, meta["path"], meta["start"], meta["end"])] = meta["audio_sha256"]
         self.identities = {i for i, _ in self.ends}
 
     def chain(self, identity: str, entry: Any, window_hash: Callable[[Any, Any], Iterable[str]]) -> list[tuple[str, dict[str, Any]]] | None:
@@ -403,7 +405,13 @@ def _teacher_tracks(config: TrainConfig, manifest: Any, entries: list[Any], n_la
                     hashes_rate[h] = sr
                     yield h
 
-            chain = index.chain(ident, entry, window_hash)
+            def recorded_hash(start: Any, end: Any, entry: Any = entry, ident: str = ident) -> Iterator[str]:
+                """The hash the cache recorded for this path and window (``teacher.verify_audio = false``)."""
+                h = index.hash_by_path.get((ident, entry.path, start, end))
+                if h is not None:
+                    yield h
+
+            chain = index.chain(ident, entry, window_hash if t.verify_audio else recorded_hash)
             if chain is None:
                 missing.setdefault(ident, []).append(entry.path)
                 continue
