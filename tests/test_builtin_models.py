@@ -1,0 +1,58 @@
+"""Built-in models: names resolve to files shipped in the package, with clear errors otherwise."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edgetag.runtime import models
+from edgetag.runtime.models import BUILTIN_MODELS, DEFAULT_MODEL, UnknownModelError, resolve_model
+
+
+def test_a_path_wins_over_a_name(tmp_path: Path) -> None:
+    f = tmp_path / "pitch"  # a file that happens to carry a built-in name
+    f.write_bytes(b"x")
+    assert resolve_model(str(f)) == f
+
+
+def test_unknown_name_lists_the_builtin_models() -> None:
+    with pytest.raises(UnknownModelError, match="built-in models: music-tags"):
+        resolve_model("no-such-model")
+
+
+def test_missing_file_with_suffix_says_not_found() -> None:
+    with pytest.raises(UnknownModelError, match="model not found: nowhere.onnx$"):
+        resolve_model("nowhere.onnx")
+
+
+def test_missing_builtin_file_says_reinstall(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(models, "MODELS_DIR", tmp_path)
+    with pytest.raises(UnknownModelError, match="not in this installation.*reinstall"):
+        resolve_model(None)
+
+
+def test_default_is_a_builtin() -> None:
+    assert DEFAULT_MODEL in BUILTIN_MODELS
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_MODELS))
+def test_shipped_model_loads_with_a_valid_card(name: str) -> None:
+    pytest.importorskip("onnxruntime")
+    from edgetag.runtime.model import load_model
+
+    path = resolve_model(name)
+    assert path.stat().st_size <= 5_000_000, f"{name}: {path.stat().st_size} bytes, over the 5 MB budget"
+    card = load_model(path).card
+    assert card.metrics, f"{name}: the card records no measured metrics"
+    assert card.provenance.get("teachers"), f"{name}: the card names no teacher"
+
+
+def test_models_command_lists_every_builtin() -> None:
+    pytest.importorskip("onnxruntime")
+    out = subprocess.run([sys.executable, "-m", "edgetag.runtime.cli", "models"], capture_output=True, text=True, check=True)
+    for name in BUILTIN_MODELS:
+        assert name in out.stdout
+    assert "missing" not in out.stdout
