@@ -235,8 +235,12 @@ def _teacher_metric_note(result: dict[str, Any]) -> str:
             f"{_f(tm.get('roc_auc'), 4)}.")
 
 
-def _student_ms_per_s(result: dict[str, Any]) -> tuple[str, float] | None:
-    for info in result.get("models", {}).get("students", []):
+def _student_ms_per_s(result: dict[str, Any], prefer_mode: str | None = None) -> tuple[str, float] | None:
+    """The first student's ORT fp32 cost (ms per s of audio), preferring ``prefer_mode`` students
+    (frame-level ``stateful`` ones stand against pitch trackers, ``window`` ones against taggers)."""
+    students = result.get("models", {}).get("students", [])
+    ordered = sorted(students, key=lambda info: info.get("streaming_mode") != prefer_mode)
+    for info in ordered:
         for r in info["rows"]:
             if r["backend"] == "ort-fp32" and r.get("status") == "ok":
                 return f"{info['student']} ORT fp32", r["latency_ms"]["median"] / r["hop_seconds"]
@@ -295,10 +299,10 @@ def _alternatives_section(result: dict[str, Any]) -> list[str]:
                 rows.append(("features", r["label"], f"{r['us_per_frame']['median']:.2f} µs/frame",
                              "edgetag " + ("push(512)" if r["mode"] == "streaming" else "compute_features"),
                              f"{ratio['median']:.2f}× [{ratio['min']:.2f}–{ratio['max']:.2f}]"))
-    ref = _student_ms_per_s(result)
     for r in (result.get("teachers") or {}).get("rows", []):
+        task = "pitch" if r["teacher"].startswith("crepe") else "tags"
+        ref = _student_ms_per_s(result, "stateful" if task == "pitch" else "window")
         if r.get("status") == "ok" and ref:
-            task = "pitch" if r["teacher"].startswith("crepe") else "tags"
             rows.append((task, r["teacher"] + (" (edgetag port)" if task == "pitch" else " (teacher)"),
                          f"{r['cpu_ms_per_audio_s']:.1f} ms CPU / s audio", ref[0],
                          f"{r['cpu_ms_per_audio_s'] / ref[1]:.1f}×"))

@@ -1112,7 +1112,7 @@ def _train(config: TrainConfig, run_dir: Path, dist_info: _Dist, use_cuda: bool,
         source = ema.module if ema is not None else student
         export_model.load_state_dict({k: v.detach().cpu() for k, v in source.state_dict().items()})
         export_model.eval()
-        if valid_split is not None:
+        if valid_split is not None and bool(np.any(valid_split.mask)):  # label metrics mean nothing without labels
             final_metrics = _evaluate(export_model, valid_split, window, silence, task, torch.device("cpu"), frame_mode, maker)
             logger.write("eval", {"step": o.steps, **final_metrics})
         if o.steps > start_step or not _state_path(run_dir, o.steps).exists():
