@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 #: Where the subcommands live, one module per part of edgetag.
@@ -43,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
+    except BrokenPipeError:
+        # the reader went away (`edgetag tag ... | head`): stop quietly, as Unix tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+        return 0
     except (ValueError, OSError, ImportError, AudioError) as exc:
         # Errors of input and environment: one clear line, no traceback.
         print(f"edgetag {args.command}: error: {exc}", file=sys.stderr)

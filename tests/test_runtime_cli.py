@@ -212,3 +212,14 @@ def test_demo_music_is_deterministic_and_in_range() -> None:
     a, b = demo_music(16000, 2.0), demo_music(16000, 2.0)
     assert a.dtype == np.float32 and a.shape == (32000,)
     assert np.array_equal(a, b) and 0.5 < np.abs(a).max() <= 0.8 + 1e-6
+
+
+def test_closed_stdout_is_not_an_error(window_model) -> None:
+    """`edgetag tag ... | head -1`: the reader leaves early; edgetag stops quietly with status 0."""
+    proc = subprocess.Popen([sys.executable, "-m", "edgetag.runtime.cli", "tag", "--demo", "--model", str(window_model)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.readline()
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0, err
+    assert "error" not in err.lower()
