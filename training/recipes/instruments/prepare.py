@@ -34,8 +34,6 @@ import argparse
 import csv
 import random
 import shutil
-import struct
-import subprocess
 import sys
 import tempfile
 import time
@@ -43,7 +41,8 @@ from pathlib import Path
 
 import numpy as np
 
-SOUNDFONTS = ("/usr/share/sounds/sf2/FluidR3_GM.sf2", "/usr/share/sounds/sf2/default-GM.sf2")
+from edgetag.training.recipes.common import SOUNDFONTS, TICKS_PER_S, render_clips
+
 
 # name: (GM program, lowest note, highest note, style, musicnn-MTT tag column)
 INSTRUMENTS: dict[str, tuple[int, int, int, str]] = {
@@ -63,30 +62,7 @@ LABELS = sorted(INSTRUMENTS)
 MTT_COLUMNS = {"cello": 43, "choir": 35, "drums": 5, "flute": 25, "guitar": 0, "harp": 42,
                "harpsichord": 22, "piano": 9, "sitar": 31, "violin": 12}
 
-TICKS_PER_BEAT = 480
-TEMPO_US = 500_000  # 120 bpm: 960 ticks per second
-TICKS_PER_S = TICKS_PER_BEAT * 1_000_000 // TEMPO_US
 DRUM_NOTES = {"kick": [35, 36], "snare": [38, 40], "hat": [42, 44, 46], "tom": [45, 47, 50], "cymbal": [49, 51]}
-
-
-def _vlq(n: int) -> bytes:
-    out = [n & 0x7F]
-    n >>= 7
-    while n:
-        out.append(0x80 | (n & 0x7F))
-        n >>= 7
-    return bytes(reversed(out))
-
-
-def write_midi(path: Path, events: list[tuple[int, int, bytes]]) -> None:
-    """Format-0 MIDI file from (tick, order, message bytes); order breaks ties (offs before ons)."""
-    track = bytearray(b"\x00\xff\x51\x03" + TEMPO_US.to_bytes(3, "big"))
-    now = 0
-    for tick, _, msg in sorted(events, key=lambda e: (e[0], e[1])):
-        track += _vlq(tick - now) + msg
-        now = tick
-    track += b"\x00\xff\x2f\x00"
-    path.write_bytes(b"MThd" + struct.pack(">IHHH", 6, 0, 1, TICKS_PER_BEAT) + b"MTrk" + struct.pack(">I", len(track)) + track)
 
 
 def _note(events: list, ch: int, pitch: int, vel: int, t0: float, t1: float, base: int) -> None:
@@ -161,27 +137,8 @@ def render_split(name: str, clips: list[list[str]], rng: random.Random, args: ar
     events: list = []
     for j, instruments in enumerate(clips):
         events += clip_events(rng, instruments, args.seconds, round(j * slot * TICKS_PER_S))
-    mid, wav = tmp / f"{name}.mid", tmp / f"{name}.wav"
-    write_midi(mid, events)
-    cmd = ["fluidsynth", "-ni", "-q", "-g", "0.5", "-r", str(args.rate), "-F", str(wav), soundfont, str(mid)]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import soundfile as sf
-
-    audio, sr = sf.read(str(wav), dtype="float32", always_2d=True)
-    assert sr == args.rate, (sr, args.rate)
-    audio = audio.mean(axis=1)
-    n = round(args.seconds * args.rate)
-    out = []
-    for j in range(len(clips)):
-        s = round(j * slot * args.rate)
-        x = np.zeros(n, dtype=np.float32)
-        seg = audio[s : s + n]
-        x[: len(seg)] = seg
-        peak = float(np.abs(x).max())
-        if peak > 0:
-            x *= 10 ** (rng.uniform(-12, -1) / 20) / peak  # random level, no clipping
-        out.append(x)
-    return out
+    return render_clips(events, len(clips), args.seconds, slot, soundfont=soundfont, rate=args.rate, tmp=tmp,
+                        name=name, rng=rng, level_db=(-12.0, -1.0))
 
 
 FIELDS = ["path", "start", "end", "labels", "missing", "split", "instruments"]

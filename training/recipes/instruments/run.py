@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
-import subprocess
 import sys
-import time
 from pathlib import Path
+
+from edgetag.training.recipes.common import run_step
 
 HERE = Path(__file__).resolve().parent
 METHODS = {
@@ -34,17 +33,6 @@ METHODS = {
     "kd+disreg": [],
     "mean_teacher": [],
 }
-
-
-def sh(cmd: list[str], log: Path | None = None) -> float:
-    print("$", " ".join(shlex.quote(c) for c in cmd), flush=True)
-    t0 = time.perf_counter()
-    if log is None:
-        subprocess.run(cmd, check=True)
-    else:
-        with open(log, "w") as f:
-            subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT)
-    return time.perf_counter() - t0
 
 
 def teacher_scores(data: Path, labels: list[str], columns: list[int]) -> dict[str, float]:
@@ -81,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     runs.mkdir(parents=True, exist_ok=True)
     times: dict[str, float] = {}
     if not (data / args.manifest).is_file():
-        times["prepare"] = sh([sys.executable, str(HERE / "prepare.py"), "--out", str(data), "--n-valid", "50"])
+        times["prepare"] = run_step([sys.executable, str(HERE / "prepare.py"), "--out", str(data), "--n-valid", "50"])
     if not (data / "cache" / "musicnn" / "index.json").is_file():
-        times["teach"] = sh(["edgetag", "teach", "--teacher", "musicnn-mtt", "--data", str(data / "manifest.csv"),
+        times["teach"] = run_step(["edgetag", "teach", "--teacher", "musicnn-mtt", "--data", str(data / "manifest.csv"),
                              "--out", str(data / "cache" / "musicnn"), "--device", "cpu", "--batch-size", "32", "--no-progress"])
 
     from edgetag.training.config import load_config
@@ -107,13 +95,13 @@ def main(argv: list[str] | None = None) -> int:
                        f"data.manifest={data}/{args.manifest}", f"teacher.cache_dir={data}/cache/musicnn",
                        f"data.feature_cache={data}/features", *extra, *args.overrides, "--run-dir", str(run_dir), "--no-progress"]
                 run_dir.mkdir(parents=True, exist_ok=True)
-                wall = sh(cmd, run_dir / "distill.log")
+                wall = run_step(cmd, run_dir / "distill.log")
                 (run_dir / "wall_seconds.txt").write_text(f"{wall:.1f}\n")
             elif (run_dir / "wall_seconds.txt").is_file():
                 wall = float((run_dir / "wall_seconds.txt").read_text())
             out = run_dir / "eval-test.json"
             if not out.is_file():
-                sh(["edgetag", "evaluate", str(student), "--data", str(data / "manifest.csv"), "--split", "test",
+                run_step(["edgetag", "evaluate", str(student), "--data", str(data / "manifest.csv"), "--split", "test",
                     "--out", str(out), "--no-progress"], run_dir / "evaluate.log")
             m = json.loads(out.read_text())["metrics"]["labels"]
             per_seed.append({"seed": seed, "map": m["map"], "roc_auc": m["roc_auc"], "wall_s": wall})

@@ -37,32 +37,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import shutil
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgetag.training.recipes.common import run_step
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
 TEACHER = "musicnn-mtt+musicnn-msd"
 N_TAGS = 50  # MagnaTagATune's tags: the ensemble's first 50 columns
 THRESHOLD = 0.5
-
-
-def sh(cmd: list[str], log: Path | None = None) -> float:
-    print("$", " ".join(shlex.quote(c) for c in cmd), flush=True)
-    t0 = time.perf_counter()
-    if log is None:
-        subprocess.run(cmd, check=True)
-    else:
-        with open(log, "a") as f:
-            subprocess.run(cmd, check=True, stdout=f, stderr=subprocess.STDOUT)
-    return time.perf_counter() - t0
 
 
 def _inside(times: np.ndarray, start: float, end: float, window_s: float) -> np.ndarray:
@@ -142,18 +130,18 @@ def main(argv: list[str] | None = None) -> int:
     times: dict[str, float] = {}
 
     if not (audio / "manifest.jsonl").is_file():
-        times["prepare_audio"] = sh([sys.executable, "-m", "edgetag.training.prepare_audio", "--out", str(audio)])
+        times["prepare_audio"] = run_step([sys.executable, "-m", "edgetag.training.prepare_audio", "--out", str(audio)])
     if not manifest.is_file():
-        sh([sys.executable, str(HERE / "prepare.py"), "--audio", str(audio), "--out", str(data)])
+        run_step([sys.executable, str(HERE / "prepare.py"), "--audio", str(audio), "--out", str(data)])
     if not (data / "teach.done").is_file():
-        times["teach"] = sh(["edgetag", "teach", "--teacher", TEACHER, "--data", str(manifest), "--root", str(audio),
+        times["teach"] = run_step(["edgetag", "teach", "--teacher", TEACHER, "--data", str(manifest), "--root", str(audio),
                              "--out", str(cache), "--batch-size", "16", "--device", args.device])
         (data / "teach.done").write_text("ok\n")
 
     run_dir = data / "runs" / f"student-{args.steps}"
     student = run_dir / "student.pt"
     if not student.is_file():
-        times["distill"] = sh(["edgetag", "distill", args.config, f"data.manifest={manifest}", f"data.root={audio}",
+        times["distill"] = run_step(["edgetag", "distill", args.config, f"data.manifest={manifest}", f"data.root={audio}",
                                f"data.feature_cache={data}/features", f"teacher.cache_dir={cache}",
                                f"optim.steps={args.steps}", f"optim.device={args.device}", *args.overrides,
                                "--run-dir", str(run_dir)])
@@ -164,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         data_info = json.loads((data / "data.json").read_text())
         calib = audio / "packages" / data_info["packages"]["train"][-1]  # real training music
         held = audio / "packages" / data_info["packages"]["test"][0]
-        times["export"] = sh(["edgetag", "export", str(student), "-o", str(fp32), "--name", "music-tags",
+        times["export"] = run_step(["edgetag", "export", str(student), "-o", str(fp32), "--name", "music-tags",
                               "--calib", str(calib), "--eval", str(held), "--int8"], data / "logs" / "export.log")
 
     t_macs, t_params = teacher_macs_per_second()

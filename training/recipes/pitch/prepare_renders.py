@@ -29,17 +29,17 @@ Resumable: a split whose clips all exist is skipped.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import random
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from edgetag.training.recipes.common import SOUNDFONTS, TICKS_PER_S, render_clips
 
 HERE = Path(__file__).resolve().parent
 SAMPLE_RATE = 16000
@@ -61,15 +61,6 @@ FAMILIES: list[tuple[int, int, int, int]] = [
     (80, 87, 40, 88),    # synth leads
     (88, 95, 40, 84),    # synth pads
 ]
-
-
-def _instruments_prepare():  # type: ignore[no-untyped-def]
-    """The instrument recipe's raw MIDI writer (reused rather than duplicated)."""
-    spec = importlib.util.spec_from_file_location("_instruments_prepare", HERE.parent / "instruments" / "prepare.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def load_voices(n_files: int, seed: int) -> list[tuple[str, list[tuple[float, float, int]]]]:
@@ -134,43 +125,22 @@ def f0_track(notes: list[tuple[float, float, int]], seconds: float) -> np.ndarra
 
 
 def render_split(plans: list[dict], seconds: float, soundfont: str, tmp: Path, rng: random.Random, name: str) -> list[np.ndarray]:
-    mp = _instruments_prepare()
-    tps = mp.TICKS_PER_S
     slot = seconds + 1.0
     events: list = []
     for j, plan in enumerate(plans):
-        base = round(j * slot * tps)
+        base = round(j * slot * TICKS_PER_S)
         events.append((base, 0, bytes([0xC0, plan["program"]])))
         events.append((base, 0, bytes([0xB0, 7, 110])))
         for t0, t1, pitch in plan["notes"]:
-            on, off = base + int(t0 * tps), base + int(t1 * tps)
+            on, off = base + int(t0 * TICKS_PER_S), base + int(t1 * TICKS_PER_S)
             events.append((on, 2, bytes([0x90, pitch, plan["velocity"]])))
             events.append((max(off, on + 1), 1, bytes([0x80, pitch, 0])))
-        end = base + int(seconds * tps)
+        end = base + int(seconds * TICKS_PER_S)
         events.append((end, 3, bytes([0xB0, 120, 0])))  # all sound off: no tail into the next clip
         events.append((end, 3, bytes([0xB0, 121, 0])))
-    mid, wav = tmp / f"{name}.mid", tmp / f"{name}.wav"
-    mp.write_midi(mid, events)
-    cmd = ["fluidsynth", "-ni", "-q", "-R", "0", "-C", "0", "-g", "0.5", "-r", str(SAMPLE_RATE), "-F", str(wav), soundfont, str(mid)]
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    import soundfile as sf
-
-    audio, sr = sf.read(str(wav), dtype="float32", always_2d=True)
-    if sr != SAMPLE_RATE:
-        raise RuntimeError(f"fluidsynth wrote {sr} Hz, asked for {SAMPLE_RATE}")
-    audio = audio.mean(axis=1)
-    n = round(seconds * SAMPLE_RATE)
-    out = []
-    for j in range(len(plans)):
-        s = round(j * slot * SAMPLE_RATE)
-        x = np.zeros(n, dtype=np.float32)
-        seg = audio[s : s + n]
-        x[: len(seg)] = seg
-        peak = float(np.abs(x).max())
-        if peak > 0:
-            x *= 10 ** (rng.uniform(-18, -1) / 20) / peak  # random level, never clipping
-        out.append(x)
-    return out
+    # no reverb or chorus: the score f0 must be the only pitch in the clip
+    return render_clips(events, len(plans), seconds, slot, soundfont=soundfont, rate=SAMPLE_RATE, tmp=tmp, name=name,
+                        rng=rng, level_db=(-18.0, -1.0), fluidsynth_args=("-R", "0", "-C", "0"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -186,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if shutil.which("fluidsynth") is None:
         sys.exit("fluidsynth not found: apt-get install -y --no-install-recommends fluidsynth fluid-soundfont-gm")
-    soundfont = args.soundfont or next((s for s in _instruments_prepare().SOUNDFONTS if Path(s).is_file()), None)
+    soundfont = args.soundfont or next((s for s in SOUNDFONTS if Path(s).is_file()), None)
     if soundfont is None:
         sys.exit("no General MIDI soundfont: apt-get install -y --no-install-recommends fluid-soundfont-gm (or --soundfont)")
     import soundfile as sf

@@ -26,29 +26,23 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import shlex
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from edgetag.training.recipes.common import run_step
+
+# long steps run niced on one thread: the machine is shared with the runtime and other jobs
+NICE = ("nice", "-n", "10")
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def step(cmd: list[str], log: Path | None = None) -> float:
+    """`run_step`, niced and on one thread."""
+    return run_step([*NICE, *cmd], log, env=ONE_THREAD)
+
 HERE = Path(__file__).resolve().parent
 SR = 16000
-
-
-def sh(cmd: list[str], log: Path | None = None) -> float:
-    """Run ``cmd`` (one thread, niced); raise on failure; return the wall time."""
-    print("$", " ".join(shlex.quote(c) for c in cmd), flush=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    t0 = time.perf_counter()
-    full = ["nice", "-n", "10", *cmd]
-    if log is None:
-        subprocess.run(full, check=True, env=env)
-    else:
-        with open(log, "a") as f:
-            subprocess.run(full, check=True, stdout=f, stderr=subprocess.STDOUT, env=env)
-    return time.perf_counter() - t0
 
 
 def make_calib_dirs(data: Path, root: Path, n_per_source: int = 24, max_seconds: float = 6.0) -> None:
@@ -148,10 +142,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. data
     if not (data / "renders.jsonl").is_file():
-        times["prepare_renders"] = sh([sys.executable, str(HERE / "prepare_renders.py"), "--out", str(data), "--root", str(root),
+        times["prepare_renders"] = step([sys.executable, str(HERE / "prepare_renders.py"), "--out", str(data), "--root", str(root),
                                        "--n-train", str(args.n_train_renders), "--n-test", str(args.n_test_renders)])
     if not (data / "real.jsonl").is_file():
-        times["prepare_real"] = sh([sys.executable, str(HERE / "prepare_real.py"), "--out", str(data), "--root", str(root)])
+        times["prepare_real"] = step([sys.executable, str(HERE / "prepare_real.py"), "--out", str(data), "--root", str(root)])
     manifest = data / "manifest.jsonl"
     if not manifest.is_file():
         manifest.write_text((data / "renders.jsonl").read_text() + (data / "real.jsonl").read_text())
@@ -160,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     for split, hop in (("train", args.train_hop), ("test", args.test_hop)):
         done = data / "cache" / split / "DONE"
         if not done.is_file():
-            times[f"teach_{split}"] = sh(["edgetag", "teach", "--teacher", "crepe-full", "--data", str(manifest), "--root", str(root),
+            times[f"teach_{split}"] = step(["edgetag", "teach", "--teacher", "crepe-full", "--data", str(manifest), "--root", str(root),
                                           "--split", split, "--out", str(data / "cache" / split), "--device", args.device,
                                           "--teacher-option", f"hop_length={hop}", "--teacher-option", "return_embeddings=false", *prog])
             done.write_text(f"hop_length={hop}\n")
@@ -175,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
                f"teacher.cache_dir={data / 'cache' / 'train'}", *args.overrides, "--run-dir", str(run_dir)]
         if args.no_progress:
             cmd.append("--no-progress")
-        times["distill"] = sh(cmd)
+        times["distill"] = step(cmd)
 
     # 4. export (fp32 + int8)
     export = data / "export"
@@ -193,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         cmd = [sys.executable, str(HERE / "evaluate_pitch.py"), "--manifest", str(manifest), "--root", str(root),
                "--cache", str(data / "cache" / "test"), "--hop", str(args.test_hop),
                "--student", f"student fp32={fp32}", "--student", f"student int8={int8}", "--out", str(eval_json), *prog]
-        times["evaluate"] = sh(cmd)
+        times["evaluate"] = step(cmd)
     res = json.loads(eval_json.read_text())
     full_macs = res["CREPE full"]["macs_per_frame"]
     d = res["_data"]
