@@ -67,10 +67,10 @@ def _load_source(
     from edgetag.training.data import iter_audio, label_matrix, load_manifest
 
     try:
-        manifest = load_manifest(path, labels=checkpoint.labels)
+        manifest = load_manifest(path, labels=checkpoint.labels, root=args.root)
         labelled = True
     except ValueError:
-        manifest = load_manifest(path)  # labels outside the model's vocabulary: no targets
+        manifest = load_manifest(path, root=args.root)  # labels outside the model's vocabulary: no targets
         labelled = False
     splits = set(manifest.splits())
     eval_split = args.eval_split or next((s for s in _EVAL_SPLITS if s in splits), None)
@@ -139,7 +139,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise ValueError(f"no readable calibration audio in {args.calib}")
     result = export_onnx(
         checkpoint, out, calib.features if calib else None, name=args.name, opset=args.opset,
-        log=lambda line: print(f"fp32: {line}"),
+        stream_atol=args.stream_atol, log=lambda line: print(f"fp32: {line}"),
     )
     sizes = {"fp32": result.size_bytes}
     failures = []
@@ -180,6 +180,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``export``."""
+    from edgetag.export.onnx_export import STREAM_ATOL  # torch-free
+
     p = sub.add_parser(
         "export",
         help="export a student checkpoint to a verified, self-describing ONNX file (+ int8 / fp16 / TensorRT)",
@@ -197,6 +199,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--eval", metavar="MANIFEST_OR_DIR", help="held-out audio for the gates (default: held out of --calib)")
     p.add_argument("--calib-split", help="manifest split used for calibration (default: train if present)")
     p.add_argument("--eval-split", help="manifest split held out for the gates (default: valid/val/test if present)")
+    p.add_argument("--root", help="folder that manifest paths are relative to (default: the manifest's folder)")
     p.add_argument("--int8", action="store_true", help="also write an int8 (static QDQ) model")
     p.add_argument("--fp16", action="store_true", help="also write an fp16-weight model (float32 I/O)")
     p.add_argument("--tensorrt", action="store_true", help="also build TensorRT engines (needs the tensorrt package)")
@@ -204,4 +207,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--accept-drop", action="store_true", help="keep an int8/fp16 model that fails the gate")
     p.add_argument("--name", help="model name in the card (default edgetag-KIND)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17; default 18)")
+    p.add_argument("--stream-atol", type=float, default=STREAM_ATOL,
+                   help=f"stateful models: max abs logit difference of streaming vs offline (default {STREAM_ATOL:g}); "
+                        "raise it a little for models whose logits are large, where float32 summation order alone nears it")
     p.set_defaults(func=cmd_export)

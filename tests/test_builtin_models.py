@@ -56,3 +56,29 @@ def test_models_command_lists_every_builtin() -> None:
     for name in BUILTIN_MODELS:
         assert name in out.stdout
     assert "missing" not in out.stdout
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_MODELS))
+def test_shipped_model_decides_every_hop_while_streaming(name: str) -> None:
+    """Pushed 10 ms at a time, no decision is later than one decision interval plus one push.
+
+    A stateful card that asks for many frames per call would batch decisions into bursts.
+    """
+    pytest.importorskip("onnxruntime")
+    from edgetag.runtime.demo import demo_music
+    from edgetag.runtime.engine import Engine
+    from edgetag.runtime.model import load_model
+
+    model = load_model(resolve_model(name), threads=1)
+    card, fe = model.card, model.card.frontend
+    audio = demo_music(fe.sample_rate, seconds=3.0)
+    engine = Engine(model)
+    warmup = (card.window_frames if card.streaming_mode == "window" else 1) * fe.hop_length + fe.win_length
+    last_end, worst = 0, 0
+    for start in range(0, len(audio), fe.hop_length):
+        decisions = engine.push(audio[start : start + fe.hop_length])
+        if decisions:
+            last_end = decisions[-1].end_sample
+        if engine.samples >= warmup + fe.hop_length:
+            worst = max(worst, engine.samples - last_end)
+    assert worst <= (card.hop_frames + 1) * fe.hop_length + fe.win_length, f"{name}: a decision came {worst} samples late"

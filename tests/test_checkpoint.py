@@ -58,3 +58,11 @@ def test_refusals(tmp_path: Path) -> None:
     torch.save(data, tmp_path / "bad.pt")
     with pytest.raises(CheckpointError, match="2 labels"):
         load_checkpoint(tmp_path / "bad.pt")
+
+
+def test_stateful_student_takes_one_frame_per_call_whatever_was_stored(tmp_path: Path) -> None:
+    """Older checkpoints stored a stateful student's training segment as window_frames."""
+    import dataclasses
+
+    path = save_checkpoint(dataclasses.replace(_checkpoint(), window_frames=94), tmp_path / "student.pt")
+    assert load_checkpoint(path).window_frames == 1

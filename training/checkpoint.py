@@ -10,7 +10,8 @@ takes to rebuild the student and to write its model card:
   (see `edgetag.training.students.build_student`);
 - ``state_dict``: the weights (EMA weights when the trainer keeps them);
 - ``frontend``: the full `FrontendConfig` as a dict;
-- ``task``, ``labels``, ``thresholds``, ``window_frames``, ``hop_frames``;
+- ``task``, ``labels``, ``thresholds``, ``window_frames`` (window students: the
+  window; stateful students: 1, frames per call), ``hop_frames``;
 - ``provenance`` and ``metrics``: JSON-able dicts carried into the model card.
 
 The trainer's resumable training state (optimiser, scheduler, step, RNG
@@ -113,7 +114,10 @@ def load_checkpoint(path: str | Path) -> StudentCheckpoint:
             task=data["task"],
             labels=labels,
             thresholds=[float(t) for t in data["thresholds"]],
-            window_frames=int(data["window_frames"]),
+            # a stateful student takes any number of frames per call; checkpoints before
+            # this rule stored their training segment here, which made the engine wait
+            # for that many frames (0.94 s for the pitch student) between calls
+            window_frames=int(data["window_frames"]) if student.streaming_mode == "window" else 1,
             hop_frames=int(data["hop_frames"]),
             provenance=dict(data.get("provenance", {})),
             metrics={k: float(v) for k, v in data.get("metrics", {}).items()},

@@ -11,7 +11,7 @@ inside a step too):
 1. ``python -m edgetag.training.prepare_audio --out AUDIO``: Debian's game
    soundtracks and speech prompts (18 h);
 2. ``prepare.py``: the music-only manifest (train >= 10 h from 7 packages;
-   valid and test from other packages, 2 minutes per track);
+   valid and test from other packages, whole tracks in 2-minute chunks);
 3. ``edgetag teach --teacher musicnn-mtt+musicnn-msd``: the ensemble's 92 tag
    probabilities and 400-d embeddings per 3 s window, every split;
 4. ``edgetag distill base.toml``: KD + Con-Reg into a MobileNetV3 student with a
@@ -26,8 +26,8 @@ inside a step too):
 Evaluation (the issue's measure): on every test track, the model runs as
 ``edgetag tag`` would (a decision every 100 ms on the last 1 s). Each teacher
 window (2.99 s) is compared with the mean of the student decisions whose 1 s
-lies inside it; the track level compares the mean decision with the mean
-teacher window. Reported: ROC-AUC and PR-AUC of student scores against the
+lies inside it; the track level compares a track's mean decision with its
+mean teacher window (over all of its chunks). Reported: ROC-AUC and PR-AUC of student scores against the
 teacher's tags binarised at 0.5 (macro over tags with both classes present in
 the test set; the count is reported), and the mean per-tag Pearson
 correlation of the scores.
@@ -70,7 +70,9 @@ def evaluate_agreement(model_path: Path, manifest: Path, root: Path, cache: Path
     window_s = card.window_frames * card.frontend.hop_length / card.frontend.sample_rate
     lookup = TeacherCacheLookup(cache, TEACHER)
     data = load_manifest(manifest, root=root).select(split)
-    win_s, win_t, trk_s, trk_t = [], [], [], []
+    win_s, win_t = [], []
+    # per track: summed decisions and teacher windows over the track's chunks, and their counts
+    tracks: dict[str, list[Any]] = {}
     report = SkipReport()
     missing = 0
     for entry, audio in iter_audio(data, card.frontend.sample_rate, report=report):
@@ -85,10 +87,15 @@ def evaluate_agreement(model_path: Path, manifest: Path, root: Path, cache: Path
             if sel.any():
                 win_s.append(run.probs[sel].mean(0))
                 win_t.append(row)
-        trk_s.append(run.probs.mean(0))
-        trk_t.append(teacher.mean(0))
+        acc = tracks.setdefault(entry.path, [0.0, 0, 0.0, 0])
+        acc[0] += run.probs.sum(0)
+        acc[1] += len(run.probs)
+        acc[2] += teacher.sum(0)
+        acc[3] += len(teacher)
     if not win_s:
         raise RuntimeError(f"no {split} entry had both student decisions and cached teacher windows")
+    trk_s = [a[0] / a[1] for a in tracks.values()]
+    trk_t = [a[2] / a[3] for a in tracks.values()]
     out: dict[str, Any] = {"split": split, "tracks": len(trk_s), "windows": len(win_s), "missing": missing,
                            "threshold": THRESHOLD, "unreadable": report.n_skipped}
     for level, s, t in (("window", win_s, win_t), ("track", trk_s, trk_t)):

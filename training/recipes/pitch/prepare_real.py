@@ -11,7 +11,9 @@ music) and writes a subset as ``OUT/real.jsonl``, never touching the source fold
 
 Train rows come from the source's ``train`` split, test rows from its ``test``
 split (disjoint packages), so the held-out real audio is from unseen packages.
-Paths are rewritten relative to ``--root`` (default: OUT's parent), the same
+Each (split, source) pair draws from its own random stream, so asking for more
+train audio keeps the test rows, and the rows already drawn (and their cached
+teacher outputs), unchanged. Paths are rewritten relative to ``--root`` (default: OUT's parent), the same
 root as the renders' manifest. Deterministic for a given ``--seed``.
 """
 
@@ -31,9 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--source", default=str(SOURCE))
     ap.add_argument("--out", default="/work/data/pitch")
     ap.add_argument("--root", default=None, help="manifest paths are relative to this (default: OUT's parent)")
-    ap.add_argument("--speech-train", type=int, default=110)
+    ap.add_argument("--speech-train", type=int, default=437, help="speech prompts (the source has 437 in train: 0.34 h)")
     ap.add_argument("--speech-test", type=int, default=55)
-    ap.add_argument("--music-train", type=int, default=80)
+    ap.add_argument("--music-train", type=int, default=360)
     ap.add_argument("--music-test", type=int, default=10)
     ap.add_argument("--music-seconds", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=0)
@@ -42,7 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     root = Path(args.root) if args.root else out.parent
     out.mkdir(parents=True, exist_ok=True)
-    rng = random.Random(args.seed)
     rows_in = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = []
     for split, n_speech, n_music in (("train", args.speech_train, args.music_train), ("test", args.speech_test, args.music_test)):
@@ -51,10 +52,12 @@ def main(argv: list[str] | None = None) -> int:
         for r in rows_in:
             if r["split"] == split and "music" in r["labels"] and r["duration"] > args.music_seconds + 1:
                 music_by_pkg[r["package"]].append(r)
+        rng = random.Random(f"{args.seed}:{split}:speech")
         for r in rng.sample(speech, min(n_speech, len(speech))):
             path = (source.parent / r["path"]).resolve().relative_to(root.resolve())
             rows.append({"path": str(path), "labels": [], "split": split, "source": "speech", "package": r["package"]})
         packages = sorted(music_by_pkg)
+        rng = random.Random(f"{args.seed}:{split}:music")
         for k in range(n_music):
             r = rng.choice(music_by_pkg[packages[k % len(packages)]])
             start = round(rng.uniform(0.0, r["duration"] - args.music_seconds - 0.5), 2)
