@@ -9,7 +9,9 @@ Rows: CREPE full, CREPE tiny, and each ONNX student given with ``--student NAME=
   Conv2d modules so the hooks see them);
 * held-out renders (score f0 reference, ``*.f0.npy`` from prepare_renders.py): raw
   pitch accuracy (RPA) and raw chroma accuracy (RCA), 50 cents, over the frames the
-  score marks voiced (mir_eval conventions, `metrics.pitch_metrics`);
+  score marks voiced (mir_eval conventions, `metrics.pitch_metrics`); renders whose
+  program does not sound the score note (row ``"score_f0": false``: organs with a 16'
+  stop, guitar harmonics, ...) are left out and counted;
 * held-out real audio (speech and music from packages not used in training), scored
   against CREPE full: reference voiced where CREPE full's confidence >= 0.5. CREPE
   full's own row is 100 there by definition;
@@ -144,8 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     ref: dict[str, list[np.ndarray]] = {"render": [], "real": []}
     ref_conf: list[np.ndarray] = []
     n_seconds = {"render": 0.0, "real": 0.0}
+    off_score: list[int] = []  # programs of renders whose sound does not have the score f0 (prepare_renders)
     for entry in tqdm(list(manifest), desc="evaluate", unit="clip", disable=args.no_progress):
         source = "render" if entry.extra.get("source") == "render" else "real"
+        if source == "render" and entry.extra.get("score_f0") is False:
+            off_score.append(int(entry.extra["program"]))
+            continue
         wave = load_audio(manifest.resolve(entry), SR, start=entry.start, end=entry.end)
         cached = lookup.get(entry, 360)
         if cached is None:
@@ -194,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name].update(params=card.parameters, macs_per_frame=card.macs_per_second / card.frontend.frame_rate,
                              cpu_ms_per_s=student_cpu_ms_per_s(student_paths[name], args.timing_seconds),
                              file_bytes=Path(student_paths[name]).stat().st_size)
-    results["_data"].update(hop=args.hop, voicing_threshold=args.voicing, decoder="weighted argmax +-4 bins",
+    results["_data"].update(renders_not_scored=len(off_score), renders_not_scored_programs=sorted(set(off_score)), hop=args.hop, voicing_threshold=args.voicing, decoder="weighted argmax +-4 bins",
                             manifest=str(args.manifest), split=args.split)
     Path(args.out).write_text(json.dumps(results, indent=2))
     full_macs = results["CREPE full"]["macs_per_frame"]
