@@ -153,12 +153,13 @@ def main(argv: list[str] | None = None) -> int:
                                f"optim.steps={args.steps}", f"optim.device={args.device}", *args.overrides,
                                "--run-dir", str(run_dir)])
 
-    export = data / "export"
+    export = data / "export" / run_dir.name  # one export per run: a run with other steps never reuses stale files
     fp32, int8 = export / "music-tags.onnx", export / "music-tags.int8.onnx"
     if not int8.is_file():
         data_info = json.loads((data / "data.json").read_text())
         calib = audio / "packages" / data_info["packages"]["train"][-1]  # real training music
         held = audio / "packages" / data_info["packages"]["test"][0]
+        export.mkdir(parents=True, exist_ok=True)
         times["export"] = run_step(["edgetag", "export", str(student), "-o", str(fp32), "--name", "music-tags",
                               "--calib", str(calib), "--eval", str(held), "--int8"], data / "logs" / "export.log")
 

@@ -14,10 +14,12 @@ the teacher cache and the trainer also resume inside a step):
 3. ``edgetag distill base.toml``: a stateful causal CNN at a 10 ms hop, KD (BCE on
    CREPE's 360 sigmoids) on the student frames that sit on a teacher frame;
 4. 16 kHz WAV excerpts for calibration and the export gates (``DATA/calib/``), then
-   ``edgetag export --int8`` -> ``DATA/export/pitch.onnx`` and ``pitch.int8.onnx``;
+   ``edgetag export --int8`` -> ``DATA/export/RUN/pitch.onnx`` and ``pitch.int8.onnx`` (RUN: ``causal_cnn-STEPS``);
 5. ``evaluate_pitch.py``: CREPE full / tiny / both students on the test split;
    writes ``DATA/results.json`` and ``DATA/results.md`` and records the measured
-   metrics and the recipe's provenance in both ONNX cards.
+   metrics and the recipe's provenance in both ONNX cards;
+6. with ``--install``: copies both files into ``runtime/models/`` (the built-in ``pitch``
+   and ``pitch-int8``).
 
 Every long step runs with one thread (``OMP_NUM_THREADS=1``) under ``nice``.
 """
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="/work/data/pitch", help="data, caches, runs and exports (outside the repository)")
     ap.add_argument("--config", default=str(HERE / "base.toml"))
-    ap.add_argument("--steps", type=int, default=1000, help="training steps (CPU setting 1000, batch 32)")
+    ap.add_argument("--steps", type=int, default=2000, help="training steps (CPU setting 2000, batch 32)")
     ap.add_argument("--train-hop", type=int, default=1600, help="CREPE full hop on the train split (samples; CPU setting 1600)")
     ap.add_argument("--test-hop", type=int, default=1600, help="CREPE full hop on the test split (samples; CPU setting 1600)")
     ap.add_argument("--n-train-renders", type=int, default=110)
@@ -115,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="export check: streaming vs offline logits, max abs (edgetag export's default 1e-5 failed at 1.05e-5)")
     ap.add_argument("--device", default="cpu", help="teacher and training device (cpu or cuda)")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--install", action="store_true", help="copy the exported files into runtime/models/ (the built-in pitch models)")
     ap.add_argument("overrides", nargs="*", help="extra config overrides for the distill step (KEY=VALUE)")
     args = ap.parse_args(argv)
     data = Path(args.data).resolve()
@@ -156,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         times["distill"] = step(cmd)
 
     # 4. export (fp32 + int8)
-    export = data / "export"
+    export = data / "export" / run_dir.name  # one export and evaluation per run: other steps never reuse stale files
     fp32, int8 = export / "pitch.onnx", export / "pitch.int8.onnx"
     if not (fp32.is_file() and int8.is_file()):
         make_calib_dirs(data, root)
@@ -166,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
         times["export"] = time.perf_counter() - t0
 
     # 5. evaluate, tables, cards
-    eval_json = data / "eval.json"
+    eval_json = export / "eval.json"
     if not eval_json.is_file():
         cmd = [sys.executable, str(HERE / "evaluate_pitch.py"), "--manifest", str(manifest), "--root", str(root),
                "--cache", str(data / "cache" / "test"), "--hop", str(args.test_hop),
@@ -211,6 +215,11 @@ def main(argv: list[str] | None = None) -> int:
                       "eval": f"{d['render_seconds']:.0f} s held-out renders (score f0), {d['real_seconds']:.0f} s held-out real audio (vs CREPE full)"}
         record_metrics(path, metrics, provenance)
     print(f"metrics and provenance recorded in {fp32} and {int8}")
+    if args.install:
+        target = HERE.parents[2] / "runtime" / "models"
+        for path in (fp32, int8):
+            shutil.copyfile(path, target / path.name)
+            print(f"installed {target / path.name}")
     return 0
 
 
