@@ -2,7 +2,7 @@
 """The default music-tag model, from a fresh machine to the file shipped in the package.
 
     python3 training/recipes/musictag/run.py [--audio /work/data/edgetag-audio] [--data /work/data/musictag]
-                                             [--steps 1200] [--install]
+                                             [--steps 3000] [--install]
 
 Steps, each skipped when its output exists (so a rerun, or a run killed at any
 point, only does what is missing; the teacher cache and the trainer resume
@@ -151,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--audio", type=Path, default=Path("/work/data/edgetag-audio"), help="prepare_audio's folder")
     ap.add_argument("--data", type=Path, default=Path("/work/data/musictag"), help="manifest, cache, runs, exports")
     ap.add_argument("--config", default=str(HERE / "base.toml"))
-    ap.add_argument("--steps", type=int, default=1200)
+    ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--install", action="store_true", help="copy the exported files into runtime/models/")
     ap.add_argument("overrides", nargs="*", help="extra config overrides (KEY=VALUE)")
