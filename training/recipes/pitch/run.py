@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The pitch recipe end to end: data, CREPE full teacher cache, distillation, export, evaluation.
 
-    python3 training/recipes/pitch/run.py [--data /work/data/pitch] [--steps 1000]
+    python3 training/recipes/pitch/run.py [--data /work/data/pitch] [--steps 2000] [--install]
 
 Steps (each skipped when its output exists, so a rerun resumes where it stopped;
 the teacher cache and the trainer also resume inside a step):
