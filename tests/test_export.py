@@ -306,3 +306,30 @@ def test_cli_export(tmp_path, data, trained, capsys) -> None:
     if importlib.util.find_spec("tensorrt") is None:
         rc = main(["export", str(trained["checkpoint_path"]), "-o", str(tmp_path / "t.onnx"), "--tensorrt"])
         assert rc == 1 and "tensorrt" in capsys.readouterr().err
+
+
+def test_cli_export_passes_stream_atol_and_reads_a_manifest_under_root(tmp_path, data, trained, monkeypatch) -> None:
+    """``--root`` resolves manifest paths against another folder; ``--stream-atol`` reaches the streaming check."""
+    sf = pytest.importorskip("soundfile")
+    from edgetag.runtime.cli import main
+
+    (tmp_path / "audio").mkdir()
+    (tmp_path / "lists").mkdir()
+    rows = []
+    for i, audio in enumerate(data["calib_audio"][:8]):
+        sf.write(tmp_path / "audio" / f"a{i}.wav", audio, SR)
+        rows.append(json.dumps({"path": f"audio/a{i}.wav", "split": "train" if i < 6 else "valid", "labels": []}))
+    manifest = tmp_path / "lists" / "data.jsonl"  # its paths are relative to tmp_path, not to lists/
+    manifest.write_text("\n".join(rows) + "\n")
+    seen: dict = {}
+
+    def fake_export(checkpoint, path, calibration_features=None, **kwargs):
+        seen.update(kwargs, n_calib=len(calibration_features))
+        raise RuntimeError("stop after the arguments")
+
+    monkeypatch.setattr(onnx_export, "export_onnx", fake_export)
+    out = str(tmp_path / "x.onnx")
+    with pytest.raises(RuntimeError, match="stop after the arguments"):
+        main(["export", str(trained["checkpoint_path"]), "-o", out, "--calib", str(manifest), "--root", str(tmp_path),
+              "--stream-atol", "3e-5"])
+    assert seen["stream_atol"] == 3e-5 and seen["n_calib"] == 6  # the train split calibrates

@@ -80,7 +80,7 @@ def export_models(student: Path, fp32: Path, calib: Path, held: Path, stream_ato
 
     This student's logits reach large magnitudes (360 sigmoids, most bins far below 0),
     where float32 summation-order differences alone come near export's default streaming
-    tolerance of 1e-5 (1.05e-5 measured on the shipped model), hence ``--stream-atol``
+    tolerance of 1e-5 (1.05e-5 and 1.72e-5 measured on the two shipped students), hence ``--stream-atol``
     (default 2e-5); every other check, and the int8 gate, is unchanged.
     """
     step(["edgetag", "export", str(student), "-o", str(fp32), "--int8", "--name", "edgetag-pitch", "--calib", str(calib),
@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-train-renders", type=int, default=110)
     ap.add_argument("--n-test-renders", type=int, default=24)
     ap.add_argument("--stream-atol", type=float, default=2e-5,
-                    help="export check: streaming vs offline logits, max abs (edgetag export's default 1e-5 failed at 1.05e-5)")
+                    help="export check: streaming vs offline logits, max abs (edgetag export's default 1e-5; the shipped student measured 1.72e-5)")
     ap.add_argument("--device", default="cpu", help="teacher and training device (cpu or cuda)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--install", action="store_true", help="copy the exported files into runtime/models/ (the built-in pitch models)")
