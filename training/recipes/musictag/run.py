@@ -27,11 +27,11 @@ Evaluation (the issue's measure): on every test track, the model runs as
 ``edgetag tag`` would (a decision every 100 ms on the last 1 s). Each teacher
 window (2.99 s) is compared with the mean of the student decisions whose 1 s
 lies inside it; the track level compares a track's mean decision with its
-mean teacher window (over all of its chunks). Reported: ROC-AUC and PR-AUC of student scores against the
-teacher's tags binarised at 0.5 (macro over tags with both classes present in
-the test set; the count is reported) with a 95 % interval from resampling
-the test tracks, the per-tag ROC-AUC and count of positive windows, and the
-mean per-tag Pearson correlation of the scores.
+mean teacher window (over all of its chunks). Reported: ROC-AUC and PR-AUC of
+student scores against the teacher's tags binarised at 0.5 (macro over tags
+with both classes present in the test set; the count is reported) with a 95 %
+interval from resampling the test tracks, the per-tag ROC-AUC and count of
+positive windows, and the mean per-tag Pearson correlation of the scores.
 """
 
 from __future__ import annotations

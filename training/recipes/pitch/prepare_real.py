@@ -13,8 +13,9 @@ Train rows come from the source's ``train`` split, test rows from its ``test``
 split (disjoint packages), so the held-out real audio is from unseen packages.
 Each (split, source) pair draws from its own random stream, so asking for more
 train audio keeps the test rows, and the rows already drawn (and their cached
-teacher outputs), unchanged. Paths are rewritten relative to ``--root`` (default: OUT's parent), the same
-root as the renders' manifest. Deterministic for a given ``--seed``.
+teacher outputs), unchanged. Paths are rewritten relative to ``--root``
+(default: OUT's parent), the same root as the renders' manifest. Deterministic
+for a given ``--seed``.
 """
 
 from __future__ import annotations
