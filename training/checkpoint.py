@@ -54,6 +54,13 @@ class StudentCheckpoint:
     provenance: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        # A stateful student takes any number of frames per call. Checkpoints before this
+        # rule stored their training segment here, which made the engine wait for that
+        # many frames (0.94 s for the pitch student) between calls.
+        if self.student.streaming_mode != "window":
+            self.window_frames = 1
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "format": FORMAT,
@@ -114,10 +121,7 @@ def load_checkpoint(path: str | Path) -> StudentCheckpoint:
             task=data["task"],
             labels=labels,
             thresholds=[float(t) for t in data["thresholds"]],
-            # a stateful student takes any number of frames per call; checkpoints before
-            # this rule stored their training segment here, which made the engine wait
-            # for that many frames (0.94 s for the pitch student) between calls
-            window_frames=int(data["window_frames"]) if student.streaming_mode == "window" else 1,
+            window_frames=int(data["window_frames"]),
             hop_frames=int(data["hop_frames"]),
             provenance=dict(data.get("provenance", {})),
             metrics={k: float(v) for k, v in data.get("metrics", {}).items()},

@@ -1128,7 +1128,7 @@ def _train(config: TrainConfig, run_dir: Path, dist_info: _Dist, use_cuda: bool,
             task=task,
             labels=labels,
             thresholds=[0.5] * len(labels),
-            window_frames=window if is_window else 1,  # stateful: frames per call at run time, not the training segment
+            window_frames=window,  # StudentCheckpoint makes it 1 (frames per call) for a stateful student
             hop_frames=1 if frame_mode else _decision_hop(config, frontend, window),
             provenance={
                 "method": config.method,
