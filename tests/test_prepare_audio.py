@@ -31,3 +31,28 @@ def test_unpack_archives_refuses_escaping_members(tmp_path):
     with pytest.raises(RuntimeError, match="escapes the archive"):
         unpack_archives(pkg)
     assert not (tmp_path / "escape.ogg").exists()
+
+
+def test_game_data_packages_keep_their_soundtrack_and_skip_the_rest():
+    """Paths as they are in the Debian packages: the soundtrack is music, effects and voices are skipped."""
+    from edgetag.training.prepare_audio import MUSIC, MUSIC_IN_GAME_DATA, _rule_for
+
+    kept = {
+        "hedgewars-data": "/usr/share/games/hedgewars/Data/Music/Art.ogg",
+        "widelands-data": "/usr/share/games/widelands/data/music/ingame_01.ogg",
+        "supertux-data": "/usr/share/games/supertux2/music/forest/forest2.ogg",
+        "megaglest-data": "/usr/share/games/megaglest/techs/megapack/factions/indian/music/music_indian.ogg",
+        "frozen-bubble-data": "/usr/share/games/frozen-bubble/snd/introzik.ogg",
+    }
+    skipped = {
+        "hedgewars-data": "/usr/share/games/hedgewars/Data/Sounds/voices/Default/Amazing.ogg",
+        "widelands-data": "/usr/share/games/widelands/data/sound/animals/wolf_01.ogg",
+        "supertux-data": "/usr/share/games/supertux2/sounds/jump.wav",
+        "megaglest-data": "/usr/share/games/megaglest/tilesets/autumn/sounds/wind.ogg",
+        "frozen-bubble-data": "/usr/share/games/frozen-bubble/snd/launch.ogg",
+    }
+    for package, path in kept.items():
+        assert package in MUSIC_IN_GAME_DATA
+        assert _rule_for(package, path) == (True, MUSIC), path
+    for package, path in skipped.items():
+        assert _rule_for(package, path) == (True, None), path

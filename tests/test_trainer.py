@@ -428,3 +428,15 @@ def test_unverified_cache_lookup_trains_the_same(dataset, tmp_path):
     a, b = _weights(tmp_path / "verified"), _weights(tmp_path / "by_path")
     for k in a:
         assert torch.equal(a[k], b[k]), k
+
+
+def test_feature_moments_match_numpy_over_all_frames():
+    """The per-track float64 accumulation gives the statistics of the concatenated frames."""
+    from edgetag.training.trainer import _feature_moments
+
+    rng = np.random.default_rng(0)
+    feats = [rng.normal(-8.0, 3.0, (n, 7)).astype(np.float32) for n in (1, 250, 37)]
+    every = np.concatenate(feats).astype(np.float64)
+    mean, std = _feature_moments(feats)
+    np.testing.assert_allclose(mean, every.mean(0), rtol=1e-12)
+    np.testing.assert_allclose(std, every.std(0), rtol=1e-12)

@@ -68,8 +68,26 @@ MUSIC_PACKAGES = (
     "singularity-music",
     "hyperrogue-music",
 )
+#: Games' data packages whose soundtrack sits beside sound effects and voices:
+#: (package, fnmatch pattern of the soundtrack's files); everything else in
+#: them is skipped. They widen the music beyond the soundtrack packages above
+#: (more composers and genres: rock, chiptune, folk, orchestral, electronic).
+MUSIC_IN_GAME_DATA: dict[str, str] = {
+    "hedgewars-data": "*/Data/Music/*",
+    "widelands-data": "*/data/music/*",
+    "supertux-data": "*/supertux2/music/*",
+    "flare-game": "*/fantasycore/music/*",
+    "freedroidrpg-data": "*/data/sound/music/*",
+    "warmux-data": "*/warmux/music/*",
+    "openclonk-data": "*/Music.ocg/*",
+    "megaglest-data": "*/music/*",
+    "extremetuxracer-data": "*/etr/music/*",
+    "xmoto-data": "*/Textures/Musics/*",
+    "frozen-bubble-data": "*/snd/*zik*",
+    "btanks-data": "*/data/tunes/*",
+}
 SPEECH_PACKAGES = ("asterisk-core-sounds-en-wav",)
-DEFAULT_PACKAGES = MUSIC_PACKAGES + SPEECH_PACKAGES
+DEFAULT_PACKAGES = MUSIC_PACKAGES + tuple(MUSIC_IN_GAME_DATA) + SPEECH_PACKAGES
 DEFAULT_TEST_PACKAGES = ("drascula-music", "planetblupi-music-ogg")
 DEFAULT_VALID_PACKAGES = ("asc-music",)
 DEFAULT_HASH_SPLIT = SPEECH_PACKAGES
@@ -88,6 +106,7 @@ SKIP = None
 PACKAGE_RULES: dict[str, list[tuple[str, dict[str, int | None] | None]]] = {
     **{p: [("*", MUSIC)] for p in MUSIC_PACKAGES},
     "colobot-common-sounds": [("*/music/*", MUSIC), ("*/sounds/*", SOUND_EFFECT), ("*", SKIP)],
+    **{p: [(pattern, MUSIC), ("*", SKIP)] for p, pattern in MUSIC_IN_GAME_DATA.items()},
     # Silence files are not speech; the rest are spoken prompts.
     "asterisk-core-sounds-en-wav": [("*/silence/*", SKIP), ("*beep*", SKIP), ("*", SPEECH)],
 }

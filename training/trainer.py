@@ -299,6 +299,15 @@ def _load_split(manifest: Any, split: str, frontend: Any, cache_dir: Path, audio
     return entries, feats
 
 
+def _feature_moments(feats: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin mean and standard deviation over every frame of ``feats``, in float64
+    one track at a time (a float64 copy of 20 h of frames would need 4 GB)."""
+    count = sum(len(f) for f in feats)
+    mean = sum(f.sum(0, dtype=np.float64) for f in feats) / count
+    var = sum(np.square(f - mean).sum(0) for f in feats) / count
+    return mean, np.sqrt(var)
+
+
 def _match_identity(wanted: str, identities: set[str]) -> str:
     if wanted in identities:
         return wanted
@@ -919,10 +928,9 @@ def _train(config: TrainConfig, run_dir: Path, dist_info: _Dist, use_cuda: bool,
     except TypeError as exc:
         raise ConfigError(f"student.params: {exc}") from None
     frame_mode = student.streaming_mode == "stateful"
-    all_frames = np.concatenate(train_feats, axis=0).astype(np.float64)
-    student.feature_mean.copy_(torch.from_numpy(all_frames.mean(0)).float())
-    student.feature_std.copy_(torch.from_numpy(np.maximum(all_frames.std(0), 1e-5)).float())
-    del all_frames
+    mean, std = _feature_moments(train_feats)
+    student.feature_mean.copy_(torch.from_numpy(mean).float())
+    student.feature_std.copy_(torch.from_numpy(np.maximum(std, 1e-5)).float())
 
     regulariser: nn.Module | None = None
     if config.regulariser != "none":

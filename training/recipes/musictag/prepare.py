@@ -11,8 +11,9 @@ as the root: ``edgetag teach --root``, ``data.root``):
 * only music (entries whose ``music`` label is positive: no speech prompts,
   no sound effects), split by *package* as prepare_audio assigned it, so the
   test tracks come from games the student never heard;
-* train: whole files, in a stable order (sha1 of the path), until
-  ``--train-hours`` (default 10.5: the issue asks for at least 10 hours);
+* train: whole files, every one by default (22 h from 19 packages); with
+  ``--train-hours H``, files in a stable order (sha1 of the path) until H
+  hours (the issue asks for at least 10; fewer draws a warning);
 * valid and test: every held-out file whole, cut into ``--eval-seconds``
   chunks (default 120; a last piece under 3 s, one teacher window, is dropped),
   so the rare tags get enough positive windows to score;
@@ -32,8 +33,10 @@ from pathlib import Path
 
 from edgetag.training.data import ManifestEntry, load_manifest, write_manifest
 
+MIN_TRAIN_HOURS = 10.0  # the issue asks for at least 10 hours of training music
 
-def select(audio: Path, train_hours: float, eval_seconds: float) -> tuple[list[ManifestEntry], dict[str, float]]:
+
+def select(audio: Path, train_hours: float | None, eval_seconds: float) -> tuple[list[ManifestEntry], dict[str, float]]:
     source = audio / "manifest.jsonl"
     if not source.is_file():
         raise FileNotFoundError(f"{source} not found: run `python -m edgetag.training.prepare_audio --out {audio}` first")
@@ -46,7 +49,7 @@ def select(audio: Path, train_hours: float, eval_seconds: float) -> tuple[list[M
     train = sorted((e for e in music if e.split == "train"), key=lambda e: hashlib.sha1(e.path.encode()).hexdigest())
     total = 0.0
     for e in train:
-        if total >= train_hours * 3600:
+        if train_hours is not None and total >= train_hours * 3600:
             break
         dur = float(e.extra["duration"])
         chosen.append(ManifestEntry(path=e.path, split="train", missing_all=True,
@@ -65,9 +68,10 @@ def select(audio: Path, train_hours: float, eval_seconds: float) -> tuple[list[M
                 seconds += end - start
                 start = end
         hours[split] = seconds / 3600
-    if hours["train"] < train_hours:
-        print(f"warning: only {hours['train']:.2f} h of training music in {source} (asked for {train_hours:g} h)",
-              file=sys.stderr)
+    wanted = MIN_TRAIN_HOURS if train_hours is None else min(train_hours, MIN_TRAIN_HOURS)
+    if hours["train"] < wanted:
+        print(f"warning: only {hours['train']:.2f} h of training music in {source} "
+              f"(the recipe is meant for at least {MIN_TRAIN_HOURS:g} h)", file=sys.stderr)
     return chosen, hours
 
 
@@ -75,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--audio", type=Path, default=Path("/work/data/edgetag-audio"), help="prepare_audio's folder")
     ap.add_argument("--out", type=Path, default=Path("/work/data/musictag"))
-    ap.add_argument("--train-hours", type=float, default=10.5)
+    ap.add_argument("--train-hours", type=float, default=None, help="cap on training music (default: all of it)")
     ap.add_argument("--eval-seconds", type=float, default=120.0, help="valid/test chunk length (whole files are used)")
     args = ap.parse_args(argv)
     entries, hours = select(args.audio, args.train_hours, args.eval_seconds)
