@@ -21,7 +21,8 @@ their path, which is stable but leaks the speaker across splits.
 Labels (vocabulary ``music``, ``speech``, ``sound_effect``) come from what a
 package is: game soundtracks are ``music`` with ``speech`` *missing* (a song
 might have vocals; nobody checked) and ``sound_effect`` negative; asterisk
-prompts are ``speech``; colobot's ``sounds/`` folder is ``sound_effect``.
+prompts are ``speech``; colobot's ``sounds/`` folder is ``sound_effect``;
+games' data packages (`MUSIC_IN_GAME_DATA`) give only their soundtrack folder.
 Packages not in the table get every label missing (``missing: *``).
 
 Resumable: a package already extracted (marker file present) is neither

@@ -9,8 +9,9 @@ point, only does what is missing; the teacher cache and the trainer resume
 inside a step too):
 
 1. ``python -m edgetag.training.prepare_audio --out AUDIO``: Debian's game
-   soundtracks and speech prompts (18 h);
-2. ``prepare.py``: the music-only manifest (train >= 10 h from 7 packages;
+   soundtracks, the soundtracks inside 12 games' data packages, and speech
+   prompts (26.8 h from 23 packages);
+2. ``prepare.py``: the music-only manifest (train 22.5 h from 19 packages;
    valid and test from other packages, whole tracks in 2-minute chunks);
 3. ``edgetag teach --teacher musicnn-mtt+musicnn-msd``: the ensemble's 92 tag
    probabilities and 400-d embeddings per 3 s window, every split;

@@ -7,7 +7,11 @@ music) and writes a subset as ``OUT/real.jsonl``, never touching the source fold
 
 * speech: whole prompts (a few seconds each), ``--speech-train`` / ``--speech-test`` files;
 * music: ``--music-seconds`` excerpts at random places, spread evenly over the
-  packages of the split (``--music-train`` / ``--music-test`` excerpts).
+  packages of the split (``--music-train`` / ``--music-test`` excerpts). Only
+  the soundtrack packages (`prepare_audio.MUSIC_PACKAGES`) are drawn from, the
+  set the shipped pitch student was trained on; the soundtracks inside games'
+  data packages, added later for the music-tag recipe, would change every
+  train row (``--all-music`` takes them too, for a new experiment).
 
 Train rows come from the source's ``train`` split, test rows from its ``test``
 split (disjoint packages), so the held-out real audio is from unseen packages.
@@ -26,6 +30,8 @@ import random
 from collections import defaultdict
 from pathlib import Path
 
+from edgetag.training.prepare_audio import MUSIC_PACKAGES
+
 SOURCE = Path("/work/data/edgetag-audio/manifest.jsonl")
 
 
@@ -40,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--music-test", type=int, default=10)
     ap.add_argument("--music-seconds", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--all-music", action="store_true", help="also draw from games' data packages (changes the train rows)")
     args = ap.parse_args(argv)
     source = Path(args.source)
     out = Path(args.out)
@@ -51,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         speech = [r for r in rows_in if r["split"] == split and r["package"].startswith("asterisk")]
         music_by_pkg: dict[str, list[dict]] = defaultdict(list)
         for r in rows_in:
-            if r["split"] == split and "music" in r["labels"] and r["duration"] > args.music_seconds + 1:
+            if (r["split"] == split and "music" in r["labels"] and r["duration"] > args.music_seconds + 1
+                    and (args.all_music or r["package"] in MUSIC_PACKAGES)):
                 music_by_pkg[r["package"]].append(r)
         rng = random.Random(f"{args.seed}:{split}:speech")
         for r in rng.sample(speech, min(n_speech, len(speech))):
