@@ -430,6 +430,30 @@ def test_unverified_cache_lookup_trains_the_same(dataset, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_unverified_lookup_finds_a_window_stored_under_another_path(tmp_path):
+    """Two files with the same audio share one cache entry, recorded under one of the paths
+    (music010 and music011 of colobot share 30 s); with teacher.verify_audio=false the
+    other is found by decoding it, not refused."""
+    import shutil
+
+    from edgetag.training.cache import fill_cache
+    from edgetag.training.teachers import get_teacher
+    from edgetag.training.trainer import train
+
+    manifest = _write_dataset(tmp_path)
+    shutil.copyfile(tmp_path / "clip01.wav", tmp_path / "clip01-copy.wav")
+    with open(manifest, "a", newline="") as f:
+        csv.writer(f).writerow(["clip01-copy.wav", "", "", "", "*", "train"])
+    _fake_teacher()
+    fill_cache([get_teacher("fake-tiny")], manifest, tmp_path / "cache", progress=False, chunk_seconds=0.5)
+    index = json.loads((tmp_path / "cache" / "index.json").read_text())
+    paths = [m["path"] for m in index["entries"].values()]
+    assert paths.count("clip01.wav") + paths.count("clip01-copy.wav") == paths.count("clip02.wav")  # stored once
+    ds = {"manifest": manifest, "cache": tmp_path / "cache"}
+    train(_config(ds, "method=kd", "optim.steps=2", "teacher.verify_audio=false"), tmp_path / "run")
+    assert (tmp_path / "run" / "student.pt").is_file()
+
+
 def test_feature_moments_match_numpy_over_all_frames():
     """The per-track float64 accumulation gives the statistics of the concatenated frames."""
     from edgetag.training.trainer import _feature_moments

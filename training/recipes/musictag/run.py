@@ -155,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--install", action="store_true", help="copy the exported files into runtime/models/")
+    ap.add_argument("--run-name", default=None, help="run and export folder name (default: student-STEPS)")
     ap.add_argument("overrides", nargs="*", help="extra config overrides (KEY=VALUE)")
     args = ap.parse_args(argv)
     audio, data = args.audio.resolve(), args.data.resolve()
@@ -172,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
                              "--out", str(cache), "--batch-size", "16", "--device", args.device])
         (data / "teach.done").write_text("ok\n")
 
-    run_dir = data / "runs" / f"student-{args.steps}"
+    run_dir = data / "runs" / (args.run_name or f"student-{args.steps}")
     student = run_dir / "student.pt"
     if not student.is_file():
         times["distill"] = run_step(["edgetag", "distill", args.config, f"data.manifest={manifest}", f"data.root={audio}",
