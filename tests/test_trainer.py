@@ -454,6 +454,35 @@ def test_unverified_lookup_finds_a_window_stored_under_another_path(tmp_path):
     assert (tmp_path / "run" / "student.pt").is_file()
 
 
+def test_features_of_unchanged_files_load_without_decoding(tmp_path, monkeypatch):
+    """A restart reads cached features for files unchanged on disk without decoding them;
+    a file rewritten since (new modification time) is decoded again and gets new features."""
+    import edgetag.training.data as data_mod
+    from edgetag.training.data import load_manifest
+    from edgetag.training.trainer import _load_split
+
+    manifest = load_manifest(_write_dataset(tmp_path))
+    frontend = load_config(None, [f"data.manifest={tmp_path / 'manifest.csv'}"]).frontend_config()
+    decoded: list[str] = []
+    real_load = data_mod.load_audio
+    monkeypatch.setattr(data_mod, "load_audio", lambda path, *a, **k: decoded.append(Path(path).name) or real_load(path, *a, **k))
+
+    entries, first = _load_split(manifest, "train", frontend, tmp_path / "features")
+    assert len(entries) == len(decoded) > 0
+    decoded.clear()
+    entries2, again = _load_split(manifest, "train", frontend, tmp_path / "features")
+    assert decoded == [] and [e.path for e in entries2] == [e.path for e in entries]
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+
+    rng = np.random.default_rng(1)
+    sf.write(tmp_path / "clip01.wav", rng.uniform(-0.5, 0.5, SR).astype(np.float32), SR, subtype="FLOAT")
+    os.utime(tmp_path / "clip01.wav", ns=(time.time_ns(), time.time_ns() + 10**9))
+    _, third = _load_split(manifest, "train", frontend, tmp_path / "features")
+    assert decoded == ["clip01.wav"]
+    i = [e.path for e in entries].index("clip01.wav")
+    assert not np.array_equal(third[i], first[i])
+
+
 def test_feature_moments_match_numpy_over_all_frames():
     """The per-track float64 accumulation gives the statistics of the concatenated frames."""
     from edgetag.training.trainer import _feature_moments

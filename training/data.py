@@ -733,16 +733,31 @@ def iter_audio(
     report = report if report is not None else SkipReport()
     entries = manifest.entries if split is None else [e for e in manifest.entries if e.split == split]
     for entry in entries:
-        try:
-            path = manifest.resolve(entry)
-            audio = load_audio(path, sample_rate, entry.start, entry.end, quality=quality)
-        except (AudioError, UnsafePathError, OSError) as e:
-            reason = _skip_reason(e)
-            msg = f"{entry.path} (line {entry.line}): {e}"
-            report.add_skip(reason, msg)
-            log.warning("skipping %s [%s]", msg, reason)
-            continue
-        report.n_ok += 1
-        yield entry, audio
+        audio = read_entry(manifest, entry, sample_rate, report, quality=quality)
+        if audio is not None:
+            yield entry, audio
     if log_summary and report.n_skipped:
         log.warning("%s", report.summary())
+
+
+def read_entry(
+    manifest: Manifest,
+    entry: ManifestEntry,
+    sample_rate: int,
+    report: SkipReport,
+    *,
+    quality: str = DEFAULT_RESAMPLE_QUALITY,
+) -> np.ndarray | None:
+    """One entry's audio, or None when it cannot be read (logged and counted in ``report``,
+    as `iter_audio` does for each entry)."""
+    try:
+        path = manifest.resolve(entry)
+        audio = load_audio(path, sample_rate, entry.start, entry.end, quality=quality)
+    except (AudioError, UnsafePathError, OSError) as e:
+        reason = _skip_reason(e)
+        msg = f"{entry.path} (line {entry.line}): {e}"
+        report.add_skip(reason, msg)
+        log.warning("skipping %s [%s]", msg, reason)
+        return None
+    report.n_ok += 1
+    return audio

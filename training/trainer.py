@@ -266,36 +266,84 @@ def _feature_key(audio_hash: str, frontend_json: str) -> str:
     return hashlib.sha256(f"edgetag-features-v1|{audio_hash}|{frontend_json}".encode()).hexdigest()
 
 
-def _load_split(manifest: Any, split: str, frontend: Any, cache_dir: Path, audio_hashes: dict[int, str]) -> tuple[list[Any], list[np.ndarray]]:
-    """Features of every readable entry of ``split`` (computed once, cached on disk)."""
-    from edgetag.training.data import SkipReport, content_hash, iter_audio
+def _decoder_identity() -> str:
+    """Versions of what turns a file into samples (a change invalidates `_file_key` memos)."""
+    import soundfile
+    import soxr
+
+    return f"soundfile {soundfile.__version__}|{soundfile.__libsndfile_version__}|soxr {soxr.__version__}"
+
+
+def _file_key(path: Path, entry: Any, sample_rate: int, decoder: str) -> str | None:
+    """A key for one segment of one file as it is on disk now (path, size, modification time,
+    bounds, rate, decoder versions), or None if the file cannot be stat'ed."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    blob = f"edgetag-file-v1|{path.resolve()}|{st.st_size}|{st.st_mtime_ns}|{entry.start!r}|{entry.end!r}|{sample_rate}|{decoder}"
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _load_split(manifest: Any, split: str, frontend: Any, cache_dir: Path) -> tuple[list[Any], list[np.ndarray]]:
+    """Features of every readable entry of ``split`` (computed once, cached on disk).
+
+    Features are keyed by the decoded audio's content hash, so the same audio is never
+    featurised twice and changed audio is never served stale. Finding that hash means
+    decoding the file, which for 20 h of Ogg takes about 13 minutes, on every start and
+    resume; so ``by-file/`` memoises it per file state (path, size, modification time,
+    bounds, decoder versions), and a file unchanged since it was read is not decoded again.
+    """
+    from edgetag.training.data import SkipReport, content_hash, read_entry
     from edgetag.training.frontend import TorchFrontend
 
     torch_frontend = TorchFrontend(frontend)
     fe_json = frontend.to_json()
     sr = frontend.sample_rate
+    decoder = _decoder_identity()
     cache_dir.mkdir(parents=True, exist_ok=True)
     entries, feats = [], []
     report = SkipReport()
-    for entry, audio in iter_audio(manifest, sr, split=split, report=report):
-        h = content_hash(audio, sr, entry.start, entry.end)
-        key = _feature_key(h, fe_json)
-        path = cache_dir / key[:2] / f"{key}.npy"
+
+    def write_atomic(path: Path, save: Callable[[Any], None]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".tmp.", suffix=path.suffix, dir=path.parent)
+        with os.fdopen(fd, "wb") as handle:
+            save(handle)
+        os.replace(tmp, path)
+
+    for entry in manifest.select(split).entries:
+        try:
+            file_key = _file_key(manifest.resolve(entry), entry, sr, decoder)
+        except ValueError:  # a path escaping the root: read_entry reports it
+            file_key = None
+        memo = cache_dir / "by-file" / file_key[:2] / f"{file_key}.txt" if file_key else None
         f = None
-        if path.is_file():
+        if memo is not None and memo.is_file():
+            key = _feature_key(memo.read_text().strip(), fe_json)
+            with contextlib.suppress(Exception):
+                f = np.load(cache_dir / key[:2] / f"{key}.npy")
+            if f is not None:
+                report.n_ok += 1
+        if f is None:
+            audio = read_entry(manifest, entry, sr, report)
+            if audio is None:
+                continue
+            h = content_hash(audio, sr, entry.start, entry.end)
+            key = _feature_key(h, fe_json)
+            path = cache_dir / key[:2] / f"{key}.npy"
             with contextlib.suppress(Exception):
                 f = np.load(path)
-        if f is None:
-            with torch.no_grad():
-                f = torch_frontend(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None])[0].numpy()
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=".feat.", suffix=".npy", dir=path.parent)
-            with os.fdopen(fd, "wb") as handle:
-                np.save(handle, f)
-            os.replace(tmp, path)
-        audio_hashes[id(entry)] = h
+            if f is None:
+                with torch.no_grad():
+                    f = torch_frontend(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None])[0].numpy()
+                write_atomic(path, lambda handle, f=f: np.save(handle, f))
+            if memo is not None:
+                write_atomic(memo, lambda handle, h=h: handle.write(h.encode()))
         entries.append(entry)
         feats.append(np.ascontiguousarray(f, dtype=np.float32))
+    if report.n_skipped:
+        log.warning("%s", report.summary())
     return entries, feats
 
 
@@ -895,15 +943,14 @@ def _train(config: TrainConfig, run_dir: Path, dist_info: _Dist, use_cuda: bool,
     feature_dir = Path(d.feature_cache) if d.feature_cache else run_dir / "features"
     if dist_info.active and not d.feature_cache:
         feature_dir = run_dir / "features"
-    hashes: dict[int, str] = {}
-    train_entries, train_feats = _load_split(manifest, d.train_split, frontend, feature_dir, hashes)
+    train_entries, train_feats = _load_split(manifest, d.train_split, frontend, feature_dir)
     if not train_entries:
         raise ConfigError(f"data.train_split: no readable entries in split {d.train_split!r} of {d.manifest}")
     targets, mask = _label_matrix(train_entries, labels)
     train_split = _Split(d.train_split, [e.path for e in train_entries], train_feats, targets, mask)
     valid_split = None
     if d.valid_split and d.valid_split in manifest.splits():
-        v_entries, v_feats = _load_split(manifest, d.valid_split, frontend, feature_dir, hashes)
+        v_entries, v_feats = _load_split(manifest, d.valid_split, frontend, feature_dir)
         if v_entries:
             vt, vm = _label_matrix(v_entries, labels)
             valid_split = _Split(d.valid_split, [e.path for e in v_entries], v_feats, vt, vm)
