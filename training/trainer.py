@@ -463,17 +463,16 @@ def _teacher_tracks(config: TrainConfig, manifest: Any, entries: list[Any], n_la
                     yield h
 
             def recorded_hash(start: Any, end: Any, entry: Any = entry, ident: str = ident) -> Iterator[str]:
-                """The hash the cache recorded for this path and window (``teacher.verify_audio = false``).
-
-                A window whose audio another file also holds (bit for bit) is stored once, under
-                the path that came first; such a window is found by decoding it instead."""
+                """The hash the cache recorded for this path and window (``teacher.verify_audio = false``)."""
                 h = index.hash_by_path.get((ident, entry.path, start, end))
                 if h is not None:
                     yield h
-                else:
-                    yield from window_hash(start, end)
 
-            chain = index.chain(ident, entry, window_hash if t.verify_audio else recorded_hash)
+            chain = None if t.verify_audio else index.chain(ident, entry, recorded_hash)
+            if chain is None:
+                # Verifying, or a window whose audio another file also holds bit for bit (the
+                # cache stores it once, under one of the paths): find the windows by content.
+                chain = index.chain(ident, entry, window_hash)
             if chain is None:
                 missing.setdefault(ident, []).append(entry.path)
                 continue
