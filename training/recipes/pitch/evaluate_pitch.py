@@ -103,6 +103,34 @@ def student_cpu_ms_per_s(path: str, seconds: float) -> float:
     return (time.process_time() - t0) * 1e3 / seconds
 
 
+def paired_clip_bootstrap(refs: list[np.ndarray], ests: list[np.ndarray], others: list[np.ndarray],
+                          draws: int = 2000, seed: int = 0) -> dict[str, list[float]]:
+    """RPA and RCA of ``ests`` minus those of ``others`` on the same clips, in points, with a
+    95 % interval from resampling whole clips (frames of one clip are not independent):
+    ``{"rpa": [diff, low, high], "rca": [...]}``."""
+    from edgetag.training.metrics import pitch_metrics
+
+    voiced = np.array([(r > 0).sum() for r in refs], dtype=np.float64)
+    correct = {}
+    for key, metric in (("rpa", "raw_pitch_accuracy"), ("rca", "raw_chroma_accuracy")):
+        per_clip = []
+        for r, a, b in zip(refs, ests, others):
+            if (r > 0).any():
+                ma, mb = pitch_metrics(r, a), pitch_metrics(r, b)
+                per_clip.append(ma[metric] - mb[metric])
+            else:
+                per_clip.append(0.0)
+        correct[key] = np.array(per_clip) * voiced  # difference in correct frames, per clip
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(0, len(refs), size=(draws, len(refs)))
+    out = {}
+    for key, d in correct.items():
+        boot = 100 * d[picks].sum(1) / np.maximum(voiced[picks].sum(1), 1)
+        out[key] = [round(100 * d.sum() / max(voiced.sum(), 1), 2),
+                    round(float(np.percentile(boot, 2.5)), 2), round(float(np.percentile(boot, 97.5)), 2)]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--manifest", default="/work/data/pitch/manifest.jsonl")
@@ -190,6 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         results["_data"][f"{source}_seconds"] = round(n_seconds[source], 1)
         results["_data"][f"{source}_frames"] = int(len(r_all))
         results["_data"][f"{source}_voiced_frames"] = int((r_all > 0).sum())
+    for name in students:
+        for source in ("render", "real"):
+            if ref[source]:
+                diff = paired_clip_bootstrap(ref[source], est[source][name], est[source]["CREPE tiny"])
+                results[name][f"{source}_vs_tiny"] = diff
     for model in ("full", "tiny"):
         params, macs = crepe_macs_per_frame(model)
         row = f"CREPE {model}"
@@ -211,6 +244,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{row:<16} {r['params']:>10,} {r['macs_per_frame']:>14,.0f} {100 * r['macs_per_frame'] / full_macs:>6.2f}% "
               f"{100 * r['render_rpa']:>9.2f} {100 * r['render_rca']:>9.2f} {100 * r['real_rpa']:>9.2f} "
               f"{100 * r['real_rca']:>9.2f} {r['cpu_ms_per_s']:>8.1f}")
+    for name in students:
+        for source in ("render", "real"):
+            d = results[name].get(f"{source}_vs_tiny")
+            if d:
+                print(f"{name} minus CREPE tiny, {source}: RPA {d['rpa'][0]:+.2f} [{d['rpa'][1]:+.2f}, {d['rpa'][2]:+.2f}], "
+                      f"RCA {d['rca'][0]:+.2f} [{d['rca'][1]:+.2f}, {d['rca'][2]:+.2f}] points (95 % over clips)")
     return 0
 
 
