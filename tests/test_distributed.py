@@ -84,9 +84,18 @@ def _overrides(ds: dict, method: str) -> list[str]:
 def _worker(rank: int, world: int, port: int, overrides: list[str], run_dir: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
+    from edgetag.training import data
     from edgetag.training.config import load_config
     from edgetag.training.trainer import train
 
+    read_entry = data.read_entry
+
+    def logged_read_entry(manifest, entry, *args, **kwargs):  # which files this rank decodes
+        with open(Path(run_dir).parent / f"decoded-r{rank}.txt", "a") as f:
+            f.write(entry.path + "\n")
+        return read_entry(manifest, entry, *args, **kwargs)
+
+    data.read_entry = logged_read_entry
     train(load_config(None, overrides), run_dir)
 
 
@@ -123,6 +132,10 @@ def test_two_gloo_processes_match_one(tmp_path, method):
     with open(tmp_path / "two" / "metrics.csv") as f:
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == [1, 2, 3]
+    # the ranks shared out the decoding: every clip decoded once, by one rank
+    decoded = [(tmp_path / f"decoded-r{r}.txt").read_text().split() for r in range(2)]
+    assert sorted(decoded[0] + decoded[1]) == sorted(f"c{i}.wav" for i in range(10))
+    assert len(decoded[0]) == len(decoded[1]) == 5
 
 
 def _assert_close(a: dict, b: dict) -> None:

@@ -1,0 +1,62 @@
+"""The music-tag recipe's manifest (training/recipes/musictag/prepare.py): splits, chunks, the train cap."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+PREPARE = Path(__file__).resolve().parents[1] / "training" / "recipes" / "musictag" / "prepare.py"
+
+
+def _prepare_module():
+    spec = importlib.util.spec_from_file_location("recipe_musictag_prepare", PREPARE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _audio_manifest(folder: Path, rows: list[tuple[str, str, str, float, str]]) -> Path:
+    """prepare_audio's manifest: (path, split, package, duration, kind) per file."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "manifest.jsonl", "w") as f:
+        for path, split, package, duration, kind in rows:
+            labels = ["music", "speech=0"] if kind == "music" else ["speech", "music=0"]
+            f.write(json.dumps({"path": path, "labels": labels, "split": split, "package": package, "duration": duration}) + "\n")
+    return folder
+
+
+def test_held_out_tracks_are_cut_into_chunks_whose_last_one_is_open_ended(tmp_path):
+    prep = _prepare_module()
+    audio = _audio_manifest(tmp_path / "audio", [
+        ("t/a.mp3", "train", "pa", 100.0, "music"),
+        ("t/speech.wav", "train", "pa", 50.0, "speech"),
+        ("v/b.mp3", "valid", "pb", 441.1, "music"),  # 3 full chunks and a 81.1 s tail
+        ("x/c.ogg", "test", "pc", 242.0, "music"),  # 2 full chunks; the 2 s tail is dropped
+    ])
+    entries, hours = prep.select(audio, None, 120.0)
+    valid = [(e.start, e.end) for e in entries if e.split == "valid"]
+    # the last chunk runs to the end of the file: a header duration a little past what
+    # decodes (asc-music's MP3s) must not make it unreadable
+    assert valid == [(0.0, 120.0), (120.0, 240.0), (240.0, 360.0), (360.0, None)]
+    assert [e.extra["duration"] for e in entries if e.split == "valid"] == [120.0, 120.0, 120.0, 81.1]
+    assert [(e.start, e.end) for e in entries if e.split == "test"] == [(0.0, 120.0), (120.0, 240.0)]
+    train = [e for e in entries if e.split == "train"]
+    assert [e.path for e in train] == ["t/a.mp3"]  # music only
+    assert all(e.missing_all for e in entries)  # every tag is learnt from the teacher
+    assert hours["train"] == pytest.approx(100.0 / 3600)
+    assert hours["valid"] == pytest.approx(441.1 / 3600)
+
+
+def test_train_hours_caps_in_a_stable_order(tmp_path):
+    prep = _prepare_module()
+    rows = [(f"t/{i}.ogg", "train", f"p{i % 3}", 1800.0, "music") for i in range(12)]
+    audio = _audio_manifest(tmp_path / "audio", rows)
+    first, hours = prep.select(audio, 2.0, 120.0)
+    again, _ = prep.select(audio, 2.0, 120.0)
+    assert [e.path for e in first] == [e.path for e in again]
+    assert len(first) == 4 and hours["train"] == pytest.approx(2.0)
+    everything, _ = prep.select(audio, None, 120.0)
+    assert len(everything) == 12
