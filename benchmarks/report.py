@@ -24,7 +24,7 @@ It reuses the existing pieces rather than re-measuring them its own way:
    inputs: warm-up calls, then per-hop latency of ``model.run`` (one hop = one
    decision: a window for window students, a chunk of ``hop_frames`` frames with
    the state carried for stateful ones). Teachers: `run_teacher_benchmark`
-   for the CPU cost, `count_macs` hooks on the teacher modules for MACs;
+   for the CPU cost, `count_macs` (operator-level, functional calls included) for MACs;
 3. streaming: the `Engine` on a file at full speed (160-sample pushes), checked
    against `offline_decisions`, and ``edgetag listen`` through the PulseAudio
    virtual microphone (`edgetag.benchmarks.virtual_mic`) at real-time pace;
@@ -684,7 +684,6 @@ def bench_teachers(settings: BenchSettings, say: Callable[[str], None]) -> dict[
                                       crepe_full_seconds=settings.crepe_full_seconds,
                                       repeats=settings.teacher_repeats, warmup=1, seed=settings.seed, log=say)
     if settings.teacher_macs:
-        import torch
         from edgetag.training.students import count_macs
 
         with tempfile.TemporaryDirectory(prefix="edgetag-bench-teacher-") as tmp:
@@ -697,23 +696,8 @@ def bench_teachers(settings: BenchSettings, say: Callable[[str], None]) -> dict[
                     seconds = tb._input_seconds(teacher, 1.0)
                     wave = tb.bench_signal(seconds, teacher.sample_rate, settings.seed)
                     audio_s = wave.shape[1] / teacher.sample_rate
-                    with torch.inference_mode():
-                        hooked = count_macs(teacher, wave)
-                    row["macs_per_second_hooks"] = hooked / audio_s
-                    # The hooks only see nn.Conv/Linear/GRU module calls; a teacher that runs its weights through
-                    # functional ops (edgetag's CREPE port runs F.conv1d) is undercounted, so the table uses
-                    # torch's FlopCounterMode (aten conv/matmul FLOPs / 2), which sees every call.
-                    try:
-                        from torch.utils.flop_counter import FlopCounterMode
-
-                        with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-                            teacher(wave)
-                        row["macs_per_second"] = counter.get_total_flops() / 2 / audio_s
-                        row["macs_note"] = (f"torch FlopCounterMode / 2 on {audio_s:.2f} s "
-                                            f"(count_macs hooks: {hooked / audio_s / 1e6:.3g} M/s)")
-                    except Exception:  # noqa: BLE001 - fall back to the hooks
-                        row["macs_per_second"] = hooked / audio_s
-                        row["macs_note"] = f"count_macs hooks (conv/linear/GRU modules) on {audio_s:.2f} s"
+                    row["macs_per_second"] = count_macs(teacher, wave) / audio_s
+                    row["macs_note"] = f"count_macs (torch FlopCounterMode / 2) on {audio_s:.2f} s"
                     del teacher
                 except Exception as exc:  # noqa: BLE001
                     row["macs_per_second"] = None

@@ -190,10 +190,8 @@ def _teachers_section(result: dict[str, Any]) -> list[str]:
                      *_teacher_metric_cells(result, r)))
     out += _table(header, rows)
     out += ["", "From `benchmarks/teachers.py` (`run_teacher_benchmark`: process CPU time, one thread, median of "
-            f"{result['settings']['teacher_repeats']} runs after a warm-up). Teacher MACs: torch's FlopCounterMode "
-            "(aten conv/matmul FLOPs ÷ 2), because the students' `count_macs` hooks only see nn.Conv/Linear/GRU "
-            "module calls and edgetag's CREPE port runs its convolutions functionally (the hook counts are in the "
-            "JSON).", _teacher_metric_note(result)]
+            f"{result['settings']['teacher_repeats']} runs after a warm-up). Teacher MACs: `count_macs`, torch's "
+            "FlopCounterMode (aten conv/matmul FLOPs ÷ 2), the same counter as the students' MACs.", _teacher_metric_note(result)]
     if ref:
         out.append(f"÷ {ref[0]}: teacher CPU ms per second of audio over that student's ORT fp32 per-hop median "
                    f"converted to ms per second of audio ({ref[1]:.2f}).")

@@ -89,6 +89,22 @@ def test_mac_counter_on_known_layers() -> None:
     assert count_macs(gru, torch.zeros(2, 7, 6)) == 2 * 7 * 3 * 5 * (6 + 5)
 
 
+def test_mac_counter_sees_functional_calls() -> None:
+    """Weights run through torch.nn.functional count like modules (edgetag's CREPE port does this)."""
+
+    class Functional(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = torch.nn.Conv1d(8, 16, kernel_size=3)
+            self.linear = torch.nn.Linear(10, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            y = torch.nn.functional.conv1d(x, self.conv.weight, self.conv.bias)
+            return torch.nn.functional.linear(y, self.linear.weight)
+
+    assert count_macs(Functional(), torch.zeros(1, 8, 12)) == 16 * 10 * 8 * 3 + 16 * 4 * 10
+
+
 def test_macs_per_second_modes() -> None:
     stateful = CRNNStudent(n_bins=64, n_labels=10)
     per_frame = count_macs(stateful.eval(), torch.zeros(1, 1, 64))

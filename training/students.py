@@ -327,44 +327,19 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def count_macs(model: nn.Module, example: torch.Tensor) -> int:
-    """Multiply-accumulates of one forward pass on ``example``, counted by hooks.
+    """Multiply-accumulates of one forward pass on ``example``.
 
-    Counts Conv1d/Conv2d, Linear and GRU layers (the cost of element-wise
-    operations, normalisation and pooling is small and left out).
+    Counted at the operator level by torch's ``FlopCounterMode`` (FLOPs / 2): every
+    convolution, matrix product (``nn.Linear``, GRU/LSTM gates, attention) and their
+    functional forms, whoever calls them, so a model that runs its weights through
+    ``F.conv1d`` (edgetag's CREPE port) is counted like one built from modules.
+    Element-wise operations, normalisation and pooling are left out.
     """
-    total = 0
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def conv_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        nonlocal total
-        kernel = module.weight[0].numel()  # (c_in / groups) * prod(kernel)
-        total += output.numel() * kernel
-
-    def linear_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        nonlocal total
-        total += output.numel() * module.in_features
-
-    def gru_hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: tuple[torch.Tensor, ...]) -> None:
-        nonlocal total
-        sequence = output[0]
-        steps = sequence.shape[0] * sequence.shape[1]
-        # three gates, each an input and a hidden matrix product
-        total += steps * 3 * module.hidden_size * (module.input_size + module.hidden_size)
-
-    handles = []
-    for module in model.modules():
-        if isinstance(module, (nn.Conv1d, nn.Conv2d)):
-            handles.append(module.register_forward_hook(conv_hook))
-        elif isinstance(module, nn.Linear):
-            handles.append(module.register_forward_hook(linear_hook))
-        elif isinstance(module, nn.GRU):
-            handles.append(module.register_forward_hook(gru_hook))
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return total
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(example)
+    return counter.get_total_flops() // 2
 
 
 def macs_per_second(student: Student, frame_rate: float, hop_frames: int = 1) -> float:

@@ -4,9 +4,8 @@
 Rows: CREPE full, CREPE tiny, and each ONNX student given with ``--student NAME=PATH``
 (run through ONNX Runtime, one thread, as the runtime runs them). Columns:
 
-* parameters and MACs per 10 ms frame (the same hook counter, `students.count_macs`,
-  for CREPE and the students; CREPE's 1-D convolutions are run through its own
-  Conv2d modules so the hooks see them);
+* parameters and MACs per 10 ms frame (the same operator-level counter,
+  `students.count_macs`, for CREPE and the students);
 * held-out renders (score f0 reference, ``*.f0.npy`` from prepare_renders.py): raw
   pitch accuracy (RPA) and raw chroma accuracy (RCA), 50 cents, over the frames the
   score marks voiced (mir_eval conventions, `metrics.pitch_metrics`); renders whose
@@ -41,34 +40,11 @@ STUDENT_HOP = 160
 def crepe_macs_per_frame(model: str) -> tuple[int, int]:
     """(parameters, MACs of one 1024-sample frame) of CREPE ``model``, by `count_macs`."""
     import torch
-    import torch.nn.functional as F
     from edgetag.training.students import count_macs, count_parameters
     from edgetag.training.teachers.crepe import CAPACITIES, CrepeNet
 
     net = CrepeNet(CAPACITIES[model]).eval()
-
-    class ViaModules(torch.nn.Module):
-        """CREPE's forward through its Conv2d / Linear modules (identical maths), so hooks count them."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = net
-
-        def forward(self, frames: torch.Tensor) -> torch.Tensor:
-            x = frames[:, None, :, None]
-            for i, (before, after) in enumerate(self.net._paddings, start=1):
-                x = F.pad(x, (0, 0, before, after))
-                x = F.relu(getattr(self.net, f"conv{i}")(x))
-                x = getattr(self.net, f"conv{i}_BN")(x)
-                x = F.max_pool2d(x, (2, 1))
-            x = x[..., 0].transpose(1, 2).reshape(x.shape[0], -1)
-            return torch.sigmoid(self.net.classifier(x))
-
-    wrapped = ViaModules().eval()
-    frame = torch.randn(1, 1024)
-    with torch.no_grad():  # the wrapper must be the same network
-        assert torch.allclose(wrapped(frame), net(frame)[0], atol=1e-5)
-    return count_parameters(net), count_macs(wrapped, frame)
+    return count_parameters(net), count_macs(net, torch.randn(1, 1024))
 
 
 def crepe_cpu_ms_per_s(model: str, seconds: float) -> float:
