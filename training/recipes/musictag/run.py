@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--audio", type=Path, default=Path("/work/data/edgetag-audio"), help="prepare_audio's folder")
     ap.add_argument("--data", type=Path, default=Path("/work/data/musictag"), help="manifest, cache, runs, exports")
     ap.add_argument("--config", default=str(HERE / "base.toml"))
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     ap.add_argument("--install", action="store_true", help="copy the exported files into runtime/models/")
     ap.add_argument("--run-name", default=None, help="run and export folder name (default: student-STEPS)")
@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         held = audio / "packages" / data_info["packages"]["test"][0]
         export.mkdir(parents=True, exist_ok=True)
         times["export"] = run_step(["edgetag", "export", str(student), "-o", str(fp32), "--name", "music-tags",
-                              "--calib", str(calib), "--eval", str(held), "--int8"], data / "logs" / "export.log")
+                              "--calib", str(calib), "--eval", str(held), "--int8"], data / "logs" / f"export-{run_dir.name}.log")
 
     t_macs, t_params = teacher_macs_per_second()
     results: dict[str, Any] = {"teacher": {"name": TEACHER, "parameters": t_params, "macs_per_second": t_macs},
