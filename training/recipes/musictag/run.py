@@ -2,7 +2,7 @@
 """The default music-tag model, from a fresh machine to the file shipped in the package.
 
     python3 training/recipes/musictag/run.py [--audio /work/data/edgetag-audio] [--data /work/data/musictag]
-                                             [--steps 3000] [--install]
+                                             [--steps 6000] [--teach-procs 2] [--install]
 
 Steps, each skipped when its output exists (so a rerun, or a run killed at any
 point, only does what is missing; the teacher cache and the trainer resume
@@ -167,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default=str(HERE / "base.toml"))
     ap.add_argument("--steps", type=int, default=6000)
     ap.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    ap.add_argument("--teach-procs", type=int, default=1,
+                    help="teacher-cache processes (torchrun; the shipped cache used 2, one per CPU core)")
     ap.add_argument("--install", action="store_true", help="copy the exported files into runtime/models/")
     ap.add_argument("--run-name", default=None, help="run and export folder name (default: student-STEPS)")
     ap.add_argument("overrides", nargs="*", help="extra config overrides (KEY=VALUE)")
@@ -182,8 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     if not manifest.is_file():
         run_step([sys.executable, str(HERE / "prepare.py"), "--audio", str(audio), "--out", str(data)])
     if not (data / "teach.done").is_file():
-        times["teach"] = run_step(["edgetag", "teach", "--teacher", TEACHER, "--data", str(manifest), "--root", str(audio),
-                             "--out", str(cache), "--batch-size", "16", "--device", args.device])
+        teach = ["edgetag", "teach"]
+        if args.teach_procs > 1:  # torchrun: each process takes a slice of the entries (one CPU thread each)
+            teach = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.teach_procs}",
+                     "-m", "edgetag.runtime.cli", "teach"]
+        times["teach"] = run_step([*teach, "--teacher", TEACHER, "--data", str(manifest), "--root", str(audio),
+                                   "--out", str(cache), "--batch-size", "16", "--device", args.device],
+                                  env={"OMP_NUM_THREADS": "1"} if args.teach_procs > 1 else None)
         (data / "teach.done").write_text("ok\n")
 
     run_dir = data / "runs" / (args.run_name or f"student-{args.steps}")
