@@ -350,8 +350,8 @@ def _load_split(manifest: Any, split: str, frontend: Any, cache_dir: Path) -> tu
 def _load_split_shared(manifest: Any, split: str, frontend: Any, cache_dir: Path, dist_info: _Dist) -> tuple[list[Any], list[np.ndarray]]:
     """`_load_split`, with the first decoding shared out between the processes of a DDP run.
 
-    Every rank needs every entry's features, but decoding them is the slow part (13 min
-    for 22 h of Ogg on one core). So each rank first featurises only its share (entries
+    Every rank needs every entry's features, but decoding them is the slow part (several
+    minutes per 20 h of Ogg/Opus on one core). So each rank first featurises only its share (entries
     ``i % world == rank``) into the shared cache, and after a barrier every rank reads the
     whole split from it. Where ranks do not share the cache folder (nodes without a common
     disk) the second pass simply computes what it misses, so the result is the same.
