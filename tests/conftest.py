@@ -109,6 +109,16 @@ def build_model(path: Path, mode: str = "window", *, window_frames: int | None =
     return path
 
 
+def load_script(path: Path, name: str):
+    """Import a script that is not part of the package (a recipe's ``prepare.py``) as module ``name``."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def tone_signal(rate: int = 16000, seconds: float = WAV_SECONDS, amplitude: float = 0.3) -> np.ndarray:
     t = np.arange(int(rate * seconds)) / rate
     x = np.zeros_like(t)

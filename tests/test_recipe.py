@@ -3,20 +3,20 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import shutil
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import load_script  # noqa: E402
 
 PREPARE = Path(__file__).resolve().parents[1] / "training" / "recipes" / "instruments" / "prepare.py"
 
 
 def _prepare_module():
-    spec = importlib.util.spec_from_file_location("recipe_instruments_prepare", PREPARE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(PREPARE, "recipe_instruments_prepare")
 
 
 def _rows(path: Path) -> list[dict[str, str]]:

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import load_script  # noqa: E402
 
 PREPARE = Path(__file__).resolve().parents[1] / "training" / "recipes" / "musictag" / "prepare.py"
 
 
 def _prepare_module():
-    spec = importlib.util.spec_from_file_location("recipe_musictag_prepare", PREPARE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script(PREPARE, "recipe_musictag_prepare")
 
 
 def _audio_manifest(folder: Path, rows: list[tuple[str, str, str, float, str]]) -> Path:
