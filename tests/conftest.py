@@ -12,6 +12,7 @@ tone makes the right label fire at the right time.
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import numpy as np
@@ -109,7 +110,7 @@ def build_model(path: Path, mode: str = "window", *, window_frames: int | None =
     return path
 
 
-def load_script(path: Path, name: str):
+def load_script(path: Path, name: str) -> types.ModuleType:
     """Import a script that is not part of the package (a recipe's ``prepare.py``) as module ``name``."""
     import importlib.util
 

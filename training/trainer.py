@@ -285,8 +285,11 @@ def _file_key(path: Path, entry: Any, sample_rate: int, decoder: str) -> str | N
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _load_split(manifest: Any, split: str, frontend: Any, cache_dir: Path) -> tuple[list[Any], list[np.ndarray]]:
+def _load_split(manifest: Any, split: str, frontend: Any, cache_dir: Path, keep: bool = True) -> tuple[list[Any], list[np.ndarray]]:
     """Features of every readable entry of ``split`` (computed once, cached on disk).
+
+    ``keep=False`` only fills the cache: entries already in it are not read, nothing is
+    returned and unreadable files are not reported (the pass that keeps them reports them).
 
     Features are keyed by the decoded audio's content hash, so the same audio is never
     featurised twice and changed audio is never served stale. Finding that hash means
@@ -321,6 +324,8 @@ def _load_split(manifest: Any, split: str, frontend: Any, cache_dir: Path) -> tu
         f = None
         if memo is not None and memo.is_file():
             key = _feature_key(memo.read_text().strip(), fe_json)
+            if not keep and (cache_dir / key[:2] / f"{key}.npy").is_file():
+                continue
             with contextlib.suppress(Exception):
                 f = np.load(cache_dir / key[:2] / f"{key}.npy")
             if f is not None:
@@ -340,9 +345,10 @@ def _load_split(manifest: Any, split: str, frontend: Any, cache_dir: Path) -> tu
                 write_atomic(path, lambda handle, f=f: np.save(handle, f))
             if memo is not None:
                 write_atomic(memo, lambda handle, h=h: handle.write(h.encode()))
-        entries.append(entry)
-        feats.append(np.ascontiguousarray(f, dtype=np.float32))
-    if report.n_skipped:
+        if keep:
+            entries.append(entry)
+            feats.append(np.ascontiguousarray(f, dtype=np.float32))
+    if keep and report.n_skipped:
         log.warning("%s", report.summary())
     return entries, feats
 
@@ -351,16 +357,17 @@ def _load_split_shared(manifest: Any, split: str, frontend: Any, cache_dir: Path
     """`_load_split`, with the first decoding shared out between the processes of a DDP run.
 
     Every rank needs every entry's features, but decoding them is the slow part (several
-    minutes per 20 h of Ogg/Opus on one core). So each rank first featurises only its share (entries
-    ``i % world == rank``) into the shared cache, and after a barrier every rank reads the
-    whole split from it. Where ranks do not share the cache folder (nodes without a common
+    minutes per 20 h of Ogg/Opus on one core). So each rank first fills the shared cache
+    with its share (entries ``i % world == rank``), and after a barrier every rank reads
+    the whole split from it. Where ranks do not share the cache folder (nodes without a common
     disk) the second pass simply computes what it misses, so the result is the same.
     """
     if dist_info.active:
         import torch.distributed as dist
 
         part = manifest.select(split)
-        _load_split(dataclasses.replace(part, entries=part.entries[dist_info.rank :: dist_info.world]), split, frontend, cache_dir)
+        share = dataclasses.replace(part, entries=part.entries[dist_info.rank :: dist_info.world])
+        _load_split(share, split, frontend, cache_dir, keep=False)
         dist.barrier()
     return _load_split(manifest, split, frontend, cache_dir)
 
