@@ -16,7 +16,7 @@ the teacher cache and the trainer also resume inside a step):
 4. 16 kHz WAV excerpts for calibration and the export gates (``DATA/calib/``), then
    ``edgetag export --int8`` -> ``DATA/export/RUN/pitch.onnx`` and ``pitch.int8.onnx`` (RUN: ``causal_cnn-STEPS``);
 5. ``evaluate_pitch.py``: CREPE full / tiny / both students on the test split;
-   writes ``DATA/results.json`` and ``DATA/results.md`` and records the measured
+   writes ``DATA/export/RUN/results.json`` and ``results.md`` and records the measured
    metrics and the recipe's provenance in both ONNX cards;
 6. with ``--install``: copies both files into ``runtime/models/`` (the built-in ``pitch``
    and ``pitch-int8``).
@@ -114,6 +114,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-hop", type=int, default=1600, help="CREPE full hop on the test split (samples; CPU setting 1600)")
     ap.add_argument("--n-train-renders", type=int, default=110)
     ap.add_argument("--n-test-renders", type=int, default=24)
+    ap.add_argument("--music-train", type=int, default=360,
+                    help="10 s game-music excerpts in the train split (prepare_real.py; the test rows never change)")
+    ap.add_argument("--teach-procs", type=int, default=1,
+                    help="teacher-cache processes (torchrun, one CPU thread each; one per core)")
+    ap.add_argument("--run-name", default=None, help="run and export folder name (default: causal_cnn-STEPS)")
     ap.add_argument("--stream-atol", type=float, default=2e-5,
                     help="export check: streaming vs offline logits, max abs (edgetag export's default 1e-5; the shipped student measured 1.72e-5)")
     ap.add_argument("--device", default="cpu", help="teacher and training device (cpu or cuda)")
@@ -133,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         times["prepare_renders"] = step([sys.executable, str(HERE / "prepare_renders.py"), "--out", str(data), "--root", str(root),
                                        "--n-train", str(args.n_train_renders), "--n-test", str(args.n_test_renders)])
     if not (data / "real.jsonl").is_file():
-        times["prepare_real"] = step([sys.executable, str(HERE / "prepare_real.py"), "--out", str(data), "--root", str(root)])
+        times["prepare_real"] = step([sys.executable, str(HERE / "prepare_real.py"), "--out", str(data), "--root", str(root),
+                                      "--music-train", str(args.music_train)])
     manifest = data / "manifest.jsonl"
     if not manifest.is_file():
         manifest.write_text((data / "renders.jsonl").read_text() + (data / "real.jsonl").read_text())
@@ -142,13 +148,17 @@ def main(argv: list[str] | None = None) -> int:
     for split, hop in (("train", args.train_hop), ("test", args.test_hop)):
         done = data / "cache" / split / "DONE"
         if not done.is_file():
-            times[f"teach_{split}"] = step(["edgetag", "teach", "--teacher", "crepe-full", "--data", str(manifest), "--root", str(root),
+            teach = ["edgetag", "teach"]
+            if args.teach_procs > 1:  # torchrun: each process takes a slice of the entries
+                teach = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                         f"--nproc_per_node={args.teach_procs}", "-m", "edgetag.runtime.cli", "teach"]
+            times[f"teach_{split}"] = step([*teach, "--teacher", "crepe-full", "--data", str(manifest), "--root", str(root),
                                           "--split", split, "--out", str(data / "cache" / split), "--device", args.device,
                                           "--teacher-option", f"hop_length={hop}", "--teacher-option", "return_embeddings=false", *prog])
             done.write_text(f"hop_length={hop}\n")
 
     # 3. distill
-    run_dir = data / "runs" / f"causal_cnn-{args.steps}"
+    run_dir = data / "runs" / (args.run_name or f"causal_cnn-{args.steps}")
     student = run_dir / "student.pt"
     if not student.is_file():
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -188,8 +198,8 @@ def main(argv: list[str] | None = None) -> int:
               f"CREPE full calls voiced at confidence >= {d['voicing_threshold']}); frames every {args.test_hop / SR * 1e3:g} ms; "
               f"RPA/RCA at 50 cents, weighted-argmax decoding for every model. Training audio: {hours_train:.2f} h "
               f"(CREPE full every {args.train_hop / SR * 1e3:g} ms). CPU setting: {json.dumps(setting)}.\n\n")
-    (data / "results.md").write_text(header + table + "\n")
-    (data / "results.json").write_text(json.dumps({"results": res, "times_s": times, "setting": setting,
+    (export / "results.md").write_text(header + table + "\n")
+    (export / "results.json").write_text(json.dumps({"results": res, "times_s": times, "setting": setting,
                                                    "train_hours": hours_train}, indent=2))
     print(header + table)
 

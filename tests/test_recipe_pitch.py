@@ -1,0 +1,59 @@
+"""The pitch recipe's real-audio subset (training/recipes/pitch/prepare_real.py)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from conftest import load_script  # noqa: E402
+
+from edgetag.training.prepare_audio import MUSIC_PACKAGES
+
+PREPARE_REAL = Path(__file__).resolve().parents[1] / "training" / "recipes" / "pitch" / "prepare_real.py"
+
+
+def _source(folder: Path) -> Path:
+    """A prepare_audio manifest: speech prompts and soundtrack files in train and test packages."""
+    folder.mkdir(parents=True)
+    train_pkgs, test_pkg = sorted(MUSIC_PACKAGES)[:2], sorted(MUSIC_PACKAGES)[2]
+    rows = [{"path": f"sp/{s}{i}.wav", "labels": ["speech"], "split": s, "package": "asterisk-core-sounds-en-wav",
+             "duration": 3.0} for s in ("train", "test") for i in range(20)]
+    rows += [{"path": f"{p}/m{i}.ogg", "labels": ["music"], "split": "train", "package": p, "duration": 60.0 + i}
+             for p in train_pkgs for i in range(5)]
+    rows += [{"path": f"{test_pkg}/m{i}.ogg", "labels": ["music"], "split": "test", "package": test_pkg, "duration": 90.0}
+             for i in range(3)]
+    rows.append({"path": "other/m.ogg", "labels": ["music"], "split": "train", "package": "not-a-soundtrack", "duration": 60.0})
+    path = folder / "manifest.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _rows(tmp_path: Path, name: str, source: Path, *args: str) -> list[dict]:
+    prep = load_script(PREPARE_REAL, "recipe_pitch_prepare_real")
+    out = tmp_path / name
+    assert prep.main(["--source", str(source), "--out", str(out), "--root", str(tmp_path), *args]) == 0
+    return [json.loads(line) for line in (out / "real.jsonl").read_text().splitlines()]
+
+
+def test_more_train_music_keeps_test_rows_and_rows_already_drawn(tmp_path):
+    source = _source(tmp_path / "audio")
+    small = _rows(tmp_path, "small", source, "--music-train", "6", "--speech-train", "8")
+    large = _rows(tmp_path, "large", source, "--music-train", "12", "--speech-train", "8")
+
+    def pick(rows: list[dict], split: str, kind: str) -> list[dict]:
+        return [r for r in rows if r["split"] == split and r["source"] == kind]
+
+    assert pick(small, "test", "music") == pick(large, "test", "music")
+    assert pick(small, "test", "speech") == pick(large, "test", "speech")
+    assert pick(small, "train", "speech") == pick(large, "train", "speech")
+    assert pick(large, "train", "music")[:6] == pick(small, "train", "music")
+    music = pick(large, "train", "music")
+    assert len(music) == 12
+    # spread evenly over the soundtrack packages of the split, excerpts inside their files
+    assert sorted({r["package"] for r in music}) == sorted(MUSIC_PACKAGES)[:2]
+    assert all(0.0 <= r["start"] and r["end"] - r["start"] == 10.0 and r["end"] < 60.0 + 5 for r in music)
+    # the split is by package: the held-out music comes from the test package only, paths relative to root
+    assert {r["package"] for r in pick(large, "test", "music")} == {sorted(MUSIC_PACKAGES)[2]}
+    assert all(r["path"].startswith("audio/") for r in large)
