@@ -132,6 +132,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from edgetag.runtime.models import resolve_model
+    from edgetag.runtime.pitch import VOICING_THRESHOLD, bin_frequencies, is_pitch_model
     from edgetag.runtime.torch_backend import load_any_model
 
     model = load_any_model(resolve_model(args.model))  # validates the card against the graph; errors exit 1 with the message
@@ -155,6 +156,12 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"metrics    {metrics}")
     prov = ", ".join(f"{k}: {v}" for k, v in sorted(card.provenance.items())) or "(none recorded)"
     print(f"provenance {prov}")
+    if is_pitch_model(card):  # 360 bin names say nothing one by one: what they are and how they are read
+        f = bin_frequencies()
+        print(f"labels     {card.labels[0]} .. {card.labels[-1]}: CREPE's {card.n_labels} pitch bins, 20 cents apart, "
+              f"{f[0]:.2f} Hz .. {f[-1]:.2f} Hz; decoded to f0 by edgetag.runtime.pitch, "
+              f"voiced when the top score >= {VOICING_THRESHOLD:g}")
+        return 0
     print("labels     (threshold)")
     for label, threshold in zip(card.labels, card.thresholds):
         print(f"  {label}  ({threshold:g})")
