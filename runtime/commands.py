@@ -8,9 +8,12 @@ happen inside the command functions, so ``edgetag --help`` stays light.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -322,6 +325,18 @@ def cmd_listen(args: argparse.Namespace) -> int:
     else:
         writers.append(_writer("events" if args.events and fmt == "csv" else fmt, out, card.labels))
     post = _Post(model, writers, args)
+    # Ctrl-C only sets a flag: a KeyboardInterrupt could land anywhere (mid-line in the output,
+    # or inside a finalizer, where Python prints it and carries on); a second Ctrl-C stops at once.
+    previous_sigint = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        if runner.stop_requested:
+            raise KeyboardInterrupt
+        runner.request_stop()
+
+    main_thread = threading.current_thread() is threading.main_thread()  # only there can handlers be set
+    if main_thread:
+        signal.signal(signal.SIGINT, on_sigint)
     say(f"listening on {source.describe()} with {card.name} "
         f"({card.streaming_mode}, a decision every {card.decision_interval_s * 1e3:g} ms)")
 
@@ -337,11 +352,15 @@ def cmd_listen(args: argparse.Namespace) -> int:
                 runner.run(post, on_idle=idle)
         else:
             runner.run(post)
+        if runner.stop_requested:
+            status = "stopped (Ctrl-C)"
     except KeyboardInterrupt:
         status = "stopped (Ctrl-C)"
     except SourceError as exc:
         status, rc = f"error: {exc}", 1
     finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous_sigint)
         post.finish()
         if out is not sys.stdout:
             out.close()

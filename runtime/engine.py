@@ -179,13 +179,15 @@ class StreamRunner:
     pushes the rest through the engine and queues the decisions. `run`
     (caller's thread) takes them from the queue with a timeout, stamps each
     with its latency (now minus the capture time of the last sample it
-    used) and hands it to ``on_decision``. Ctrl-C, the duration, the end of
-    the source or a source error end the run; the error is re-raised.
+    used) and hands it to ``on_decision``. `request_stop` (safe from a signal
+    handler: it only sets a flag), Ctrl-C, the duration, the end of the source
+    or a source error end the run; the error is re-raised.
     """
 
     def __init__(self, engine: Engine, source, *, duration: float | None = None, warn=None) -> None:
         import queue
         import sys
+        import threading
         from collections import deque
 
         self.engine = engine
@@ -203,6 +205,15 @@ class StreamRunner:
         self._records: deque = deque()  # (engine end sample, capture time of it)
         self._last_warn = 0.0
         self._thread = None
+        self._stop_requested = threading.Event()
+
+    @property
+    def stop_requested(self) -> bool:
+        return self._stop_requested.is_set()
+
+    def request_stop(self) -> None:
+        """Ask `run` to end at its next wake-up (within ``idle_every``); decisions not yet delivered are dropped."""
+        self._stop_requested.set()
 
     def _capture_time(self, end_sample: int) -> float | None:
         records = self._records
@@ -267,7 +278,7 @@ class StreamRunner:
             self.start()
         last_idle = 0.0
         try:
-            while True:
+            while not self._stop_requested.is_set():
                 try:
                     item = self.queue.get(timeout=idle_every)
                 except queue.Empty:

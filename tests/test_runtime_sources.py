@@ -196,3 +196,25 @@ def test_file_source_realtime_paces(tone_wav) -> None:
     assert time.monotonic() - start >= 0.25
     assert all(c.capture_end is not None for c in chunks)
     src.stop()
+
+
+def test_runner_request_stop_ends_the_run_cleanly(window_model, tone_wav) -> None:
+    """What Ctrl-C does in `edgetag listen`: a flag, then a clean stop at the next wake-up, no exception."""
+    from edgetag.runtime.engine import Engine, StreamRunner
+    from edgetag.runtime.model import load_model
+
+    source = FileSource(str(tone_wav), 16000, realtime=True)  # 5 s paced in real time
+    source.open()
+    runner = StreamRunner(Engine(load_model(window_model, threads=1)), source)
+    decisions = []
+
+    def on_decision(d) -> None:
+        decisions.append(d)
+        if len(decisions) == 3:
+            runner.request_stop()
+
+    t0 = time.monotonic()
+    runner.run(on_decision)
+    assert runner.stop_requested and len(decisions) == 3
+    assert time.monotonic() - t0 < 3.0  # well before the file's 5 s end
+    assert not runner._thread.is_alive()  # the worker was stopped and joined
