@@ -378,8 +378,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
     summary = {
         "status": status, "decisions": runner.decisions,
         "audio_s": round(runner.engine.samples / rate, 3),
-        "compute_ms_p50": round(comp[0], 3), "compute_ms_p99": round(comp[1], 3),
-        "latency_ms_p50": round(lat[0], 3), "latency_ms_p99": round(lat[1], 3),
+        "compute_ms_p50": _ms_or_none(comp[0]), "compute_ms_p99": _ms_or_none(comp[1]),
+        "latency_ms_p50": _ms_or_none(lat[0]), "latency_ms_p99": _ms_or_none(lat[1]),
         "overflows": stats.overflows, "dropped_samples": stats.dropped_samples,
         "nonfinite_samples": stats.nonfinite_samples, "skipped_samples": stats.skipped_samples,
     }
@@ -387,6 +387,12 @@ def cmd_listen(args: argparse.Namespace) -> int:
         f"p99 {comp[1]:.2f} ms; latency p50 {lat[0]:.1f} ms p99 {lat[1]:.1f} ms; {stats.summary()}")
     say("stats " + json.dumps(summary))
     return rc
+
+
+def _ms_or_none(ms: float) -> float | None:
+    """Rounded milliseconds, or None (JSON null, not NaN, which strict JSON parsers reject) when undefined:
+    a file read at full speed has no capture time, so no latency."""
+    return None if ms != ms else round(ms, 3)
 
 
 def _add_post_args(p: argparse.ArgumentParser) -> None:

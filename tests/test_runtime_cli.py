@@ -30,7 +30,11 @@ def _jsonl(text: str) -> tuple[list[dict], list[dict]]:
 
 def _stats(stderr: str) -> dict:
     line = next(line for line in stderr.splitlines() if line.startswith("edgetag listen: stats "))
-    return json.loads(line.split("stats ", 1)[1])
+    return json.loads(line.split("stats ", 1)[1], parse_constant=_not_json)
+
+
+def _not_json(constant: str) -> None:
+    raise AssertionError(f"{constant} is not JSON: strict parsers (jq, JavaScript) reject it")
 
 
 def test_tag_jsonl_matches_the_offline_model(window_model, tone_wav, capsys) -> None:
@@ -109,7 +113,9 @@ def test_listen_file_jsonl_equals_tag(window_model, tone_wav, capsys) -> None:
     assert main(["tag", str(tone_wav), "--model", str(window_model)]) == 0
     tagged, _ = _jsonl(capsys.readouterr().out)
     assert [d["scores"] for d in listened] == [d["scores"] for d in tagged]
-    assert _stats(captured.err)["decisions"] == len(tagged)
+    stats = _stats(captured.err)
+    assert stats["decisions"] == len(tagged)
+    assert stats["latency_ms_p50"] is None and stats["compute_ms_p50"] > 0  # full speed: no capture time, no latency
 
 
 def _pcm(fmt: str, x: np.ndarray) -> bytes:
