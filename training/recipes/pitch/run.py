@@ -141,6 +141,13 @@ def main(argv: list[str] | None = None) -> int:
     if not (data / "real.jsonl").is_file():
         times["prepare_real"] = step([sys.executable, str(HERE / "prepare_real.py"), "--out", str(data), "--root", str(root),
                                       "--music-train", str(args.music_train)])
+    drawn = sum(1 for line in (data / "real.jsonl").read_text().splitlines()
+                if line.strip() and json.loads(line)["split"] == "train" and json.loads(line)["source"] == "music")
+    if drawn != args.music_train:  # a data folder made with another setting: never train on it silently
+        raise SystemExit(f"{data / 'real.jsonl'} holds {drawn} train music excerpts, --music-train asks for "
+                         f"{args.music_train}: delete real.jsonl, manifest.jsonl and cache/train/DONE in {data} to "
+                         "draw them again (teacher outputs already cached are reused), or pass --music-train "
+                         f"{drawn}")
     manifest = data / "manifest.jsonl"
     if not manifest.is_file():
         manifest.write_text((data / "renders.jsonl").read_text() + (data / "real.jsonl").read_text())
