@@ -8,6 +8,7 @@ happen inside the command functions, so ``edgetag --help`` stays light.
 from __future__ import annotations
 
 import argparse
+import math
 import signal
 import sys
 import threading
@@ -392,7 +393,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
 def _ms_or_none(ms: float) -> float | None:
     """Rounded milliseconds, or None (JSON null, not NaN, which strict JSON parsers reject) when undefined:
     a file read at full speed has no capture time, so no latency."""
-    return None if ms != ms else round(ms, 3)
+    return None if math.isnan(ms) else round(ms, 3)
 
 
 def _add_post_args(p: argparse.ArgumentParser) -> None:

@@ -64,11 +64,12 @@ def test_info_on_the_pitch_model_describes_its_bins_in_one_line(capsys: pytest.C
 
     assert main(["info", "pitch"]) == 0
     out = capsys.readouterr().out
-    labels = [line for line in out.splitlines() if line.startswith("labels") or line.startswith("  pitch_bin_")]
+    labels = [line for line in out.splitlines() if line.startswith(("labels", "  pitch_bin_"))]
     assert len(labels) == 1 and "pitch_bin_000 .. pitch_bin_359" in labels[0]
     assert "31.70 Hz .. 2005.50 Hz" in labels[0] and ">= 0.5" in labels[0]
     assert main(["info", "music-tags"]) == 0  # tag models still list every label with its threshold
     assert "labels     (threshold)" in capsys.readouterr().out
+
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_MODELS))
 def test_shipped_model_decides_every_hop_while_streaming(name: str) -> None:
