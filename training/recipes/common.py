@@ -1,4 +1,4 @@
-"""What the recipes share: running a step, writing MIDI, rendering it with fluidsynth."""
+"""What the recipes share: running a step, the teacher-cache command, writing MIDI, rendering it with fluidsynth."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import random
 import shlex
 import struct
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -30,6 +31,15 @@ def run_step(cmd: Sequence[str], log: Path | None = None, *, env: dict[str, str]
         with open(log, "a") as f:
             subprocess.run(list(cmd), check=True, stdout=f, stderr=subprocess.STDOUT, env=full_env)
     return time.perf_counter() - t0
+
+
+def teach_command(procs: int) -> list[str]:
+    """The `edgetag teach` command, under torchrun with ``procs`` processes when more than one
+    (each takes a slice of the entries; run them with OMP_NUM_THREADS=1, one per core)."""
+    if procs <= 1:
+        return ["edgetag", "teach"]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
+            "-m", "edgetag.runtime.cli", "teach"]
 
 
 def _vlq(n: int) -> bytes:

@@ -48,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from edgetag.training.recipes.common import run_step
+from edgetag.training.recipes.common import run_step, teach_command
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
@@ -184,11 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     if not manifest.is_file():
         run_step([sys.executable, str(HERE / "prepare.py"), "--audio", str(audio), "--out", str(data)])
     if not (data / "teach.done").is_file():
-        teach = ["edgetag", "teach"]
-        if args.teach_procs > 1:  # torchrun: each process takes a slice of the entries (one CPU thread each)
-            teach = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={args.teach_procs}",
-                     "-m", "edgetag.runtime.cli", "teach"]
-        times["teach"] = run_step([*teach, "--teacher", TEACHER, "--data", str(manifest), "--root", str(audio),
+        times["teach"] = run_step([*teach_command(args.teach_procs), "--teacher", TEACHER, "--data", str(manifest), "--root", str(audio),
                                    "--out", str(cache), "--batch-size", "16", "--device", args.device],
                                   env={"OMP_NUM_THREADS": "1"} if args.teach_procs > 1 else None)
         (data / "teach.done").write_text("ok\n")

@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgetag.training.recipes.common import run_step
+from edgetag.training.recipes.common import run_step, teach_command
 
 # long steps run niced on one thread: the machine is shared with the runtime and other jobs
 NICE = ("nice", "-n", "10")
@@ -141,8 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     if not (data / "real.jsonl").is_file():
         times["prepare_real"] = step([sys.executable, str(HERE / "prepare_real.py"), "--out", str(data), "--root", str(root),
                                       "--music-train", str(args.music_train)])
-    drawn = sum(1 for line in (data / "real.jsonl").read_text().splitlines()
-                if line.strip() and json.loads(line)["split"] == "train" and json.loads(line)["source"] == "music")
+    real = [json.loads(line) for line in (data / "real.jsonl").read_text().splitlines() if line.strip()]
+    drawn = sum(r["split"] == "train" and r["source"] == "music" for r in real)
     if drawn != args.music_train:  # a data folder made with another setting: never train on it silently
         raise SystemExit(f"{data / 'real.jsonl'} holds {drawn} train music excerpts, --music-train asks for "
                          f"{args.music_train}: delete real.jsonl, manifest.jsonl and cache/train/DONE in {data} to "
@@ -156,11 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     for split, hop in (("train", args.train_hop), ("test", args.test_hop)):
         done = data / "cache" / split / "DONE"
         if not done.is_file():
-            teach = ["edgetag", "teach"]
-            if args.teach_procs > 1:  # torchrun: each process takes a slice of the entries
-                teach = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                         f"--nproc_per_node={args.teach_procs}", "-m", "edgetag.runtime.cli", "teach"]
-            times[f"teach_{split}"] = step([*teach, "--teacher", "crepe-full", "--data", str(manifest), "--root", str(root),
+            times[f"teach_{split}"] = step([*teach_command(args.teach_procs), "--teacher", "crepe-full", "--data", str(manifest), "--root", str(root),
                                           "--split", split, "--out", str(data / "cache" / split), "--device", args.device,
                                           "--teacher-option", f"hop_length={hop}", "--teacher-option", "return_embeddings=false", *prog])
             done.write_text(f"hop_length={hop}\n")
