@@ -43,6 +43,8 @@ def test_game_data_packages_keep_their_soundtrack_and_skip_the_rest():
         "supertux-data": "/usr/share/games/supertux2/music/forest/forest2.ogg",
         "megaglest-data": "/usr/share/games/megaglest/techs/megapack/factions/indian/music/music_indian.ogg",
         "frozen-bubble-data": "/usr/share/games/frozen-bubble/snd/introzik.ogg",
+        "naev-data": "/usr/share/naev/dat/snd/music/combat1.ogg",
+        "lincity-ng-data": "/usr/share/games/lincity-ng/music/default/02 - Robert van Herk - City Blues.ogg",
     }
     skipped = {
         "hedgewars-data": "/usr/share/games/hedgewars/Data/Sounds/voices/Default/Amazing.ogg",
@@ -50,9 +52,22 @@ def test_game_data_packages_keep_their_soundtrack_and_skip_the_rest():
         "supertux-data": "/usr/share/games/supertux2/sounds/jump.wav",
         "megaglest-data": "/usr/share/games/megaglest/tilesets/autumn/sounds/wind.ogg",
         "frozen-bubble-data": "/usr/share/games/frozen-bubble/snd/launch.ogg",
+        "naev-data": "/usr/share/naev/dat/snd/sounds/hail.ogg",
+        "marsshooter-data": "/usr/share/games/marsshooter/audio/tutorial.ogg",
+        "freecol": "/usr/share/games/freecol/default/resources/sound/anthem/dutch.ogg",
+        "lincity-ng-data": "/usr/share/games/lincity-ng/sounds/MarketLow1.wav",
     }
     for package, path in kept.items():
         assert package in MUSIC_IN_GAME_DATA
         assert _rule_for(package, path) == (True, MUSIC), path
     for package, path in skipped.items():
         assert _rule_for(package, path) == (True, None), path
+
+
+def test_held_out_packages_are_fetched_by_default_and_in_one_split_each():
+    from edgetag.training.prepare_audio import DEFAULT_PACKAGES, DEFAULT_TEST_PACKAGES, DEFAULT_VALID_PACKAGES
+
+    held_out = DEFAULT_TEST_PACKAGES + DEFAULT_VALID_PACKAGES
+    assert set(held_out) <= set(DEFAULT_PACKAGES)
+    assert not set(DEFAULT_TEST_PACKAGES) & set(DEFAULT_VALID_PACKAGES)
+    assert len(set(held_out)) == len(held_out)

@@ -60,3 +60,36 @@ def test_train_hours_caps_in_a_stable_order(tmp_path):
     assert len(first) == 4 and hours["train"] == pytest.approx(2.0)
     everything, _ = prep.select(audio, None, 120.0)
     assert len(everything) == 12
+
+
+RUN = PREPARE.with_name("run.py")
+
+
+def test_a_stored_evaluation_is_measured_again_when_its_split_changes(tmp_path, monkeypatch):
+    """Adding held-out packages must not leave the results of the old, smaller test split in place."""
+    run = load_script(RUN, "recipe_musictag_run")
+    calls: list[str] = []
+
+    def fake_evaluate(model, manifest, root, cache, split):
+        calls.append(split)
+        return {"split": split, "windows": len(calls)}
+
+    monkeypatch.setattr(run, "evaluate_agreement", fake_evaluate)
+    manifest = tmp_path / "manifest.jsonl"
+    rows = [{"path": "a.ogg", "split": "train"}, {"path": "b.ogg", "split": "test"}, {"path": "c.ogg", "split": "valid"}]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    model = tmp_path / "music-tags.onnx"
+
+    first = run._agreement(model, manifest, tmp_path, tmp_path, "test")
+    assert model.with_suffix(".agreement.json").is_file()
+    assert run._agreement(model, manifest, tmp_path, tmp_path, "test") == first  # read back, not measured again
+    # more training audio or another valid package leaves the test result as it is
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in [*rows, {"path": "d.ogg", "split": "train"},
+                                                                  {"path": "e.ogg", "split": "valid"}]))
+    assert run._agreement(model, manifest, tmp_path, tmp_path, "test") == first
+    assert calls == ["test"]
+    # a new test package invalidates it
+    manifest.write_text(manifest.read_text() + json.dumps({"path": "f.ogg", "split": "test"}) + "\n")
+    again = run._agreement(model, manifest, tmp_path, tmp_path, "test")
+    assert calls == ["test", "test"] and again["windows"] == 2
+    assert again["entries_sha1"] == run.split_digest(manifest, "test") != first["entries_sha1"]

@@ -929,8 +929,14 @@ def train(
                       load_manifest, TorchFrontend, build_student, count_parameters)
     finally:
         if dist_info.owns_group:
+            import gc
+
             import torch.distributed as dist
 
+            # DDP's wrapper sits in reference cycles, and its reducer holds gloo work objects:
+            # freed only at interpreter exit, they can abort the process ("terminate called
+            # without an active exception"). Free them while the group is still alive.
+            gc.collect()
             dist.destroy_process_group()
 
 

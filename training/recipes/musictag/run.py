@@ -9,10 +9,11 @@ point, only does what is missing; the teacher cache and the trainer resume
 inside a step too):
 
 1. ``python -m edgetag.training.prepare_audio --out AUDIO``: Debian's game
-   soundtracks, the soundtracks inside 12 games' data packages, and speech
-   prompts (26.8 h from 23 packages);
+   soundtracks, the soundtracks inside 18 games' data packages, and speech
+   prompts (30.5 h from 29 packages);
 2. ``prepare.py``: the music-only manifest (train 22.5 h from 19 packages;
-   valid and test from other packages, whole tracks in 2-minute chunks);
+   valid 1.5 h from 4 other packages and test 6.0 h from 5 more, whole tracks
+   in 2-minute chunks);
 3. ``edgetag teach --teacher musicnn-mtt+musicnn-msd``: the ensemble's 92 tag
    probabilities and 400-d embeddings per 3 s window, every split;
 4. ``edgetag distill base.toml``: KD + Con-Reg into a MobileNetV3 student with a
@@ -20,9 +21,10 @@ inside a step too):
 5. ``edgetag export --int8``: fp32 and int8 ONNX (parity-checked, calibrated on
    training music, int8 gated on agreement with fp32 over the test packages);
 6. evaluation of both files against the teacher on the test packages (below),
-   written into their cards and into ``DATA/results.{md,json}``; the same measure
-   on the valid package (asc-music) goes into the results only, to choose between
-   runs without looking at the test packages;
+   written into their cards and into ``DATA/export/RUN/results.{md,json}``; the same
+   measure on the valid packages goes into the results only, to choose between runs
+   without looking at the test packages (a stored measure is taken again when its
+   split's entries change);
 7. with ``--install``: copies both files into ``runtime/models/`` as the
    built-in ``music-tags`` and ``music-tags-int8``.
 
@@ -40,6 +42,7 @@ positive windows, and the mean per-tag Pearson correlation of the scores.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import shutil
 import sys
@@ -74,7 +77,7 @@ def evaluate_agreement(model_path: Path, manifest: Path, root: Path, cache: Path
     window_s = card.window_frames * card.frontend.hop_length / card.frontend.sample_rate
     lookup = TeacherCacheLookup(cache, TEACHER)
     data = load_manifest(manifest, root=root).select(split)
-    win_s, win_t, win_track = [], [], []
+    win_s, win_t, win_track, win_package = [], [], [], []
     # per track: summed decisions and teacher windows over the track's chunks, and their counts
     tracks: dict[str, list[Any]] = {}
     report = SkipReport()
@@ -92,6 +95,7 @@ def evaluate_agreement(model_path: Path, manifest: Path, root: Path, cache: Path
                 win_s.append(run.probs[sel].mean(0))
                 win_t.append(row)
                 win_track.append(entry.path)
+                win_package.append(str(entry.extra.get("package", "")))
         acc = tracks.setdefault(entry.path, [0.0, 0, 0.0, 0])
         acc[0] += run.probs.sum(0)
         acc[1] += len(run.probs)
@@ -112,6 +116,14 @@ def evaluate_agreement(model_path: Path, manifest: Path, root: Path, cache: Path
     out["window"]["per_tag"] = {card.labels[c]: {"positive_windows": int(tags[:, c].sum()), "roc_auc": float(per_tag[c])}
                                 for c in range(N_TAGS) if not np.isnan(per_tag[c])}
     out["window"]["roc_auc_ci95"] = _track_bootstrap(scores, tags, np.asarray(win_track))
+    # Per package: where the student disagrees (macro over the tags with both classes in that package).
+    out["window"]["per_package"] = {}
+    for package in sorted(set(win_package)):
+        rows = np.asarray(win_package) == package
+        value, skipped = M.macro(M.per_class(M.roc_auc, tags[rows], scores[rows]))
+        out["window"]["per_package"][package] = {
+            "windows": int(rows.sum()), "tracks": len(set(np.asarray(win_track)[rows])),
+            "roc_auc": None if np.isnan(value) else float(value), "tags_scored": N_TAGS - int(skipped)}
     return out
 
 
@@ -134,13 +146,27 @@ def _track_bootstrap(scores: np.ndarray, tags: np.ndarray, track: np.ndarray, n:
     return [float(lo), float(hi)]
 
 
+def split_digest(manifest: Path, split: str) -> str:
+    """sha1 over ``split``'s manifest lines: which audio an evaluation saw."""
+    digest = hashlib.sha1()
+    for line in manifest.read_text().splitlines():
+        if line.startswith("{") and json.loads(line).get("split") == split:
+            digest.update(line.encode() + b"\n")
+    return digest.hexdigest()
+
+
 def _agreement(model: Path, manifest: Path, audio: Path, cache: Path, split: str) -> dict[str, Any]:
     """`evaluate_agreement` on ``split``, stored beside the model (``X.agreement.json`` for test,
-    ``X.agreement-valid.json`` for valid) and read back from there on a rerun."""
+    ``X.agreement-valid.json`` for valid) and read back from there on a rerun, unless the
+    split's entries have changed since (held-out packages added): then it is measured again."""
     result_file = model.with_suffix(".agreement.json" if split == "test" else f".agreement-{split}.json")
+    digest = split_digest(manifest, split)
     if result_file.is_file():
-        return json.loads(result_file.read_text())
-    agreement = evaluate_agreement(model, manifest, audio, cache, split)
+        stored = json.loads(result_file.read_text())
+        if stored.get("entries_sha1") == digest:
+            return stored
+        print(f"{result_file.name}: the {split} split changed since it was measured; measuring again")
+    agreement = {**evaluate_agreement(model, manifest, audio, cache, split), "entries_sha1": digest}
     result_file.write_text(json.dumps(agreement, indent=2) + "\n")
     return agreement
 
@@ -183,11 +209,15 @@ def main(argv: list[str] | None = None) -> int:
         times["prepare_audio"] = run_step([sys.executable, "-m", "edgetag.training.prepare_audio", "--out", str(audio)])
     if not manifest.is_file():
         run_step([sys.executable, str(HERE / "prepare.py"), "--audio", str(audio), "--out", str(data)])
-    if not (data / "teach.done").is_file():
+    # teach.done holds the digest of the manifest it covered: a manifest with more entries
+    # (held-out packages added) runs the teacher again, which computes only the new windows.
+    manifest_sha1 = hashlib.sha1(manifest.read_bytes()).hexdigest()
+    teach_done = data / "teach.done"
+    if not teach_done.is_file() or teach_done.read_text().strip() != manifest_sha1:
         times["teach"] = run_step([*teach_command(args.teach_procs), "--teacher", TEACHER, "--data", str(manifest), "--root", str(audio),
                                    "--out", str(cache), "--batch-size", "16", "--device", args.device],
                                   env={"OMP_NUM_THREADS": "1"} if args.teach_procs > 1 else None)
-        (data / "teach.done").write_text("ok\n")
+        teach_done.write_text(manifest_sha1 + "\n")
 
     run_dir = data / "runs" / (args.run_name or f"student-{args.steps}")
     student = run_dir / "student.pt"
@@ -226,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         results["models"][path.name] = {"agreement": agreement, "valid_agreement": valid, "bytes": path.stat().st_size,
                                         "parameters": card.parameters, "macs_per_second": card.macs_per_second}
-    (data / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    (export / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     lines = [
         "| model | params | MMAC per s of audio | size | ROC-AUC (3 s windows) [95 % over tracks] | PR-AUC | Pearson | ROC-AUC (tracks) | valid ROC-AUC |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -239,8 +269,19 @@ def main(argv: list[str] | None = None) -> int:
                      f"{w['roc_auc']:.3f} [{w['roc_auc_ci95'][0]:.3f}, {w['roc_auc_ci95'][1]:.3f}] ({w['tags_scored']} tags) | "
                      f"{w['pr_auc']:.3f} | {w['pearson']:.3f} | "
                      f"{t['roc_auc']:.3f} | {r['valid_agreement']['window']['roc_auc']:.3f} |")
+    names = list(results["models"])
+    lines += ["", "Per test package (3 s windows; macro over the tags with both classes in the package):", "",
+              "| package | tracks | windows | " + " | ".join(f"{n} ROC-AUC (tags)" for n in names) + " |",
+              "|---|---|---|" + "---|" * len(names)]
+    first = results["models"][names[0]]["agreement"]["window"]["per_package"]
+    for package, info in first.items():
+        cells = []
+        for n in names:
+            p = results["models"][n]["agreement"]["window"]["per_package"][package]
+            cells.append("n/a" if p["roc_auc"] is None else f"{p['roc_auc']:.3f} ({p['tags_scored']})")
+        lines.append(f"| {package} | {info['tracks']} | {info['windows']} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
-    (data / "results.md").write_text(table + "\n")
+    (export / "results.md").write_text(table + "\n")
     print(table)
     if args.install:
         target = REPO / "runtime" / "models"
