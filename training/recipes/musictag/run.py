@@ -109,7 +109,7 @@ def evaluate_agreement(model_path: Path, manifest: Path, root: Path, cache: Path
                            "threshold": THRESHOLD, "unreadable": report.n_skipped}
     for level, s, t in (("window", win_s, win_t), ("track", trk_s, trk_t)):
         a = M.agreement(np.stack(s), np.stack(t), threshold=THRESHOLD)
-        out[level] = {"roc_auc": a["roc_auc"], "pr_auc": a["pr_auc"], "pearson": a["pearson"],
+        out[level] = {"roc_auc": _finite(a["roc_auc"]), "pr_auc": _finite(a["pr_auc"]), "pearson": _finite(a["pearson"]),
                       "tags_scored": N_TAGS - int(a["roc_auc_skipped"]), "top1": a["top1"]}
     scores, tags = np.stack(win_s), (np.stack(win_t) >= THRESHOLD).astype(np.int64)
     per_tag = M.per_class(M.roc_auc, tags, scores)
@@ -123,8 +123,17 @@ def evaluate_agreement(model_path: Path, manifest: Path, root: Path, cache: Path
         value, skipped = M.macro(M.per_class(M.roc_auc, tags[rows], scores[rows]))
         out["window"]["per_package"][package] = {
             "windows": int(rows.sum()), "tracks": len(set(np.asarray(win_track)[rows])),
-            "roc_auc": None if np.isnan(value) else float(value), "tags_scored": N_TAGS - int(skipped)}
+            "roc_auc": _finite(value), "tags_scored": N_TAGS - int(skipped)}
     return out
+
+
+def _finite(value: float) -> float | None:
+    """None for an undefined score (no tag with both classes), so the results stay valid JSON."""
+    return None if np.isnan(value) else float(value)
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
 
 
 def _track_bootstrap(scores: np.ndarray, tags: np.ndarray, track: np.ndarray, n: int = 200) -> list[float]:
@@ -244,10 +253,11 @@ def main(argv: list[str] | None = None) -> int:
 
     for path in (fp32, int8):
         agreement, valid = (_agreement(path, manifest, audio, cache, split) for split in ("test", "valid"))
+        metrics = {"teacher_roc_auc": agreement["window"]["roc_auc"], "teacher_pr_auc": agreement["window"]["pr_auc"],
+                   "teacher_pearson": agreement["window"]["pearson"], "teacher_roc_auc_track": agreement["track"]["roc_auc"]}
         card = record_metrics(
             path,
-            {"teacher_roc_auc": agreement["window"]["roc_auc"], "teacher_pr_auc": agreement["window"]["pr_auc"],
-             "teacher_pearson": agreement["window"]["pearson"], "teacher_roc_auc_track": agreement["track"]["roc_auc"]},
+            {name: value for name, value in metrics.items() if value is not None},  # undefined scores stay out
             {"evaluation": {"what": "agreement with the teacher's tags binarised at 0.5, per 2.99 s teacher window, "
                                     "on Debian packages held out of training",
                             "packages": results["data"]["packages"]["test"], "tracks": agreement["tracks"],
@@ -266,9 +276,9 @@ def main(argv: list[str] | None = None) -> int:
         w, t = r["agreement"]["window"], r["agreement"]["track"]
         lines.append(f"| {name} | {r['parameters']:,} | {r['macs_per_second'] / 1e6:.1f} "
                      f"({100 * r['macs_per_second'] / t_macs:.1f} % of the teacher) | {r['bytes'] / 1e6:.2f} MB | "
-                     f"{w['roc_auc']:.3f} [{w['roc_auc_ci95'][0]:.3f}, {w['roc_auc_ci95'][1]:.3f}] ({w['tags_scored']} tags) | "
-                     f"{w['pr_auc']:.3f} | {w['pearson']:.3f} | "
-                     f"{t['roc_auc']:.3f} | {r['valid_agreement']['window']['roc_auc']:.3f} |")
+                     f"{_fmt(w['roc_auc'])} [{w['roc_auc_ci95'][0]:.3f}, {w['roc_auc_ci95'][1]:.3f}] ({w['tags_scored']} tags) | "
+                     f"{_fmt(w['pr_auc'])} | {_fmt(w['pearson'])} | "
+                     f"{_fmt(t['roc_auc'])} | {_fmt(r['valid_agreement']['window']['roc_auc'])} |")
     names = list(results["models"])
     lines += ["", "Per test package (3 s windows; macro over the tags with both classes in the package):", "",
               "| package | tracks | windows | " + " | ".join(f"{n} ROC-AUC (tags)" for n in names) + " |",
@@ -278,7 +288,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         for n in names:
             p = results["models"][n]["agreement"]["window"]["per_package"][package]
-            cells.append("n/a" if p["roc_auc"] is None else f"{p['roc_auc']:.3f} ({p['tags_scored']})")
+            cells.append(f"{_fmt(p['roc_auc'])} ({p['tags_scored']})")
         lines.append(f"| {package} | {info['tracks']} | {info['windows']} | " + " | ".join(cells) + " |")
     table = "\n".join(lines)
     (export / "results.md").write_text(table + "\n")
