@@ -207,14 +207,20 @@ class _Post:
                     w.event(e)
 
 
-def _writer(fmt: str, out, labels, file=None, header=True):
-    from edgetag.runtime.output import CsvWriter, EventWriter, JsonlWriter
+def _writer(fmt: str, out, labels, file=None, header=True, *, pitch: bool = False, scores: bool = True):
+    """The decision writer for ``fmt`` (jsonl, csv or events); a pitch model's also decodes its pitch."""
+    from edgetag.runtime.output import CsvWriter, EventWriter, JsonlWriter, PitchCsvWriter, PitchJsonlWriter
 
     if fmt == "jsonl":
-        return JsonlWriter(out, labels, file=file)
+        return (PitchJsonlWriter if pitch else JsonlWriter)(out, labels, file=file, scores=scores)
     if fmt == "csv":
-        return CsvWriter(out, labels, file=file, header=header)
+        return (PitchCsvWriter if pitch else CsvWriter)(out, labels, file=file, header=header, scores=scores)
     return EventWriter(out, file=file)
+
+
+def _scores_wanted(args: argparse.Namespace, pitch: bool) -> bool:
+    """``--scores``, whose default leaves a pitch model's 360 bin scores out (its decoded pitch says it all)."""
+    return args.scores == "all" if args.scores else not pitch
 
 
 def _open_output(path):
@@ -225,6 +231,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     from edgetag.runtime.audio import load_audio
     from edgetag.runtime.engine import Engine
     from edgetag.runtime.output import format_summary
+    from edgetag.runtime.pitch import PitchSummary, format_pitch_summary, is_pitch_model
     from edgetag.runtime.postprocess import ClipSummary
 
     if bool(args.files) == args.demo:
@@ -232,6 +239,8 @@ def cmd_tag(args: argparse.Namespace) -> int:
         return 2
     model = _load(args)
     card = model.card
+    pitch = is_pitch_model(card)
+    scores = _scores_wanted(args, pitch)
     out = _open_output(args.output)
     try:
         for n, path in enumerate(args.files or ["demo"]):
@@ -243,8 +252,9 @@ def cmd_tag(args: argparse.Namespace) -> int:
                 samples = load_audio(path, card.frontend.sample_rate)
             file_field = path if len(args.files) > 1 else None
             fmt = args.format if not (args.events and args.format == "csv") else "events"
-            writers = [] if fmt == "summary" else [_writer(fmt, out, card.labels, file=file_field, header=(n == 0))]
-            summary = ClipSummary(card.labels)
+            writers = [] if fmt == "summary" else [
+                _writer(fmt, out, card.labels, file=file_field, header=(n == 0), pitch=pitch, scores=scores)]
+            summary = PitchSummary() if pitch else ClipSummary(card.labels)
             post = _Post(model, writers, args, summary)
             engine = Engine(model)
             chunk = int(card.frontend.sample_rate * 0.5)
@@ -256,12 +266,14 @@ def cmd_tag(args: argparse.Namespace) -> int:
             if summary.count == 0:
                 print(f"edgetag tag: warning: {path} is shorter than one decision window "
                       f"({card.window_frames} frames); no decisions", file=sys.stderr)
+            text = format_pitch_summary(result, path) if pitch else format_summary(
+                result, path, rows=args.top_k if fmt == "summary" else None)
             if fmt == "summary":
-                print(format_summary(result, path, rows=args.top_k), file=out)
+                print(text, file=out)
             elif args.format == "jsonl":
                 writers[0].summary(result)
             else:
-                print(format_summary(result, path), file=sys.stderr)
+                print(text, file=sys.stderr)
     finally:
         if out is not sys.stdout:
             out.close()
@@ -308,23 +320,21 @@ def cmd_listen(args: argparse.Namespace) -> int:
     writers = []
     from edgetag.runtime.pitch import is_pitch_model
 
-    pitch = is_pitch_model(card)  # 360 CREPE bins: a tuner view, and decoded f0 in jsonl
+    pitch = is_pitch_model(card)  # 360 CREPE bins: a tuner view, and decoded f0 in jsonl and csv
+    scores = _scores_wanted(args, pitch)
     if fmt == "live":
-        from edgetag.runtime.output import LiveView, PitchJsonlWriter, TunerView
+        from edgetag.runtime.output import LiveView, TunerView
 
         view = TunerView if pitch else LiveView
         live = view(card.labels, card.thresholds, source=source.describe(), k=args.top_k)
         writers.append(live)
         if args.output:
-            writers.append(PitchJsonlWriter(out, card.labels) if pitch else _writer("jsonl", out, card.labels))
+            writers.append(_writer("jsonl", out, card.labels, pitch=pitch, scores=scores))
         if args.events:
             args.events = False  # the live view shows states; events would garble it
-    elif pitch and fmt == "jsonl" and not args.events:
-        from edgetag.runtime.output import PitchJsonlWriter
-
-        writers.append(PitchJsonlWriter(out, card.labels))
     else:
-        writers.append(_writer("events" if args.events and fmt == "csv" else fmt, out, card.labels))
+        writers.append(_writer("events" if args.events and fmt == "csv" else fmt, out, card.labels,
+                               pitch=pitch, scores=scores))
     post = _Post(model, writers, args)
     # Ctrl-C only sets a flag: a KeyboardInterrupt could land anywhere (mid-line in the output,
     # or inside a finalizer, where Python prints it and carries on); a second Ctrl-C stops at once.
@@ -408,6 +418,9 @@ def _add_post_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=float, default=0.1,
                    help="hysteresis: a tag turns on at its threshold, off below threshold - margin (default 0.1)")
     p.add_argument("--top-k", type=int, default=5, help="tags shown in summaries and the live view (default 5)")
+    p.add_argument("--scores", choices=("all", "none"), default=None,
+                   help="every label's score in each jsonl/csv decision, or none (default: all; none for pitch "
+                   "models, whose decisions carry the decoded f0, note, cents and confidence instead)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

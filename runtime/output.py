@@ -3,6 +3,8 @@
 - `JsonlWriter`: one object per decision, ``{"t", "scores": {label: score},
   "latency_ms"?}`` (plus ``"file"`` when tagging several files).
 - `CsvWriter`: a header ``t,latency_ms,<labels...>`` then one row per decision.
+- `PitchJsonlWriter`, `PitchCsvWriter`: the same for pitch models, with the
+  decoded pitch (f0, confidence, voiced, note, cents, MIDI) in each decision.
 - `EventWriter`: onset/offset lines (text, or JSON objects in jsonl mode).
 - `LiveView`: a rich ``Live`` display: top tags with bars, input level in
   dBFS, latency p50/p99, overflows and drops.
@@ -21,13 +23,18 @@ from edgetag.runtime.postprocess import Event, top_k
 
 
 class JsonlWriter:
-    def __init__(self, out: IO[str], labels: Sequence[str], *, file: str | None = None) -> None:
-        self.out, self.labels, self.file = out, tuple(labels), file
+    """``scores=False`` leaves the per-label ``"scores"`` out of each decision."""
+
+    def __init__(self, out: IO[str], labels: Sequence[str], *, file: str | None = None, scores: bool = True) -> None:
+        self.out, self.labels, self.file, self.scores = out, tuple(labels), file, scores
 
     def decision(self, d: Decision, scores: np.ndarray | None = None) -> None:
-        obj: dict = {"t": round(d.t, 6), "scores": {
-            label: round(float(s), 6) for label, s in zip(self.labels, d.scores if scores is None else scores)
-        }}
+        self._write(d, {}, d.scores if scores is None else scores)
+
+    def _write(self, d: Decision, fields: dict, scores: np.ndarray) -> None:
+        obj: dict = {"t": round(d.t, 6), **fields}
+        if self.scores:
+            obj["scores"] = {label: round(float(s), 6) for label, s in zip(self.labels, scores)}
         if d.latency_s is not None:
             obj["latency_ms"] = round(d.latency_s * 1e3, 3)
         if self.file is not None:
@@ -53,19 +60,28 @@ class JsonlWriter:
 
 
 class CsvWriter:
-    def __init__(self, out: IO[str], labels: Sequence[str], *, file: str | None = None, header: bool = True) -> None:
-        self.out, self.labels, self.file = out, tuple(labels), file
+    """``scores=False`` leaves the per-label columns out (for pitch models, which have others)."""
+
+    extra_columns: tuple[str, ...] = ()
+
+    def __init__(self, out: IO[str], labels: Sequence[str], *, file: str | None = None, header: bool = True,
+                 scores: bool = True) -> None:
+        self.out, self.labels, self.file, self.scores = out, tuple(labels), file, scores
         self.writer = csv.writer(out, lineterminator="\n")
         if header:
-            self.writer.writerow((["file"] if file is not None else []) + ["t", "latency_ms", *self.labels])
+            self.writer.writerow((["file"] if file is not None else []) + ["t", "latency_ms", *self.extra_columns,
+                                                                          *(self.labels if scores else ())])
             out.flush()
 
     def decision(self, d: Decision, scores: np.ndarray | None = None) -> None:
         values = d.scores if scores is None else scores
         latency = "" if d.latency_s is None else f"{d.latency_s * 1e3:.3f}"
-        row = ([self.file] if self.file is not None else []) + [f"{d.t:.6f}", latency]
-        self.writer.writerow(row + [f"{float(s):.6f}" for s in values])
+        row = ([self.file] if self.file is not None else []) + [f"{d.t:.6f}", latency, *self._extra(values)]
+        self.writer.writerow(row + ([f"{float(s):.6f}" for s in values] if self.scores else []))
         self.out.flush()
+
+    def _extra(self, scores: np.ndarray) -> list[str]:
+        return []
 
     def event(self, e: Event) -> None:  # events go to the events stream, not the table
         pass
@@ -175,9 +191,9 @@ class LiveView:
 class PitchJsonlWriter(JsonlWriter):
     """`JsonlWriter` for pitch models: each object also carries ``"pitch"`` (f0, note, cents, confidence, voiced)."""
 
-    def __init__(self, out: IO[str], labels: Sequence[str], *, file: str | None = None,
+    def __init__(self, out: IO[str], labels: Sequence[str], *, file: str | None = None, scores: bool = True,
                  threshold: float | None = None) -> None:
-        super().__init__(out, labels, file=file)
+        super().__init__(out, labels, file=file, scores=scores)
         from edgetag.runtime.pitch import VOICING_THRESHOLD
 
         self.threshold = VOICING_THRESHOLD if threshold is None else float(threshold)
@@ -186,14 +202,26 @@ class PitchJsonlWriter(JsonlWriter):
         from edgetag.runtime.pitch import reading
 
         s = d.scores if scores is None else scores
-        obj: dict = {"t": round(d.t, 6), "pitch": reading(s, self.threshold).to_dict(),
-                     "scores": {label: round(float(v), 6) for label, v in zip(self.labels, s)}}
-        if d.latency_s is not None:
-            obj["latency_ms"] = round(d.latency_s * 1e3, 3)
-        if self.file is not None:
-            obj["file"] = self.file
-        self.out.write(json.dumps(obj) + "\n")
-        self.out.flush()
+        self._write(d, {"pitch": reading(s, self.threshold).to_dict()}, s)
+
+
+class PitchCsvWriter(CsvWriter):
+    """`CsvWriter` for pitch models: the decoded pitch in columns after ``t`` and ``latency_ms``."""
+
+    extra_columns = ("f0_hz", "confidence", "voiced", "note", "cents", "midi")
+
+    def __init__(self, out: IO[str], labels: Sequence[str], *, file: str | None = None, header: bool = True,
+                 scores: bool = True, threshold: float | None = None) -> None:
+        from edgetag.runtime.pitch import VOICING_THRESHOLD
+
+        self.threshold = VOICING_THRESHOLD if threshold is None else float(threshold)
+        super().__init__(out, labels, file=file, header=header, scores=scores)
+
+    def _extra(self, scores: np.ndarray) -> list[str]:
+        from edgetag.runtime.pitch import reading
+
+        r = reading(scores, self.threshold)
+        return [f"{r.f0_hz:.3f}", f"{r.confidence:.4f}", str(int(r.voiced)), r.note, f"{r.cents:.1f}", str(r.midi)]
 
 
 class TunerView(LiveView):

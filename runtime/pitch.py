@@ -130,3 +130,50 @@ def reading(scores: Sequence[float] | np.ndarray, threshold: float = VOICING_THR
     f, c = float(f0), float(conf)
     name, cents, midi = note_of(f)
     return PitchReading(f0_hz=f, confidence=c, voiced=c >= threshold, note=name, cents=cents, midi=midi)
+
+
+class PitchSummary:
+    """A clip through a pitch model: how much of it was voiced, its median f0, its most frequent notes.
+
+    The pitch counterpart of `edgetag.runtime.postprocess.ClipSummary` (whose per-label
+    means say nothing for 360 bins); ``add`` takes one decision's scores.
+    """
+
+    def __init__(self, threshold: float = VOICING_THRESHOLD) -> None:
+        self.threshold = float(threshold)
+        self.count = 0
+        self._voiced_f0: list[float] = []
+        self._notes: dict[str, int] = {}
+
+    def add(self, scores: Sequence[float] | np.ndarray) -> None:
+        r = reading(scores, self.threshold)
+        self.count += 1
+        if r.voiced:
+            self._voiced_f0.append(r.f0_hz)
+            self._notes[r.note] = self._notes.get(r.note, 0) + 1
+
+    def to_dict(self, k: int = 5) -> dict[str, Any]:
+        """``decisions``, ``voiced_fraction``, ``median_f0_hz`` and its ``median_note`` (None when
+        nothing was voiced), and ``notes``: the ``k`` most frequent notes with their share of the
+        voiced decisions."""
+        voiced = len(self._voiced_f0)
+        median = float(np.median(self._voiced_f0)) if voiced else None
+        top = sorted(self._notes.items(), key=lambda item: (-item[1], item[0]))[:k]
+        return {
+            "decisions": self.count,
+            "voiced_fraction": round(voiced / self.count, 4) if self.count else 0.0,
+            "median_f0_hz": None if median is None else round(median, 3),
+            "median_note": None if median is None else note_of(median)[0],
+            "notes": {name: round(n / voiced, 4) for name, n in top},
+        }
+
+
+def format_pitch_summary(summary: dict[str, Any], file: str | None = None) -> str:
+    """A `PitchSummary` as text: voiced share, median f0 and note, the most frequent notes."""
+    head = f"pitch summary{f' of {file}' if file else ''}: {summary['decisions']} decisions, " \
+           f"{100 * summary['voiced_fraction']:.0f} % voiced"
+    if summary["median_f0_hz"] is None:
+        return head + "; no voiced decision"
+    notes = ", ".join(f"{name} {100 * share:.0f} %" for name, share in summary["notes"].items())
+    return head + f"; median f0 {summary['median_f0_hz']:.1f} Hz ({summary['median_note']}); " \
+                  f"most frequent notes (share of voiced): {notes}"

@@ -95,3 +95,51 @@ def test_shipped_model_decides_every_hop_while_streaming(name: str) -> None:
         if engine.samples >= warmup + fe.hop_length:
             worst = max(worst, engine.samples - last_end)
     assert worst <= (card.hop_frames + 1) * fe.hop_length + fe.win_length, f"{name}: a decision came {worst} samples late"
+
+
+def _sung_a3(path: Path, seconds: float = 2.0) -> Path:
+    """A 220 Hz (A3) tone with a few harmonics, as a 16 kHz WAV."""
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(int(16000 * seconds)) / 16000
+    wave = sum(0.3 / k * np.sin(2 * np.pi * 220.0 * k * t) for k in (1, 2, 3))
+    sf.write(path, wave.astype(np.float32), 16000)
+    return path
+
+
+def test_tag_with_the_pitch_model_writes_decoded_pitch_not_360_bins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`edgetag tag --model pitch` reads out f0 and notes in every format, as `listen` does."""
+    pytest.importorskip("onnxruntime")
+    import csv
+    import json
+
+    from edgetag.runtime.cli import main
+
+    wav = _sung_a3(tmp_path / "a3.wav")
+    assert main(["tag", str(wav), "--model", "pitch", "--threads", "1"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    decisions, (summary,) = lines[:-1], lines[-1:]
+    assert len(decisions) > 150 and all("scores" not in d for d in decisions)  # 360 bins only on request
+    voiced = [d["pitch"] for d in decisions if d["pitch"]["voiced"]]
+    assert len(voiced) > 0.8 * len(decisions)
+    assert sum(p["note"] == "A3" for p in voiced) > 0.9 * len(voiced)
+    s = summary["summary"]
+    assert s["median_note"] == "A3" and abs(s["median_f0_hz"] - 220.0) < 3.0 and s["voiced_fraction"] > 0.8
+    assert next(iter(s["notes"])) == "A3"
+
+    assert main(["tag", str(wav), "--model", "pitch", "--scores", "all"]) == 0
+    first = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert len(first["scores"]) == 360 and "pitch" in first
+
+    out = tmp_path / "a3.csv"
+    assert main(["tag", str(wav), "--model", "pitch", "--format", "csv", "-o", str(out)]) == 0
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0])[:8] == ["t", "latency_ms", "f0_hz", "confidence", "voiced", "note", "cents", "midi"]
+    assert len(rows[0]) == 8
+    assert sum(r["note"] == "A3" and r["voiced"] == "1" for r in rows) > 0.8 * len(rows)
+    assert "pitch summary" in capsys.readouterr().err
+
+    assert main(["tag", str(wav), "--model", "pitch", "--format", "summary"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"pitch summary of {wav}") and "(A3)" in text and "pitch_bin" not in text

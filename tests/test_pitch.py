@@ -181,3 +181,39 @@ def test_recipe_config_is_a_pitch_student_within_budget() -> None:
     assert params == 22_239_976 and crepe_full_macs == 1_410_023_424
     assert macs <= 0.01 * crepe_full_macs
     assert sum(p.numel() for p in student.parameters()) * 4 <= 5_000_000  # fp32 file <= 5 MB
+
+
+def test_pitch_writers_can_leave_the_bin_scores_out() -> None:
+    import csv
+
+    from edgetag.runtime.output import PitchCsvWriter, PitchJsonlWriter
+
+    out = io.StringIO()
+    PitchJsonlWriter(out, P.PITCH_LABELS, scores=False).decision(_decision(0.5, _bump(220.0)))
+    obj = json.loads(out.getvalue())
+    assert "scores" not in obj and obj["pitch"]["note"] == "A3"
+    out = io.StringIO()
+    w = PitchCsvWriter(out, P.PITCH_LABELS, scores=False)
+    w.decision(_decision(0.5, _bump(440.0)))
+    w.decision(_decision(0.51, _bump(440.0, peak=0.2)))
+    voiced, unvoiced = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert voiced["note"] == "A4" and voiced["voiced"] == "1" and abs(float(voiced["f0_hz"]) - 440.0) < 0.5
+    assert unvoiced["voiced"] == "0" and len(voiced) == 8
+    out = io.StringIO()
+    PitchCsvWriter(out, P.PITCH_LABELS).decision(_decision(0.5, _bump(440.0)))
+    assert out.getvalue().splitlines()[0].endswith(",midi," + ",".join(P.PITCH_LABELS))
+
+
+def test_pitch_summary_counts_voiced_notes() -> None:
+    summary = P.PitchSummary()
+    for f0 in (220.0, 221.0, 219.0, 330.0):
+        summary.add(_bump(f0))
+    summary.add(_bump(500.0, peak=0.1))  # unvoiced: counted as a decision only
+    s = summary.to_dict(k=1)
+    assert s["decisions"] == 5 and s["voiced_fraction"] == 0.8
+    assert s["median_note"] == "A3" and 219.0 < s["median_f0_hz"] < 222.0
+    assert s["notes"] == {"A3": 0.75}
+    assert "80 % voiced" in P.format_pitch_summary(s, "x.wav") and "A3 75 %" in P.format_pitch_summary(s)
+    empty = P.PitchSummary().to_dict()
+    assert empty["median_f0_hz"] is None and empty["notes"] == {}
+    assert P.format_pitch_summary(empty).endswith("no voiced decision")
