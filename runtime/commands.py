@@ -176,11 +176,14 @@ class _Post:
     """Smoothing + hysteresis + writers for one stream."""
 
     def __init__(self, model, writers, args, summary=None) -> None:
+        from edgetag.runtime.pitch import NoteTracker, is_pitch_model
         from edgetag.runtime.postprocess import Hysteresis, Smoother
 
         card = model.card
         self.smoother = Smoother(args.smooth)
-        self.hysteresis = Hysteresis(card.labels, card.thresholds, args.margin)
+        # a pitch model's events are notes starting and ending, not 360 bins crossing a threshold
+        self.hysteresis = NoteTracker(margin=args.margin) if is_pitch_model(card) else Hysteresis(
+            card.labels, card.thresholds, args.margin)
         self.writers = writers
         self.events_only = args.events
         self.summary = summary

@@ -19,6 +19,10 @@ Note names use equal temperament with A4 = 440 Hz and sharps (``C#4``); MIDI not
 69 is A4, octaves change at C. ``cents`` is the offset from the nearest note, in
 [-50, +50).
 
+Over a stream, `NoteTracker` turns decisions into note onset/offset events
+(``--events``) and `PitchSummary` sums a clip up (voiced share, median f0, most
+frequent notes) for ``edgetag tag``.
+
 This module must not import torch: edge devices do not carry it.
 """
 
@@ -177,3 +181,56 @@ def format_pitch_summary(summary: dict[str, Any], file: str | None = None) -> st
     notes = ", ".join(f"{name} {100 * share:.0f} %" for name, share in summary["notes"].items())
     return head + f"; median f0 {summary['median_f0_hz']:.1f} Hz ({summary['median_note']}); " \
                   f"most frequent notes (share of voiced): {notes}"
+
+
+class NoteTracker:
+    """Note events for pitch models: ``onset`` when a voiced note starts, ``offset`` when it ends.
+
+    The pitch counterpart of `edgetag.runtime.postprocess.Hysteresis` (same ``update`` /
+    ``finish`` interface and `Event` objects, the label being the note name). A frame
+    is voiced at ``confidence >= threshold`` and stays so down to ``threshold - margin``;
+    a new note (or silence) must last ``min_decisions`` decisions in a row before it
+    replaces the sounding one, so vibrato across a note boundary or one stray frame
+    does not split a note. The onset is stamped at the first decision of the new
+    note, the offset at the decision where the next note (or silence) began.
+    """
+
+    def __init__(self, threshold: float = VOICING_THRESHOLD, margin: float = 0.1, min_decisions: int = 3) -> None:
+        if margin < 0:
+            raise ValueError(f"hysteresis margin must be >= 0, got {margin}")
+        if min_decisions < 1:
+            raise ValueError(f"min_decisions must be >= 1, got {min_decisions}")
+        self.on_at, self.off_below, self.min_decisions = float(threshold), float(threshold) - margin, min_decisions
+        self.note: str | None = None  # the sounding note
+        self._candidate: str | None = None  # what the last decisions read, and since when
+        self._since, self._run, self._peak = 0.0, 0, 0.0
+
+    def update(self, t: float, scores: Sequence[float] | np.ndarray) -> list[Any]:
+        from edgetag.runtime.postprocess import Event
+
+        r = reading(scores, self.on_at)
+        voiced = r.confidence >= (self.off_below if self.note is not None else self.on_at)
+        heard = r.note if voiced else None
+        if heard == self.note:  # the sounding note (or silence) goes on
+            self._candidate, self._run = None, 0
+            return []
+        if self._run == 0 or heard != self._candidate:  # a new candidate (silence is one too: None)
+            self._candidate, self._since, self._run, self._peak = heard, t, 0, 0.0
+        self._run += 1
+        self._peak = max(self._peak, r.confidence)
+        if self._run < self.min_decisions:
+            return []
+        events = []
+        if self.note is not None:
+            events.append(Event(self._since, self.note, "offset", r.confidence))
+        if heard is not None:
+            events.append(Event(self._since, heard, "onset", self._peak))
+        self.note, self._candidate, self._run = heard, None, 0
+        return events
+
+    def finish(self, t: float) -> list[Any]:
+        from edgetag.runtime.postprocess import Event
+
+        events = [Event(t, self.note, "offset", float("nan"))] if self.note is not None else []
+        self.note, self._candidate, self._run = None, None, 0
+        return events

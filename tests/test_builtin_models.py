@@ -143,3 +143,9 @@ def test_tag_with_the_pitch_model_writes_decoded_pitch_not_360_bins(tmp_path: Pa
     assert main(["tag", str(wav), "--model", "pitch", "--format", "summary"]) == 0
     text = capsys.readouterr().out
     assert text.startswith(f"pitch summary of {wav}") and "(A3)" in text and "pitch_bin" not in text
+
+    # events are notes: the tone is one A3, from its first decisions to the end
+    assert main(["tag", str(wav), "--model", "pitch", "--events"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"event"' in line]
+    assert [(e["event"], e["label"]) for e in events] == [("onset", "A3"), ("offset", "A3")]
+    assert events[0]["t"] < 0.2 and events[1]["t"] > 1.9

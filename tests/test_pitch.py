@@ -217,3 +217,34 @@ def test_pitch_summary_counts_voiced_notes() -> None:
     empty = P.PitchSummary().to_dict()
     assert empty["median_f0_hz"] is None and empty["notes"] == {}
     assert P.format_pitch_summary(empty).endswith("no voiced decision")
+
+
+def test_note_tracker_turns_pitch_into_note_events() -> None:
+    track = P.NoteTracker(min_decisions=3)
+    frames = ([_bump(440.0, peak=0.1)] * 5 + [_bump(440.0)] * 10 + [_bump(494.0)]  # A4, one stray B4 frame
+              + [_bump(440.0)] * 5 + [_bump(455.0), _bump(426.0)] * 3  # vibrato past both edges of A4 (A#4, G#4)
+              + [_bump(330.0)] * 5 + [_bump(330.0, peak=0.45)] * 2  # E4, fading but still above 0.4
+              + [_bump(330.0, peak=0.1)] * 4)
+    events = []
+    for i, scores in enumerate(frames):
+        events += [(round(e.t, 2), e.kind, e.label) for e in track.update(i * 0.01, scores)]
+    events += [(e.t, e.kind, e.label) for e in track.finish(1.0)]
+    e4 = 0.01 * (5 + 10 + 1 + 5 + 6)
+    silence = e4 + 0.07
+    assert events == [(0.05, "onset", "A4"), (round(e4, 2), "offset", "A4"), (round(e4, 2), "onset", "E4"),
+                      (round(silence, 2), "offset", "E4")]
+    # a confidence between threshold - margin and threshold keeps a note but does not start one
+    fresh = P.NoteTracker(min_decisions=1)
+    assert fresh.update(0.0, _bump(330.0, peak=0.45)) == []
+    with pytest.raises(ValueError, match="min_decisions"):
+        P.NoteTracker(min_decisions=0)
+
+
+def test_note_tracker_closes_the_last_note() -> None:
+    track = P.NoteTracker(min_decisions=2)
+    assert track.update(0.0, _bump(220.0)) == []
+    (onset,) = track.update(0.01, _bump(220.0))
+    assert (onset.t, onset.kind, onset.label) == (0.0, "onset", "A3")
+    (offset,) = track.finish(0.5)
+    assert (offset.t, offset.kind, offset.label) == (0.5, "offset", "A3")
+    assert track.finish(0.6) == []
