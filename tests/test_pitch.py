@@ -248,3 +248,12 @@ def test_note_tracker_closes_the_last_note() -> None:
     (offset,) = track.finish(0.5)
     assert (offset.t, offset.kind, offset.label) == (0.5, "offset", "A3")
     assert track.finish(0.6) == []
+
+
+def test_valid_renders_read_chorales_that_train_and_test_never_read() -> None:
+    pytest.importorskip("music21")
+    prep = _recipe_module("prepare_renders")
+    first, further = prep.load_voices(3, seed=0), prep.load_voices(2, seed=0, skip=3)
+    assert first and further
+    assert not {name for name, _ in first} & {name for name, _ in further}
+    assert prep.load_voices(5, seed=0) == first + further  # the same seeded order, cut further on

@@ -57,3 +57,26 @@ def test_more_train_music_keeps_test_rows_and_rows_already_drawn(tmp_path):
     # the split is by package: the held-out music comes from the test package only, paths relative to root
     assert {r["package"] for r in pick(large, "test", "music")} == {sorted(MUSIC_PACKAGES)[2]}
     assert all(r["path"].startswith("audio/") for r in large)
+
+
+def test_valid_rows_come_from_the_valid_split_and_leave_train_and_test_as_they_were(tmp_path):
+    source = _source(tmp_path / "audio")
+    rows = [json.loads(line) for line in source.read_text().splitlines()]
+    valid_pkg = sorted(MUSIC_PACKAGES)[3]
+    extra = [{"path": f"sp/valid{i}.wav", "labels": ["speech"], "split": "valid", "package": "asterisk-core-sounds-en-wav",
+              "duration": 3.0} for i in range(6)]
+    extra += [{"path": f"{valid_pkg}/v{i}.ogg", "labels": ["music"], "split": "valid", "package": valid_pkg,
+               "duration": 80.0} for i in range(2)]
+    with_valid = tmp_path / "audio2"
+    with_valid.mkdir()
+    (with_valid / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows + extra))
+
+    before = _rows(tmp_path, "before", source, "--speech-valid", "4", "--music-valid", "3")  # no valid split there
+    after = _rows(tmp_path, "after", with_valid / "manifest.jsonl", "--speech-valid", "4", "--music-valid", "3")
+    assert [r for r in before if r["split"] != "valid"] == [
+        {**r, "path": r["path"].replace("audio2/", "audio/")} for r in after if r["split"] != "valid"]
+    assert not [r for r in before if r["split"] == "valid"]  # warned, speech-less and music-less: nothing drawn
+    valid = [r for r in after if r["split"] == "valid"]
+    assert sum(r["source"] == "speech" for r in valid) == 4
+    music = [r for r in valid if r["source"] == "music"]
+    assert len(music) == 3 and {r["package"] for r in music} == {valid_pkg}

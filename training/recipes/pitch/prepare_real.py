@@ -14,7 +14,8 @@ music) and writes a subset as ``OUT/real.jsonl``, never touching the source fold
   train row (``--all-music`` takes them too, for a new experiment).
 
 Train rows come from the source's ``train`` split, test rows from its ``test``
-split (disjoint packages), so the held-out real audio is from unseen packages.
+split and valid rows (for choosing between runs) from its ``valid`` split:
+disjoint packages, so the held-out real audio is from unseen packages.
 Each (split, source) pair draws from its own random stream, so asking for more
 train audio keeps the test rows, and the rows already drawn (and their cached
 teacher outputs), unchanged. Paths are rewritten relative to ``--root``
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -44,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speech-test", type=int, default=55)
     ap.add_argument("--music-train", type=int, default=360)
     ap.add_argument("--music-test", type=int, default=10)
+    ap.add_argument("--speech-valid", type=int, default=30, help="speech prompts in the valid split (for choosing runs)")
+    ap.add_argument("--music-valid", type=int, default=10)
     ap.add_argument("--music-seconds", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--all-music", action="store_true", help="also draw from games' data packages (changes the train rows)")
@@ -54,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rows_in = [json.loads(line) for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = []
-    for split, n_speech, n_music in (("train", args.speech_train, args.music_train), ("test", args.speech_test, args.music_test)):
+    for split, n_speech, n_music in (("train", args.speech_train, args.music_train), ("test", args.speech_test, args.music_test),
+                                     ("valid", args.speech_valid, args.music_valid)):
         speech = [r for r in rows_in if r["split"] == split and r["package"].startswith("asterisk")]
         music_by_pkg: dict[str, list[dict]] = defaultdict(list)
         for r in rows_in:
@@ -66,6 +71,9 @@ def main(argv: list[str] | None = None) -> int:
             path = (source.parent / r["path"]).resolve().relative_to(root.resolve())
             rows.append({"path": str(path), "labels": [], "split": split, "source": "speech", "package": r["package"]})
         packages = sorted(music_by_pkg)
+        if n_music and not packages:
+            print(f"warning: no soundtrack music in the {split} split of {source}: {split} has speech only", file=sys.stderr)
+            n_music = 0
         rng = random.Random(f"{args.seed}:{split}:music")
         for k in range(n_music):
             r = rng.choice(music_by_pkg[packages[k % len(packages)]])

@@ -16,7 +16,9 @@ Clips are written as 16 kHz mono PCM16 WAVs under ``OUT/renders/`` with a sideca
 ``*.f0.npy`` (float32, Hz, 0 = unvoiced) sampled at the centres of edgetag's
 10 ms student frames: frame ``j`` covers samples ``[160 j, 160 j + 1024)``, its
 centre is ``(160 j + 512) / 16000`` s (the same convention as the CREPE teacher's
-frames). Train and test clips come from disjoint chorales (split by corpus file).
+frames). Train and test clips come from disjoint chorales (split by corpus file);
+valid clips (``--n-valid``, for choosing between runs) from ``--valid-chorales``
+further chorales that neither reads.
 A few programs do not sound the score note as their f0 (organs with a 16' stop,
 guitar harmonics, ...: ``SCORE_F0_NOT_SOUNDING``); their rows say
 ``"score_f0": false`` and evaluation leaves them out of the score-f0 metrics.
@@ -26,7 +28,7 @@ each clip's end) rendered by one fluidsynth call (~400x real time), then cut.
 Writes ``OUT/renders.jsonl`` (manifest rows, paths relative to ``--root``).
 Resumable: a split whose clips all exist is skipped.
 
-    python3 training/recipes/pitch/prepare_renders.py --out /work/data/pitch --n-train 110 --n-test 24
+    python3 training/recipes/pitch/prepare_renders.py --out /work/data/pitch --n-train 110 --n-test 24 --n-valid 24
 """
 
 from __future__ import annotations
@@ -79,14 +81,15 @@ SCORE_F0_NOT_SOUNDING: dict[int, str] = {
 }
 
 
-def load_voices(n_files: int, seed: int) -> list[tuple[str, list[tuple[float, float, int]]]]:
-    """(corpus file, [(onset quarters, duration quarters, MIDI pitch)]) for each voice of ``n_files`` chorales."""
+def load_voices(n_files: int, seed: int, skip: int = 0) -> list[tuple[str, list[tuple[float, float, int]]]]:
+    """(corpus file, [(onset quarters, duration quarters, MIDI pitch)]) for each voice of ``n_files`` chorales,
+    after the first ``skip`` of the seeded order."""
     from music21 import corpus
 
     paths = sorted(str(p) for p in corpus.getComposer("bach"))
     random.Random(seed).shuffle(paths)
     voices = []
-    for path in paths[:n_files]:
+    for path in paths[skip : skip + n_files]:
         try:
             score = corpus.parse(path)
         except Exception:  # a corpus file music21 cannot parse: skip it
@@ -166,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-train", type=int, default=110)
     ap.add_argument("--n-test", type=int, default=24)
     ap.add_argument("--seconds", type=float, default=6.0)
+    ap.add_argument("--n-valid", type=int, default=24, help="clips for choosing between runs")
     ap.add_argument("--chorales", type=int, default=120, help="corpus files to read (80 %% train, 20 %% test)")
+    ap.add_argument("--valid-chorales", type=int, default=30, help="further corpus files, for the valid clips only")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--soundfont", help="General MIDI .sf2 (default: FluidR3_GM)")
     args = ap.parse_args(argv)
@@ -186,9 +191,11 @@ def main(argv: list[str] | None = None) -> int:
     files = sorted({v[0] for v in voices})
     random.Random(args.seed + 1).shuffle(files)
     test_files = set(files[: max(1, len(files) // 5)])
-    by_split = {"train": [v for v in voices if v[0] not in test_files], "test": [v for v in voices if v[0] in test_files]}
+    by_split = {"train": [v for v in voices if v[0] not in test_files], "test": [v for v in voices if v[0] in test_files],
+                # chorales neither split has read: adding them leaves every train and test clip as it was
+                "valid": load_voices(args.valid_chorales, args.seed, skip=args.chorales)}
     rows = []
-    for split, count in (("train", args.n_train), ("test", args.n_test)):
+    for split, count in (("train", args.n_train), ("test", args.n_test), ("valid", args.n_valid)):
         rng = random.Random(f"{args.seed}-{split}")
         plans = [clip_plan(rng, by_split[split], args.seconds) for _ in range(count)]
         paths = [out / "renders" / f"{split}-{i:04d}.wav" for i in range(count)]

@@ -10,14 +10,16 @@ the teacher cache and the trainer also resume inside a step):
    ``prepare_real.py``: a subset of the real-audio manifest (speech + music);
    both concatenated into ``DATA/manifest.jsonl`` (paths relative to DATA's parent);
 2. ``edgetag teach --teacher crepe-full``: the train split at ``--train-hop`` samples
-   and the test split at ``--test-hop`` (CPU setting: both 1600 samples = 100 ms);
+   and the test and valid splits at ``--test-hop`` (CPU setting: both 1600 samples = 100 ms);
 3. ``edgetag distill base.toml``: a stateful causal CNN at a 10 ms hop, KD (BCE on
    CREPE's 360 sigmoids) on the student frames that sit on a teacher frame;
 4. 16 kHz WAV excerpts for calibration and the export gates (``DATA/calib/``), then
    ``edgetag export --int8`` -> ``DATA/export/RUN/pitch.onnx`` and ``pitch.int8.onnx`` (RUN: ``causal_cnn-STEPS``);
-5. ``evaluate_pitch.py``: CREPE full / tiny / both students on the test split;
+5. ``evaluate_pitch.py``: CREPE full / tiny / both students on the test split (the
+   reported numbers) and on the valid split (renders of chorales neither train nor test
+   reads, real audio from the valid packages: for choosing between runs);
    writes ``DATA/export/RUN/results.json`` and ``results.md`` and records the measured
-   metrics and the recipe's provenance in both ONNX cards;
+   test metrics and the recipe's provenance in both ONNX cards;
 6. with ``--install``: copies both files into ``runtime/models/`` (the built-in ``pitch``
    and ``pitch-int8``).
 
@@ -115,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-hop", type=int, default=1600, help="CREPE full hop on the test split (samples; CPU setting 1600)")
     ap.add_argument("--n-train-renders", type=int, default=110)
     ap.add_argument("--n-test-renders", type=int, default=24)
+    ap.add_argument("--n-valid-renders", type=int, default=24)
     ap.add_argument("--music-train", type=int, default=720,
                     help="10 s game-music excerpts in the train split (prepare_real.py; the test rows never change)")
     ap.add_argument("--teach-procs", type=int, default=1,
@@ -134,26 +137,22 @@ def main(argv: list[str] | None = None) -> int:
     prog = ["--no-progress"] if args.no_progress else []
     times: dict[str, float] = {}
 
-    # 1. data
-    if not (data / "renders.jsonl").is_file():
+    # 1. data (a folder made before the valid split existed gets it added; train and test rows stay as they are)
+    if not _has_split(data / "renders.jsonl", "valid"):
         times["prepare_renders"] = step([sys.executable, str(HERE / "prepare_renders.py"), "--out", str(data), "--root", str(root),
-                                       "--n-train", str(args.n_train_renders), "--n-test", str(args.n_test_renders)])
-    if not (data / "real.jsonl").is_file():
+                                       "--n-train", str(args.n_train_renders), "--n-test", str(args.n_test_renders),
+                                       "--n-valid", str(args.n_valid_renders)])
+    _check_music_train(data / "real.jsonl", args.music_train)  # before drawing the valid rows into that folder
+    if not _has_split(data / "real.jsonl", "valid"):
         times["prepare_real"] = step([sys.executable, str(HERE / "prepare_real.py"), "--out", str(data), "--root", str(root),
                                       "--music-train", str(args.music_train)])
-    real = [json.loads(line) for line in (data / "real.jsonl").read_text().splitlines() if line.strip()]
-    drawn = sum(r["split"] == "train" and r["source"] == "music" for r in real)
-    if drawn != args.music_train:  # a data folder made with another setting: never train on it silently
-        raise SystemExit(f"{data / 'real.jsonl'} holds {drawn} train music excerpts, --music-train asks for "
-                         f"{args.music_train}: delete real.jsonl, manifest.jsonl and cache/train/DONE in {data} to "
-                         "draw them again (teacher outputs already cached are reused), or pass --music-train "
-                         f"{drawn}")
+    _check_music_train(data / "real.jsonl", args.music_train)
     manifest = data / "manifest.jsonl"
-    if not manifest.is_file():
+    if not _has_split(manifest, "valid"):
         manifest.write_text((data / "renders.jsonl").read_text() + (data / "real.jsonl").read_text())
 
     # 2. teacher cache (edgetag teach resumes by itself; the marker skips even the scan)
-    for split, hop in (("train", args.train_hop), ("test", args.test_hop)):
+    for split, hop in (("train", args.train_hop), ("test", args.test_hop), ("valid", args.test_hop)):
         done = data / "cache" / split / "DONE"
         if not done.is_file():
             times[f"teach_{split}"] = step([*teach_command(args.teach_procs), "--teacher", "crepe-full", "--data", str(manifest), "--root", str(root),
@@ -183,14 +182,15 @@ def main(argv: list[str] | None = None) -> int:
         export_models(student, fp32, data / "calib" / "train", data / "calib" / "test", args.stream_atol)
         times["export"] = time.perf_counter() - t0
 
-    # 5. evaluate, tables, cards
-    eval_json = export / "eval.json"
-    if not eval_json.is_file():
-        cmd = [sys.executable, str(HERE / "evaluate_pitch.py"), "--manifest", str(manifest), "--root", str(root),
-               "--cache", str(data / "cache" / "test"), "--hop", str(args.test_hop),
-               "--student", f"student fp32={fp32}", "--student", f"student int8={int8}", "--out", str(eval_json), *prog]
-        times["evaluate"] = step(cmd)
-    res = json.loads(eval_json.read_text())
+    # 5. evaluate (test: the numbers reported; valid: for choosing between runs), tables, cards
+    for split, eval_json in (("test", export / "eval.json"), ("valid", export / "eval-valid.json")):
+        if not eval_json.is_file():
+            cmd = [sys.executable, str(HERE / "evaluate_pitch.py"), "--manifest", str(manifest), "--root", str(root),
+                   "--cache", str(data / "cache" / split), "--hop", str(args.test_hop), "--split", split,
+                   "--student", f"student fp32={fp32}", "--student", f"student int8={int8}", "--out", str(eval_json), *prog]
+            times["evaluate" if split == "test" else "evaluate_valid"] = step(cmd)
+    res = json.loads((export / "eval.json").read_text())
+    valid = json.loads((export / "eval-valid.json").read_text())
     full_macs = res["CREPE full"]["macs_per_frame"]
     d = res["_data"]
     hours_train = _split_hours(manifest, root, "train")
@@ -202,13 +202,17 @@ def main(argv: list[str] | None = None) -> int:
               f"CREPE full calls voiced at confidence >= {d['voicing_threshold']}); frames every {args.test_hop / SR * 1e3:g} ms; "
               f"RPA/RCA at 50 cents, weighted-argmax decoding for every model. Training audio: {hours_train:.2f} h "
               f"(CREPE full every {args.train_hop / SR * 1e3:g} ms). CPU setting: {json.dumps(setting)}.\n\n")
-    (export / "results.md").write_text(header + table + "\n")
+    dv = valid["_data"]
+    valid_text = (f"\n\nValid split (for choosing between runs, never reported as the result): {dv['render_seconds']:.0f} s "
+                  f"of renders from chorales that train and test never read, {dv['real_seconds']:.0f} s of real audio "
+                  "from the valid packages.\n\n" + results_table(valid, full_macs))
+    (export / "results.md").write_text(header + table + valid_text + "\n")
     results_json = export / "results.json"
     if results_json.is_file():  # a rerun keeps the timings of the steps it skipped
         times = {**json.loads(results_json.read_text()).get("times_s", {}), **times}
-    results_json.write_text(json.dumps({"results": res, "times_s": times, "setting": setting,
-                                                   "train_hours": hours_train}, indent=2))
-    print(header + table)
+    results_json.write_text(json.dumps({"results": res, "valid": valid, "times_s": times, "setting": setting,
+                                        "train_hours": hours_train}, indent=2))
+    print(header + table + valid_text)
 
     # Measured metrics and provenance into both cards.
     from edgetag.export.onnx_export import record_metrics
@@ -240,6 +244,25 @@ def main(argv: list[str] | None = None) -> int:
             shutil.copyfile(path, target / path.name)
             print(f"installed {target / path.name}")
     return 0
+
+
+def _check_music_train(real_jsonl: Path, music_train: int) -> None:
+    """A data folder drawn with another ``--music-train``: never train on it silently."""
+    if not real_jsonl.is_file():
+        return
+    real = [json.loads(line) for line in real_jsonl.read_text().splitlines() if line.strip()]
+    drawn = sum(r["split"] == "train" and r["source"] == "music" for r in real)
+    if drawn != music_train:
+        raise SystemExit(f"{real_jsonl} holds {drawn} train music excerpts, --music-train asks for "
+                         f"{music_train}: delete real.jsonl, manifest.jsonl and cache/train/DONE in {real_jsonl.parent} to "
+                         f"draw them again (teacher outputs already cached are reused), or pass --music-train {drawn}")
+
+
+def _has_split(path: Path, split: str) -> bool:
+    """Whether the manifest-like JSONL file ``path`` exists and has a row of ``split``."""
+    if not path.is_file():
+        return False
+    return any(json.loads(line).get("split") == split for line in path.read_text().splitlines() if line.strip())
 
 
 def _split_hours(manifest: Path, root: Path, split: str) -> float:
