@@ -92,4 +92,4 @@ def test_a_stored_evaluation_is_measured_again_when_its_split_changes(tmp_path, 
     manifest.write_text(manifest.read_text() + json.dumps({"path": "f.ogg", "split": "test"}) + "\n")
     again = run._agreement(model, manifest, tmp_path, tmp_path, "test")
     assert calls == ["test", "test"] and again["windows"] == 2
-    assert again["entries_sha1"] == run.split_digest(manifest, "test") != first["entries_sha1"]
+    assert again["entries_sha1"] == run.split_rows_sha1(manifest, "test") != first["entries_sha1"]

@@ -1,7 +1,10 @@
-"""What the recipes share: running a step, the teacher-cache command, writing MIDI, rendering it with fluidsynth."""
+"""What the recipes share: running a step, the teacher-cache command, which rows a split holds,
+writing MIDI, rendering it with fluidsynth."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import random
 import shlex
@@ -40,6 +43,16 @@ def teach_command(procs: int) -> list[str]:
         return ["edgetag", "teach"]
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={procs}",
             "-m", "edgetag.runtime.cli", "teach"]
+
+
+def split_rows_sha1(manifest: str | Path, split: str) -> str:
+    """sha1 over a JSONL manifest's lines of ``split``: which rows a teacher cache or an
+    evaluation covered, so that adding held-out rows makes a recipe measure them again."""
+    digest = hashlib.sha1()
+    for line in Path(manifest).read_text(encoding="utf-8").splitlines():
+        if line.strip() and json.loads(line).get("split") == split:
+            digest.update(line.encode() + b"\n")
+    return digest.hexdigest()
 
 
 def _vlq(n: int) -> bytes:

@@ -51,7 +51,7 @@ from typing import Any
 
 import numpy as np
 
-from edgetag.training.recipes.common import run_step, teach_command
+from edgetag.training.recipes.common import run_step, split_rows_sha1, teach_command
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]
@@ -155,21 +155,12 @@ def _track_bootstrap(scores: np.ndarray, tags: np.ndarray, track: np.ndarray, n:
     return [float(lo), float(hi)]
 
 
-def split_digest(manifest: Path, split: str) -> str:
-    """sha1 over ``split``'s manifest lines: which audio an evaluation saw."""
-    digest = hashlib.sha1()
-    for line in manifest.read_text().splitlines():
-        if line.startswith("{") and json.loads(line).get("split") == split:
-            digest.update(line.encode() + b"\n")
-    return digest.hexdigest()
-
-
 def _agreement(model: Path, manifest: Path, audio: Path, cache: Path, split: str) -> dict[str, Any]:
     """`evaluate_agreement` on ``split``, stored beside the model (``X.agreement.json`` for test,
     ``X.agreement-valid.json`` for valid) and read back from there on a rerun, unless the
     split's entries have changed since (held-out packages added): then it is measured again."""
     result_file = model.with_suffix(".agreement.json" if split == "test" else f".agreement-{split}.json")
-    digest = split_digest(manifest, split)
+    digest = split_rows_sha1(manifest, split)
     if result_file.is_file():
         stored = json.loads(result_file.read_text())
         if stored.get("entries_sha1") == digest:

@@ -11,7 +11,8 @@ music) and writes a subset as ``OUT/real.jsonl``, never touching the source fold
   the soundtrack packages (`prepare_audio.MUSIC_PACKAGES`) are drawn from, the
   set the shipped pitch student was trained on; the soundtracks inside games'
   data packages, added later for the music-tag recipe, would change every
-  train row (``--all-music`` takes them too, for a new experiment).
+  train row (``--all-music`` takes them too, for a new experiment). The valid
+  split, which has no rows to keep, draws from every music package of its split.
 
 Train rows come from the source's ``train`` split, test rows from its ``test``
 split and valid rows (for choosing between runs) from its ``valid`` split:
@@ -45,9 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--speech-train", type=int, default=437, help="speech prompts (the source has 437 in train: 0.34 h)")
     ap.add_argument("--speech-test", type=int, default=55)
     ap.add_argument("--music-train", type=int, default=360)
-    ap.add_argument("--music-test", type=int, default=10)
+    ap.add_argument("--music-test", type=int, default=40,
+                    help="test excerpts (the shipped student was first measured on the first 10; more keep them)")
     ap.add_argument("--speech-valid", type=int, default=30, help="speech prompts in the valid split (for choosing runs)")
-    ap.add_argument("--music-valid", type=int, default=10)
+    ap.add_argument("--music-valid", type=int, default=40, help="valid excerpts, from every music package of that split")
     ap.add_argument("--music-seconds", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--all-music", action="store_true", help="also draw from games' data packages (changes the train rows)")
@@ -64,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         music_by_pkg: dict[str, list[dict]] = defaultdict(list)
         for r in rows_in:
             if (r["split"] == split and "music" in r["labels"] and r["duration"] > args.music_seconds + 1
-                    and (args.all_music or r["package"] in MUSIC_PACKAGES)):
+                    and (args.all_music or split == "valid" or r["package"] in MUSIC_PACKAGES)):
                 music_by_pkg[r["package"]].append(r)
         rng = random.Random(f"{args.seed}:{split}:speech")
         for r in rng.sample(speech, min(n_speech, len(speech))):

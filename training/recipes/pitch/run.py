@@ -35,7 +35,7 @@ import sys
 import time
 from pathlib import Path
 
-from edgetag.training.recipes.common import run_step, teach_command
+from edgetag.training.recipes.common import run_step, split_rows_sha1, teach_command
 
 # long steps run niced on one thread: the machine is shared with the runtime and other jobs
 NICE = ("nice", "-n", "10")
@@ -142,23 +142,27 @@ def main(argv: list[str] | None = None) -> int:
         times["prepare_renders"] = step([sys.executable, str(HERE / "prepare_renders.py"), "--out", str(data), "--root", str(root),
                                        "--n-train", str(args.n_train_renders), "--n-test", str(args.n_test_renders),
                                        "--n-valid", str(args.n_valid_renders)])
-    _check_music_train(data / "real.jsonl", args.music_train)  # before drawing the valid rows into that folder
-    if not _has_split(data / "real.jsonl", "valid"):
-        times["prepare_real"] = step([sys.executable, str(HERE / "prepare_real.py"), "--out", str(data), "--root", str(root),
-                                      "--music-train", str(args.music_train)])
-    _check_music_train(data / "real.jsonl", args.music_train)
+    # real.jsonl is drawn again every run (deterministic, under a second): each (split, source) draws
+    # from its own random stream, so rows already drawn stay and added ones extend them
+    _check_music_train(data / "real.jsonl", args.music_train)  # an old folder drawn with another setting
+    times["prepare_real"] = step([sys.executable, str(HERE / "prepare_real.py"), "--out", str(data), "--root", str(root),
+                                  "--music-train", str(args.music_train)])
     manifest = data / "manifest.jsonl"
-    if not _has_split(manifest, "valid"):
-        manifest.write_text((data / "renders.jsonl").read_text() + (data / "real.jsonl").read_text())
+    rows = (data / "renders.jsonl").read_text() + (data / "real.jsonl").read_text()
+    if not manifest.is_file() or manifest.read_text() != rows:
+        manifest.write_text(rows)
 
-    # 2. teacher cache (edgetag teach resumes by itself; the marker skips even the scan)
+    # 2. teacher cache (edgetag teach resumes by itself; the marker, which names the split's rows,
+    # skips even the scan until they change)
     for split, hop in (("train", args.train_hop), ("test", args.test_hop), ("valid", args.test_hop)):
         done = data / "cache" / split / "DONE"
-        if not done.is_file():
+        marker = f"hop_length={hop} rows_sha1={split_rows_sha1(manifest, split)}\n"
+        # a marker from before the digests (hop only) stands for the train split, whose rows never change
+        if not (done.is_file() and (done.read_text() == marker or (split == "train" and done.read_text() == f"hop_length={hop}\n"))):
             times[f"teach_{split}"] = step([*teach_command(args.teach_procs), "--teacher", "crepe-full", "--data", str(manifest), "--root", str(root),
                                           "--split", split, "--out", str(data / "cache" / split), "--device", args.device,
                                           "--teacher-option", f"hop_length={hop}", "--teacher-option", "return_embeddings=false", *prog])
-            done.write_text(f"hop_length={hop}\n")
+            done.write_text(marker)
 
     # 3. distill
     run_dir = data / "runs" / (args.run_name or f"causal_cnn-{args.steps}")
@@ -184,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
 
     # 5. evaluate (test: the numbers reported; valid: for choosing between runs), tables, cards
     for split, eval_json in (("test", export / "eval.json"), ("valid", export / "eval-valid.json")):
-        if not eval_json.is_file():
+        # measured again when the split's rows have changed since
+        if not eval_json.is_file() or json.loads(eval_json.read_text())["_data"].get("rows_sha1") != split_rows_sha1(manifest, split):
             cmd = [sys.executable, str(HERE / "evaluate_pitch.py"), "--manifest", str(manifest), "--root", str(root),
                    "--cache", str(data / "cache" / split), "--hop", str(args.test_hop), "--split", split,
                    "--student", f"student fp32={fp32}", "--student", f"student int8={int8}", "--out", str(eval_json), *prog]
