@@ -34,6 +34,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edgetag.runtime.postprocess import Event
+
 N_BINS = 360
 """Pitch bins (CREPE)."""
 CENTS_PER_BIN = 20.0
@@ -205,9 +207,7 @@ class NoteTracker:
         self._candidate: str | None = None  # what the last decisions read, and since when
         self._since, self._run, self._peak = 0.0, 0, 0.0
 
-    def update(self, t: float, scores: Sequence[float] | np.ndarray) -> list[Any]:
-        from edgetag.runtime.postprocess import Event
-
+    def update(self, t: float, scores: Sequence[float] | np.ndarray) -> list[Event]:
         r = reading(scores, self.on_at)
         voiced = r.confidence >= (self.off_below if self.note is not None else self.on_at)
         heard = r.note if voiced else None
@@ -228,9 +228,7 @@ class NoteTracker:
         self.note, self._candidate, self._run = heard, None, 0
         return events
 
-    def finish(self, t: float) -> list[Any]:
-        from edgetag.runtime.postprocess import Event
-
+    def finish(self, t: float) -> list[Event]:
         events = [Event(t, self.note, "offset", float("nan"))] if self.note is not None else []
         self.note, self._candidate, self._run = None, None, 0
         return events
