@@ -157,8 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     for split, hop in (("train", args.train_hop), ("test", args.test_hop), ("valid", args.test_hop)):
         done = data / "cache" / split / "DONE"
         marker = f"hop_length={hop} rows_sha1={split_rows_sha1(manifest, split)}\n"
-        # a marker from before the digests (hop only) stands for the train split, whose rows never change
-        if not (done.is_file() and (done.read_text() == marker or (split == "train" and done.read_text() == f"hop_length={hop}\n"))):
+        if not (done.is_file() and done.read_text() == marker):
             times[f"teach_{split}"] = step([*teach_command(args.teach_procs), "--teacher", "crepe-full", "--data", str(manifest), "--root", str(root),
                                           "--split", split, "--out", str(data / "cache" / split), "--device", args.device,
                                           "--teacher-option", f"hop_length={hop}", "--teacher-option", "return_embeddings=false", *prog])
