@@ -6,6 +6,8 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 sys.path.insert(0, str(Path(__file__).parent))
 from conftest import load_script  # noqa: E402
 
@@ -80,3 +82,16 @@ def test_valid_rows_come_from_the_valid_split_and_leave_train_and_test_as_they_w
     assert sum(r["source"] == "speech" for r in valid) == 4
     music = [r for r in valid if r["source"] == "music"]
     assert len(music) == 3 and {r["package"] for r in music} == {valid_pkg}
+
+
+def test_run_refuses_a_folder_drawn_with_other_train_music(tmp_path):
+    run = load_script(PREPARE_REAL.with_name("run.py"), "recipe_pitch_run")
+    real = tmp_path / "real.jsonl"
+    run._check_music_train(real, 720)  # no folder yet: nothing to refuse
+    rows = [{"split": "train", "source": "music"}] * 3 + [{"split": "test", "source": "music"}, {"split": "train", "source": "speech"}]
+    real.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run._check_music_train(real, 3)
+    with pytest.raises(SystemExit, match="holds 3 train music excerpts, --music-train asks for 720"):
+        run._check_music_train(real, 720)
+    assert run._has_split(real, "test") and not run._has_split(real, "valid")
+    assert not run._has_split(tmp_path / "missing.jsonl", "train")
