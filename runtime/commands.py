@@ -175,14 +175,15 @@ def cmd_info(args: argparse.Namespace) -> int:
 class _Post:
     """Smoothing + hysteresis + writers for one stream."""
 
-    def __init__(self, model, writers, args, summary=None) -> None:
-        from edgetag.runtime.pitch import NoteTracker, is_pitch_model
+    def __init__(self, model, writers, args, summary=None, reader=None) -> None:
+        from edgetag.runtime.pitch import NoteTracker
         from edgetag.runtime.postprocess import Hysteresis, Smoother
 
         card = model.card
         self.smoother = Smoother(args.smooth)
-        # a pitch model's events are notes starting and ending, not 360 bins crossing a threshold
-        self.hysteresis = NoteTracker(margin=args.margin) if is_pitch_model(card) else Hysteresis(
+        # a pitch model (``reader``: its stream's decoder) has notes starting and ending as events,
+        # not 360 bins crossing a threshold
+        self.hysteresis = NoteTracker(margin=args.margin, reader=reader) if reader else Hysteresis(
             card.labels, card.thresholds, args.margin)
         self.writers = writers
         self.events_only = args.events
@@ -210,15 +211,27 @@ class _Post:
                     w.event(e)
 
 
-def _writer(fmt: str, out, labels, file=None, header=True, *, pitch: bool = False, scores: bool = True):
-    """The decision writer for ``fmt`` (jsonl, csv or events); a pitch model's also decodes its pitch."""
+def _writer(fmt: str, out, labels, file=None, header=True, *, reader=None, scores: bool = True):
+    """The decision writer for ``fmt`` (jsonl, csv or events); with a pitch model's ``reader``
+    (`PitchReader`), one that also writes the decoded pitch."""
     from edgetag.runtime.output import CsvWriter, EventWriter, JsonlWriter, PitchCsvWriter, PitchJsonlWriter
 
     if fmt == "jsonl":
-        return (PitchJsonlWriter if pitch else JsonlWriter)(out, labels, file=file, scores=scores)
+        if reader:
+            return PitchJsonlWriter(out, labels, file=file, scores=scores, reader=reader)
+        return JsonlWriter(out, labels, file=file, scores=scores)
     if fmt == "csv":
-        return (PitchCsvWriter if pitch else CsvWriter)(out, labels, file=file, header=header, scores=scores)
+        if reader:
+            return PitchCsvWriter(out, labels, file=file, header=header, scores=scores, reader=reader)
+        return CsvWriter(out, labels, file=file, header=header, scores=scores)
     return EventWriter(out, file=file)
+
+
+def _pitch_reader(card):
+    """One `PitchReader` per stream for a pitch model (its consumers share each decoding), else None."""
+    from edgetag.runtime.pitch import PitchReader, is_pitch_model
+
+    return PitchReader() if is_pitch_model(card) else None
 
 
 def _scores_wanted(args: argparse.Namespace, pitch: bool) -> bool:
@@ -255,10 +268,11 @@ def cmd_tag(args: argparse.Namespace) -> int:
                 samples = load_audio(path, card.frontend.sample_rate)
             file_field = path if len(args.files) > 1 else None
             fmt = args.format if not (args.events and args.format == "csv") else "events"
+            reader = _pitch_reader(card)
             writers = [] if fmt == "summary" else [
-                _writer(fmt, out, card.labels, file=file_field, header=(n == 0), pitch=pitch, scores=scores)]
-            summary = PitchSummary() if pitch else ClipSummary(card.labels)
-            post = _Post(model, writers, args, summary)
+                _writer(fmt, out, card.labels, file=file_field, header=(n == 0), reader=reader, scores=scores)]
+            summary = PitchSummary(reader) if pitch else ClipSummary(card.labels)
+            post = _Post(model, writers, args, summary, reader)
             engine = Engine(model)
             chunk = int(card.frontend.sample_rate * 0.5)
             for offset in range(0, max(len(samples), 1), chunk):
@@ -324,21 +338,22 @@ def cmd_listen(args: argparse.Namespace) -> int:
     from edgetag.runtime.pitch import is_pitch_model
 
     pitch = is_pitch_model(card)  # 360 CREPE bins: a tuner view, and decoded f0 in jsonl and csv
+    reader = _pitch_reader(card)
     scores = _scores_wanted(args, pitch)
     if fmt == "live":
         from edgetag.runtime.output import LiveView, TunerView
 
-        view = TunerView if pitch else LiveView
-        live = view(card.labels, card.thresholds, source=source.describe(), k=args.top_k)
+        live = (TunerView(card.labels, card.thresholds, source=source.describe(), k=args.top_k, reader=reader)
+                if pitch else LiveView(card.labels, card.thresholds, source=source.describe(), k=args.top_k))
         writers.append(live)
         if args.output:
-            writers.append(_writer("jsonl", out, card.labels, pitch=pitch, scores=scores))
+            writers.append(_writer("jsonl", out, card.labels, reader=reader, scores=scores))
         if args.events:
             args.events = False  # the live view shows states; events would garble it
     else:
         writers.append(_writer("events" if args.events and fmt == "csv" else fmt, out, card.labels,
-                               pitch=pitch, scores=scores))
-    post = _Post(model, writers, args)
+                               reader=reader, scores=scores))
+    post = _Post(model, writers, args, reader=reader)
     # Ctrl-C only sets a flag: a KeyboardInterrupt could land anywhere (mid-line in the output,
     # or inside a finalizer, where Python prints it and carries on); a second Ctrl-C stops at once.
     previous_sigint = signal.getsignal(signal.SIGINT)

@@ -19,6 +19,7 @@ from typing import IO, Sequence
 
 import numpy as np
 from edgetag.runtime.engine import Decision
+from edgetag.runtime.pitch import PitchReader
 from edgetag.runtime.postprocess import Event, top_k
 
 
@@ -189,20 +190,18 @@ class LiveView:
 
 
 class PitchJsonlWriter(JsonlWriter):
-    """`JsonlWriter` for pitch models: each object also carries ``"pitch"`` (f0, note, cents, confidence, voiced)."""
+    """`JsonlWriter` for pitch models: each object also carries ``"pitch"`` (f0, note, cents, confidence, voiced).
+
+    ``reader``: the stream's shared `edgetag.runtime.pitch.PitchReader` (default: its own)."""
 
     def __init__(self, out: IO[str], labels: Sequence[str], *, file: str | None = None, scores: bool = True,
-                 threshold: float | None = None) -> None:
+                 reader: PitchReader | None = None) -> None:
         super().__init__(out, labels, file=file, scores=scores)
-        from edgetag.runtime.pitch import VOICING_THRESHOLD
-
-        self.threshold = VOICING_THRESHOLD if threshold is None else float(threshold)
+        self.read = reader or PitchReader()
 
     def decision(self, d: Decision, scores: np.ndarray | None = None) -> None:
-        from edgetag.runtime.pitch import reading
-
         s = d.scores if scores is None else scores
-        self._write(d, {"pitch": reading(s, self.threshold).to_dict()}, s)
+        self._write(d, {"pitch": self.read(s).to_dict()}, s)
 
 
 class PitchCsvWriter(CsvWriter):
@@ -211,16 +210,12 @@ class PitchCsvWriter(CsvWriter):
     extra_columns = ("f0_hz", "confidence", "voiced", "note", "cents", "midi")
 
     def __init__(self, out: IO[str], labels: Sequence[str], *, file: str | None = None, header: bool = True,
-                 scores: bool = True, threshold: float | None = None) -> None:
-        from edgetag.runtime.pitch import VOICING_THRESHOLD
-
-        self.threshold = VOICING_THRESHOLD if threshold is None else float(threshold)
+                 scores: bool = True, reader: PitchReader | None = None) -> None:
+        self.read = reader or PitchReader()
         super().__init__(out, labels, file=file, header=header, scores=scores)
 
     def _extra(self, scores: np.ndarray) -> list[str]:
-        from edgetag.runtime.pitch import reading
-
-        r = reading(scores, self.threshold)
+        r = self.read(scores)
         return [f"{r.f0_hz:.3f}", f"{r.confidence:.4f}", str(int(r.voiced)), r.note, f"{r.cents:.1f}", str(r.midi)]
 
 
@@ -246,20 +241,16 @@ class TunerView(LiveView):
     }
 
     def __init__(self, labels: Sequence[str], thresholds: Sequence[float], *, source: str, k: int = 8,
-                 console=None, threshold: float | None = None, width: int = 41) -> None:
-        from edgetag.runtime.pitch import VOICING_THRESHOLD
-
-        self.threshold = VOICING_THRESHOLD if threshold is None else float(threshold)
+                 console=None, reader: PitchReader | None = None, width: int = 41) -> None:
+        self.read = reader or PitchReader()
         self.width = max(11, width | 1)  # odd: a centre cell for 0 cents
         self.reading = None
         self.last_voiced = None
         super().__init__(labels, thresholds, source=source, k=k, console=console)
 
     def decision(self, d: Decision, scores: np.ndarray | None = None) -> None:
-        from edgetag.runtime.pitch import reading
-
         super().decision(d, scores)
-        self.reading = reading(self.scores, self.threshold)
+        self.reading = self.read(self.scores)
         if self.reading.voiced:
             self.last_voiced = self.reading
 

@@ -138,6 +138,28 @@ def reading(scores: Sequence[float] | np.ndarray, threshold: float = VOICING_THR
     return PitchReading(f0_hz=f, confidence=c, voiced=c >= threshold, note=name, cents=cents, midi=midi)
 
 
+class PitchReader:
+    """`reading` of a stream's decisions, decoded once however many consumers read one.
+
+    The writers, the clip summary, the note events and the tuner view of one stream
+    share a reader; it keeps the last scores array it decoded and hands back the same
+    reading while it is given that same array again. Each decision's scores are a new
+    array (the smoother returns one), so identity is a safe key; the reference it keeps
+    stops the array's id from being reused.
+    """
+
+    def __init__(self, threshold: float = VOICING_THRESHOLD) -> None:
+        self.threshold = float(threshold)
+        self._scores: object = None
+        self._reading: PitchReading | None = None
+
+    def __call__(self, scores: Sequence[float] | np.ndarray) -> PitchReading:
+        if scores is not self._scores or self._reading is None:
+            self._reading = reading(scores, self.threshold)
+            self._scores = scores
+        return self._reading
+
+
 class PitchSummary:
     """A clip through a pitch model: how much of it was voiced, its median f0, its most frequent notes.
 
@@ -145,14 +167,14 @@ class PitchSummary:
     means say nothing for 360 bins); ``add`` takes one decision's scores.
     """
 
-    def __init__(self, threshold: float = VOICING_THRESHOLD) -> None:
-        self.threshold = float(threshold)
+    def __init__(self, reader: PitchReader | None = None) -> None:
+        self.read = reader or PitchReader()
         self.count = 0
         self._voiced_f0: list[float] = []
         self._notes: dict[str, int] = {}
 
     def add(self, scores: Sequence[float] | np.ndarray) -> None:
-        r = reading(scores, self.threshold)
+        r = self.read(scores)
         self.count += 1
         if r.voiced:
             self._voiced_f0.append(r.f0_hz)
@@ -197,18 +219,20 @@ class NoteTracker:
     note, the offset at the decision where the next note (or silence) began.
     """
 
-    def __init__(self, threshold: float = VOICING_THRESHOLD, margin: float = 0.1, min_decisions: int = 3) -> None:
+    def __init__(self, threshold: float = VOICING_THRESHOLD, margin: float = 0.1, min_decisions: int = 3,
+                 reader: PitchReader | None = None) -> None:
         if margin < 0:
             raise ValueError(f"hysteresis margin must be >= 0, got {margin}")
         if min_decisions < 1:
             raise ValueError(f"min_decisions must be >= 1, got {min_decisions}")
         self.on_at, self.off_below, self.min_decisions = float(threshold), float(threshold) - margin, min_decisions
+        self.read = reader or PitchReader(threshold)  # only its note and confidence are used here
         self.note: str | None = None  # the sounding note
         self._candidate: str | None = None  # what the last decisions read, and since when
         self._since, self._run, self._peak = 0.0, 0, 0.0
 
     def update(self, t: float, scores: Sequence[float] | np.ndarray) -> list[Event]:
-        r = reading(scores, self.on_at)
+        r = self.read(scores)
         voiced = r.confidence >= (self.off_below if self.note is not None else self.on_at)
         heard = r.note if voiced else None
         if heard == self.note:  # the sounding note (or silence) goes on

@@ -257,3 +257,23 @@ def test_valid_renders_read_chorales_that_train_and_test_never_read() -> None:
     assert first and further
     assert not {name for name, _ in first} & {name for name, _ in further}
     assert prep.load_voices(5, seed=0) == first + further  # the same seeded order, cut further on
+
+
+def test_a_stream_decodes_each_decision_once_for_all_its_readers(monkeypatch) -> None:
+    from edgetag.runtime.output import PitchCsvWriter, PitchJsonlWriter
+
+    calls = []
+    real_reading = P.reading
+    monkeypatch.setattr(P, "reading", lambda s, t=P.VOICING_THRESHOLD: calls.append(1) or real_reading(s, t))
+    reader = P.PitchReader()
+    writers = [PitchJsonlWriter(io.StringIO(), P.PITCH_LABELS, reader=reader),
+               PitchCsvWriter(io.StringIO(), P.PITCH_LABELS, reader=reader)]
+    summary, tracker = P.PitchSummary(reader), P.NoteTracker(reader=reader, min_decisions=1)
+    for i, f0 in enumerate((220.0, 220.0, 330.0)):
+        scores = _bump(f0)  # a new array per decision, as the smoother hands them on
+        summary.add(scores)
+        tracker.update(i * 0.01, scores)
+        for w in writers:
+            w.decision(_decision(i * 0.01, scores), scores)
+    assert len(calls) == 3
+    assert summary.to_dict()["notes"] == {"A3": 0.6667, "E4": 0.3333}
