@@ -230,6 +230,43 @@ def save_single_file(model: Any, path: str | Path) -> int:
     return len(data)
 
 
+def seal(
+    model: Any,
+    card: ModelCard,
+    path: str | Path,
+    frames: np.ndarray | None = None,
+    *,
+    precision: str = "fp32",
+    reference_scores: np.ndarray | None = None,
+) -> ModelCard:
+    """Write ``model`` to ``path`` with ``card``, its integrity digest and (given features) a test vector.
+
+    The digest covers the file without its card (`edgetag.runtime.integrity`).
+    The test vector (`edgetag.runtime.verify`) holds ``frames``
+    [frames, n_bins] and the fp32 model's scores on them: ``reference_scores``,
+    or (None) this file's own scores when it is the fp32 model. The file is
+    written, read back by the runtime (digest and card checked), given its test
+    vector and written again; the graph, and so the digest, is the same both times.
+    """
+    import dataclasses
+
+    from edgetag.runtime.integrity import model_digest
+    from edgetag.runtime.verify import make_test_vector
+
+    set_card(model, dataclasses.replace(card, integrity={}, test_vector={}))
+    card = dataclasses.replace(card, integrity={"sha256": model_digest(model.SerializeToString())}, test_vector={})
+    set_card(model, card)
+    save_single_file(model, path)
+    if frames is not None:
+        from edgetag.runtime.model import load_model
+
+        vector = make_test_vector(load_model(path, threads=1), frames, precision, reference_scores)
+        card = dataclasses.replace(card, test_vector=vector)
+        set_card(model, card)
+        save_single_file(model, path)
+    return check_loads(path)
+
+
 def record_metrics(path: str | Path, metrics: dict[str, float], provenance: dict[str, Any] | None = None) -> ModelCard:
     """Add measured metrics (and provenance keys) to the card of an exported file, in place.
 
@@ -306,6 +343,20 @@ def windows_of(features: Sequence[np.ndarray], window_frames: int, hop: int | No
     if not out:
         raise ExportError(f"no clip is long enough for one window of {window_frames} frames")
     return np.stack(out).astype(np.float32)
+
+
+def verification_frames(features: Sequence[np.ndarray], card: ModelCard) -> np.ndarray:
+    """The frames of a card's test vector: the loudest span of the longest clip, or of all clips joined."""
+    from edgetag.runtime.verify import pick_frames, vector_frames
+
+    frames = vector_frames(card)
+    clips = list(features)
+    if max(len(c) for c in clips) < frames:
+        clips = [np.concatenate(clips)]
+    if len(clips[0]) < frames:
+        raise ExportError(f"the model's test vector needs {frames} frames of real features; the calibration audio "
+                          f"has {len(clips[0])} (give longer calibration audio)")
+    return pick_frames(clips, frames)
 
 
 def sequences_of(features: Sequence[np.ndarray], frames: int = _SEQUENCE_FRAMES) -> list[np.ndarray]:
@@ -614,10 +665,11 @@ def export_onnx(
         extra_provenance={"opset": opset, "batchnorm_nodes_left": leftover_bn},
         extra_metrics=metrics,
     )
-    set_card(model, card)
-    size = save_single_file(model, path)
-    loaded = check_loads(path)
-    if json.loads(loaded.to_json()) != json.loads(card.to_json()):
+    loaded = seal(model, card, path, verification_frames(features, card))
+    if json.loads(loaded.to_json()) != json.loads(card.to_json()) | {"integrity": loaded.integrity,
+                                                                      "test_vector": loaded.test_vector}:
         raise ExportError("export check failed: the card read back differs from the card written")
-    say(f"wrote {path} ({size} bytes, opset {opset}, {card.parameters} parameters)")
-    return ExportResult(path=Path(path), card=card, parity=parity, size_bytes=size, extra={"features": features})
+    size = Path(path).stat().st_size
+    say(f"wrote {path} ({size} bytes, opset {opset}, {card.parameters} parameters); "
+        f"test vector: {loaded.test_vector['features']['shape'][0]} frames, sha256 {loaded.integrity['sha256'][:16]}...")
+    return ExportResult(path=Path(path), card=loaded, parity=parity, size_bytes=size, extra={"features": features})

@@ -1,7 +1,10 @@
 """INT8 and FP16 versions of an exported model, gated on the task metric.
 
 - INT8 (`quantize_int8`): ONNX Runtime static quantization in QDQ format,
-  per-channel int8 weights, uint8 activations with ranges calibrated on real
+  per-channel int8 weights in 7 bits (`SATURATION_FREE_WEIGHTS`: the one
+  format whose integer arithmetic is exact on x86 with or without VNNI and on
+  ARM64, so the gate measured here holds on the user's CPU), uint8
+  activations with ranges calibrated on real
   front-end features (at least 100 windows: window students see windows,
   stateful students see chunks of frames together with the state tensors the
   fp32 model carries at that point of the stream, so state ranges are
@@ -32,6 +35,10 @@ relative to the fp32 model, else `QuantizationGateError` carries both numbers
 - no targets: agreement with the fp32 model's binarised outputs (scores
   above the card's thresholds, or the argmax for multi-class).
 
+Every file written here is sealed like an fp32 export (`edgetag.export.onnx_export.seal`):
+an integrity digest and a test vector holding the fp32 file's features and
+reference scores, with the tolerance of its precision (``edgetag verify``).
+
 Each report also gives the signal-to-quantization-noise ratio
 ``10 log10(sum(ref^2) / sum((ref - q)^2))`` in dB for every graph output
 (logits and states), both models fed identical inputs.
@@ -50,10 +57,12 @@ from edgetag.export.onnx_export import (
     _ort_session,
     read_card,
     save_single_file,
-    set_card,
+    seal,
+    verification_frames,
     windows_of,
 )
 from edgetag.runtime.model_card import INPUT_NAME, OUTPUT_NAME, ModelCard
+from edgetag.runtime.verify import cpu_description
 
 #: The issue's gate: at most 1 % relative drop of the task metric.
 MAX_RELATIVE_DROP = 0.01
@@ -313,8 +322,13 @@ def _gate_message(report: QuantReport, max_relative_drop: float) -> str:
 
 def _finish_card(
     out_path: Path, card: ModelCard, precision: str, report: QuantReport | None, extra: dict[str, Any],
-    metrics: dict[str, float] | None = None,
+    metrics: dict[str, float] | None = None, *, fp32_path: Path, eval_features: Sequence[np.ndarray],
 ) -> None:
+    """Write the quantized file's card (precision, how it was made, metrics), digest and test vector.
+
+    The test vector holds the fp32 file's features and fp32 reference scores (computed from
+    ``eval_features`` when the fp32 file carries none), with this precision's tolerance.
+    """
     import onnx
 
     model = onnx.load(str(out_path))
@@ -329,8 +343,20 @@ def _finish_card(
             **{f"sqnr_db_{k}": (v if np.isfinite(v) else 999.0) for k, v in report.sqnr_db.items()},
             **(metrics or {}),
         }
-    set_card(model, ModelCard.from_dict(data))
-    save_single_file(model, out_path)
+    frames, reference = fp32_test_vector(fp32_path, card, eval_features)
+    seal(model, ModelCard.from_dict(data), out_path, frames, precision=precision, reference_scores=reference)
+
+
+def fp32_test_vector(fp32_path: Path, card: ModelCard, eval_features: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(features, fp32 reference scores) of the fp32 file's test vector; computed on held-out features if it has none."""
+    from edgetag.runtime.model import load_model
+    from edgetag.runtime.verify import decode_array, stream_scores
+
+    vector = card.test_vector
+    if vector:
+        return decode_array(vector["features"], "features"), decode_array(vector["reference_scores"], "reference_scores")
+    frames = verification_frames(eval_features, card)
+    return frames, stream_scores(load_model(fp32_path, threads=1), frames)
 
 
 # --------------------------------------------------------------------------------- INT8
@@ -430,11 +456,24 @@ def quantize_int8(
                 path.unlink(missing_ok=True)
         if not chosen:
             out_path.unlink(missing_ok=True)
+    weight_range = check_saturation_free(out_path)
+    lo, hi = SATURATION_FREE_WEIGHTS
     extra: dict[str, Any] = {
-        "quantization": f"onnxruntime static QDQ, {'per-channel' if per_channel else 'per-tensor'} int8 weights, "
-        f"uint8 activations (MinMax), plan {chosen!r}: {INT8_PLANS[chosen]}",
+        "quantization": f"onnxruntime static QDQ, {'per-channel' if per_channel else 'per-tensor'} int8 weights in 7 bits "
+        f"[{lo}, {hi}] (reduce_range), uint8 activations (MinMax), plan {chosen!r}: {INT8_PLANS[chosen]}",
         "calibration_windows": len(feeds),
         "int8_plan": chosen,
+        "int8": {
+            "format": "QDQ: QuantizeLinear/DequantizeLinear around the quantized layers; ONNX Runtime fuses them into "
+                      "QLinearConv / QGemm (u8s8 kernels)",
+            "activations": "uint8, asymmetric, per tensor, MinMax calibration",
+            "weights": f"int8, symmetric, {'per output channel' if per_channel else 'per tensor'}, 7-bit range [{lo}, {hi}]",
+            "weight_range": list(weight_range) if weight_range else None,
+            "exact_on": "every CPU: products of uint8 and 7-bit weights cannot saturate the int16 pair sums of x86 "
+                        "kernels without VNNI; VNNI and ARM64 kernels accumulate in int32",
+            "onnxruntime": _ort_version(),
+            "verified_on": cpu_description(),
+        },
     }
     metrics: dict[str, float] = {}
     if timings:
@@ -448,7 +487,7 @@ def quantize_int8(
                 f"int8 is {ratio:.2f}x slower than fp32 on this CPU ({cpu_description()}; ONNX Runtime, 1 thread, "
                 f"p50 {int8_ms:.3f} ms vs {fp32_ms:.3f} ms): ship fp32 or fp16 here"
             )
-    _finish_card(out_path, card, "int8", report, extra, metrics)
+    _finish_card(out_path, card, "int8", report, extra, metrics, fp32_path=fp32_path, eval_features=eval_features)
     report.size_bytes = out_path.stat().st_size
     _check_loads(out_path)
     for line in report.lines():
@@ -539,6 +578,8 @@ def _quantize_plan(source: Path, target: Path, feeds: Sequence[dict[str, np.ndar
             # only the compute layers: a quantized HardSwish / Mul / Add / pool costs a DQ+Q pair each
             op_types_to_quantize=["Conv", "MatMul", "Gemm"],
             nodes_to_exclude=kept,
+            # 7-bit weights: see SATURATION_FREE_WEIGHTS; the int8 result is then the same on every CPU
+            reduce_range=True,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
     finally:
@@ -546,19 +587,43 @@ def _quantize_plan(source: Path, target: Path, feeds: Sequence[dict[str, np.ndar
     return True
 
 
-def cpu_description() -> str:
-    """CPU model and its int8-relevant SIMD flags (Linux /proc/cpuinfo; ``unknown CPU`` elsewhere)."""
-    import platform
+#: Range of every int8 weight edgetag writes. ONNX Runtime's x86 int8 kernels multiply uint8
+#: activations by int8 weights with ``vpmaddubsw``, which adds each pair of products into a
+#: *saturating* int16, on every x86 CPU without VNNI (SSE4.1, AVX2, AVX-512 without VNNI). With
+#: 8-bit weights a pair can reach 2 * 255 * 127 = 64770 and is clipped to 32767, so such CPUs
+#: compute another network; VNNI CPUs (vpdpbusd, int32 sums) and ARM64 (SDOT/UDOT/SMMLA, or
+#: widening multiplies) do not. With weights in [-64, 64] a pair stays within 2 * 255 * 64 = 32640:
+#: the integer arithmetic is exact, and the same, on every CPU ONNX Runtime runs on.
+SATURATION_FREE_WEIGHTS = (-64, 64)
 
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.machine() or "unknown CPU"
-    model = next((l.split(":", 1)[1].strip() for l in text.splitlines() if l.startswith("model name")), platform.machine())
-    flags = set(next((l.split(":", 1)[1].split() for l in text.splitlines() if l.startswith(("flags", "Features"))), []))
-    simd = [f for f in ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm") if f in flags]
-    vnni = any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"))
-    return f"{model}, {' '.join(simd) or 'no AVX2'}{'' if vnni else ', no VNNI'}"
+
+def int8_weight_range(model: Any) -> tuple[int, int] | None:
+    """(min, max) over the int8 weight initializers that feed a DequantizeLinear; None when there are none."""
+    import onnx
+    from onnx import numpy_helper
+
+    weights = {i.name: i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8}
+    low, high, seen = 0, 0, False
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in weights:
+            values = numpy_helper.to_array(weights[node.input[0]])
+            if values.size:
+                low, high, seen = min(low, int(values.min())), max(high, int(values.max())), True
+    return (low, high) if seen else None
+
+
+def check_saturation_free(path: Path) -> tuple[int, int] | None:
+    """Refuse an int8 file whose weights leave `SATURATION_FREE_WEIGHTS` (it would compute differently on x86 without VNNI)."""
+    import onnx
+
+    found = int8_weight_range(onnx.load(str(path)))
+    lo, hi = SATURATION_FREE_WEIGHTS
+    if found is not None and (found[0] < lo or found[1] > hi):
+        raise ExportError(
+            f"int8 weights span [{found[0]}, {found[1]}], outside [{lo}, {hi}]: ONNX Runtime's u8s8 kernels would "
+            "saturate on x86 CPUs without VNNI and compute another network there (quantize with reduce_range)"
+        )
+    return found
 
 
 def measure_latency_ms(
@@ -652,12 +717,19 @@ def convert_fp16(
         "fp16", fp32_path, out_path, card, eval_features, eval_targets, eval_mask,
         max_relative_drop, accept_drop, 0, fp32_session,
     )
-    _finish_card(out_path, card, "fp16", report, {"fp16": f"{n} float16 initializers cast to float32 in the graph; float32 I/O"})
+    _finish_card(out_path, card, "fp16", report, {"fp16": f"{n} float16 initializers cast to float32 in the graph; float32 I/O"},
+                 fp32_path=fp32_path, eval_features=eval_features)
     report.size_bytes = out_path.stat().st_size
     _check_loads(out_path)
     for line in report.lines():
         say(line)
     return report
+
+
+def _ort_version() -> str:
+    import onnxruntime
+
+    return onnxruntime.__version__
 
 
 def _check_loads(path: Path) -> None:

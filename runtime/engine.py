@@ -91,15 +91,24 @@ class Engine:
             self._frames_buf = np.zeros((max(n_new, 2 * len(self._frames_buf)), self.config.n_bins), np.float32)
         got = self.frontend.push_into(samples, self._frames_buf)
         self.samples += len(samples)
-        frames = self._frames_buf[:got]
-        if self.mode == "window":
-            decisions = self._push_window(frames)
-        else:
-            decisions = self._push_stateful(frames)
+        decisions = self.push_frames(self._frames_buf[:got])
         elapsed = time.perf_counter() - start
         for d in decisions:
             d.compute_s = elapsed / len(decisions)
         return decisions
+
+    def push_frames(self, frames: np.ndarray) -> list[Decision]:
+        """Append front-end frames float32 [n, n_bins] directly (what `push` does after the front end).
+
+        For features computed elsewhere, such as a model card's test vector
+        (`edgetag.runtime.verify`); don't mix with `push` in one stream.
+        """
+        if frames.ndim != 2 or frames.shape[1] != self.config.n_bins:
+            raise ValueError(f"frames must be [n, {self.config.n_bins}], got {list(frames.shape)}")
+        frames = np.ascontiguousarray(frames, dtype=np.float32)
+        if self.mode == "window":
+            return self._push_window(frames)
+        return self._push_stateful(frames)
 
     def _push_window(self, frames: np.ndarray) -> list[Decision]:
         decisions = []

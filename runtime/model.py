@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from edgetag.runtime.integrity import IntegrityError, check_digest, read_metadata
 from edgetag.runtime.model_card import INPUT_NAME, OUTPUT_NAME, ModelCard, ModelCardError, scores_from_logits
 
 #: Short backend names accepted by `load_model` -> ONNX Runtime execution providers.
@@ -57,7 +58,21 @@ class OnnxModel:
                 f"backend {backend!r} is not available in this onnxruntime build "
                 f"(available: {', '.join(available_backends())})"
             )
+        data = self.path.read_bytes()
+        # The card is read from the bytes and checked before ONNX Runtime parses the graph: a
+        # corrupt or tampered file is refused with a message, not run or crashed on.
+        try:
+            metadata = read_metadata(data)
+        except IntegrityError as exc:
+            raise ModelLoadError(f"cannot load {self.path}: not a valid ONNX model ({exc})") from None
+        self.card = ModelCard.from_metadata(metadata, source=str(self.path))
+        if self.card.integrity:
+            check_digest(data, self.card.integrity["sha256"], str(self.path))
         options = ort.SessionOptions()
+        # u8s8 int8 kernels on x86 without VNNI add pairs of products in saturating int16; this lets
+        # ONNX Runtime switch such layers to exact u8u8 ones when a file's weights need it. edgetag's
+        # own int8 exports keep weights in 7 bits so that no CPU saturates (see edgetag.export.quantize).
+        options.add_session_config_entry("session.x64quantprecision", "1")
         if threads is not None:
             if threads < 1:
                 raise ModelLoadError(f"threads must be >= 1, got {threads}")
@@ -65,12 +80,10 @@ class OnnxModel:
             options.inter_op_num_threads = 1
         providers = [PROVIDERS[backend]] + (["CPUExecutionProvider"] if backend != "cpu" else [])
         try:
-            self.session = ort.InferenceSession(str(self.path), sess_options=options, providers=providers)
+            self.session = ort.InferenceSession(data, sess_options=options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             raise ModelLoadError(f"cannot load {self.path}: not a valid ONNX model ({exc})") from None
         self.backend = backend
-        metadata = self.session.get_modelmeta().custom_metadata_map
-        self.card = ModelCard.from_metadata(metadata, source=str(self.path))
         try:
             self.card.check_graph(
                 {i.name: list(i.shape) for i in self.session.get_inputs()},

@@ -29,6 +29,11 @@ from edgetag.runtime.frontend import FrontendConfig, FrontendConfigError
 
 METADATA_KEY = "edgetag.model_card"
 FORMAT_VERSION = 1
+#: Sizes past which a card is taken as corrupt or hostile rather than allocated: 100,000
+#: frames is over 15 minutes at the fastest frame rate a preset has; a state of 2^24 floats is 64 MB.
+MAX_FRAMES = 100_000
+MAX_LABELS = 100_000
+MAX_STATE_ELEMENTS = 1 << 24
 INPUT_NAME = "features"
 OUTPUT_NAME = "logits"
 
@@ -87,6 +92,12 @@ class ModelCard:
     """Measured metrics, by name (e.g. ``roc_auc``, ``raw_pitch_accuracy``)."""
     parameters: int = 0
     macs_per_second: float = 0.0
+    integrity: dict[str, Any] = field(default_factory=dict)
+    """``{"sha256": ...}``: digest of the file without its card (`edgetag.runtime.integrity`); empty for
+    files exported before edgetag recorded it."""
+    test_vector: dict[str, Any] = field(default_factory=dict)
+    """A few frames of real features, the fp32 model's scores on them, a tolerance for this file's
+    precision and where it was verified (`edgetag.runtime.verify`); empty when not recorded."""
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -131,8 +142,13 @@ class ModelCard:
             fail("frontend must be a FrontendConfig")
         if self.streaming_mode not in ("window", "stateful"):
             fail(f"streaming_mode must be window or stateful, got {self.streaming_mode!r}")
+        if len(self.labels) > MAX_LABELS:
+            fail(f"{len(self.labels)} labels is more than the {MAX_LABELS} any model of this format has")
         if self.window_frames < 1 or self.hop_frames < 1:
             fail(f"window_frames ({self.window_frames}) and hop_frames ({self.hop_frames}) must be >= 1")
+        if self.window_frames > MAX_FRAMES or self.hop_frames > MAX_FRAMES:
+            fail(f"window_frames ({self.window_frames}) and hop_frames ({self.hop_frames}) must be at most "
+                 f"{MAX_FRAMES:,} (a larger value is a corrupt card, not a model)")
         if self.streaming_mode == "window" and self.states:
             fail("a window-mode model has no state tensors")
         if self.streaming_mode == "stateful":
@@ -144,8 +160,20 @@ class ModelCard:
             for state in self.states:
                 if not state.name or any(not isinstance(d, int) or d < 0 for d in state.shape):
                     fail(f"state {state.name!r} has an invalid shape {state.shape}")
+                elements = 1
+                for d in state.shape:
+                    elements *= d
+                if elements > MAX_STATE_ELEMENTS:
+                    fail(f"state {state.name!r} of shape {list(state.shape)} has {elements:,} elements, more than "
+                         f"{MAX_STATE_ELEMENTS:,} (a corrupt card, not a model)")
         if self.parameters < 0 or self.macs_per_second < 0:
             fail("parameters and macs_per_second must be >= 0")
+        digest = self.integrity.get("sha256") if isinstance(self.integrity, dict) else None
+        if self.integrity and not (isinstance(digest, str) and len(digest) == 64
+                                   and all(c in "0123456789abcdef" for c in digest)):
+            fail("integrity.sha256 must be 64 lower-case hex digits")
+        if not isinstance(self.test_vector, dict):
+            fail("test_vector must be a JSON object")
 
     def check_graph(self, inputs: dict[str, list[Any]], outputs: dict[str, list[Any]]) -> None:
         """Check the card against a graph's input/output names and shapes.
@@ -164,7 +192,9 @@ class ModelCard:
                 if isinstance(have, int) and want >= 0 and have != want:
                     fail(f"{what} has shape {actual}, the card implies {list(expected)}")
 
-        expected_inputs = {INPUT_NAME: (-1, -1, self.frontend.n_bins)}
+        # window models run on exactly window_frames frames: a graph with another fixed count contradicts the card
+        frames = self.window_frames if self.streaming_mode == "window" else -1
+        expected_inputs = {INPUT_NAME: (-1, frames, self.frontend.n_bins)}
         output_shape = (-1, self.n_labels) if self.output_level == "clip" else (-1, -1, self.n_labels)
         expected_outputs = {OUTPUT_NAME: output_shape}
         for state in self.states:
@@ -200,6 +230,8 @@ class ModelCard:
             "metrics": self.metrics,
             "parameters": self.parameters,
             "macs_per_second": self.macs_per_second,
+            **({"integrity": self.integrity} if self.integrity else {}),
+            **({"test_vector": self.test_vector} if self.test_vector else {}),
         }
 
     def to_json(self, indent: int | None = None) -> str:
@@ -213,7 +245,7 @@ class ModelCard:
             "format_version", "name", "task", "labels", "frontend", "streaming_mode",
             "window_frames", "hop_frames", "thresholds",
         }
-        optional = {"states", "provenance", "metrics", "parameters", "macs_per_second"}
+        optional = {"states", "provenance", "metrics", "parameters", "macs_per_second", "integrity", "test_vector"}
         missing = sorted(required - set(data))
         if missing:
             raise ModelCardError(f"invalid model card: missing field(s) {missing}")
@@ -240,8 +272,12 @@ class ModelCard:
                 metrics={str(k): float(v) for k, v in data.get("metrics", {}).items()},
                 parameters=int(data.get("parameters", 0)),
                 macs_per_second=float(data.get("macs_per_second", 0.0)),
+                integrity=dict(data.get("integrity", {})),
+                test_vector=dict(data.get("test_vector", {})),
             )
-        except (TypeError, KeyError, AttributeError) as exc:
+        except (TypeError, KeyError, AttributeError, ValueError, OverflowError) as exc:
+            if isinstance(exc, ModelCardError):
+                raise
             raise ModelCardError(f"invalid model card: malformed field ({exc})") from None
 
     @classmethod
