@@ -48,7 +48,7 @@ def _load_source(
             raise ValueError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {path}")
         held = [] if everything else [f for i, f in enumerate(files) if i % 4 == 3]
         calib = files if everything else [f for i, f in enumerate(files) if i % 4 != 3]
-        note = "every 4th file held out"
+        note = "all files" if everything else "every 4th file held out"
         if not held and not everything:
             # too few files to hold any out: split each file in time (first 3/4 calibrate, last 1/4 evaluates)
             audio = [load_audio(f, frontend.sample_rate) for f in files]
@@ -115,18 +115,27 @@ def cmd_export(args: argparse.Namespace) -> int:
         import torch  # noqa: F401
     except ImportError as exc:
         raise ImportError(f"edgetag export needs torch and onnx ({exc}): pip install 'edgetag[export]'") from None
-    from edgetag.export.onnx_export import export_onnx
+    from edgetag.export.onnx_export import export_onnx, reseal
     from edgetag.export.quantize import convert_fp16, quantize_int8
-    from edgetag.training.checkpoint import load_checkpoint
 
     out = Path(args.output)
     if args.tensorrt:  # fail before the slow part when TensorRT is missing
         from edgetag.export.tensorrt import _import_tensorrt
 
         _import_tensorrt()
-    checkpoint = load_checkpoint(args.checkpoint)
-    print(f"checkpoint: {args.checkpoint} ({checkpoint.kind}, {checkpoint.student.streaming_mode}, "
-          f"{len(checkpoint.labels)} labels, front end {checkpoint.frontend.describe()})")
+    from_onnx = Path(args.checkpoint).suffix.lower() == ".onnx"
+    if from_onnx:  # an fp32 edgetag file: its graph is kept, its card gains a digest and a test vector
+        from edgetag.runtime.model import load_model
+
+        checkpoint = load_model(args.checkpoint).card  # has .frontend and .labels, all _load_source reads
+        print(f"fp32 model: {args.checkpoint} ({checkpoint.name}, {checkpoint.streaming_mode}, "
+              f"{checkpoint.n_labels} labels); graph kept as it is, no PyTorch parity check")
+    else:
+        from edgetag.training.checkpoint import load_checkpoint
+
+        checkpoint = load_checkpoint(args.checkpoint)
+        print(f"checkpoint: {args.checkpoint} ({checkpoint.kind}, {checkpoint.student.streaming_mode}, "
+              f"{len(checkpoint.labels)} labels, front end {checkpoint.frontend.describe()})")
     if (args.int8 or args.fp16) and not args.calib:
         raise ValueError("--int8 and --fp16 need real audio: give --calib MANIFEST_OR_DIR")
     calib = held = None
@@ -137,11 +146,17 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"calibration: {calib.description}; held out: {held.description}")
         if not calib.features:
             raise ValueError(f"no readable calibration audio in {args.calib}")
-    result = export_onnx(
-        checkpoint, out, calib.features if calib else None, name=args.name, opset=args.opset,
-        stream_atol=args.stream_atol, log=lambda line: print(f"fp32: {line}"),
-    )
-    sizes = {"fp32": result.size_bytes}
+    if from_onnx:
+        card = reseal(args.checkpoint, out, calib.features if calib else None)
+        print(f"fp32: wrote {out}: sha256 {card.integrity['sha256'][:16]}..., test vector of "
+              f"{card.test_vector['features']['shape'][0]} frames")
+        sizes = {"fp32": out.stat().st_size}
+    else:
+        result = export_onnx(
+            checkpoint, out, calib.features if calib else None, name=args.name, opset=args.opset,
+            stream_atol=args.stream_atol, log=lambda line: print(f"fp32: {line}"),
+        )
+        sizes = {"fp32": result.size_bytes}
     failures = []
     for precision, wanted in (("int8", args.int8), ("fp16", args.fp16)):
         if not wanted:
@@ -192,7 +207,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "each gated on the task metric of held-out audio (at most --max-drop relative loss)."
         ),
     )
-    p.add_argument("checkpoint", help="student checkpoint (.pt written by training)")
+    p.add_argument("checkpoint", help="student checkpoint (.pt written by training), or an fp32 edgetag .onnx file "
+                   "to re-seal (digest, test vector) and quantize without its checkpoint")
     p.add_argument("-o", "--output", required=True, help="output ONNX file (fp32)")
     p.add_argument("--calib", metavar="MANIFEST_OR_DIR",
                    help="real audio for parity checks and calibration: a manifest (CSV/JSONL) or a folder of audio files")

@@ -113,6 +113,7 @@ def _ort_session(model: str | Path | bytes) -> Any:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3  # no warnings about declared-vs-actual shapes
+    options.add_session_config_entry("session.x64quantprecision", "1")  # as the runtime runs it (runtime.model)
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
 
@@ -265,6 +266,30 @@ def seal(
         set_card(model, card)
         save_single_file(model, path)
     return check_loads(path)
+
+
+def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] | None = None) -> ModelCard:
+    """Give an existing fp32 edgetag ONNX file (from an older export) its digest and test vector.
+
+    The graph is copied unchanged (no PyTorch parity check: there is no
+    checkpoint); ``features`` are real front-end features for the test vector
+    (None: the demo signal through the card's front end). Writes ``path``
+    (which may be ``source``) atomically.
+    """
+    import onnx
+
+    from edgetag.runtime.model import load_model
+
+    load_model(source)  # refuses a corrupt or contradictory file before anything is written
+    model = onnx.load(str(source))
+    card = read_card(model)
+    precision = card.provenance.get("export", {}).get("precision", "fp32")
+    if precision != "fp32":
+        raise ExportError(f"{source} is a {precision} file: reseal its fp32 model and quantize that again "
+                          "(a test vector's reference scores come from the fp32 graph)")
+    if features is None:
+        features = features_of([demo_audio(card.frontend.sample_rate)], card.frontend)
+    return seal(model, card, path, verification_frames(list(features), card))
 
 
 def record_metrics(path: str | Path, metrics: dict[str, float], provenance: dict[str, Any] | None = None) -> ModelCard:

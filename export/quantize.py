@@ -335,6 +335,9 @@ def _finish_card(
     data = card.to_dict()
     data["provenance"] = {**card.provenance, "export": {**card.provenance.get("export", {}), "precision": precision, **extra}}
     if report is not None:
+        # the fp32 file's own measurements (teacher agreement, accuracy...) are copied, and said to be
+        # the fp32's, until a recipe measures this file (`record_metrics` replaces them)
+        data["provenance"]["export"]["metrics_of_fp32"] = sorted(card.metrics)
         data["metrics"] = {
             **card.metrics,
             f"{report.metric_name}_fp32": report.fp32_metric,

@@ -1,4 +1,4 @@
-"""Runtime subcommands of ``edgetag``: ``presets``, ``features``, ``info``, ``tag`` and ``listen``.
+"""Runtime subcommands of ``edgetag``: ``presets``, ``features``, ``models``, ``info``, ``verify``, ``tag`` and ``listen``.
 
 Each commands module of edgetag (this one, ``edgetag.training.commands``,
 ...) has a ``register(subparsers)`` that adds its subcommands; heavy imports
@@ -160,6 +160,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"metrics    {metrics}")
     prov = ", ".join(f"{k}: {v}" for k, v in sorted(card.provenance.items())) or "(none recorded)"
     print(f"provenance {prov}")
+    for line in _integrity_lines(card):
+        print(line)
     if is_pitch_model(card):  # 360 bin names say nothing one by one: what they are and how they are read
         f = bin_frequencies()
         print(f"labels     {card.labels[0]} .. {card.labels[-1]}: CREPE's {card.n_labels} pitch bins, 20 cents apart, "
@@ -170,6 +172,56 @@ def cmd_info(args: argparse.Namespace) -> int:
     for label, threshold in zip(card.labels, card.thresholds):
         print(f"  {label}  ({threshold:g})")
     return 0
+
+
+def _integrity_lines(card) -> list[str]:
+    """What `info` says of a card's digest and test vector (the record of the export's own check)."""
+    digest = card.integrity.get("sha256")
+    lines = [f"integrity  sha256 {digest[:16]}... of graph and weights: matches the file" if digest
+             else "integrity  no digest recorded (exported before edgetag recorded one): corruption cannot be detected"]
+    vector = card.test_vector
+    if not vector:
+        lines.append("verified   no test vector recorded: `edgetag verify` cannot check this file")
+        return lines
+    done = vector.get("verified", {})
+    lines.append(
+        f"verified   {vector.get('precision', '?')} test vector, {vector['features']['shape'][0]} frames, tolerance "
+        f"{float(vector['tolerance']):.2g} vs fp32 scores; at export: max diff {float(done.get('max_abs_diff', 'nan')):.2g} "
+        f"on {done.get('cpu', '?')}, onnxruntime {done.get('onnxruntime', '?')}, {done.get('date', '?')} "
+        "(`edgetag verify` reruns it here)"
+    )
+    return lines
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    """Run each model's test vector on this CPU; exit 1 when any fails or cannot be checked."""
+    from edgetag.runtime.model import load_model
+    from edgetag.runtime.models import BUILTIN_MODELS, available, resolve_model
+    from edgetag.runtime.verify import VerificationError, cpu_description, verify_model
+
+    import onnxruntime
+
+    specs = args.models or list(available()) or list(BUILTIN_MODELS)
+    print(f"this CPU: {cpu_description()}; onnxruntime {onnxruntime.__version__}")
+    failed = 0
+    for spec in specs:
+        try:
+            model = load_model(resolve_model(spec), threads=args.threads)  # digest and card checked here
+            result = verify_model(model)
+        except (ValueError, OSError) as exc:  # corrupt, tampered, unknown, or no test vector
+            print(f"FAIL  {spec}: {exc}")
+            failed += 1
+            continue
+        verdict = "ok  " if result.passed else "FAIL"
+        failed += not result.passed
+        at_export = result.recorded.get("max_abs_diff")
+        print(f"{verdict}  {spec} ({result.precision}): max |score - fp32 reference| {result.max_abs_diff:.3g} "
+              f"{'<=' if result.passed else '>'} tolerance {result.tolerance:.3g} over {result.n_decisions} decisions "
+              f"({result.n_frames} frames); at export {float(at_export) if at_export is not None else float('nan'):.3g} "
+              f"on {result.recorded.get('cpu', '?')}; sha256 {'ok' if model.card.integrity else 'not recorded'}")
+    if failed:
+        print(f"{failed} of {len(specs)} model(s) failed verification on this CPU", file=sys.stderr)
+    return 1 if failed else 0
 
 
 class _Post:
@@ -442,7 +494,7 @@ def _add_post_args(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``presets``, ``features``, ``info``, ``tag`` and ``listen``."""
+    """Add ``presets``, ``features``, ``models``, ``info``, ``verify``, ``tag`` and ``listen``."""
     p = sub.add_parser("presets", help="list the named front-end presets")
     p.add_argument("--json", action="store_true", help="also print each preset's full config as JSON")
     p.set_defaults(func=cmd_presets)
@@ -471,6 +523,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", nargs="?", help="edgetag model file (.onnx) or built-in name (default: music-tags)")
     p.add_argument("--json", action="store_true", help="print the card as JSON")
     p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("verify", help="self-check models on this CPU with the test vectors in their cards",
+                       description="Load each model (its SHA-256 digest checked), stream its card's test vector "
+                       "(real features) through the runtime's engine on this CPU and compare with the fp32 reference "
+                       "scores recorded at export. Prints the max difference; exits 1 if any model fails.")
+    p.add_argument("models", nargs="*", metavar="MODEL",
+                   help="model files or built-in names (default: every built-in model)")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
+    p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("tag", help="tag audio files offline: per-decision scores and a clip summary",
                        description="Run a model over whole files, decision by decision, as the live runtime would.")

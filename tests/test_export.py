@@ -22,12 +22,14 @@ from edgetag.export.onnx_export import ExportError, ParityError, export_onnx, ru
 from edgetag.export.quantize import (
     QuantizationGateError,
     convert_fp16,
+    int8_weight_range,
     quantize_int8,
     roc_auc_macro,
 )
 from edgetag.runtime.frontend import FrontendConfig, compute_features
 from edgetag.runtime.model import load_model
 from edgetag.runtime.model_card import METADATA_KEY, ModelCardError
+from edgetag.runtime.verify import verify_model
 from edgetag.training.checkpoint import (
     StudentCheckpoint,
     load_checkpoint,
@@ -234,17 +236,40 @@ def test_roc_auc_macro() -> None:
     assert roc_auc_macro(np.full((4, 2), 0.3), targets) == 0.5  # ties count half
 
 
-def test_int8_gate(tmp_path, data, trained) -> None:
+def _auc_resolution(targets: np.ndarray) -> float:
+    """The smallest step of macro ROC-AUC on these targets: one swapped positive/negative pair of one label."""
+    steps = [1.0 / (t.sum() * (len(t) - t.sum())) / targets.shape[1] for t in targets.T]
+    return float(min(steps))
+
+
+@pytest.mark.parametrize("plan", ["all", "pointwise"])
+def test_int8_gate(tmp_path, data, trained, plan) -> None:
+    """Each plan, named (no assertion depends on which plan is fastest here), passes the 1 % gate.
+
+    The held-out set: 32 clips, 2 labels of about 16 positives each, so macro
+    ROC-AUC moves in steps of about 1/(16*16)/2 = 0.2 %: the 1 % gate is 5
+    swapped pairs, which the set resolves. With 7-bit weights the int8 integer
+    arithmetic is exact on every CPU, so the same pairs swap on every machine.
+    """
+    assert 0.01 >= 4 * _auc_resolution(data["held_targets"])  # the gate is several steps of the metric
     args = (trained["path"], tmp_path / "m.int8.onnx", data["calib"], data["held"], data["held_targets"])
-    report = quantize_int8(*args)
+    report = quantize_int8(*args, plan=plan)
     print(*report.lines(), sep="\n")
     assert report.metric_name == "roc_auc_macro" and report.fp32_metric > 0.7  # the student learnt the task (chance: 0.5)
     assert report.relative_drop <= 0.01 and report.n_calibration_windows >= 100
     assert set(report.sqnr_db) == {"logits", "conv0_out", "conv1_out"} and report.sqnr_db["logits"] > 15
     model = onnx.load(str(tmp_path / "m.int8.onnx"))
     assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
+    low, high = int8_weight_range(model)
+    assert -64 <= low and high <= 64 and high - low > 100  # 7 bits, and used
     card = load_model(tmp_path / "m.int8.onnx").card
     assert card.provenance["export"]["precision"] == "int8" and "roc_auc_macro_int8" in card.metrics
+    assert card.provenance["export"]["int8"]["weight_range"] == [low, high]
+    assert card.provenance["export"]["int8"]["verified_on"] and card.provenance["export"]["int8_plan"] == plan
+    assert card.integrity["sha256"] and card.test_vector["precision"] == "int8"
+    assert verify_model(load_model(tmp_path / "m.int8.onnx")).passed
+    if plan == "pointwise":
+        return
     # an impossible gate (the int8 model would have to beat fp32 by 50 %) fires with both numbers
     with pytest.raises(QuantizationGateError, match=r"roc_auc_macro fp32 \d\.\d+ vs int8 \d\.\d+, relative drop"):
         quantize_int8(*args, max_relative_drop=-0.5)
@@ -253,6 +278,48 @@ def test_int8_gate(tmp_path, data, trained) -> None:
     # fewer than 100 calibration windows is refused
     with pytest.raises(ExportError, match="at least 100 windows"):
         quantize_int8(trained["path"], tmp_path / "x.onnx", data["calib"][:1], data["held"], data["held_targets"])
+
+
+_CLIP_SCORES = """
+import sys
+import numpy as np, onnx, onnxruntime as ort
+from edgetag.export.quantize import clip_scores, read_card
+held = np.load(sys.argv[2])
+clips = [held[k] for k in sorted(held.files, key=lambda k: int(k.split("_")[1]))]
+# a plain session: without the runtime's session.x64quantprecision, so the file's format alone is tested
+session = ort.InferenceSession(sys.argv[1], providers=["CPUExecutionProvider"])
+scores = clip_scores(session, read_card(onnx.load(sys.argv[1])), clips)
+np.save(sys.argv[3], scores)
+"""
+
+
+def test_int8_export_holds_on_an_avx2_only_cpu(tmp_path, data, trained) -> None:
+    """The int8 file made here gives the same held-out scores under an emulated AVX2 CPU (tests/emulated_cpu.py).
+
+    With 8-bit weights this drop was 1.7 to 2.0 % on AVX2-only CPUs while the
+    AVX-512 VNNI machine that made the file measured 0.25 %.
+    """
+    import subprocess
+    import sys
+
+    from emulated_cpu import run_emulated
+
+    from edgetag.export.quantize import task_metric
+
+    path = tmp_path / "m.int8.onnx"
+    quantize_int8(trained["path"], path, data["calib"], data["held"], data["held_targets"], plan="all")
+    np.savez(tmp_path / "held.npz", *data["held"])
+    script = tmp_path / "clip_scores.py"
+    script.write_text(_CLIP_SCORES)
+    args = [str(script), str(path), str(tmp_path / "held.npz")]
+    here = subprocess.run([sys.executable, *args, str(tmp_path / "here.npy")], capture_output=True, text=True)
+    assert here.returncode == 0, here.stderr
+    avx2 = run_emulated([*args, str(tmp_path / "avx2.npy")])
+    assert avx2.returncode == 0, avx2.stderr
+    a, b = np.load(tmp_path / "here.npy"), np.load(tmp_path / "avx2.npy")
+    assert np.abs(a - b).max() <= 1e-5
+    card = load_model(path).card
+    assert task_metric(card, a, data["held_targets"]) == task_metric(card, b, data["held_targets"])
 
 
 def test_fp16_gate(tmp_path, data, trained) -> None:
