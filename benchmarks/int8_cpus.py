@@ -15,16 +15,14 @@ through each file **on this CPU** and **under qemu-user's Haswell CPU**
 prints, per CPU, the largest difference of any score to the fp32 file's and
 the share of binarised decisions that agree with fp32. A format whose two
 columns differ computes another network on one of the CPUs.
-``--aarch64-sysroot DIR`` adds a third CPU: ARM64 under ``qemu-aarch64``
-with a Python and numpy/onnxruntime wheels unpacked in DIR
-(``DIR/python`` runs; see the export docs in the README).
+``--aarch64 DIR`` adds a third CPU: ARM64 under ``qemu-aarch64``, with the
+Python that ``bash benchmarks/arm64_emulation.sh DIR`` builds (``DIR/python``).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -86,9 +84,8 @@ def scores_on(cpu: str, held: Path, paths: list[Path], work: Path, sysroot: Path
         command = ["qemu-x86_64", "-cpu", "Haswell", sys.executable, *args]
     else:
         assert sysroot is not None
-        command = ["qemu-aarch64", "-L", str(sysroot), str(sysroot / "python"), *args]
-    env = dict(os.environ)
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
+        command = [str(sysroot / "python"), *args]
+    done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{cpu}: {' '.join(command[:4])} ... failed:\n{done.stderr[-3000:]}")
     data = np.load(out)
@@ -101,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib", required=True, help="audio folder or manifest for calibration (and held-out clips)")
     ap.add_argument("--eval", help="held-out audio (default: held out of --calib)")
     ap.add_argument("--max-clips", type=int, default=24, help="held-out clips streamed per CPU (default 24)")
-    ap.add_argument("--aarch64-sysroot", type=Path, help="also run on ARM64 under qemu-aarch64 (see the docstring)")
+    ap.add_argument("--aarch64", type=Path, metavar="DIR",
+                    help="also run on ARM64: DIR made by benchmarks/arm64_emulation.sh")
     ap.add_argument("--json", type=Path, help="also write the table as JSON")
     args = ap.parse_args(argv)
 
@@ -110,11 +108,12 @@ def main(argv: list[str] | None = None) -> int:
     from edgetag.export.quantize import input_feeds
     from edgetag.runtime.model import load_model
     from edgetag.runtime.models import resolve_model
+    from edgetag.runtime.pitch import VOICING_THRESHOLD, decode, is_pitch_model
     from edgetag.runtime.verify import cpu_description
 
-    cpus = ["here", "avx2"] + (["arm64"] if args.aarch64_sysroot else [])
+    cpus = ["here", "avx2"] + (["arm64"] if args.aarch64 else [])
     print(f"here: {cpu_description()}; avx2: qemu-x86_64 -cpu Haswell (AVX2, no AVX-512, no VNNI)"
-          + ("; arm64: qemu-aarch64 (max CPU: ASIMD dot product, i8mm)" if args.aarch64_sysroot else ""))
+          + ("; arm64: qemu-aarch64's default (max) CPU" if args.aarch64 else ""))
     rows = []
     for spec in args.model:
         fp32 = resolve_model(spec)
@@ -137,11 +136,14 @@ def main(argv: list[str] | None = None) -> int:
                     _copy_card(fp32, path)
                     paths.append(path)
                     names.append(f"{fmt} {plan}")
-            results = {cpu: scores_on(cpu, work / "held.npz", paths, work, args.aarch64_sysroot) for cpu in cpus}
+            results = {cpu: scores_on(cpu, work / "held.npz", paths, work, args.aarch64) for cpu in cpus}
         thresholds = np.asarray(card.thresholds, np.float32)
         reference = results["here"][0]
+        pitch = is_pitch_model(card)
+        f0_ref = decode(reference)[0] if pitch else None
         print(f"\n{spec}: {len(clips)} held-out clips, {len(reference)} decisions; "
-              "max |score - fp32 here| / agreement of binarised decisions with fp32 here")
+              "max |score - fp32 here| / agreement of binarised decisions with fp32 here"
+              + (" / f0 within 50 cents of fp32's on its voiced frames" if pitch else ""))
         print(f"| file | " + " | ".join(cpus) + " |")
         print("|---|" + "---|" * len(cpus))
         for i, name in enumerate(names):
@@ -151,8 +153,15 @@ def main(argv: list[str] | None = None) -> int:
                 got = results[cpu][i]
                 diff = float(np.abs(got - reference).max())
                 agree = float(np.mean((got > thresholds) == (reference > thresholds)))
-                cells.append(f"{diff:.4f} / {100 * agree:.2f} %")
                 row[cpu] = {"max_abs_diff": diff, "agreement": agree}
+                cell = f"{diff:.4f} / {100 * agree:.2f} %"
+                if pitch:  # f0 within 50 cents of the fp32 file's, on the frames fp32 calls voiced
+                    f0, _ = decode(got)
+                    voiced = reference.max(axis=1) >= VOICING_THRESHOLD
+                    rpa = float(np.mean(np.abs(1200 * np.log2(f0[voiced] / f0_ref[voiced])) <= 50))
+                    row[cpu]["rpa_vs_fp32"] = rpa
+                    cell += f" / RPA {100 * rpa:.2f} %"
+                cells.append(cell)
             rows.append(row)
             print(f"| {name} | " + " | ".join(cells) + " |")
     if args.json:
