@@ -6,7 +6,7 @@
 # Builds DIR/sysroot (Debian bookworm's arm64 python3.11 and the libraries it needs, unpacked with
 # dpkg -x, nothing installed), DIR/site (PyPI's manylinux aarch64 wheels of numpy and onnxruntime),
 # DIR/pkg/edgetag (the C++ front end cross-compiled with g++-aarch64-linux-gnu, and a link to this
-# checkout's runtime/) and DIR/python, a wrapper that runs it all under qemu-aarch64.
+# checkout's Python folders) and DIR/python, a wrapper that runs it all under qemu-aarch64.
 # Needs root for apt-get (qemu-user, g++-aarch64-linux-gnu, the arm64 architecture).
 # onnxruntime 1.20.1, not the x86 pin: 1.32.0's aarch64 wheel crashes at import under qemu-user 7.2
 # (SIGSEGV in its CPU detection); the int8 kernels in question are the same MLAS kernels.
@@ -33,12 +33,17 @@ python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.11 \
   protobuf flatbuffers packaging sympy mpmath coloredlogs humanfriendly
 for wheel in "$out"/wheels/*.whl; do python3 -m zipfile -e "$wheel" "$out/site/"; done
 
-pybind=$(python3 -c 'import pybind11; print(pybind11.get_include())')
+# pybind11's headers from its (pure Python) wheel, at the version the build uses
+python3 -m pip download -q --no-deps --only-binary=:all: -d "$out/wheels-build" "pybind11==$(sed -n 's/^pybind11==//p' "$repo/constraints.txt")"
+python3 -m zipfile -e "$out"/wheels-build/pybind11-*.whl "$out/pybind11"
+pybind="$out/pybind11/pybind11/include"
 aarch64-linux-gnu-g++ -O3 -fno-math-errno -std=c++17 -shared -fPIC -fvisibility=hidden \
   -I "$repo/cpp_ext/include" -I "$pybind" -I "$out/sysroot/usr/include/python3.11" -I "$out/sysroot/usr/include" \
   "$repo"/cpp_ext/src/*.cc "$repo/cpp_ext/python/bindings.cc" \
   -o "$out/pkg/edgetag/_core.cpython-311-aarch64-linux-gnu.so"
-ln -sfn "$repo/runtime" "$out/pkg/edgetag/runtime"
+for part in runtime training export benchmarks; do  # the CLI lists every part's commands (torch stays unimported)
+  ln -sfn "$repo/$part" "$out/pkg/edgetag/$part"
+done
 
 cat > "$out/python" <<EOF
 #!/usr/bin/env bash

@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--calib", required=True, help="audio folder or manifest for calibration (and held-out clips)")
     ap.add_argument("--eval", help="held-out audio (default: held out of --calib)")
     ap.add_argument("--max-clips", type=int, default=24, help="held-out clips streamed per CPU (default 24)")
+    ap.add_argument("--max-seconds", type=float, default=10.0, help="seconds of each clip streamed (default 10)")
     ap.add_argument("--aarch64", type=Path, metavar="DIR",
                     help="also run on ARM64: DIR made by benchmarks/arm64_emulation.sh")
     ap.add_argument("--json", type=Path, help="also write the table as JSON")
@@ -122,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
         calib, held = _load_source(args.calib, card, ns)
         if args.eval:
             held, _ = _load_source(args.eval, card, ns, everything=True)
-        clips = held.features[: args.max_clips]
+        frames = int(args.max_seconds * card.frontend.frame_rate)
+        clips = [clip[:frames] for clip in held.features[: args.max_clips]]
         feeds = input_feeds(_ort_session(fp32), card, calib.features, limit=600)
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)

@@ -318,9 +318,9 @@ def record_metrics(path: str | Path, metrics: dict[str, float], provenance: dict
 # ------------------------------------------------------------------ real inputs for checks
 def demo_audio(sample_rate: int, seconds: float = 6.0, seed: int = 0) -> np.ndarray:
     """A deterministic signal (chirp, chord, noise burst, silence) when no calibration audio is given."""
-    from edgetag.runtime.commands import _demo_signal
+    from edgetag.runtime.demo import demo_signal
 
-    audio = _demo_signal(sample_rate, seconds)
+    audio = demo_signal(sample_rate, seconds)
     rng = np.random.default_rng(seed)
     return (audio + 0.01 * rng.standard_normal(len(audio))).astype(np.float32)
 

@@ -1,8 +1,10 @@
-"""The ``edgetag`` command: collects the subcommands of every part of edgetag.
+"""The ``edgetag`` command: the subcommands of every installed part of edgetag.
 
-Each module in `COMMAND_MODULES` has ``register(subparsers)``. These modules
-must import with the smallest install (numpy and the C++ extension): torch,
-onnx and sounddevice are imported inside the command functions, so that
+Each part registers a ``register(subparsers)`` function under the
+``edgetag.commands`` entry-point group (pyproject.toml), so this module names
+no part: the runtime's own commands come first, then the others as pyproject.toml lists them.
+Those modules import only the standard library at module level (torch, onnx
+and sounddevice are imported inside the command functions), so that
 ``edgetag --help`` works everywhere and a missing extra is reported by the
 command that needs it.
 """
@@ -10,27 +12,27 @@ command that needs it.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import sys
 
-#: Where the subcommands live, one module per part of edgetag.
-COMMAND_MODULES: tuple[str, ...] = (
-    "edgetag.runtime.commands",
-    "edgetag.training.commands",
-    "edgetag.export.commands",
-    "edgetag.benchmarks.commands",
-)
+#: Entry-point group of the subcommand registrars.
+COMMAND_GROUP = "edgetag.commands"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from importlib.metadata import entry_points
+
     parser = argparse.ArgumentParser(
         prog="edgetag",
         description="Edge audio tagging: a streaming C++ front end, distilled students, ONNX Runtime.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        importlib.import_module(name).register(sub)
+    parts = sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: ep.name != "runtime")  # stable: then as listed
+    if not parts:
+        raise SystemExit("edgetag: no subcommands are registered: this installation lacks its metadata "
+                         "(reinstall it: pip install .)")
+    for part in parts:
+        part.load()(sub)
     return parser
 
 

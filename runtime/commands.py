@@ -19,19 +19,6 @@ from typing import Any
 import numpy as np
 
 
-def _demo_signal(sample_rate: int, seconds: float) -> np.ndarray:
-    """A deterministic test signal: a rising chirp, a chord, a noise burst, silence."""
-    t = np.arange(int(sample_rate * seconds)) / sample_rate
-    quarter = len(t) // 4
-    top_hz = 0.8 * sample_rate / 2
-    chirp_hz = 100.0 * (top_hz / 100.0) ** (t / (seconds / 4))  # exponential sweep over the first quarter
-    chirp = 0.5 * np.sin(2 * np.pi * np.cumsum(chirp_hz) / sample_rate)
-    chord = sum(0.2 * np.sin(2 * np.pi * f * t) for f in (261.63, 329.63, 392.0))
-    noise = 0.3 * np.random.default_rng(0).standard_normal(len(t))
-    signal = np.concatenate([chirp[:quarter], chord[quarter : 2 * quarter], noise[2 * quarter : 3 * quarter]])
-    return np.concatenate([signal, np.zeros(len(t) - len(signal))]).astype(np.float32)
-
-
 def cmd_presets(args: argparse.Namespace) -> int:
     from edgetag.runtime.frontend import PRESETS
 
@@ -43,13 +30,14 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 def cmd_features(args: argparse.Namespace) -> int:
+    from edgetag.runtime.demo import demo_signal
     from edgetag.runtime.frontend import FrontendConfig, StreamingFrontend
 
     config = FrontendConfig.preset(args.preset)
     if args.config:
         config = FrontendConfig.from_json(Path(args.config).read_text(), partial=True)
     if args.demo:
-        samples, source = _demo_signal(config.sample_rate, args.seconds), f"demo signal ({args.seconds:g} s)"
+        samples, source = demo_signal(config.sample_rate, args.seconds), f"demo signal ({args.seconds:g} s)"
     elif args.file:
         from edgetag.runtime.audio import load_audio
 
@@ -109,10 +97,8 @@ def _plot_features(features: np.ndarray, config, path: str, title: str) -> None:
 
 def _load(args: argparse.Namespace):
     """``--model``: a file, a built-in model's name, or (absent) the default built-in model."""
+    from edgetag.runtime.model import load_any_model  # a checkpoint goes to the loader training/ plugs in
     from edgetag.runtime.models import resolve_model
-    from edgetag.runtime.torch_backend import (
-        load_any_model,  # imports torch only for a checkpoint
-    )
 
     return load_any_model(resolve_model(args.model), backend=getattr(args, "backend", "cpu"), threads=args.threads)
 
@@ -136,8 +122,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     from edgetag.runtime.models import resolve_model
+    from edgetag.runtime.model import load_any_model
     from edgetag.runtime.pitch import VOICING_THRESHOLD, bin_frequencies, is_pitch_model
-    from edgetag.runtime.torch_backend import load_any_model
 
     model = load_any_model(resolve_model(args.model))  # validates the card against the graph; errors exit 1 with the message
     card = model.card

@@ -58,3 +58,16 @@ def demo_music(sample_rate: int = 16000, seconds: float = 8.0) -> np.ndarray:
         if s < n:
             mix[s:e] += 0.6 * drum[: e - s]
     return (0.8 * mix / max(np.abs(mix).max(), 1e-9)).astype(np.float32)
+
+
+def demo_signal(sample_rate: int, seconds: float) -> np.ndarray:
+    """A deterministic test signal: a rising chirp, a chord, a noise burst, silence (``edgetag features --demo``)."""
+    t = np.arange(int(sample_rate * seconds)) / sample_rate
+    quarter = len(t) // 4
+    top_hz = 0.8 * sample_rate / 2
+    chirp_hz = 100.0 * (top_hz / 100.0) ** (t / (seconds / 4))  # exponential sweep over the first quarter
+    chirp = 0.5 * np.sin(2 * np.pi * np.cumsum(chirp_hz) / sample_rate)
+    chord = sum(0.2 * np.sin(2 * np.pi * f * t) for f in (261.63, 329.63, 392.0))
+    noise = 0.3 * np.random.default_rng(0).standard_normal(len(t))
+    signal = np.concatenate([chirp[:quarter], chord[quarter : 2 * quarter], noise[2 * quarter : 3 * quarter]])
+    return np.concatenate([signal, np.zeros(len(t) - len(signal))]).astype(np.float32)

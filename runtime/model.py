@@ -5,12 +5,17 @@
 outputs, and returns an `OnnxModel` that runs feature windows (window mode)
 or feature chunks with carried state (stateful mode). Needs onnxruntime,
 never torch.
+
+`load_any_model` also opens files of other kinds through loaders that other
+installed parts plug in (entry-point group `LOADER_GROUP`): edgetag's
+training part adds PyTorch student checkpoints (``.pt``), for debugging a
+student before export. The runtime imports none of them by name.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -135,3 +140,49 @@ class OnnxModel:
 def load_model(path: str | Path, *, backend: str = "cpu", threads: int | None = None) -> OnnxModel:
     """Open an edgetag ONNX model; refuses a file whose card is missing or contradictory."""
     return OnnxModel(path, backend=backend, threads=threads)
+
+
+#: Entry-point group of model loaders for files that are not ONNX (see `ModelLoader`).
+LOADER_GROUP = "edgetag.model_loaders"
+
+
+class ModelLoader(Protocol):
+    """A plug-in that opens another kind of model file as an object with `OnnxModel`'s interface."""
+
+    backend: str
+    """The ``--backend`` name that selects it whatever the file's suffix (e.g. ``torch``)."""
+    suffixes: tuple[str, ...]
+    """File suffixes it opens (lower case, with the dot)."""
+
+    @staticmethod
+    def load(path: str | Path, threads: int | None = None) -> Any: ...
+
+
+def model_loaders() -> list[ModelLoader]:
+    """The installed loader plug-ins (imported only when a file or backend needs one)."""
+    from importlib.metadata import entry_points
+
+    return [ep.load() for ep in sorted(entry_points(group=LOADER_GROUP), key=lambda ep: ep.name)]
+
+
+def load_any_model(path: str | Path, *, backend: str = "cpu", threads: int | None = None) -> Any:
+    """An ONNX model (`load_model`), or a file or backend an installed loader plug-in claims.
+
+    ``.onnx`` files with an ONNX Runtime backend never consult plug-ins; a student
+    checkpoint (``.pt``) or ``backend="torch"`` needs edgetag's training part (torch).
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix == ".onnx" and backend in PROVIDERS:
+        return load_model(path, backend=backend, threads=threads)
+    for loader in model_loaders():
+        if backend == loader.backend or (backend in PROVIDERS and suffix in loader.suffixes):
+            if not Path(path).is_file():
+                raise FileNotFoundError(f"model file not found: {path}")
+            return loader.load(path, threads=threads)
+    if backend not in PROVIDERS:
+        raise ModelLoadError(f"unknown backend {backend!r}; known backends: {', '.join(PROVIDERS)}"
+                             " (torch needs edgetag's training part: pip install 'edgetag[train]')")
+    if suffix in (".pt", ".pth", ".ckpt"):
+        raise ImportError(f"{path} is a PyTorch checkpoint: running it needs edgetag's training part "
+                          "(pip install 'edgetag[train]'), or export it to ONNX first")
+    return load_model(path, backend=backend, threads=threads)

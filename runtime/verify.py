@@ -78,20 +78,29 @@ def decode_array(entry: Any, what: str) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------ CPU facts
+#: The instruction-set flags that decide which int8 kernels ONNX Runtime runs, per architecture.
+_INT8_FLAGS = {
+    "x86_64": ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8"),
+    "aarch64": ("asimd", "asimddp", "i8mm", "sve"),
+}
+_DOT_PRODUCT = {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"}
+
+
 def cpu_description() -> str:
-    """CPU model and its int8-relevant SIMD flags (Linux /proc/cpuinfo; the machine type elsewhere)."""
+    """Machine, CPU model and its int8-relevant SIMD flags (from Linux's /proc/cpuinfo where it describes this CPU)."""
+    machine = platform.machine().lower().replace("amd64", "x86_64").replace("arm64", "aarch64")
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
     except OSError:
-        return platform.machine() or "unknown CPU"
-    lines = text.splitlines()
-    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith(("model name", "Model"))),
-                 platform.machine())
+        return f"{machine} (no /proc/cpuinfo)"
+    model = next((line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")), "")
     flags = set(next((line.split(":", 1)[1].split() for line in lines if line.startswith(("flags", "Features"))), []))
-    simd = [f for f in ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp", "i8mm")
-            if f in flags]
-    vnni = any(f in flags for f in ("avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"))
-    return f"{platform.machine()} {model}, {' '.join(simd) or 'no AVX2'}{'' if vnni else ', no int8 dot product'}"
+    wanted = _INT8_FLAGS.get(machine, ())
+    found = [f for f in wanted if f in flags]
+    if wanted and not found and flags:  # e.g. qemu-user: /proc/cpuinfo is the host's, another architecture
+        return f"{machine} (emulated, or /proc/cpuinfo describes another CPU: its flags do not apply)"
+    dot = "" if flags & _DOT_PRODUCT else ", no int8 dot product"
+    return f"{machine} {model}".strip() + f", {' '.join(found) or 'no SIMD flags listed'}{dot}"
 
 
 # ------------------------------------------------------------------------------ running

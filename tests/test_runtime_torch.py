@@ -13,7 +13,7 @@ from conftest import tone_signal  # noqa: E402
 from edgetag.runtime.cli import main  # noqa: E402
 from edgetag.runtime.engine import Engine, offline_decisions  # noqa: E402
 from edgetag.runtime.frontend import FrontendConfig  # noqa: E402
-from edgetag.runtime.torch_backend import load_any_model  # noqa: E402
+from edgetag.runtime.model import load_any_model  # noqa: E402
 from edgetag.training.checkpoint import StudentCheckpoint, save_checkpoint  # noqa: E402
 from edgetag.training.students import build_student  # noqa: E402
 

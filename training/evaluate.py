@@ -43,7 +43,7 @@ Reports (each a section of the JSON and of the printed table):
     against the teacher's f0 decoded the same way, on the student's frames.
 
 For other callers (``edgetag bench``): `run_model` / `evaluate_model` score any loaded runtime model
-(ONNX on any backend, or `runtime.torch_backend.TorchModel`) on features from `load_eval_clips`,
+(ONNX on any backend, or `training.torch_backend.TorchModel`) on features from `load_eval_clips`,
 through the same `_run_clip` as `run_student`, so every backend is measured the way this command
 measures the checkpoint; `evaluate_teacher_cache` scores a teacher from its cached outputs, mapping
 its output columns onto the split's labels.
@@ -242,7 +242,7 @@ def run_student(ckpt: Any, features: np.ndarray, batch: int = 64) -> StudentRun:
 
 
 def run_model(model: Any, features: np.ndarray, batch: int = 64) -> StudentRun:
-    """`run_student` for a loaded runtime model (`runtime.model.OnnxModel`, `runtime.torch_backend.TorchModel`).
+    """`run_student` for a loaded runtime model (`runtime.model.OnnxModel`, `training.torch_backend.TorchModel`).
 
     Window and hop come from the model card; scores from ``model.scores`` (the card's task), so an
     ONNX fp32/int8/fp16 file is measured exactly as `edgetag tag` would run it.

@@ -1,11 +1,12 @@
 """A PyTorch checkpoint backend, for debugging a student before export.
 
-`load_torch_model` opens a student checkpoint (``edgetag.training.checkpoint``)
-and returns an object with the same interface as
-`edgetag.runtime.model.OnnxModel` (``card``, ``initial_state``, ``run``,
-``scores``), so the engine, ``edgetag tag`` and ``edgetag listen`` run it
-unchanged. It needs torch and the training package; the rest of the runtime
-never imports torch, and this module imports it only when called.
+`TorchModel` opens a student checkpoint (`edgetag.training.checkpoint`) and
+has the interface of `edgetag.runtime.model.OnnxModel` (``card``,
+``initial_state``, ``run``, ``scores``), so the engine, ``edgetag tag`` and
+``edgetag listen`` run it unchanged. The runtime never imports this module:
+`CheckpointLoader` is plugged into `edgetag.runtime.model.load_any_model`
+through the ``edgetag.model_loaders`` entry point (pyproject.toml), and
+torch is imported only when a checkpoint is opened.
 """
 
 from __future__ import annotations
@@ -14,9 +15,6 @@ from pathlib import Path
 
 import numpy as np
 from edgetag.runtime.model_card import ModelCard, StateTensor, scores_from_logits
-
-#: File suffixes taken as student checkpoints by `load_any_model`.
-CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
 class TorchModel:
@@ -27,6 +25,7 @@ class TorchModel:
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         try:
             import torch
+
             from edgetag.training.checkpoint import load_checkpoint
         except ImportError as exc:
             raise ImportError(
@@ -74,12 +73,12 @@ class TorchModel:
         return scores_from_logits(logits, self.card.task)
 
 
-def load_any_model(path: str | Path, *, backend: str = "cpu", threads: int | None = None):
-    """An ONNX model file, or (by suffix .pt/.pth/.ckpt, or ``backend="torch"``) a student checkpoint."""
-    if backend == "torch" or Path(path).suffix.lower() in CHECKPOINT_SUFFIXES:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"model file not found: {path}")
-        return TorchModel(path, threads=threads)
-    from edgetag.runtime.model import load_model
+class CheckpointLoader:
+    """The runtime's model-loader plug-in for student checkpoints (see `edgetag.runtime.model.ModelLoader`)."""
 
-    return load_model(path, backend=backend, threads=threads)
+    backend = "torch"
+    suffixes = (".pt", ".pth", ".ckpt")
+
+    @staticmethod
+    def load(path: str | Path, threads: int | None = None) -> TorchModel:
+        return TorchModel(path, threads=threads)
