@@ -59,13 +59,24 @@ def bin_frequencies() -> np.ndarray:
     return 10.0 * np.power(2.0, bin_cents() / 1200.0)
 
 
+def crepe_bin_names() -> tuple[str, ...]:
+    """The CREPE teacher's names of the same 360 bins, ``"31.70Hz"`` .. ``"2005.50Hz"``."""
+    return tuple(f"{hz:.2f}Hz" for hz in bin_frequencies().tolist())
+
+
 def is_pitch_model(card_or_labels: Any) -> bool:
-    """True for a card (or label sequence) whose labels are exactly `PITCH_LABELS`, frame output if a card."""
+    """The one rule for "this is a pitch model": its labels are CREPE's 360 bins in order.
+
+    Named as `PITCH_LABELS` (exported students) or as the CREPE teacher names
+    them (`crepe_bin_names`, students trained on its cache); a card must also
+    give frame-level output. The runtime, `edgetag evaluate` and the recipes all ask here.
+    """
     labels = getattr(card_or_labels, "labels", card_or_labels)
     try:
-        if tuple(labels) != PITCH_LABELS:
-            return False
+        labels = tuple(labels)
     except TypeError:
+        return False
+    if labels != PITCH_LABELS and labels != crepe_bin_names():
         return False
     level = getattr(card_or_labels, "output_level", "frame")
     return level == "frame"

@@ -284,6 +284,7 @@ def test_evaluate_student_against_itself_as_teacher(tmp_path):
     torch = pytest.importorskip("torch")
     sf = pytest.importorskip("soundfile")
     from edgetag.runtime.frontend import FrontendConfig, compute_features
+    from edgetag.runtime.pitch import crepe_bin_names
     from edgetag.training.cache import fill_cache
     from edgetag.training.checkpoint import StudentCheckpoint, save_checkpoint
     from edgetag.training.evaluate import evaluate
@@ -307,7 +308,7 @@ def test_evaluate_student_against_itself_as_teacher(tmp_path):
             score_kind = "probabilities"
             task = "multi_label"
             frame_rate = fe.frame_rate
-            labels = [f"{i}Hz" for i in range(360)]  # noqa: RUF012
+            labels = list(crepe_bin_names())  # noqa: RUF012 - CREPE's bin names, as its teacher writes them
             embedding_dim = 0
 
             def __init__(self) -> None:

@@ -36,10 +36,11 @@ Reports (each a section of the JSON and of the printed table):
     ``--teacher-offset`` is the centre of teacher frame 0 in seconds, 0.032
     by default for ``crepe*`` teachers, else 0).
 ``pitch``
-    When the student's labels are CREPE's 360 pitch bins (names ending in
-    ``Hz``) and a teacher cache is given: raw pitch / chroma accuracy and
-    voicing recall / false alarm of the student's f0 (CREPE's weighted-argmax
-    decoding, voiced where the top activation >= ``--voicing-threshold``)
+    When the student's labels are CREPE's 360 pitch bins
+    (`edgetag.runtime.pitch.is_pitch_model`: ``pitch_bin_NNN`` or the teacher's
+    ``31.70Hz`` names) and a teacher cache is given: raw pitch / chroma accuracy and
+    voicing recall / false alarm of the student's f0 (the runtime's weighted-argmax
+    decoder, `edgetag.runtime.pitch.decode`, voiced where the top activation >= ``--voicing-threshold``)
     against the teacher's f0 decoded the same way, on the student's frames.
 
 For other callers (``edgetag bench``): `run_model` / `evaluate_model` score any loaded runtime model
@@ -61,6 +62,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from edgetag.runtime.pitch import is_pitch_model
 from edgetag.training import metrics as M
 from edgetag.training.data import (
     Manifest,
@@ -290,16 +292,12 @@ def _nearest(src_times: np.ndarray, values: np.ndarray, dst_times: np.ndarray, r
     return values[order[pick]], valid
 
 
-def _is_pitch_student(labels: Sequence[str]) -> bool:
-    return len(labels) == 360 and all(str(n).endswith("Hz") for n in labels)
-
-
 def _decode_pitch(probs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    import torch
-    from edgetag.training.teachers.crepe import decode_weighted_argmax
+    """(f0 Hz, voiced) per frame with the runtime's decoder, the one users' f0 comes from."""
+    from edgetag.runtime.pitch import decode
 
-    f0, conf = decode_weighted_argmax(torch.from_numpy(np.asarray(probs, dtype=np.float32)))
-    return f0.numpy().astype(np.float64), conf.numpy() >= threshold
+    f0, confidence = decode(np.asarray(probs, dtype=np.float32))
+    return f0, confidence >= threshold
 
 
 # ----------------------------------------------------------------------------- the evaluation
@@ -378,7 +376,7 @@ def evaluate(
     lookup = TeacherCacheLookup(teacher_cache, teacher) if teacher_cache is not None and teacher is not None else None
     if lookup is not None and teacher_offset is None:
         teacher_offset = next((v for p, v in _KNOWN_TEACHER_OFFSETS.items() if lookup.name.startswith(p)), 0.0)
-    pitch = _is_pitch_student(ckpt.labels)
+    pitch = is_pitch_model(ckpt.labels)
 
     report = SkipReport()
     entries: list[ManifestEntry] = []
