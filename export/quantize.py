@@ -61,7 +61,7 @@ from edgetag.export.onnx_export import (
     verification_frames,
     windows_of,
 )
-from edgetag.runtime.model_card import INPUT_NAME, OUTPUT_NAME, ModelCard
+from edgetag.runtime.model_card import INPUT_NAME, OUTPUT_NAME, ModelCard, scores_from_logits
 from edgetag.runtime.verify import cpu_description
 
 #: The issue's gate: at most 1 % relative drop of the task metric.
@@ -117,45 +117,15 @@ class QuantReport:
 
 
 # ------------------------------------------------------------------------------ metrics
-def _ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks with ties averaged."""
-    order = np.argsort(values, kind="mergesort")
-    ranks = np.empty(len(values), dtype=np.float64)
-    sorted_values = values[order]
-    i = 0
-    while i < len(values):
-        j = i
-        while j + 1 < len(values) and sorted_values[j + 1] == sorted_values[i]:
-            j += 1
-        ranks[order[i : j + 1]] = 0.5 * (i + j) + 1.0
-        i = j + 1
-    return ranks
-
-
 def roc_auc_macro(scores: np.ndarray, targets: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Macro ROC-AUC over labels with both classes present (Mann-Whitney U, ties averaged)."""
-    scores, targets = np.asarray(scores, np.float64), np.asarray(targets, np.float64)
-    mask = np.ones_like(targets) if mask is None else np.asarray(mask, np.float64)
-    aucs = []
-    for j in range(targets.shape[1]):
-        keep = mask[:, j] > 0
-        s, t = scores[keep, j], targets[keep, j] > 0.5
-        n_pos, n_neg = int(t.sum()), int((~t).sum())
-        if n_pos == 0 or n_neg == 0:
-            continue
-        ranks = _ranks(s)
-        aucs.append((ranks[t].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-    if not aucs:
+    """Macro ROC-AUC over labels with both classes present (`edgetag.training.metrics.roc_auc`), masked entries left out."""
+    from edgetag.training.metrics import macro, per_class, roc_auc
+
+    binary = (np.asarray(targets, np.float64) > 0.5).astype(np.int64)
+    value, _ = macro(per_class(roc_auc, binary, np.asarray(scores, np.float64), mask))
+    if not np.isfinite(value):
         raise ExportError("ROC-AUC needs at least one label with positive and negative held-out clips")
-    return float(np.mean(aucs))
-
-
-def _scores(logits: np.ndarray, task: str) -> np.ndarray:
-    logits = logits.astype(np.float64)
-    if task == "multi_label":
-        return 1.0 / (1.0 + np.exp(-logits))
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+    return value
 
 
 def task_metric(
@@ -208,7 +178,7 @@ def clip_scores(session: Any, card: ModelCard, clips: Sequence[np.ndarray]) -> n
                 logits, *states = session.run(_state_names(card), feeds)
                 parts.append(logits[0])
             logits = np.concatenate(parts, axis=0)
-        out.append(_scores(logits, card.task).mean(axis=0))
+        out.append(scores_from_logits(logits.astype(np.float64), card.task).mean(axis=0))  # float64: ROC-AUC ranks them
     return np.stack(out)
 
 

@@ -42,8 +42,14 @@ StreamingMode = Literal["window", "stateful"]
 
 
 def scores_from_logits(logits: np.ndarray, task: Task) -> np.ndarray:
-    """Logits -> scores over the last axis: sigmoid (multi-label) or softmax (multi-class)."""
-    logits = logits.astype(np.float32, copy=False)
+    """Logits -> scores over the last axis: sigmoid (multi-label) or softmax (multi-class).
+
+    The one place edgetag turns logits into scores (runtime, evaluation, export gates).
+    float64 logits stay float64 (metrics that rank scores); anything else is computed in float32.
+    """
+    logits = np.asarray(logits)
+    if logits.dtype != np.float64:
+        logits = logits.astype(np.float32, copy=False)
     if task == "multi_label":
         return 1.0 / (1.0 + np.exp(-logits))
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))

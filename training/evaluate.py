@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from edgetag.runtime.model_card import scores_from_logits
 from edgetag.runtime.pitch import is_pitch_model
 from edgetag.training import metrics as M
 from edgetag.training.data import (
@@ -160,18 +161,10 @@ class TeacherCacheLookup:
 
 
 # ----------------------------------------------------------------------------- running the student
-def _probabilities(logits: np.ndarray, task: str) -> np.ndarray:
-    if task == "multi_class":
-        z = logits - logits.max(axis=-1, keepdims=True)
-        e = np.exp(z)
-        return e / e.sum(axis=-1, keepdims=True)
-    return 1.0 / (1.0 + np.exp(-logits))
-
-
 def _to_probabilities(scores: np.ndarray, task: str, kind: str) -> np.ndarray:
     if kind == "auto":
         kind = "probabilities" if scores.size == 0 or (scores.min() >= 0.0 and scores.max() <= 1.0) else "logits"
-    return scores if kind == "probabilities" else _probabilities(scores, task)
+    return scores if kind == "probabilities" else scores_from_logits(scores, task)
 
 
 def _pool(x: np.ndarray, pool: Pool) -> np.ndarray:
@@ -232,11 +225,11 @@ def run_student(ckpt: Any, features: np.ndarray, batch: int = 64) -> StudentRun:
 
     def run_windows(win: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return _probabilities(student(torch.from_numpy(win)).float().numpy(), ckpt.task)
+            return scores_from_logits(student(torch.from_numpy(win)).float().numpy(), ckpt.task)
 
     def run_sequence(seq: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            return _probabilities(student(torch.from_numpy(seq).unsqueeze(0))[0].float().numpy(), ckpt.task)
+            return scores_from_logits(student(torch.from_numpy(seq).unsqueeze(0))[0].float().numpy(), ckpt.task)
 
     return _run_clip(features, streaming_mode=student.streaming_mode, window_frames=ckpt.window_frames,
                      hop_frames=ckpt.hop_frames, frontend=ckpt.frontend, n_labels=student.n_labels,
