@@ -12,6 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from edgetag.runtime.formats import sibling
+
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aiff", ".aif")
 _EVAL_SPLITS = ("valid", "val", "validation", "dev", "test", "eval")
 
@@ -21,11 +23,6 @@ class _Clips:
 
     def __init__(self, features: list[Any], targets: Any = None, mask: Any = None, description: str = "") -> None:
         self.features, self.targets, self.mask, self.description = features, targets, mask, description
-
-
-def _suffixed(path: Path, tag: str, suffix: str = ".onnx") -> Path:
-    stem = path.name[: -len(path.suffix)] if path.suffix else path.name
-    return path.with_name(f"{stem}.{tag}{suffix}")
 
 
 def _load_source(
@@ -162,7 +159,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         if not wanted:
             continue
         assert calib is not None and held is not None
-        target = _suffixed(out, precision)
+        target = sibling(out, precision)
         try:
             if precision == "int8":
                 report = quantize_int8(
@@ -182,7 +179,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         from edgetag.export.tensorrt import build_engine
 
         for precision in ("fp16", "int8") if args.int8 else ("fp16",):
-            engine = _suffixed(out, precision, ".engine")
+            engine = sibling(out, f"trt-{precision}")
             build_engine(
                 out, engine, precision=precision,
                 calibration_features=calib.features if calib else None,

@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from edgetag.runtime.formats import BACKENDS
+
 
 def cmd_presets(args: argparse.Namespace) -> int:
     from edgetag.runtime.frontend import PRESETS
@@ -466,7 +468,7 @@ def _add_post_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="edgetag model file (.onnx), or a built-in model's name (see `edgetag models`; "
                    "default: music-tags)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: ORT's choice)")
-    p.add_argument("--backend", default="cpu", choices=("cpu", "cuda", "tensorrt", "torch"),
+    p.add_argument("--backend", default="cpu", choices=tuple(BACKENDS),
                    help="ONNX Runtime execution provider, or torch for a student checkpoint (.pt; debugging)")
     p.add_argument("-o", "--output", help="write decisions to this file instead of stdout")
     p.add_argument("--events", action="store_true", help="print onset/offset events instead of every decision")

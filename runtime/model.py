@@ -19,15 +19,9 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from edgetag.runtime.formats import FORMATS, PROVIDERS
 from edgetag.runtime.integrity import IntegrityError, check_digest, read_metadata
 from edgetag.runtime.model_card import INPUT_NAME, OUTPUT_NAME, ModelCard, ModelCardError, scores_from_logits
-
-#: Short backend names accepted by `load_model` -> ONNX Runtime execution providers.
-PROVIDERS: dict[str, str] = {
-    "cpu": "CPUExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "tensorrt": "TensorrtExecutionProvider",
-}
 
 
 class ModelLoadError(ValueError):
@@ -182,7 +176,7 @@ def load_any_model(path: str | Path, *, backend: str = "cpu", threads: int | Non
     if backend not in PROVIDERS:
         raise ModelLoadError(f"unknown backend {backend!r}; known backends: {', '.join(PROVIDERS)}"
                              " (torch needs edgetag's training part: pip install 'edgetag[train]')")
-    if suffix in (".pt", ".pth", ".ckpt"):
+    if suffix in FORMATS["checkpoint"].suffixes:
         raise ImportError(f"{path} is a PyTorch checkpoint: running it needs edgetag's training part "
                           "(pip install 'edgetag[train]'), or export it to ONNX first")
     return load_model(path, backend=backend, threads=threads)

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from edgetag.runtime.formats import FORMATS
 from edgetag.runtime.model_card import ModelCard, StateTensor, scores_from_logits
 
 
@@ -77,7 +78,7 @@ class CheckpointLoader:
     """The runtime's model-loader plug-in for student checkpoints (see `edgetag.runtime.model.ModelLoader`)."""
 
     backend = "torch"
-    suffixes = (".pt", ".pth", ".ckpt")
+    suffixes = FORMATS["checkpoint"].suffixes
 
     @staticmethod
     def load(path: str | Path, threads: int | None = None) -> TorchModel:

@@ -20,14 +20,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from edgetag.runtime.formats import sibling
+
 MODELS_DIR = Path(__file__).resolve().parent
 
-#: name -> file in this folder
+#: name -> file in this folder: each model's fp32 file, and its int8 sibling as NAME-int8 (`runtime.formats`)
 BUILTIN_MODELS: dict[str, str] = {
-    "music-tags": "music-tags.onnx",
-    "music-tags-int8": "music-tags.int8.onnx",
-    "pitch": "pitch.onnx",
-    "pitch-int8": "pitch.int8.onnx",
+    name: sibling(f"{base}.onnx", key).name
+    for base in ("music-tags", "pitch")
+    for name, key in ((base, "fp32"), (f"{base}-int8", "int8"))
 }
 DEFAULT_MODEL = "music-tags"
 
