@@ -64,7 +64,7 @@ from edgetag.export.onnx_export import (
 from edgetag.runtime.model_card import INPUT_NAME, OUTPUT_NAME, ModelCard, scores_from_logits
 from edgetag.runtime.verify import cpu_description
 
-#: The issue's gate: at most 1 % relative drop of the task metric.
+#: The quality gate: at most 1 % relative drop of the task metric.
 MAX_RELATIVE_DROP = 0.01
 MIN_CALIBRATION_WINDOWS = 100
 _MAX_CALIBRATION_FEEDS = 600

@@ -212,66 +212,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-class _Post:
-    """Smoothing + hysteresis + writers for one stream."""
+def _pipeline(model, writers, args: argparse.Namespace, summary=None, reader=None):
+    """The `DecisionPipeline` of ``tag`` and ``listen``, from the command line's post-processing options."""
+    from edgetag.runtime.postprocess import DecisionPipeline
 
-    def __init__(self, model, writers, args, summary=None, reader=None) -> None:
-        from edgetag.runtime.pitch import NoteTracker
-        from edgetag.runtime.postprocess import Hysteresis, Smoother
-
-        card = model.card
-        self.smoother = Smoother(args.smooth)
-        # a pitch model (``reader``: its stream's decoder) has notes starting and ending as events,
-        # not 360 bins crossing a threshold
-        self.hysteresis = NoteTracker(margin=args.margin, reader=reader) if reader else Hysteresis(
-            card.labels, card.thresholds, args.margin)
-        self.writers = writers
-        self.events_only = args.events
-        self.summary = summary
-        self.last_t = 0.0
-
-    def __call__(self, d) -> None:
-        scores = self.smoother(d.scores)
-        self.last_t = d.t
-        if self.summary is not None:
-            self.summary.add(scores)
-        events = self.hysteresis.update(d.t, scores)
-        for w in self.writers:
-            if self.events_only:
-                for e in events:
-                    w.event(e)
-            else:
-                w.decision(d, scores)
-
-    def finish(self) -> None:
-        events = self.hysteresis.finish(self.last_t)
-        if self.events_only:
-            for w in self.writers:
-                for e in events:
-                    w.event(e)
-
-
-def _writer(fmt: str, out, labels, file=None, header=True, *, reader=None, scores: bool = True):
-    """The decision writer for ``fmt`` (jsonl, csv or events); with a pitch model's ``reader``
-    (`PitchReader`), one that also writes the decoded pitch."""
-    from edgetag.runtime.output import CsvWriter, EventWriter, JsonlWriter, PitchCsvWriter, PitchJsonlWriter
-
-    if fmt == "jsonl":
-        if reader:
-            return PitchJsonlWriter(out, labels, file=file, scores=scores, reader=reader)
-        return JsonlWriter(out, labels, file=file, scores=scores)
-    if fmt == "csv":
-        if reader:
-            return PitchCsvWriter(out, labels, file=file, header=header, scores=scores, reader=reader)
-        return CsvWriter(out, labels, file=file, header=header, scores=scores)
-    return EventWriter(out, file=file)
-
-
-def _pitch_reader(card):
-    """One `PitchReader` per stream for a pitch model (its consumers share each decoding), else None."""
-    from edgetag.runtime.pitch import PitchReader, is_pitch_model
-
-    return PitchReader() if is_pitch_model(card) else None
+    return DecisionPipeline(model.card.labels, model.card.thresholds, writers, smooth=args.smooth,
+                            margin=args.margin, events_only=args.events, summary=summary, reader=reader)
 
 
 def _scores_wanted(args: argparse.Namespace, pitch: bool) -> bool:
@@ -286,8 +232,8 @@ def _open_output(path):
 def cmd_tag(args: argparse.Namespace) -> int:
     from edgetag.runtime.audio import load_audio
     from edgetag.runtime.engine import Engine
-    from edgetag.runtime.output import format_summary
-    from edgetag.runtime.pitch import PitchSummary, format_pitch_summary, is_pitch_model
+    from edgetag.runtime.output import format_summary, make_writer
+    from edgetag.runtime.pitch import PitchSummary, format_pitch_summary, is_pitch_model, reader_for
     from edgetag.runtime.postprocess import ClipSummary
 
     if bool(args.files) == args.demo:
@@ -308,11 +254,11 @@ def cmd_tag(args: argparse.Namespace) -> int:
                 samples = load_audio(path, card.frontend.sample_rate)
             file_field = path if len(args.files) > 1 else None
             fmt = args.format if not (args.events and args.format == "csv") else "events"
-            reader = _pitch_reader(card)
+            reader = reader_for(card)
             writers = [] if fmt == "summary" else [
-                _writer(fmt, out, card.labels, file=file_field, header=(n == 0), reader=reader, scores=scores)]
+                make_writer(fmt, out, card.labels, file=file_field, header=(n == 0), reader=reader, scores=scores)]
             summary = PitchSummary(reader) if pitch else ClipSummary(card.labels)
-            post = _Post(model, writers, args, summary, reader)
+            post = _pipeline(model, writers, args, summary, reader)
             engine = Engine(model)
             chunk = int(card.frontend.sample_rate * 0.5)
             for offset in range(0, max(len(samples), 1), chunk):
@@ -341,6 +287,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
     import json
 
     from edgetag.runtime.engine import Engine, StreamRunner, percentiles_ms
+    from edgetag.runtime.output import make_writer
+    from edgetag.runtime.pitch import is_pitch_model, reader_for
     from edgetag.runtime.sources import FileSource, MicSource, SourceError, StdinSource
 
     def say(msg: str) -> None:
@@ -375,10 +323,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
     out = _open_output(args.output)
     live = None
     writers = []
-    from edgetag.runtime.pitch import is_pitch_model
-
     pitch = is_pitch_model(card)  # 360 CREPE bins: a tuner view, and decoded f0 in jsonl and csv
-    reader = _pitch_reader(card)
+    reader = reader_for(card)
     scores = _scores_wanted(args, pitch)
     if fmt == "live":
         from edgetag.runtime.output import LiveView, TunerView
@@ -387,13 +333,13 @@ def cmd_listen(args: argparse.Namespace) -> int:
                 if pitch else LiveView(card.labels, card.thresholds, source=source.describe(), k=args.top_k))
         writers.append(live)
         if args.output:
-            writers.append(_writer("jsonl", out, card.labels, reader=reader, scores=scores))
+            writers.append(make_writer("jsonl", out, card.labels, reader=reader, scores=scores))
         if args.events:
             args.events = False  # the live view shows states; events would garble it
     else:
-        writers.append(_writer("events" if args.events and fmt == "csv" else fmt, out, card.labels,
+        writers.append(make_writer("events" if args.events and fmt == "csv" else fmt, out, card.labels,
                                reader=reader, scores=scores))
-    post = _Post(model, writers, args, reader=reader)
+    post = _pipeline(model, writers, args, reader=reader)
     # Ctrl-C only sets a flag: a KeyboardInterrupt could land anywhere (mid-line in the output,
     # or inside a finalizer, where Python prints it and carries on); a second Ctrl-C stops at once.
     previous_sigint = signal.getsignal(signal.SIGINT)

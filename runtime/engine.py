@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from edgetag.runtime.frontend import StreamingFrontend
+from edgetag.runtime.sources import level_dbfs
 
 
 @dataclass
@@ -255,7 +256,7 @@ class StreamRunner:
                     continue
                 if self.max_samples is not None:
                     samples = samples[: max(0, self.max_samples - engine.samples)]
-                stats.level_dbfs = _level_dbfs(samples)
+                stats.level_dbfs = level_dbfs(samples)
                 self._records.append((engine.samples + len(samples), chunk.capture_end))
                 offset = stats.skipped_samples / self.rate
                 for d in engine.push(samples):
@@ -313,15 +314,6 @@ class StreamRunner:
             self.source.close()
         if self.error is not None:
             raise self.error
-
-
-def _level_dbfs(samples: np.ndarray) -> float:
-    import math
-
-    if not len(samples):
-        return -math.inf
-    rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))
-    return 20.0 * math.log10(rms) if rms > 0 else -math.inf
 
 
 def percentiles_ms(values) -> tuple[float, float]:

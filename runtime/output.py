@@ -301,3 +301,17 @@ class TunerView(LiveView):
             table.add_row("losses", Text(f"{s.overflows} overflows, {s.dropped_samples} dropped, "
                                          f"{s.nonfinite_samples} NaN", style="bold red" if bad else "dim"))
         return table
+
+
+def make_writer(fmt: str, out, labels, file=None, header: bool = True, *, reader=None, scores: bool = True):
+    """The decision writer for ``fmt`` (jsonl, csv or events); with a pitch model's ``reader``
+    (`edgetag.runtime.pitch.PitchReader`), one that also writes the decoded pitch."""
+    if fmt == "jsonl":
+        if reader:
+            return PitchJsonlWriter(out, labels, file=file, scores=scores, reader=reader)
+        return JsonlWriter(out, labels, file=file, scores=scores)
+    if fmt == "csv":
+        if reader:
+            return PitchCsvWriter(out, labels, file=file, header=header, scores=scores, reader=reader)
+        return CsvWriter(out, labels, file=file, header=header, scores=scores)
+    return EventWriter(out, file=file)

@@ -171,6 +171,11 @@ class PitchReader:
         return self._reading
 
 
+def reader_for(card: Any) -> PitchReader | None:
+    """One `PitchReader` per stream for a pitch model (its consumers share each decoding), else None."""
+    return PitchReader() if is_pitch_model(card) else None
+
+
 class PitchSummary:
     """A clip through a pitch model: how much of it was voiced, its median f0, its most frequent notes.
 

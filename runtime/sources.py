@@ -64,6 +64,7 @@ class SourceStats:
 
 
 def level_dbfs(samples: np.ndarray) -> float:
+    """RMS level in dB relative to full scale (-inf for silence or no samples)."""
     if not len(samples):
         return -math.inf
     rms = float(np.sqrt(np.mean(np.square(samples, dtype=np.float64))))

@@ -1,4 +1,4 @@
-"""Training subcommands of ``edgetag``: ``teach``, ``evaluate``.
+"""Training subcommands of ``edgetag``: ``teach``, ``distill``, ``evaluate``.
 
 Importing this module must stay cheap and torch-free (``edgetag --help``
 imports it); torch and the teachers are imported when a command runs.
