@@ -179,7 +179,11 @@ def build_engine(
             "explicit_quantization": is_qdq,
             "profile": {k: [list(s) for s in v] for k, v in shapes.items()},
             "source_onnx": onnx_path.name,
+            # the ONNX file's digest, not the engine's: the engine is checked by TensorRT's own deserializer
+            "source_onnx_sha256": card.integrity.get("sha256"),
         },
     }
+    card_data.pop("integrity", None)
+    card_data.pop("test_vector", None)  # ran through ONNX Runtime; the engine is not run by edgetag's runtime
     engine_path.with_suffix(".card.json").write_text(json.dumps(card_data, indent=2, sort_keys=True))
     return engine_path

@@ -12,8 +12,10 @@ its card (labels, front end, metrics, provenance) inside; the recipes under
 - ``pitch``: frame-level pitch over CREPE's 360 bins, distilled from CREPE full
   (``training/recipes/pitch``); ``listen`` shows a tuner.
 
-``NAME-int8`` is the same model quantised to int8 (static, per-channel), smaller
-and faster on CPUs with int8 dot products, at the accuracy its card states.
+``NAME-int8`` is the same model quantised to int8 (static, per-channel, 7-bit
+weights, so it computes the same on every CPU), smaller and on most CPUs
+faster, at the accuracy its card states. Every file carries a digest and a
+test vector: ``edgetag verify`` checks them on the CPU at hand.
 """
 
 from __future__ import annotations
