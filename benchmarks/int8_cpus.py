@@ -10,7 +10,8 @@ plans (`edgetag.export.quantize.INT8_PLANS`), calibrated on ``--calib``:
 - ``u8``: uint8 weights (ONNX Runtime's u8u8 kernels),
 
 then streams the held-out clips (every 4th of ``--calib``, or ``--eval``)
-through each file **on this CPU** and **under qemu-user's Haswell CPU**
+through each file, in plain ONNX Runtime sessions (``--runtime-session``: as
+edgetag's runtime opens them), **on this CPU** and **under qemu-user's Haswell CPU**
 (AVX2, no AVX-512, no VNNI: ``qemu-x86_64``, Debian's ``qemu-user``), and
 prints, per CPU, the largest difference of any score to the fp32 file's and
 the share of binarised decisions that agree with fp32. A format whose two
@@ -37,7 +38,7 @@ FORMATS = {
 }
 
 _SCORE_SCRIPT = """
-import sys, numpy as np
+import sys, numpy as np, onnxruntime as ort
 from edgetag.runtime.model import load_model
 from edgetag.runtime.verify import stream_scores
 held = np.load(sys.argv[1])
@@ -45,6 +46,10 @@ clips = [held[k] for k in sorted(held.files, key=lambda k: int(k.split("_")[1]))
 out = {}
 for path in sys.argv[3:]:
     model = load_model(path, threads=1)
+    if PLAIN:  # the file's own behaviour: without the runtime's session.x64quantprecision
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        model.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
     out[path] = np.concatenate([stream_scores(model, c) for c in clips])
 np.savez(sys.argv[2], **{str(i): out[p] for i, p in enumerate(sys.argv[3:])})
 """
@@ -73,9 +78,9 @@ def quantize_format(fp32: Path, out: Path, feeds: list, plan: str, weight_type: 
     named.unlink()
 
 
-def scores_on(cpu: str, held: Path, paths: list[Path], work: Path, sysroot: Path | None) -> list[np.ndarray]:
+def scores_on(cpu: str, held: Path, paths: list[Path], work: Path, sysroot: Path | None, plain: bool) -> list[np.ndarray]:
     script = work / "scores.py"
-    script.write_text(_SCORE_SCRIPT)
+    script.write_text(_SCORE_SCRIPT.replace("PLAIN", str(plain)))
     out = work / f"scores-{cpu}.npz"
     args = [str(script), str(held), str(out), *map(str, paths)]
     if cpu == "here":
@@ -102,6 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--aarch64", type=Path, metavar="DIR",
                     help="also run on ARM64: DIR made by benchmarks/arm64_emulation.sh")
     ap.add_argument("--json", type=Path, help="also write the table as JSON")
+    ap.add_argument("--runtime-session", action="store_true",
+                    help="run the files as edgetag's runtime does (session.x64quantprecision, which makes ONNX "
+                         "Runtime repair 8-bit weights on x86 without VNNI); default: plain ONNX Runtime sessions, "
+                         "what each file computes by itself")
     args = ap.parse_args(argv)
 
     from edgetag.export.commands import _load_source
@@ -138,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                     _copy_card(fp32, path)
                     paths.append(path)
                     names.append(f"{fmt} {plan}")
-            results = {cpu: scores_on(cpu, work / "held.npz", paths, work, args.aarch64) for cpu in cpus}
+            results = {cpu: scores_on(cpu, work / "held.npz", paths, work, args.aarch64, not args.runtime_session)
+                       for cpu in cpus}
         thresholds = np.asarray(card.thresholds, np.float32)
         reference = results["here"][0]
         pitch = is_pitch_model(card)
