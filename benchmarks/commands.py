@@ -1,7 +1,8 @@
 """``edgetag bench``: the one-report benchmark (see `edgetag.benchmarks.report`).
 
 Imports only the standard library at module level (no torch, numpy or onnx),
-so ``edgetag --help`` works with the smallest install.
+so ``edgetag --help`` works with the smallest install. Also runs as
+``python -m edgetag.benchmarks.commands [bench options]``.
 """
 
 from __future__ import annotations
@@ -50,7 +51,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgetag.benchmarks.report import DEFAULT_STUDENTS, BenchSettings, run_bench
+    from edgetag.benchmarks.report import run_bench
+    from edgetag.benchmarks.settings import DEFAULT_STUDENTS, BenchSettings
 
     if args.threads < 1:
         raise ValueError(f"--threads must be >= 1, got {args.threads}")
@@ -119,3 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     register(sub)
     args = parser.parse_args(["bench", *(argv or [])])
     return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -214,7 +214,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _pipeline(model, writers, args: argparse.Namespace, summary=None, reader=None):
     """The `DecisionPipeline` of ``tag`` and ``listen``, from the command line's post-processing options."""
-    from edgetag.runtime.postprocess import DecisionPipeline
+    from edgetag.runtime.pipeline import DecisionPipeline
 
     return DecisionPipeline(model.card.labels, model.card.thresholds, writers, smooth=args.smooth,
                             margin=args.margin, events_only=args.events, summary=summary, reader=reader)

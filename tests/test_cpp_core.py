@@ -1,4 +1,4 @@
-"""Builds and runs the C++ unit tests of the core (cpp_ext/tests/core_tests.cc).
+"""Builds and runs the C++ unit tests of the core (cpp_ext/tests/, one file per unit).
 
 The core is configured out of tree with the Python binding off, so this needs
 only cmake and a C++17 compiler (no Python headers, no pybind11).

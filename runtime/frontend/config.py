@@ -63,6 +63,8 @@ import math
 from dataclasses import dataclass, fields
 from typing import Any, Literal
 
+from .filterbank import empty_bands, filterbank_edges_hz
+
 WindowKind = Literal["hann", "hamming", "rectangular"]
 WindowPlacement = Literal["left", "center"]
 SpectrumKind = Literal["power", "magnitude"]
@@ -307,8 +309,6 @@ def _validate(c: FrontendConfig) -> None:
             )
 
     # Every band must catch at least one FFT bin, else it is constant output.
-    from .filterbank import empty_bands, filterbank_edges_hz
-
     empty = empty_bands(c)
     if empty:
         edges = filterbank_edges_hz(c)

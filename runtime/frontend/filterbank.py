@@ -8,12 +8,36 @@ torch front end, and the tests hold the two against each other.
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .config import FrontendConfig
+
+class FilterbankLayout(Protocol):
+    """The fields of a `FrontendConfig` that lay out its filterbank.
+
+    Typed structurally so that this module does not import `config`, which
+    imports it to check that every band catches an FFT bin.
+    """
+
+    @property
+    def sample_rate(self) -> int: ...
+    @property
+    def n_fft(self) -> int: ...
+    @property
+    def n_fft_bins(self) -> int: ...
+    @property
+    def filterbank(self) -> str: ...
+    @property
+    def filter_norm(self) -> str: ...
+    @property
+    def n_bins(self) -> int: ...
+    @property
+    def fmin(self) -> float: ...
+    @property
+    def fmax(self) -> float: ...
+    @property
+    def bins_per_octave(self) -> int: ...
 
 # Slaney (Auditory Toolbox) mel scale: linear below 1 kHz, logarithmic above.
 _SLANEY_F_SP = 200.0 / 3.0
@@ -42,7 +66,7 @@ def mel_to_hz(mel: np.ndarray, scale: str) -> np.ndarray:
     return np.where(mel >= _SLANEY_MIN_LOG_MEL, log_part, linear)
 
 
-def filterbank_edges_hz(config: FrontendConfig) -> np.ndarray:
+def filterbank_edges_hz(config: FilterbankLayout) -> np.ndarray:
     """The n_bins + 2 band points in Hz: band m spans points m .. m+2, peak at m+1."""
     c = config
     if c.filterbank == "logfreq":
@@ -53,7 +77,7 @@ def filterbank_edges_hz(config: FrontendConfig) -> np.ndarray:
     return mel_to_hz(np.linspace(lo, hi, c.n_bins + 2), scale)
 
 
-def filterbank_matrix(config: FrontendConfig) -> np.ndarray:
+def filterbank_matrix(config: FilterbankLayout) -> np.ndarray:
     """Weights [n_bins, n_fft // 2 + 1] in float64 (band energies = W @ spectrum)."""
     c = config
     fft_hz = np.arange(c.n_fft_bins, dtype=np.float64) * (c.sample_rate / c.n_fft)
@@ -74,7 +98,7 @@ def filterbank_matrix(config: FrontendConfig) -> np.ndarray:
     return weights
 
 
-def empty_bands(config: FrontendConfig) -> list[int]:
+def empty_bands(config: FilterbankLayout) -> list[int]:
     """Indices of bands whose weights are all zero (no FFT bin inside)."""
     weights = filterbank_matrix(config)
     return [int(m) for m in np.flatnonzero(weights.max(axis=1) <= 0.0)]
