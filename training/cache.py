@@ -242,6 +242,20 @@ class TeacherCache:
     def __iter__(self) -> Iterator[str]:
         return iter(self.keys())
 
+    def entries(self, teacher: str | None = None) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(key, metadata) of every stored entry, sorted by key; ``teacher``: only identities of that name.
+
+        The one way to read the index (`edgetag.training.teacher_tracks` and
+        `edgetag.training.evaluate` look windows up through it): ``teacher`` is a
+        registry name (matches ``name@...``) or a full identity. The metadata is
+        the index's own dict: read it, don't change it.
+        """
+        for key in sorted(self._entries):
+            meta = self._entries[key]
+            ident = str(meta.get("teacher", ""))
+            if teacher is None or ident == teacher or ident.split("@", 1)[0] == teacher:
+                yield key, meta
+
     def _drop_shard(self, name: str, why: str) -> None:
         n = sum(1 for v in self._entries.values() if v["shard"] == name)
         if n:

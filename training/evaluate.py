@@ -108,10 +108,8 @@ class TeacherCacheLookup:
         self.cache = TeacherCache(directory, part="read")
         self.teacher = teacher
         groups: dict[tuple[str, str], dict[str, list[tuple[float | None, float | None, str]]]] = {}
-        for key, meta in self.cache._entries.items():
+        for key, meta in self.cache.entries(teacher):
             ident = str(meta.get("teacher", ""))
-            if not (ident == teacher or ident.split("@", 1)[0] == teacher):
-                continue
             by_path = groups.setdefault((ident, str(meta.get("config", ""))), {})
             by_path.setdefault(str(meta["path"]), []).append((meta.get("start"), meta.get("end"), key))
         if not groups:

@@ -87,9 +87,7 @@ class _CacheIndex:
         self.ends: dict[tuple[str, Any], set[Any]] = {}
         self.by_hash: dict[tuple[str, str, Any, Any], tuple[str, dict[str, Any]]] = {}
         self.hash_by_path: dict[tuple[str, str, Any, Any], str] = {}
-        entries = getattr(self.cache, "_entries", None)
-        for key in self.cache:
-            meta = entries[key] if entries is not None else self.cache.get(key).meta  # type: ignore[union-attr]
+        for key, meta in self.cache.entries():
             ident = meta["teacher"]
             self.ends.setdefault((ident, meta["start"]), set()).add(meta["end"])
             self.by_hash[(ident, meta["audio_sha256"], meta["start"], meta["end"])] = (key, meta)
