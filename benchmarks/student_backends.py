@@ -15,6 +15,7 @@ import numpy as np
 
 from edgetag.benchmarks.measure import eval_signal, import_error, spread
 from edgetag.benchmarks.settings import BACKENDS, REFERENCE_BACKEND, BenchSettings
+from edgetag.runtime.formats import sibling
 from edgetag.benchmarks.task_metric import EvalData, primary_metric, task_metric
 from edgetag.benchmarks.worker import run_worker
 
@@ -61,12 +62,6 @@ def _display_name(path: str, kind: str) -> str:
     p = Path(path)
     stem = p.parent.name if p.stem == "student" and p.parent.name else p.stem
     return f"{kind} {stem}"
-
-
-def onnx_sibling(path: str | Path, precision: str) -> Path:
-    """``X.onnx`` -> ``X.int8.onnx`` / ``X.fp16.onnx`` (the names `edgetag export` writes)."""
-    p = Path(path)
-    return p.with_name(f"{p.name[: -len('.onnx')] if p.name.endswith('.onnx') else p.stem}.{precision}.onnx")
 
 
 
@@ -249,7 +244,7 @@ def _given_files(src: ModelSource, info: dict[str, Any]) -> None:
     """An exported model: measure the files as given; int8/fp16 only when their siblings exist."""
     info["files"] = {"ort-fp32": src.onnx}
     for key, precision in (("ort-int8", "int8"), ("ort-fp16", "fp16")):
-        sib = onnx_sibling(src.onnx, precision)
+        sib = sibling(src.onnx, precision)
         if sib.is_file():
             info["files"][key] = str(sib)
         else:

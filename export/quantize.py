@@ -429,7 +429,11 @@ def quantize_int8(
                 path.unlink(missing_ok=True)
         if not chosen:
             out_path.unlink(missing_ok=True)
-    weight_range = check_saturation_free(out_path)
+    try:
+        weight_range = check_saturation_free(out_path)
+    except ExportError:
+        out_path.unlink(missing_ok=True)
+        raise
     lo, hi = SATURATION_FREE_WEIGHTS
     extra: dict[str, Any] = {
         "quantization": f"onnxruntime static QDQ, {'per-channel' if per_channel else 'per-tensor'} int8 weights in 7 bits "
@@ -576,13 +580,14 @@ def int8_weight_range(model: Any) -> tuple[int, int] | None:
     from onnx import numpy_helper
 
     weights = {i.name: i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8}
-    low, high, seen = 0, 0, False
+    found: tuple[int, int] | None = None
     for node in model.graph.node:
         if node.op_type == "DequantizeLinear" and node.input[0] in weights:
             values = numpy_helper.to_array(weights[node.input[0]])
             if values.size:
-                low, high, seen = min(low, int(values.min())), max(high, int(values.max())), True
-    return (low, high) if seen else None
+                low, high = int(values.min()), int(values.max())
+                found = (low, high) if found is None else (min(found[0], low), max(found[1], high))
+    return found
 
 
 def check_saturation_free(path: Path) -> tuple[int, int] | None:

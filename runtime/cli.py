@@ -1,8 +1,8 @@
 """The ``edgetag`` command: the subcommands of every installed part of edgetag.
 
-Each part registers a ``register(subparsers)`` function under the
-``edgetag.commands`` entry-point group (pyproject.toml), so this module names
-no part: the runtime's own commands come first, then the others as pyproject.toml lists them.
+The runtime's own commands come first; every other part registers a
+``register(subparsers)`` function under the ``edgetag.commands`` entry-point
+group (pyproject.toml), so this module names no other part.
 Those modules import only the standard library at module level (torch, onnx
 and sounddevice are imported inside the command functions), so that
 ``edgetag --help`` works everywhere and a missing extra is reported by the
@@ -27,12 +27,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Edge audio tagging: a streaming C++ front end, distilled students, ONNX Runtime.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    parts = sorted(entry_points(group=COMMAND_GROUP), key=lambda ep: ep.name != "runtime")  # stable: then as listed
-    if not parts:
-        raise SystemExit("edgetag: no subcommands are registered: this installation lacks its metadata "
-                         "(reinstall it: pip install .)")
-    for part in parts:
-        part.load()(sub)
+    # the runtime's own commands need no metadata (a device may carry the runtime without it)
+    from edgetag.runtime.commands import register
+
+    register(sub)
+    for part in entry_points(group=COMMAND_GROUP):  # the other parts, as pyproject.toml lists them
+        if part.name != "runtime":
+            part.load()(sub)
     return parser
 
 

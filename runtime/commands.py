@@ -185,7 +185,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     """Run each model's test vector on this CPU; exit 1 when any fails or cannot be checked."""
     from edgetag.runtime.model import load_model
     from edgetag.runtime.models import BUILTIN_MODELS, available, resolve_model
-    from edgetag.runtime.verify import VerificationError, cpu_description, verify_model
+    from edgetag.runtime.verify import cpu_description, verify_model
 
     import onnxruntime
 
@@ -196,7 +196,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         try:
             model = load_model(resolve_model(spec), threads=args.threads)  # digest and card checked here
             result = verify_model(model)
-        except (ValueError, OSError) as exc:  # corrupt, tampered, unknown, or no test vector
+        except (ValueError, OSError) as exc:  # damaged, contradictory, unknown, or no test vector
             print(f"FAIL  {spec}: {exc}")
             failed += 1
             continue

@@ -59,7 +59,7 @@ class OnnxModel:
             )
         data = self.path.read_bytes()
         # The card is read from the bytes and checked before ONNX Runtime parses the graph: a
-        # corrupt or tampered file is refused with a message, not run or crashed on.
+        # damaged file is refused with a message, not run or crashed on.
         try:
             metadata = read_metadata(data)
         except IntegrityError as exc:
@@ -178,5 +178,6 @@ def load_any_model(path: str | Path, *, backend: str = "cpu", threads: int | Non
                              " (torch needs edgetag's training part: pip install 'edgetag[train]')")
     if suffix in FORMATS["checkpoint"].suffixes:
         raise ImportError(f"{path} is a PyTorch checkpoint: running it needs edgetag's training part "
-                          "(pip install 'edgetag[train]'), or export it to ONNX first")
+                          "(pip install 'edgetag[train]'; an install that has it but no model_loaders entry "
+                          "point is out of date: reinstall it), or export it to ONNX first")
     return load_model(path, backend=backend, threads=threads)

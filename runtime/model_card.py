@@ -180,6 +180,14 @@ class ModelCard:
             fail("integrity.sha256 must be 64 lower-case hex digits")
         if not isinstance(self.test_vector, dict):
             fail("test_vector must be a JSON object")
+        if self.test_vector:
+            vector = self.test_vector
+            for key in ("features", "reference_scores"):
+                entry = vector.get(key)
+                if not isinstance(entry, dict) or not {"dtype", "shape", "base64"} <= set(entry):
+                    fail(f"test_vector.{key} must be an object with dtype, shape and base64")
+            if not isinstance(vector.get("tolerance"), (int, float)) or not isinstance(vector.get("verified", {}), dict):
+                fail("test_vector needs a numeric tolerance (and verified, if present, must be an object)")
 
     def check_graph(self, inputs: dict[str, list[Any]], outputs: dict[str, list[Any]]) -> None:
         """Check the card against a graph's input/output names and shapes.

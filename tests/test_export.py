@@ -312,7 +312,7 @@ def test_int8_export_holds_on_an_avx2_only_cpu(tmp_path, data, trained) -> None:
     script = tmp_path / "clip_scores.py"
     script.write_text(_CLIP_SCORES)
     args = [str(script), str(path), str(tmp_path / "held.npz")]
-    here = subprocess.run([sys.executable, *args, str(tmp_path / "here.npy")], capture_output=True, text=True)
+    here = subprocess.run([sys.executable, *args, str(tmp_path / "here.npy")], capture_output=True, text=True, timeout=600)
     assert here.returncode == 0, here.stderr
     avx2 = run_emulated([*args, str(tmp_path / "avx2.npy")])
     assert avx2.returncode == 0, avx2.stderr
