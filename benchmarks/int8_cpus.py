@@ -59,7 +59,8 @@ def quantize_format(fp32: Path, out: Path, feeds: list, plan: str, weight_type: 
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    from edgetag.export.quantize import FeedReader, plan_layers
+    from edgetag.export.gate import FeedReader
+    from edgetag.export.quantize import plan_layers
 
     model = onnx.load(str(fp32))
     for i, node in enumerate(model.graph.node):
@@ -114,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from edgetag.export.commands import _load_source
-    from edgetag.export.onnx_export import _ort_session
-    from edgetag.export.quantize import input_feeds
+    from edgetag.export.model_file import _ort_session
+    from edgetag.export.gate import input_feeds
     from edgetag.runtime.model import load_model
     from edgetag.runtime.models import resolve_model
     from edgetag.runtime.pitch import VOICING_THRESHOLD, decode, is_pitch_model
@@ -156,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\n{spec}: {len(clips)} held-out clips, {len(reference)} decisions; "
               "max |score - fp32 here| / agreement of binarised decisions with fp32 here"
               + (" / f0 within 50 cents of fp32's on its voiced frames" if pitch else ""))
-        print(f"| file | " + " | ".join(cpus) + " |")
+        print("| file | " + " | ".join(cpus) + " |")
         print("|---|" + "---|" * len(cpus))
         for i, name in enumerate(names):
             cells = []
@@ -187,7 +188,7 @@ def _copy_card(fp32: Path, path: Path) -> None:
 
     import onnx
 
-    from edgetag.export.onnx_export import read_card, save_single_file, set_card
+    from edgetag.export.model_file import read_card, save_single_file, set_card
 
     card = read_card(onnx.load(str(fp32)))
     model = onnx.load(str(path))

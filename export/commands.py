@@ -33,7 +33,7 @@ def _load_source(
     ``everything``: the whole source as the first element (for ``--eval``).
     """
     import numpy as np
-    from edgetag.export.onnx_export import features_of
+    from edgetag.export.inputs import features_of
 
     frontend = checkpoint.frontend
     path = Path(source)
@@ -112,7 +112,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         import torch  # noqa: F401
     except ImportError as exc:
         raise ImportError(f"edgetag export needs torch and onnx ({exc}): pip install 'edgetag[export]'") from None
-    from edgetag.export.onnx_export import export_onnx, reseal
+    from edgetag.export.model_file import reseal
+    from edgetag.export.onnx_export import export_onnx
     from edgetag.export.quantize import convert_fp16, quantize_int8
 
     out = Path(args.output)

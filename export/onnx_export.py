@@ -36,10 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgetag.runtime.frontend import FrontendConfig, compute_features
+from edgetag.export.errors import ExportError, ParityError
+from edgetag.export.inputs import _as_feature_list, demo_audio, features_of, verification_frames, windows_of
+from edgetag.export.model_file import _ort_session, seal, set_card
+from edgetag.runtime.frontend import FrontendConfig
 from edgetag.runtime.model_card import (
     INPUT_NAME,
-    METADATA_KEY,
     OUTPUT_NAME,
     ModelCard,
     StateTensor,
@@ -52,14 +54,6 @@ LOGITS_ATOL = 1e-4
 STREAM_ATOL = 1e-5
 #: Frames per stateful parity sequence (longer clips are cut).
 _SEQUENCE_FRAMES = 192
-
-
-class ExportError(ValueError):
-    """An export that cannot be produced or that failed a check."""
-
-
-class ParityError(ExportError):
-    """The exported graph does not compute what the PyTorch student computes."""
 
 
 @dataclass
@@ -106,16 +100,6 @@ def _require_torch() -> Any:
     except ImportError as exc:  # pragma: no cover - the export extra carries torch
         raise ImportError("exporting needs torch and onnx: pip install 'edgetag[export]'") from exc
     return torch
-
-
-def _ort_session(model: str | Path | bytes) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # no warnings about declared-vs-actual shapes
-    options.add_session_config_entry("session.x64quantprecision", "1")  # as the runtime runs it (runtime.model)
-    source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 def config_hash(checkpoint: Any) -> str:
@@ -199,191 +183,7 @@ def build_card(
     )
 
 
-def set_card(model: Any, card: ModelCard) -> None:
-    """Write (or replace) the card in an `onnx.ModelProto`'s metadata_props."""
-    for i, prop in enumerate(list(model.metadata_props)):
-        if prop.key == METADATA_KEY:
-            del model.metadata_props[i]
-            break
-    entry = model.metadata_props.add()
-    entry.key = METADATA_KEY
-    entry.value = card.to_json()
-
-
-def read_card(model: Any) -> ModelCard:
-    """The card of an `onnx.ModelProto` (validated)."""
-    return ModelCard.from_metadata({p.key: p.value for p in model.metadata_props}, source="ONNX model")
-
-
-def save_single_file(model: Any, path: str | Path) -> int:
-    """Save an `onnx.ModelProto` as one file (weights inline); returns its size in bytes."""
-    import onnx
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = model.SerializeToString()
-    if len(data) >= 2**31:
-        raise ExportError(f"model is {len(data)} bytes: over protobuf's 2 GiB single-file limit")
-    onnx.checker.check_model(model)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return len(data)
-
-
-def seal(
-    model: Any,
-    card: ModelCard,
-    path: str | Path,
-    frames: np.ndarray | None = None,
-    *,
-    precision: str = "fp32",
-    reference_scores: np.ndarray | None = None,
-) -> ModelCard:
-    """Write ``model`` to ``path`` with ``card``, its integrity digest and (given features) a test vector.
-
-    The digest covers the file without its card (`edgetag.runtime.integrity`).
-    The test vector (`edgetag.runtime.verify`) holds ``frames``
-    [frames, n_bins] and the fp32 model's scores on them: ``reference_scores``,
-    or (None) this file's own scores when it is the fp32 model. The file is
-    written, read back by the runtime (digest and card checked), given its test
-    vector and written again; the graph, and so the digest, is the same both times.
-    """
-    import dataclasses
-
-    from edgetag.runtime.integrity import model_digest
-    from edgetag.runtime.verify import make_test_vector
-
-    set_card(model, dataclasses.replace(card, integrity={}, test_vector={}))
-    card = dataclasses.replace(card, integrity={"sha256": model_digest(model.SerializeToString())}, test_vector={})
-    set_card(model, card)
-    save_single_file(model, path)
-    if frames is not None:
-        from edgetag.runtime.model import load_model
-
-        vector = make_test_vector(load_model(path, threads=1), frames, precision, reference_scores)
-        card = dataclasses.replace(card, test_vector=vector)
-        set_card(model, card)
-        save_single_file(model, path)
-    return check_loads(path)
-
-
-def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] | None = None) -> ModelCard:
-    """Give an existing fp32 edgetag ONNX file (from an older export) its digest and test vector.
-
-    The graph is copied unchanged (no PyTorch parity check: there is no
-    checkpoint); ``features`` are real front-end features for the test vector
-    (None: the demo signal through the card's front end). Writes ``path``
-    (which may be ``source``) atomically.
-    """
-    import onnx
-
-    from edgetag.runtime.model import load_model
-
-    load_model(source)  # refuses a corrupt or contradictory file before anything is written
-    model = onnx.load(str(source))
-    card = read_card(model)
-    precision = card.provenance.get("export", {}).get("precision", "fp32")
-    if precision != "fp32":
-        raise ExportError(f"{source} is a {precision} file: reseal its fp32 model and quantize that again "
-                          "(a test vector's reference scores come from the fp32 graph)")
-    if features is None:
-        features = features_of([demo_audio(card.frontend.sample_rate)], card.frontend)
-    return seal(model, card, path, verification_frames(list(features), card))
-
-
-def record_metrics(path: str | Path, metrics: dict[str, float], provenance: dict[str, Any] | None = None) -> ModelCard:
-    """Add measured metrics (and provenance keys) to the card of an exported file, in place.
-
-    For numbers measured after export (e.g. a recipe's held-out evaluation of the
-    fp32 and int8 files); the graph is untouched and the file is replaced atomically.
-    """
-    import dataclasses
-
-    import onnx
-
-    model = onnx.load(str(path))
-    card = read_card(model)
-    card = dataclasses.replace(
-        card,
-        metrics={**card.metrics, **{str(k): float(v) for k, v in metrics.items()}},
-        provenance={**card.provenance, **(provenance or {})},
-    )
-    set_card(model, card)
-    save_single_file(model, path)
-    check_loads(path)
-    return card
-
-
-# ------------------------------------------------------------------ real inputs for checks
-def demo_audio(sample_rate: int, seconds: float = 6.0, seed: int = 0) -> np.ndarray:
-    """A deterministic signal (chirp, chord, noise burst, silence) when no calibration audio is given."""
-    from edgetag.runtime.demo import demo_signal
-
-    audio = demo_signal(sample_rate, seconds)
-    rng = np.random.default_rng(seed)
-    return (audio + 0.01 * rng.standard_normal(len(audio))).astype(np.float32)
-
-
-def features_of(audio: Sequence[np.ndarray], frontend: FrontendConfig) -> list[np.ndarray]:
-    """Front-end features [frames, n_bins] of each waveform (clips too short for one frame dropped)."""
-    out = []
-    for samples in audio:
-        feats = compute_features(np.ascontiguousarray(samples, dtype=np.float32), frontend)
-        if feats.shape[0]:
-            out.append(feats)
-    return out
-
-
-def _as_feature_list(calibration_features: Any, n_bins: int) -> list[np.ndarray]:
-    if isinstance(calibration_features, np.ndarray):
-        if calibration_features.ndim == 2:
-            calibration_features = [calibration_features]
-        elif calibration_features.ndim == 3:
-            calibration_features = list(calibration_features)
-        else:
-            raise ExportError(f"calibration features must be [frames, n_bins] arrays, got {calibration_features.shape}")
-    out = []
-    for feats in calibration_features:
-        feats = np.asarray(feats, dtype=np.float32)
-        if feats.ndim != 2 or feats.shape[1] != n_bins:
-            raise ExportError(f"calibration features must be [frames, {n_bins}], got {list(feats.shape)}")
-        if not np.isfinite(feats).all():
-            raise ExportError("calibration features contain NaN or Inf")
-        if feats.shape[0]:
-            out.append(feats)
-    if not out:
-        raise ExportError("no calibration features (every clip was empty)")
-    return out
-
-
-def windows_of(features: Sequence[np.ndarray], window_frames: int, hop: int | None = None) -> np.ndarray:
-    """Windows [n, window_frames, n_bins] cut from each clip every ``hop`` frames (default: no overlap)."""
-    hop = hop or window_frames
-    out = [
-        feats[start : start + window_frames]
-        for feats in features
-        for start in range(0, feats.shape[0] - window_frames + 1, hop)
-    ]
-    if not out:
-        raise ExportError(f"no clip is long enough for one window of {window_frames} frames")
-    return np.stack(out).astype(np.float32)
-
-
-def verification_frames(features: Sequence[np.ndarray], card: ModelCard) -> np.ndarray:
-    """The frames of a card's test vector: the loudest span of the longest clip, or of all clips joined."""
-    from edgetag.runtime.verify import pick_frames, vector_frames
-
-    frames = vector_frames(card)
-    clips = list(features)
-    if max(len(c) for c in clips) < frames:
-        clips = [np.concatenate(clips)]
-    if len(clips[0]) < frames:
-        raise ExportError(f"the model's test vector needs {frames} frames of real features; the calibration audio "
-                          f"has {len(clips[0])} (give longer calibration audio)")
-    return pick_frames(clips, frames)
-
-
+# --------------------------------------------------------------------- parity inputs
 def sequences_of(features: Sequence[np.ndarray], frames: int = _SEQUENCE_FRAMES) -> list[np.ndarray]:
     """Clips cut into sequences of at most ``frames`` frames [frames, n_bins]."""
     return [feats[i : i + frames] for feats in features for i in range(0, feats.shape[0], frames)]
@@ -610,17 +410,6 @@ def verify_onnx(
     report.stream_state_max_abs = state_diff
     report.n_inputs, report.n_frames = len(seqs), int(sum(s.shape[0] for s in seqs))
     return report
-
-
-def check_loads(path: str | Path) -> ModelCard:
-    """The file opens with the runtime's `load_model` (card + graph checks); its card."""
-    from edgetag.runtime.model import load_model
-    from edgetag.runtime.model_card import ModelCardError
-
-    try:
-        return load_model(path).card
-    except (ModelCardError, ValueError) as exc:
-        raise ExportError(f"export check failed: the written file is refused by the runtime: {exc}") from exc
 
 
 # ------------------------------------------------------------------------------ export

@@ -70,7 +70,7 @@ def profile_shapes(
 def _calibrator(trt: Any, card: ModelCard, features: Sequence[np.ndarray], cache: Path) -> Any:
     """An IInt8EntropyCalibrator2 over real feature windows (device buffers via torch.cuda)."""
     import torch
-    from edgetag.export.onnx_export import windows_of
+    from edgetag.export.inputs import windows_of
 
     if card.streaming_mode == "window":
         batches = [w[None] for w in windows_of(features, card.window_frames, card.hop_frames)]
@@ -128,7 +128,7 @@ def build_engine(
         raise ValueError(f"precision must be fp32, fp16 or int8, got {precision!r}")
     trt = _import_tensorrt()
     import onnx
-    from edgetag.export.onnx_export import read_card
+    from edgetag.export.model_file import read_card
 
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     model = onnx.load(str(onnx_path))

@@ -19,13 +19,8 @@ pytest.importorskip("onnxscript")  # the dynamo exporter's translator
 
 from edgetag.export import onnx_export
 from edgetag.export.onnx_export import ExportError, ParityError, export_onnx, run_stream
-from edgetag.export.quantize import (
-    QuantizationGateError,
-    convert_fp16,
-    int8_weight_range,
-    quantize_int8,
-    roc_auc_macro,
-)
+from edgetag.export.gate import QuantizationGateError, roc_auc_macro
+from edgetag.export.quantize import convert_fp16, int8_weight_range, quantize_int8
 from edgetag.runtime.frontend import FrontendConfig, compute_features
 from edgetag.runtime.model import load_model
 from edgetag.runtime.model_card import METADATA_KEY, ModelCardError
@@ -283,7 +278,8 @@ def test_int8_gate(tmp_path, data, trained, plan) -> None:
 _CLIP_SCORES = """
 import sys
 import numpy as np, onnx, onnxruntime as ort
-from edgetag.export.quantize import clip_scores, read_card
+from edgetag.export.gate import clip_scores
+from edgetag.export.model_file import read_card
 held = np.load(sys.argv[2])
 clips = [held[k] for k in sorted(held.files, key=lambda k: int(k.split("_")[1]))]
 # a plain session: without the runtime's session.x64quantprecision, so the file's format alone is tested
@@ -304,7 +300,7 @@ def test_int8_export_holds_on_an_avx2_only_cpu(tmp_path, data, trained) -> None:
 
     from emulated_cpu import run_emulated
 
-    from edgetag.export.quantize import task_metric
+    from edgetag.export.gate import task_metric
 
     path = tmp_path / "m.int8.onnx"
     quantize_int8(trained["path"], path, data["calib"], data["held"], data["held_targets"], plan="all")

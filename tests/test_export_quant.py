@@ -21,10 +21,10 @@ from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 from edgetag.export.quantize import (  # noqa: E402
     INT8_PLANS,
     _quantize_plan,
-    cpu_description,
     measure_latency_ms,
     plan_layers,
 )
+from edgetag.runtime.verify import cpu_description  # noqa: E402
 
 H, W = 16, 24
 

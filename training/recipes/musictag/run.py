@@ -241,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     t_macs, t_params = teacher_macs_per_second()
     results: dict[str, Any] = {"teacher": {"name": TEACHER, "parameters": t_params, "macs_per_second": t_macs},
                                "data": json.loads((data / "data.json").read_text()), "times": times, "models": {}}
-    from edgetag.export.onnx_export import record_metrics
+    from edgetag.export.model_file import record_metrics
 
     for path in (fp32, int8):
         agreement, valid = (_agreement(path, manifest, audio, cache, split) for split in ("test", "valid"))

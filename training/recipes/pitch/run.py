@@ -219,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     print(header + table + valid_text)
 
     # Measured metrics and provenance into both cards.
-    from edgetag.export.onnx_export import record_metrics
+    from edgetag.export.model_file import record_metrics
 
     for name, path in (("student fp32", fp32), ("student int8", int8)):
         r = res[name]

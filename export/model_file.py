@@ -1,0 +1,149 @@
+"""Writing model files: the card in the metadata, one file, sealed with a digest and a test vector.
+
+`seal` writes an exported graph with its card, the integrity digest
+(`edgetag.runtime.integrity`) and the test vector (`edgetag.runtime.verify`);
+`reseal` does it for an fp32 file from an older export; `record_metrics`
+adds numbers measured later. Every write is atomic and read back by the
+runtime's own loader (`check_loads`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgetag.export.errors import ExportError
+from edgetag.export.inputs import demo_audio, features_of, verification_frames
+from edgetag.runtime.atomic import atomic_write
+from edgetag.runtime.model_card import METADATA_KEY, ModelCard
+
+
+def _ort_session(model: str | Path | bytes) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # no warnings about declared-vs-actual shapes
+    options.add_session_config_entry("session.x64quantprecision", "1")  # as the runtime runs it (runtime.model)
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+
+def set_card(model: Any, card: ModelCard) -> None:
+    """Write (or replace) the card in an `onnx.ModelProto`'s metadata_props."""
+    for i, prop in enumerate(list(model.metadata_props)):
+        if prop.key == METADATA_KEY:
+            del model.metadata_props[i]
+            break
+    entry = model.metadata_props.add()
+    entry.key = METADATA_KEY
+    entry.value = card.to_json()
+
+def read_card(model: Any) -> ModelCard:
+    """The card of an `onnx.ModelProto` (validated)."""
+    return ModelCard.from_metadata({p.key: p.value for p in model.metadata_props}, source="ONNX model")
+
+def save_single_file(model: Any, path: str | Path) -> int:
+    """Save an `onnx.ModelProto` as one file (weights inline); returns its size in bytes."""
+    import onnx
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = model.SerializeToString()
+    if len(data) >= 2**31:
+        raise ExportError(f"model is {len(data)} bytes: over protobuf's 2 GiB single-file limit")
+    onnx.checker.check_model(model)
+    atomic_write(path, lambda handle: handle.write(data))  # a reader never sees half a model
+    return len(data)
+
+def seal(
+    model: Any,
+    card: ModelCard,
+    path: str | Path,
+    frames: np.ndarray | None = None,
+    *,
+    precision: str = "fp32",
+    reference_scores: np.ndarray | None = None,
+) -> ModelCard:
+    """Write ``model`` to ``path`` with ``card``, its integrity digest and (given features) a test vector.
+
+    The digest covers the file without its card (`edgetag.runtime.integrity`).
+    The test vector (`edgetag.runtime.verify`) holds ``frames``
+    [frames, n_bins] and the fp32 model's scores on them: ``reference_scores``,
+    or (None) this file's own scores when it is the fp32 model. The file is
+    written, read back by the runtime (digest and card checked), given its test
+    vector and written again; the graph, and so the digest, is the same both times.
+    """
+    import dataclasses
+
+    from edgetag.runtime.integrity import model_digest
+    from edgetag.runtime.verify import make_test_vector
+
+    set_card(model, dataclasses.replace(card, integrity={}, test_vector={}))
+    card = dataclasses.replace(card, integrity={"sha256": model_digest(model.SerializeToString())}, test_vector={})
+    set_card(model, card)
+    save_single_file(model, path)
+    if frames is not None:
+        from edgetag.runtime.model import load_model
+
+        vector = make_test_vector(load_model(path, threads=1), frames, precision, reference_scores)
+        card = dataclasses.replace(card, test_vector=vector)
+        set_card(model, card)
+        save_single_file(model, path)
+    return check_loads(path)
+
+def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] | None = None) -> ModelCard:
+    """Give an existing fp32 edgetag ONNX file (from an older export) its digest and test vector.
+
+    The graph is copied unchanged (no PyTorch parity check: there is no
+    checkpoint); ``features`` are real front-end features for the test vector
+    (None: the demo signal through the card's front end). Writes ``path``
+    (which may be ``source``) atomically.
+    """
+    import onnx
+
+    from edgetag.runtime.model import load_model
+
+    load_model(source)  # refuses a corrupt or contradictory file before anything is written
+    model = onnx.load(str(source))
+    card = read_card(model)
+    precision = card.provenance.get("export", {}).get("precision", "fp32")
+    if precision != "fp32":
+        raise ExportError(f"{source} is a {precision} file: reseal its fp32 model and quantize that again "
+                          "(a test vector's reference scores come from the fp32 graph)")
+    if features is None:
+        features = features_of([demo_audio(card.frontend.sample_rate)], card.frontend)
+    return seal(model, card, path, verification_frames(list(features), card))
+
+def record_metrics(path: str | Path, metrics: dict[str, float], provenance: dict[str, Any] | None = None) -> ModelCard:
+    """Add measured metrics (and provenance keys) to the card of an exported file, in place.
+
+    For numbers measured after export (e.g. a recipe's held-out evaluation of the
+    fp32 and int8 files); the graph is untouched and the file is replaced atomically.
+    """
+    import dataclasses
+
+    import onnx
+
+    model = onnx.load(str(path))
+    card = read_card(model)
+    card = dataclasses.replace(
+        card,
+        metrics={**card.metrics, **{str(k): float(v) for k, v in metrics.items()}},
+        provenance={**card.provenance, **(provenance or {})},
+    )
+    set_card(model, card)
+    save_single_file(model, path)
+    check_loads(path)
+    return card
+
+def check_loads(path: str | Path) -> ModelCard:
+    """The file opens with the runtime's `load_model` (card + graph checks); its card."""
+    from edgetag.runtime.model import load_model
+    from edgetag.runtime.model_card import ModelCardError
+
+    try:
+        return load_model(path).card
+    except (ModelCardError, ValueError) as exc:
+        raise ExportError(f"export check failed: the written file is refused by the runtime: {exc}") from exc
