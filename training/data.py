@@ -85,6 +85,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from edgetag.runtime.atomic import atomic_write
 from edgetag.runtime.audio import (
     DEFAULT_RESAMPLE_QUALITY,
     AudioError,
@@ -605,38 +606,36 @@ def write_manifest(
     """
     path = Path(path)
     kind = _manifest_kind(path)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as f:
-        if kind == "csv":
-            w = csv.writer(f, lineterminator="\n")
-            w.writerow(["path", "start", "end", "labels", "missing", "split", *extra_columns])
-            for e in entries:
-                w.writerow([
-                    e.path,
-                    "" if e.start is None else repr(e.start),
-                    "" if e.end is None else repr(e.end),
-                    ";".join(_labels_to_tokens(e)),
-                    "*" if e.missing_all else "",
-                    e.split,
-                    *(e.extra.get(c, "") for c in extra_columns),
-                ])
-        else:
-            for e in entries:
-                obj: dict[str, Any] = {"path": e.path}
-                if e.start is not None:
-                    obj["start"] = e.start
-                if e.end is not None:
-                    obj["end"] = e.end
-                obj["labels"] = _labels_to_tokens(e)
-                if e.missing_all:
-                    obj["missing"] = "*"
-                obj["split"] = e.split
-                for c in extra_columns:
-                    if c in e.extra:
-                        obj[c] = e.extra[c]
-                f.write(json.dumps(obj, ensure_ascii=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    f = io.StringIO(newline="")
+    if kind == "csv":
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(["path", "start", "end", "labels", "missing", "split", *extra_columns])
+        for e in entries:
+            w.writerow([
+                e.path,
+                "" if e.start is None else repr(e.start),
+                "" if e.end is None else repr(e.end),
+                ";".join(_labels_to_tokens(e)),
+                "*" if e.missing_all else "",
+                e.split,
+                *(e.extra.get(c, "") for c in extra_columns),
+            ])
+    else:
+        for e in entries:
+            obj: dict[str, Any] = {"path": e.path}
+            if e.start is not None:
+                obj["start"] = e.start
+            if e.end is not None:
+                obj["end"] = e.end
+            obj["labels"] = _labels_to_tokens(e)
+            if e.missing_all:
+                obj["missing"] = "*"
+            obj["split"] = e.split
+            for c in extra_columns:
+                if c in e.extra:
+                    obj[c] = e.extra[c]
+            f.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    return atomic_write(path, lambda handle: handle.write(f.getvalue().encode("utf-8")))
 
 
 def content_hash(

@@ -613,9 +613,7 @@ def default_output(checkpoint: str | os.PathLike[str], split: str | None) -> Pat
 
 
 def write_json(result: Evaluation, path: str | os.PathLike[str]) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(result.to_dict(), indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
-    return path
+    from edgetag.runtime.atomic import atomic_write
+
+    text = json.dumps(result.to_dict(), indent=2, sort_keys=False) + "\n"
+    return atomic_write(path, lambda handle: handle.write(text.encode()))
