@@ -166,7 +166,7 @@ def load_any_model(path: str | Path, *, backend: str = "cpu", threads: int | Non
     checkpoint (``.pt``) or ``backend="torch"`` needs edgetag's training part (torch).
     """
     suffix = Path(path).suffix.lower()
-    if suffix == ".onnx" and backend in PROVIDERS:
+    if suffix == FORMATS["fp32"].suffix and backend in PROVIDERS:  # every ONNX format ends in .onnx
         return load_model(path, backend=backend, threads=threads)
     for loader in model_loaders():
         if backend == loader.backend or (backend in PROVIDERS and suffix in loader.suffixes):
