@@ -23,6 +23,7 @@ def demo_audio(sample_rate: int, seconds: float = 6.0, seed: int = 0) -> np.ndar
     rng = np.random.default_rng(seed)
     return (audio + 0.01 * rng.standard_normal(len(audio))).astype(np.float32)
 
+
 def features_of(audio: Sequence[np.ndarray], frontend: FrontendConfig) -> list[np.ndarray]:
     """Front-end features [frames, n_bins] of each waveform (clips too short for one frame dropped)."""
     out = []
@@ -31,6 +32,7 @@ def features_of(audio: Sequence[np.ndarray], frontend: FrontendConfig) -> list[n
         if feats.shape[0]:
             out.append(feats)
     return out
+
 
 def _as_feature_list(calibration_features: Any, n_bins: int) -> list[np.ndarray]:
     if isinstance(calibration_features, np.ndarray):
@@ -53,6 +55,7 @@ def _as_feature_list(calibration_features: Any, n_bins: int) -> list[np.ndarray]
         raise ExportError("no calibration features (every clip was empty)")
     return out
 
+
 def windows_of(features: Sequence[np.ndarray], window_frames: int, hop: int | None = None) -> np.ndarray:
     """Windows [n, window_frames, n_bins] cut from each clip every ``hop`` frames (default: no overlap)."""
     hop = hop or window_frames
@@ -64,6 +67,7 @@ def windows_of(features: Sequence[np.ndarray], window_frames: int, hop: int | No
     if not out:
         raise ExportError(f"no clip is long enough for one window of {window_frames} frames")
     return np.stack(out).astype(np.float32)
+
 
 def verification_frames(features: Sequence[np.ndarray], card: ModelCard) -> np.ndarray:
     """The frames of a card's test vector: the loudest span of the longest clip, or of all clips joined."""

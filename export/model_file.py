@@ -30,6 +30,7 @@ def _ort_session(model: str | Path | bytes) -> Any:
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
 
+
 def set_card(model: Any, card: ModelCard) -> None:
     """Write (or replace) the card in an `onnx.ModelProto`'s metadata_props."""
     for i, prop in enumerate(list(model.metadata_props)):
@@ -40,9 +41,11 @@ def set_card(model: Any, card: ModelCard) -> None:
     entry.key = METADATA_KEY
     entry.value = card.to_json()
 
+
 def read_card(model: Any) -> ModelCard:
     """The card of an `onnx.ModelProto` (validated)."""
     return ModelCard.from_metadata({p.key: p.value for p in model.metadata_props}, source="ONNX model")
+
 
 def save_single_file(model: Any, path: str | Path) -> int:
     """Save an `onnx.ModelProto` as one file (weights inline); returns its size in bytes."""
@@ -56,6 +59,7 @@ def save_single_file(model: Any, path: str | Path) -> int:
     onnx.checker.check_model(model)
     atomic_write(path, lambda handle: handle.write(data))  # a reader never sees half a model
     return len(data)
+
 
 def seal(
     model: Any,
@@ -93,6 +97,7 @@ def seal(
         save_single_file(model, path)
     return check_loads(path)
 
+
 def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] | None = None) -> ModelCard:
     """Give an existing fp32 edgetag ONNX file (from an older export) its digest and test vector.
 
@@ -116,6 +121,7 @@ def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] 
         features = features_of([demo_audio(card.frontend.sample_rate)], card.frontend)
     return seal(model, card, path, verification_frames(list(features), card))
 
+
 def record_metrics(path: str | Path, metrics: dict[str, float], provenance: dict[str, Any] | None = None) -> ModelCard:
     """Add measured metrics (and provenance keys) to the card of an exported file, in place.
 
@@ -137,6 +143,7 @@ def record_metrics(path: str | Path, metrics: dict[str, float], provenance: dict
     save_single_file(model, path)
     check_loads(path)
     return card
+
 
 def check_loads(path: str | Path) -> ModelCard:
     """The file opens with the runtime's `load_model` (card + graph checks); its card."""

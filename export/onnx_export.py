@@ -47,6 +47,7 @@ from edgetag.runtime.model_card import (
     StateTensor,
 )
 
+
 #: Default ONNX opset (>= 17 required: LayerNorm-era ops, GRU with layout).
 DEFAULT_OPSET = 18
 #: Parity tolerances: fp32 ORT vs PyTorch, and streaming vs offline (the design's 1e-5).
