@@ -29,11 +29,16 @@ class IntegrityError(ValueError):
     """A model file whose bytes are not what its exporter wrote."""
 
 
-def _varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
+def read_varint(data: bytes | memoryview, pos: int, end: int | None = None) -> tuple[int, int]:
+    """A base-128 varint (protobuf, LevelDB) at ``pos``, before ``end``: (value, next position).
+
+    Raises `IntegrityError` when the data ends inside it or it runs past 10 bytes.
+    """
+    end = len(data) if end is None else end
     value = shift = 0
     while True:
-        if pos >= len(data):
-            raise IntegrityError("the file ends inside a protobuf varint (truncated or not an ONNX file)")
+        if pos >= end:
+            raise IntegrityError("the data ends inside a varint (truncated, or not the format expected)")
         byte = data[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
@@ -41,7 +46,14 @@ def _varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
             return value, pos
         shift += 7
         if shift > 63:
-            raise IntegrityError("a protobuf varint longer than 10 bytes (corrupt or not an ONNX file)")
+            raise IntegrityError("a varint longer than 10 bytes (corrupt, or not the format expected)")
+
+
+def _varint(data: bytes | memoryview, pos: int) -> tuple[int, int]:
+    try:
+        return read_varint(data, pos)
+    except IntegrityError as exc:
+        raise IntegrityError(f"{exc}: not a readable ONNX file") from None
 
 
 def _top_level_fields(data: bytes | memoryview) -> Iterator[tuple[int, int, int]]:

@@ -43,6 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
+from edgetag.runtime.integrity import IntegrityError, read_varint
+
 __all__ = [
     "CheckpointError",
     "TensorEntry",
@@ -121,20 +123,11 @@ def _unmask_crc(masked: int) -> int:
 # --------------------------------------------------------------------------- varints
 
 def _varint(buf: bytes, pos: int, end: int, what: str) -> tuple[int, int]:
-    """Decode a base-128 varint at ``pos``; returns (value, next position)."""
-    result = 0
-    shift = 0
-    while True:
-        if pos >= end:
-            raise CheckpointError(f"truncated varint in {what}")
-        byte = buf[pos]
-        pos += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise CheckpointError(f"varint longer than 10 bytes in {what}")
+    """Decode a base-128 varint at ``pos`` (`edgetag.runtime.integrity.read_varint`); returns (value, next position)."""
+    try:
+        return read_varint(buf, pos, end)
+    except IntegrityError as exc:
+        raise CheckpointError(f"{exc} in {what}") from None
 
 
 # --------------------------------------------------------------------------- protobuf
