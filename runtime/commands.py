@@ -144,8 +144,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     print(f"streaming  {mode} {card.hop_frames} frames ({card.decision_interval_s * 1e3:g} ms)")
     print(f"params     {card.parameters:,}")
     print(f"MACs       {card.macs_per_second:,.0f} per second of audio")
-    metrics = ", ".join(f"{k} {v:.4g}" for k, v in sorted(card.metrics.items())) or "(none recorded)"
-    print(f"metrics    {metrics}")
+    # a quantized file's card carries its fp32 file's measurements until a recipe measures it: say whose they are
+    of_fp32 = set(card.provenance.get("export", {}).get("metrics_of_fp32", []))
+    own = ", ".join(f"{k} {v:.4g}" for k, v in sorted(card.metrics.items()) if k not in of_fp32) or "(none recorded)"
+    print(f"metrics    {own}")
+    if of_fp32:
+        inherited = ", ".join(f"{k} {v:.4g}" for k, v in sorted(card.metrics.items()) if k in of_fp32)
+        print(f"  of fp32  {inherited} (measured on the fp32 file, not on this one)")
     prov = ", ".join(f"{k}: {v}" for k, v in sorted(card.provenance.items())) or "(none recorded)"
     print(f"provenance {prov}")
     for line in _integrity_lines(card):

@@ -98,6 +98,8 @@ def test_verify_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "pitch-int8"]) == 0
     info = capsys.readouterr().out
     assert "integrity  sha256 " in info and "verified   int8 test vector" in info
+    # the requantized file's card says which of its numbers were measured on the fp32 file
+    assert "  of fp32  " in info and "measured on the fp32 file, not on this one" in info
 
 
 def test_zeroed_bytes_are_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
