@@ -440,6 +440,8 @@ class StdinSource:
         self.pcm = pcm
         self.dtype = PCM_FORMATS[pcm]
         self.channels = channels
+        if stream is None and sys.stdin is None:  # started with stdin closed (`<&-`)
+            raise SourceError("--stdin: standard input is closed; pipe raw PCM into edgetag (e.g. `arecord ... | edgetag listen --stdin ...`)")
         self.stream = stream if stream is not None else sys.stdin.buffer
         self.frame_bytes = self.dtype.itemsize * channels
         self.read_bytes = max(1, int(self.rate * chunk_ms / 1000)) * self.frame_bytes

@@ -218,3 +218,18 @@ def test_runner_request_stop_ends_the_run_cleanly(window_model, tone_wav) -> Non
     assert runner.stop_requested and len(decisions) == 3
     assert time.monotonic() - t0 < 3.0  # well before the file's 5 s end
     assert not runner._thread.is_alive()  # the worker was stopped and joined
+
+
+def test_listen_with_stdin_closed_says_so_in_one_line() -> None:
+    """`edgetag listen --stdin <&-`: one line naming the problem, exit 1, no traceback."""
+    import os
+    import subprocess
+    import sys
+
+    pytest.importorskip("onnxruntime")
+    done = subprocess.run(
+        [sys.executable, "-m", "edgetag.runtime.cli", "listen", "--stdin", "--rate", "16000", "--format", "jsonl"],
+        capture_output=True, text=True, timeout=120, preexec_fn=lambda: os.close(0),
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "standard input is closed" in done.stderr
