@@ -102,6 +102,29 @@ def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
         return AudioInfo(int(f.samplerate), int(f.frames), int(f.channels), str(f.format), str(f.subtype))
 
 
+#: Frames per byte of file beyond which a header's length is a lie: digital silence in FLAC, the
+#: densest real case, packs a few hundred samples per byte.
+_MAX_FRAMES_PER_BYTE = 10_000
+#: Frames decoded per read: a header that lies about its length costs at most this much memory
+#: beyond the audio the file really holds (libsndfile allocates a read's whole request up front).
+_READ_BLOCK = 1 << 20
+
+
+def _read_frames(f, n: int) -> np.ndarray:
+    """Up to ``n`` frames [frames, channels] float32 from the current position, read in blocks until the stream ends."""
+    blocks, left = [], n
+    while left > 0:
+        wanted = min(left, _READ_BLOCK)
+        block = f.read(wanted, dtype="float32", always_2d=True)
+        blocks.append(block)
+        left -= len(block)
+        if len(block) < wanted:  # a short read: the stream ended before the header said
+            break
+    if len(blocks) == 1:
+        return blocks[0]
+    return np.concatenate(blocks) if blocks else np.zeros((0, f.channels), np.float32)
+
+
 def load_audio(
     path: str | os.PathLike[str],
     sample_rate: int,
@@ -167,6 +190,12 @@ def load_audio(
         duration = n_total / sr_in if sr_in else 0.0
         if n_total <= 0 or sr_in <= 0:
             raise AudioReadError(f"{path} holds no audio frames")
+        size = path.stat().st_size
+        if n_total > size * _MAX_FRAMES_PER_BYTE:
+            raise AudioReadError(
+                f"{path}: its header claims {n_total:,} frames ({duration / 3600:,.1f} h) in {size:,} bytes, more than "
+                "any codec packs: a corrupt or crafted header (re-encode the file, e.g. with ffmpeg)"
+            )
         s0 = 0 if start is None else int(round(start * sr_in))
         if s0 >= n_total:
             raise SegmentRangeError(f"start {start} s is at or past the end of {path} ({duration:.3f} s)")
@@ -200,7 +229,7 @@ def load_audio(
         try:
             if first - lead:
                 f.seek(first - lead)
-            block = f.read(last - first + lead, dtype="float32", always_2d=True)[lead:]
+            block = _read_frames(f, last - first + lead)[lead:]
         except (RuntimeError, OSError, ValueError) as e:
             raise AudioReadError(f"cannot decode {path} at {first / sr_in:.3f} s: {e}") from e
 

@@ -233,3 +233,48 @@ def test_listen_with_stdin_closed_says_so_in_one_line() -> None:
     )
     assert done.returncode == 1, done.stderr
     assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "standard input is closed" in done.stderr
+
+
+def _lying_flac(path, seconds: float = 3.0):
+    """A real 3 s FLAC whose STREAMINFO claims 2^36 - 1 frames (the most its 36 bits hold)."""
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(path, (0.1 * np.sin(2 * np.pi * 440 * np.arange(int(16000 * seconds)) / 16000)).astype(np.float32), 16000)
+    data = bytearray(path.read_bytes())
+    assert data[:4] == b"fLaC"
+    data[21] |= 0x0F  # total samples: the low 4 bits of byte 21 and bytes 22..25 of the file
+    data[22:26] = b"\xff\xff\xff\xff"
+    path.write_bytes(bytes(data))
+    return path
+
+
+def test_a_header_that_lies_about_its_length_is_refused(tmp_path) -> None:
+    """No 256 GiB allocation: load_audio and `edgetag tag` say the header is corrupt, in one line."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("soundfile")
+    from edgetag.runtime.audio import AudioReadError, load_audio
+
+    path = _lying_flac(tmp_path / "lie.flac")
+    with pytest.raises(AudioReadError, match="header claims 68,719,476,735 frames .* a corrupt or crafted header"):
+        load_audio(path, 16000)
+    done = subprocess.run([sys.executable, "-m", "edgetag.runtime.cli", "tag", str(path), "--format", "summary"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1 and "crafted header" in done.stderr
+
+
+def test_audio_is_read_in_blocks(tmp_path, monkeypatch) -> None:
+    """A read larger than one block comes back whole and the same (blocks are joined, nothing lost)."""
+    import numpy as np
+    import soundfile as sf
+
+    from edgetag.runtime import audio
+
+    x = (0.1 * np.random.default_rng(0).standard_normal(40_000)).astype(np.float32)
+    sf.write(tmp_path / "a.wav", x, 16000, subtype="FLOAT")
+    whole = audio.load_audio(tmp_path / "a.wav", 16000)
+    monkeypatch.setattr(audio, "_READ_BLOCK", 4096)
+    np.testing.assert_array_equal(audio.load_audio(tmp_path / "a.wav", 16000), whole)
+    np.testing.assert_array_equal(whole, x)
