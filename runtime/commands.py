@@ -291,7 +291,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
 def cmd_listen(args: argparse.Namespace) -> int:
     import json
 
-    from edgetag.runtime.engine import Engine, StreamRunner, percentiles_ms
+    from edgetag.runtime.engine import Engine, StreamRunner
     from edgetag.runtime.output import make_writer
     from edgetag.runtime.pitch import is_pitch_model, reader_for
     from edgetag.runtime.sources import FileSource, MicSource, SourceError, StdinSource
@@ -362,8 +362,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
     def idle() -> None:
         if live is not None:
-            live.refresh(source.stats, percentiles_ms(runner.latencies[-2000:]),
-                         percentiles_ms(runner.compute_times[-2000:]))
+            live.refresh(source.stats, runner.latencies.recent_ms(), runner.compute_times.recent_ms())
 
     status, rc = "done", 0
     try:
@@ -393,7 +392,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
             say(f"stdin ended after {secs:.3f} s of audio")
         if source.leftover_bytes:
             say(f"warning: ignored {source.leftover_bytes} trailing byte(s): not a whole sample")
-    lat, comp = percentiles_ms(runner.latencies), percentiles_ms(runner.compute_times)
+    lat, comp = runner.latencies.percentiles_ms(), runner.compute_times.percentiles_ms()
     stats = source.stats
     summary = {
         "status": status, "decisions": runner.decisions,
