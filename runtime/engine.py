@@ -179,6 +179,8 @@ def offline_decisions(model, samples: np.ndarray) -> list[Decision]:
 
 # ---------------------------------------------------------------- live runs
 _END = object()
+#: Decisions that may wait for the output thread: 4096 is 41 s of 10 ms decisions, 7 min of 100 ms ones.
+MAX_PENDING_DECISIONS = 4096
 
 
 class StreamRunner:
@@ -206,7 +208,9 @@ class StreamRunner:
         self.rate = engine.config.sample_rate
         self.max_samples = None if duration is None else int(round(duration * self.rate))
         self.warn = warn or (lambda msg: print(msg, file=sys.stderr, flush=True))
-        self.queue: queue.Queue = queue.Queue()
+        # bounded: a consumer that stops reading (a stdout nobody reads) costs dropped, counted
+        # decisions, never memory that grows all day
+        self.queue: queue.Queue = queue.Queue(maxsize=MAX_PENDING_DECISIONS)
         self.error: BaseException | None = None
         self.latencies = DurationStats()
         self.compute_times = DurationStats()
@@ -214,6 +218,7 @@ class StreamRunner:
         self.reached_duration = False
         self._records: deque = deque()  # (engine end sample, capture time of it)
         self._last_warn = 0.0
+        self._last_drop_warn = 0.0
         self._thread = None
         self._stop_requested = threading.Event()
 
@@ -262,7 +267,7 @@ class StreamRunner:
                 for d in engine.push(samples):
                     d.t += offset
                     d.extra["capture_end"] = self._capture_time(d.end_sample)
-                    self.queue.put(d)
+                    self._deliver(d)
                 if self.max_samples is not None and engine.samples >= self.max_samples:
                     self.reached_duration = True
                     break
@@ -270,6 +275,19 @@ class StreamRunner:
             self.error = exc
         finally:
             self.queue.put(_END)
+
+    def _deliver(self, decision: Decision) -> None:
+        import queue
+
+        try:
+            self.queue.put_nowait(decision)
+        except queue.Full:
+            self.stats.dropped_decisions += 1
+            now = time.monotonic()
+            if now - self._last_drop_warn > 1.0:
+                self._last_drop_warn = now
+                self.warn(f"warning: the output is not being read: {self.stats.dropped_decisions} decision(s) "
+                          f"dropped so far (at most {MAX_PENDING_DECISIONS} wait)")
 
     def start(self) -> None:
         import threading

@@ -54,12 +54,14 @@ class SourceStats:
     """Samples not analysed because their chunk held NaN/Inf."""
     level_dbfs: float = -math.inf
     """RMS level of the last chunk, dB relative to full scale."""
+    dropped_decisions: int = 0
+    """Decisions dropped because the output was not read fast enough (its queue was full)."""
 
     def summary(self) -> str:
         return (
             f"overflows {self.overflows}, dropped {self.dropped_samples} samples "
             f"({self.dropped_blocks} blocks), non-finite {self.nonfinite_samples} samples "
-            f"({self.skipped_samples} skipped)"
+            f"({self.skipped_samples} skipped), {self.dropped_decisions} decisions dropped unread"
         )
 
 

@@ -159,3 +159,32 @@ def test_duration_stats_stay_small_and_accurate() -> None:
     np.testing.assert_allclose(stats.percentiles_ms(), exact, rtol=5e-3)
     np.testing.assert_allclose(stats.recent_ms(), 1e3 * np.percentile(values[-100:], [50, 99]))
     assert np.isnan(DurationStats().percentiles_ms()[0])
+
+
+def test_an_output_that_is_not_read_drops_decisions_and_counts_them(window_model, tone_wav, monkeypatch) -> None:
+    """The decision queue is bounded: a stalled consumer costs counted drops and a warning, not memory."""
+    import time
+
+    from edgetag.runtime import engine as engine_module
+    from edgetag.runtime.engine import Engine, StreamRunner, offline_decisions
+    from edgetag.runtime.model import load_model
+    from edgetag.runtime.sources import FileSource
+
+    monkeypatch.setattr(engine_module, "MAX_PENDING_DECISIONS", 4)
+    model = load_model(window_model, threads=1)
+    rate = model.card.frontend.sample_rate
+    warnings: list[str] = []
+    runner = StreamRunner(Engine(model), FileSource(str(tone_wav), rate), warn=warnings.append)
+    delivered = []
+
+    def slow(decision) -> None:  # a consumer far slower than the engine
+        time.sleep(0.02)
+        delivered.append(decision)
+
+    runner.run(slow)
+    from edgetag.runtime.audio import load_audio
+
+    total = len(offline_decisions(model, load_audio(tone_wav, rate)))
+    dropped = runner.stats.dropped_decisions
+    assert dropped > 0 and len(delivered) + dropped == total
+    assert warnings and "not being read" in warnings[0] and "decisions dropped unread" in runner.stats.summary()
