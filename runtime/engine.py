@@ -209,7 +209,7 @@ class StreamRunner:
         self.max_samples = None if duration is None else int(round(duration * self.rate))
         self.warn = warn or (lambda msg: print(msg, file=sys.stderr, flush=True))
         # bounded: a consumer that stops reading (a stdout nobody reads) costs dropped, counted
-        # decisions, never memory that grows all day
+        # decisions (live sources) or makes the source wait (files, stdin), never memory that grows
         self.queue: queue.Queue = queue.Queue(maxsize=MAX_PENDING_DECISIONS)
         self.error: BaseException | None = None
         self.latencies = DurationStats()
@@ -219,6 +219,7 @@ class StreamRunner:
         self._records: deque = deque()  # (engine end sample, capture time of it)
         self._last_warn = 0.0
         self._last_drop_warn = 0.0
+        self._consumer_gone = threading.Event()
         self._thread = None
         self._stop_requested = threading.Event()
 
@@ -274,13 +275,27 @@ class StreamRunner:
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             self.error = exc
         finally:
-            self.queue.put(_END)
+            self._deliver(_END)
 
-    def _deliver(self, decision: Decision) -> None:
+    def _deliver(self, item) -> None:
+        """Queue a decision for the caller's thread.
+
+        A live source (a microphone, a file paced in real time) cannot wait: when the
+        queue is full the decision is dropped and counted. Any other source (a file at
+        full speed, stdin) waits for room, so nothing is lost and the reader sets the pace.
+        """
         import queue
 
+        if item is _END or not getattr(self.source, "live", False):
+            while not self._consumer_gone.is_set():
+                try:
+                    self.queue.put(item, timeout=0.1)
+                    return
+                except queue.Full:
+                    continue
+            return
         try:
-            self.queue.put_nowait(decision)
+            self.queue.put_nowait(item)
         except queue.Full:
             self.stats.dropped_decisions += 1
             now = time.monotonic()
@@ -326,6 +341,7 @@ class StreamRunner:
                     last_idle = now
                     on_idle()
         finally:
+            self._consumer_gone.set()  # a worker waiting for queue room gives up
             self.source.stop()
             if self._thread is not None:
                 self._thread.join(timeout=2.0)

@@ -216,6 +216,9 @@ class MicSource:
     the callback path with a fake device.
     """
 
+    live = True
+    """Audio arrives in real time whether or not it is consumed (`StreamRunner` drops, never waits)."""
+
     def __init__(
         self,
         sample_rate: int,
@@ -374,6 +377,7 @@ class FileSource:
         self.path = path
         self.sample_rate = sample_rate
         self.realtime = realtime
+        self.live = realtime  # paced in real time, it behaves as a microphone
         self.chunk = max(1, int(sample_rate * chunk_ms / 1000))
         self.stats = SourceStats()
         self._stop = threading.Event()

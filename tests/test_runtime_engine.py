@@ -174,7 +174,9 @@ def test_an_output_that_is_not_read_drops_decisions_and_counts_them(window_model
     model = load_model(window_model, threads=1)
     rate = model.card.frontend.sample_rate
     warnings: list[str] = []
-    runner = StreamRunner(Engine(model), FileSource(str(tone_wav), rate), warn=warnings.append)
+    source = FileSource(str(tone_wav), rate)
+    source.live = True  # as a microphone: it cannot wait for the reader
+    runner = StreamRunner(Engine(model), source, warn=warnings.append)
     delivered = []
 
     def slow(decision) -> None:  # a consumer far slower than the engine
@@ -188,3 +190,24 @@ def test_an_output_that_is_not_read_drops_decisions_and_counts_them(window_model
     dropped = runner.stats.dropped_decisions
     assert dropped > 0 and len(delivered) + dropped == total
     assert warnings and "not being read" in warnings[0] and "decisions dropped unread" in runner.stats.summary()
+
+
+
+def test_a_file_at_full_speed_waits_for_a_slow_reader(window_model, tone_wav, monkeypatch) -> None:
+    """Not live: the source waits for queue room, so every decision reaches the reader (nothing lost)."""
+    import time
+
+    from edgetag.runtime import engine as engine_module
+    from edgetag.runtime.audio import load_audio
+    from edgetag.runtime.engine import Engine, StreamRunner, offline_decisions
+    from edgetag.runtime.model import load_model
+    from edgetag.runtime.sources import FileSource
+
+    monkeypatch.setattr(engine_module, "MAX_PENDING_DECISIONS", 4)
+    model = load_model(window_model, threads=1)
+    rate = model.card.frontend.sample_rate
+    runner = StreamRunner(Engine(model), FileSource(str(tone_wav), rate))
+    delivered = []
+    runner.run(lambda d: (time.sleep(0.005), delivered.append(d)))
+    assert runner.stats.dropped_decisions == 0
+    assert len(delivered) == len(offline_decisions(model, load_audio(tone_wav, rate)))
