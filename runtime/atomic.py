@@ -9,7 +9,9 @@ target, then the folder fsynced so the rename itself survives a crash.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -42,11 +44,47 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
+        written = _size(tmp)
         Path(tmp).unlink(missing_ok=True)
+        if _out_of_space(exc, path.parent):
+            free = shutil.disk_usage(path.parent).free
+            raise DiskFullError(
+                errno.ENOSPC,
+                f"no space left on the device holding {path.parent} ({free / 1e6:.1f} MB free after removing the "
+                f"partial file) while writing {path.name} ({written / 1e6:.1f} MB written when it failed): free some "
+                "space and run again",
+            ) from exc
         raise
     fsync_dir(path.parent)
     return path
+
+
+class DiskFullError(OSError):
+    """A write that ran out of space; its partial file has been removed and the target is unchanged."""
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
+
+
+def _out_of_space(exc: BaseException, folder: Path) -> bool:
+    """ENOSPC anywhere in the exception's chain (torch.save raises its own error on top of it), or a
+    writer that reports a short write ("N requested and M written") on a nearly full device."""
+    seen: BaseException | None = exc
+    for _ in range(8):
+        if seen is None:
+            break
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    if "requested and" in str(exc) and "written" in str(exc):
+        with contextlib.suppress(OSError):
+            return shutil.disk_usage(folder).free < 16 << 20
+    return False
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

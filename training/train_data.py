@@ -8,15 +8,13 @@ import contextlib
 import dataclasses
 import hashlib
 import logging
-import os
-import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from edgetag.runtime.atomic import atomic_write
 from edgetag.runtime.frontend import FrontendConfig
 from edgetag.training import data
 from edgetag.training.config import ConfigError, TrainConfig
@@ -134,12 +132,6 @@ def load_split(manifest: Any, split: str, frontend: Any, cache_dir: Path, keep: 
     entries, feats = [], []
     report = SkipReport()
 
-    def write_atomic(path: Path, save: Callable[[Any], None]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tmp.", suffix=path.suffix, dir=path.parent)
-        with os.fdopen(fd, "wb") as handle:
-            save(handle)
-        os.replace(tmp, path)
 
     for entry in manifest.select(split).entries:
         try:
@@ -168,9 +160,9 @@ def load_split(manifest: Any, split: str, frontend: Any, cache_dir: Path, keep: 
             if f is None:
                 with torch.no_grad():
                     f = torch_frontend(torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))[None])[0].numpy()
-                write_atomic(path, lambda handle, f=f: np.save(handle, f))
+                atomic_write(path, lambda handle, f=f: np.save(handle, f))
             if memo is not None:
-                write_atomic(memo, lambda handle, h=h: handle.write(h.encode()))
+                atomic_write(memo, lambda handle, h=h: handle.write(h.encode()))
         if keep:
             entries.append(entry)
             feats.append(np.ascontiguousarray(f, dtype=np.float32))
