@@ -231,3 +231,16 @@ def test_cli_teach(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["teach", "--teacher", "test-tiny", "--data", str(manifest), "--out", str(tmp_path / "c"), "--no-progress"])
     text = capsys.readouterr().out
     assert rc == 0 and "3 read, 2 skipped" in text and "cache 3 entries" in text
+
+
+def test_two_runs_cannot_write_one_cache_part(tmp_path) -> None:
+    """A second writer of the same part is refused up front with a message, not left to delete shards."""
+    from edgetag.training.cache import CacheBusyError, _lock_part
+
+    first = _lock_part(tmp_path, "r0")
+    with pytest.raises(CacheBusyError, match=r"another edgetag teach \(pid \d+\) is writing .* as r0"):
+        _lock_part(tmp_path, "r0")
+    other_rank = _lock_part(tmp_path, "r1")  # the ranks of one torchrun job each hold their own part
+    other_rank.close()
+    first.close()
+    _lock_part(tmp_path, "r0").close()  # free again once the first run ends

@@ -588,6 +588,9 @@ def fill_cache(
     entries = [e for e in manifest.entries if split is None or e.split == split]
     mine = [e for i, e in enumerate(entries) if i % world_size == rank]
     summary = FillSummary(entries=len(mine), rank=rank, world_size=world_size)
+    # one writer per part: a second `edgetag teach` on this folder (same rank) would share the part
+    # file and its merge would delete this run's shards
+    part_lock = _lock_part(Path(cache_dir), f"r{rank}")
     cache = TeacherCache(cache_dir, part=f"r{rank}", shard_entries=shard_entries, shard_bytes=shard_bytes)
 
     # pending[(teacher index, n_samples)] -> list of (key, waveform, meta): equal lengths batch without padding.
@@ -699,7 +702,35 @@ def fill_cache(
         import torch.distributed as dist
 
         dist.destroy_process_group()
+    part_lock.close()  # on an exception the lock goes with the process (or when this frame is freed)
     return summary
+
+
+class CacheBusyError(OSError):
+    """Another process is writing the same part of a teacher cache."""
+
+
+def _lock_part(directory: Path, part: str) -> Any:
+    """An exclusive lock on ``directory/.PART.lock`` held by the returned open file; `CacheBusyError` if taken."""
+    import fcntl
+
+    directory.mkdir(parents=True, exist_ok=True)
+    handle = open(directory / f".{part}.lock", "a+")  # noqa: SIM115 - held open for the run's duration
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise CacheBusyError(
+            f"another edgetag teach ({holder}) is writing {directory} as {part}: wait for it to finish, or give "
+            "this run another --out folder (two runs writing one folder would delete each other's shards)"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
 
 
 def iter_cache(directory: str | os.PathLike[str]) -> Iterator[tuple[str, CachedOutput]]:
