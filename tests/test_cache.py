@@ -244,3 +244,21 @@ def test_two_runs_cannot_write_one_cache_part(tmp_path) -> None:
     other_rank.close()
     first.close()
     _lock_part(tmp_path, "r0").close()  # free again once the first run ends
+
+
+def test_a_full_disk_stops_teach_instead_of_skipping_clips(tmp_path: Path, monkeypatch) -> None:
+    """ENOSPC while writing a shard: DiskFullError stops the run, its temp shard is removed, no clip is 'skipped'."""
+    import errno
+
+    from edgetag.runtime.atomic import DiskFullError
+    from edgetag.training import cache as cache_module
+
+    manifest = _make_data(tmp_path)
+
+    def no_space(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache_module.np.lib.format, "write_array", no_space)
+    with pytest.raises(DiskFullError, match=r"no space left on the device holding .* teacher-cache shard.*resumes"):
+        fill_cache([TinyTeacher()], manifest, tmp_path / "c", batch_size=2, device="cpu", progress=False, shard_entries=2)
+    assert not list((tmp_path / "c" / "shards").glob(".tmp-*"))

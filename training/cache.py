@@ -35,11 +35,13 @@ entry, keyed by its own start/end) so memory stays bounded whatever the file len
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import math
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -48,7 +50,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-from edgetag.runtime.atomic import atomic_write_bytes, fsync_dir
+from edgetag.runtime.atomic import DiskFullError, atomic_write_bytes, fsync_dir
 from edgetag.runtime.audio import AudioError, audio_info, load_audio
 from edgetag.training.data import (
     Manifest,
@@ -374,10 +376,22 @@ class TeacherCache:
         path = self.shard_dir / name
         tmp = self.shard_dir / f".tmp-{name}"
         # Write, fsync, rename: the final name only ever holds a complete shard.
-        with open(tmp, "wb") as f:
-            np.lib.format.write_array(f, flat, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(tmp, "wb") as f:
+                np.lib.format.write_array(f, flat, allow_pickle=False)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # stops the run: no clip is to blame
+                free = shutil.disk_usage(self.shard_dir).free
+                raise DiskFullError(
+                    errno.ENOSPC,
+                    f"no space left on the device holding {self.shard_dir} ({free / 1e6:.1f} MB free) while writing "
+                    f"a {flat.nbytes / 1e6:.1f} MB teacher-cache shard: free some space and run `edgetag teach` again "
+                    "(it resumes: windows already cached are not computed again)",
+                ) from exc
+            raise
         digest = _sha256_file(tmp)
         size = tmp.stat().st_size
         os.replace(tmp, path)
@@ -664,6 +678,8 @@ def fill_cache(
                                 "frame_rate": float(m.frame_rate),
                             }
                             queue(ti, key, wave, meta)
+            except DiskFullError:
+                raise  # the device, not this clip: stop (the cache resumes after space is freed)
             except (AudioError, UnsafePathError, OSError) as e:
                 reason = _skip_reason(e)
                 msg = f"{entry.path} (line {entry.line}): {e}"
