@@ -134,10 +134,15 @@ def record_metrics(path: str | Path, metrics: dict[str, float], provenance: dict
 
     model = onnx.load(str(path))
     card = read_card(model)
+    merged = {**card.provenance, **(provenance or {})}
+    export = dict(merged.get("export", {}))
+    if "metrics_of_fp32" in export:  # measured on this file now: no longer the fp32 file's
+        export["metrics_of_fp32"] = [k for k in export["metrics_of_fp32"] if k not in metrics]
+        merged["export"] = export
     card = dataclasses.replace(
         card,
         metrics={**card.metrics, **{str(k): float(v) for k, v in metrics.items()}},
-        provenance={**card.provenance, **(provenance or {})},
+        provenance=merged,
     )
     set_card(model, card)
     save_single_file(model, path)

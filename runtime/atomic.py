@@ -39,6 +39,9 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        # mkstemp makes the file 0600: give it the target's mode, or what open() would give it
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -46,9 +49,10 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
         os.replace(tmp, path)
     except BaseException as exc:
         written = _size(tmp)
+        full = out_of_space(exc, path.parent)  # judged before the partial file frees its space
         Path(tmp).unlink(missing_ok=True)
-        if _out_of_space(exc, path.parent):
-            free = shutil.disk_usage(path.parent).free
+        if full:
+            free = _free_bytes(path.parent)
             raise DiskFullError(
                 errno.ENOSPC,
                 f"no space left on the device holding {path.parent} ({free / 1e6:.1f} MB free after removing the "
@@ -71,9 +75,17 @@ def _size(path: str) -> int:
         return 0
 
 
-def _out_of_space(exc: BaseException, folder: Path) -> bool:
-    """ENOSPC anywhere in the exception's chain (torch.save raises its own error on top of it), or a
-    writer that reports a short write ("N requested and M written") on a nearly full device."""
+def _free_bytes(folder: Path) -> int:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return 0
+
+
+def out_of_space(exc: BaseException, folder: Path) -> bool:
+    """Whether a failed write ran out of space: ENOSPC in the exception or what it was raised from
+    (torch.save raises its own error on top of it), or a short write ("N requested and M written",
+    errno unset: numpy, torch) on a device with under 16 MiB free. Call it before removing the partial file."""
     seen: BaseException | None = exc
     for _ in range(8):
         if seen is None:
@@ -81,10 +93,16 @@ def _out_of_space(exc: BaseException, folder: Path) -> bool:
         if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
             return True
         seen = seen.__cause__ or seen.__context__
-    if "requested and" in str(exc) and "written" in str(exc):
-        with contextlib.suppress(OSError):
-            return shutil.disk_usage(folder).free < 16 << 20
-    return False
+    return "requested and" in str(exc) and "written" in str(exc) and _free_bytes(folder) < 16 << 20
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()  # read once, at import: os.umask can only be read by setting it
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -87,9 +87,18 @@ def _open(path: Path):  # -> soundfile.SoundFile
     if not path.is_file():
         raise AudioReadError(f"not a regular file: {path}")
     try:
-        return sf.SoundFile(str(path))
+        f = sf.SoundFile(str(path))
     except (RuntimeError, OSError, TypeError, ValueError) as e:  # LibsndfileError is a RuntimeError
         raise AudioReadError(f"cannot decode {path}: {e}") from e
+    size = path.stat().st_size
+    if f.frames > size * _MAX_FRAMES_PER_BYTE:  # every reader of a header asks here, audio_info too
+        frames, rate = int(f.frames), int(f.samplerate) or 1
+        f.close()
+        raise AudioReadError(
+            f"{path}: its header claims {frames:,} frames ({frames / rate / 3600:,.1f} h) in {size:,} bytes, more than "
+            "any codec packs: a corrupt or crafted header (re-encode the file, e.g. with ffmpeg)"
+        )
+    return f
 
 
 def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
@@ -111,18 +120,23 @@ _READ_BLOCK = 1 << 20
 
 
 def _read_frames(f, n: int) -> np.ndarray:
-    """Up to ``n`` frames [frames, channels] float32 from the current position, read in blocks until the stream ends."""
-    blocks, left = [], n
-    while left > 0:
-        wanted = min(left, _READ_BLOCK)
-        block = f.read(wanted, dtype="float32", always_2d=True)
-        blocks.append(block)
-        left -= len(block)
+    """Up to ``n`` frames [frames, channels] float32 from the current position, read in blocks until the stream ends.
+
+    The buffer grows with what is decoded (doubling, then trimmed), never to a header's claim.
+    """
+    out = np.empty((min(n, _READ_BLOCK), f.channels), np.float32)
+    got = 0
+    while got < n:
+        wanted = min(n - got, _READ_BLOCK)
+        if got + wanted > len(out):
+            grown = np.empty((min(n, max(2 * len(out), got + wanted)), f.channels), np.float32)
+            grown[:got] = out[:got]
+            out = grown
+        block = f.read(wanted, dtype="float32", always_2d=True, out=out[got : got + wanted])
+        got += len(block)
         if len(block) < wanted:  # a short read: the stream ended before the header said
             break
-    if len(blocks) == 1:
-        return blocks[0]
-    return np.concatenate(blocks) if blocks else np.zeros((0, f.channels), np.float32)
+    return out[:got]
 
 
 def load_audio(
@@ -190,12 +204,6 @@ def load_audio(
         duration = n_total / sr_in if sr_in else 0.0
         if n_total <= 0 or sr_in <= 0:
             raise AudioReadError(f"{path} holds no audio frames")
-        size = path.stat().st_size
-        if n_total > size * _MAX_FRAMES_PER_BYTE:
-            raise AudioReadError(
-                f"{path}: its header claims {n_total:,} frames ({duration / 3600:,.1f} h) in {size:,} bytes, more than "
-                "any codec packs: a corrupt or crafted header (re-encode the file, e.g. with ffmpeg)"
-            )
         s0 = 0 if start is None else int(round(start * sr_in))
         if s0 >= n_total:
             raise SegmentRangeError(f"start {start} s is at or past the end of {path} ({duration:.3f} s)")

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-from edgetag.runtime.atomic import DiskFullError, atomic_write_bytes, fsync_dir
+from edgetag.runtime.atomic import DiskFullError, atomic_write_bytes, fsync_dir, out_of_space
 from edgetag.runtime.audio import AudioError, audio_info, load_audio
 from edgetag.training.data import (
     Manifest,
@@ -382,8 +382,9 @@ class TeacherCache:
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as exc:
+            full = out_of_space(exc, self.shard_dir)
             tmp.unlink(missing_ok=True)
-            if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # stops the run: no clip is to blame
+            if full:  # stops the run: no clip is to blame
                 free = shutil.disk_usage(self.shard_dir).free
                 raise DiskFullError(
                     errno.ENOSPC,
@@ -572,154 +573,156 @@ def fill_cache(
     world_size = env_world if world_size is None else int(world_size)
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is outside world_size {world_size}")
-    distributed = owns_group = False
-    if world_size > 1 and "RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            # gloo works on CPU and GPU alike; we only need barriers.
-            dist.init_process_group("gloo", rank=rank, world_size=world_size)
-            owns_group = True
-        distributed = True
-
-    if device is None or device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError("--device cuda, but torch sees no CUDA device")
-        device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-
-    if not isinstance(manifest, Manifest):
-        manifest = load_manifest(manifest, root=root)
-    from edgetag.training.teachers import get_teacher
-
-    models = [get_teacher(t) if isinstance(t, str) else t for t in teachers]
-    for m in models:
-        m.eval().to(device)
-    info = [(m, m.identity(), config_hash(m, topk)) for m in models]
-    rates = sorted({int(m.sample_rate) for m in models})
-
-    entries = [e for e in manifest.entries if split is None or e.split == split]
-    mine = [e for i, e in enumerate(entries) if i % world_size == rank]
-    summary = FillSummary(entries=len(mine), rank=rank, world_size=world_size)
-    # one writer per part: a second `edgetag teach` on this folder (same rank) would share the part
-    # file and its merge would delete this run's shards
+    # one writer per part, taken before the teachers load: a second `edgetag teach` on this folder
+    # (same rank) would share the part file, and its merge would delete this run's shards
     part_lock = _lock_part(Path(cache_dir), f"r{rank}")
-    cache = TeacherCache(cache_dir, part=f"r{rank}", shard_entries=shard_entries, shard_bytes=shard_bytes)
-
-    # pending[(teacher index, n_samples)] -> list of (key, waveform, meta): equal lengths batch without padding.
-    pending: dict[tuple[int, int], list[tuple[str, np.ndarray, dict[str, Any]]]] = {}
-
-    def run_batch(ti: int, items: list[tuple[str, np.ndarray, dict[str, Any]]]) -> None:
-        teacher = info[ti][0]
-        x = torch.from_numpy(np.stack([w for _, w, _ in items])).to(device)
-        with torch.inference_mode():
-            out = teacher(x)
-        scores = out.scores.float()
-        emb = out.embeddings
-        for b, (key, _, meta) in enumerate(items):
-            arrays: dict[str, np.ndarray] = {}
-            s = scores[b]
-            if topk is not None and s.shape[-1] > topk:
-                vals, idx = torch.topk(s, topk, dim=-1)
-                arrays["topk_indices"] = idx.to(torch.int32).cpu().numpy()
-                arrays["topk_values"] = vals.cpu().numpy().astype(np.float16)
-            else:
-                arrays["scores"] = s.cpu().numpy().astype(np.float16)
-            if emb is not None:
-                arrays["embeddings"] = emb[b].float().cpu().numpy().astype(np.float16)
-            cache.put(key, arrays, meta)
-            summary.windows_computed += 1
-
-    def queue(ti: int, key: str, wave: np.ndarray, meta: dict[str, Any]) -> None:
-        group = pending.setdefault((ti, len(wave)), [])
-        group.append((key, wave, meta))
-        if len(group) >= batch_size:
-            run_batch(ti, pending.pop((ti, len(wave))))
-        # Bound memory when lengths vary a lot: run whatever is waiting.
-        if sum(len(g) for g in pending.values()) > 4 * batch_size:
-            drain()
-
-    def drain() -> None:
-        for k in list(pending):
-            run_batch(k[0], pending.pop(k))
-
-    bar = None
-    if progress:
-        from tqdm import tqdm
-
-        bar = tqdm(total=len(mine), unit="entry", desc=f"teach r{rank}" if world_size > 1 else "teach", dynamic_ncols=True)
     try:
-        for entry in mine:
-            try:
-                path = manifest.resolve(entry)
-                duration = None
-                if entry.end is None:
-                    duration = audio_info(path).duration
-                for ws, we in _windows(entry.start, entry.end, duration, chunk_seconds):
-                    for sr in rates:
-                        wave = load_audio(path, sr, ws, we)
-                        summary.audio_seconds += len(wave) / sr
-                        h = content_hash(wave, sr, ws, we)
-                        for ti, (m, ident, cfg) in enumerate(info):
-                            if int(m.sample_rate) != sr:
-                                continue
-                            key = make_key(h, ws, we, ident, cfg)
-                            if cache.contains(key):
-                                summary.windows_cached += 1
-                                continue
-                            meta = {
-                                "teacher": ident,
-                                "config": cfg,
-                                "path": entry.path,
-                                "start": ws,
-                                "end": we,
-                                "audio_sha256": h,
-                                "frame_rate": float(m.frame_rate),
-                            }
-                            queue(ti, key, wave, meta)
-            except DiskFullError:
-                raise  # the device, not this clip: stop (the cache resumes after space is freed)
-            except (AudioError, UnsafePathError, OSError) as e:
-                reason = _skip_reason(e)
-                msg = f"{entry.path} (line {entry.line}): {e}"
-                summary.skips.add_skip(reason, msg)
-                log.warning("skipping %s [%s]", msg, reason)
-            else:
-                summary.skips.n_ok += 1
+        distributed = owns_group = False
+        if world_size > 1 and "RANK" in os.environ and "WORLD_SIZE" in os.environ:
+            import torch.distributed as dist
+
+            if not dist.is_initialized():
+                # gloo works on CPU and GPU alike; we only need barriers.
+                dist.init_process_group("gloo", rank=rank, world_size=world_size)
+                owns_group = True
+            distributed = True
+
+        if device is None or device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda":
+            if not torch.cuda.is_available():
+                raise ValueError("--device cuda, but torch sees no CUDA device")
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
+
+        if not isinstance(manifest, Manifest):
+            manifest = load_manifest(manifest, root=root)
+        from edgetag.training.teachers import get_teacher
+
+        models = [get_teacher(t) if isinstance(t, str) else t for t in teachers]
+        for m in models:
+            m.eval().to(device)
+        info = [(m, m.identity(), config_hash(m, topk)) for m in models]
+        rates = sorted({int(m.sample_rate) for m in models})
+
+        entries = [e for e in manifest.entries if split is None or e.split == split]
+        mine = [e for i, e in enumerate(entries) if i % world_size == rank]
+        summary = FillSummary(entries=len(mine), rank=rank, world_size=world_size)
+        cache = TeacherCache(cache_dir, part=f"r{rank}", shard_entries=shard_entries, shard_bytes=shard_bytes)
+
+        # pending[(teacher index, n_samples)] -> list of (key, waveform, meta): equal lengths batch without padding.
+        pending: dict[tuple[int, int], list[tuple[str, np.ndarray, dict[str, Any]]]] = {}
+
+        def run_batch(ti: int, items: list[tuple[str, np.ndarray, dict[str, Any]]]) -> None:
+            teacher = info[ti][0]
+            x = torch.from_numpy(np.stack([w for _, w, _ in items])).to(device)
+            with torch.inference_mode():
+                out = teacher(x)
+            scores = out.scores.float()
+            emb = out.embeddings
+            for b, (key, _, meta) in enumerate(items):
+                arrays: dict[str, np.ndarray] = {}
+                s = scores[b]
+                if topk is not None and s.shape[-1] > topk:
+                    vals, idx = torch.topk(s, topk, dim=-1)
+                    arrays["topk_indices"] = idx.to(torch.int32).cpu().numpy()
+                    arrays["topk_values"] = vals.cpu().numpy().astype(np.float16)
+                else:
+                    arrays["scores"] = s.cpu().numpy().astype(np.float16)
+                if emb is not None:
+                    arrays["embeddings"] = emb[b].float().cpu().numpy().astype(np.float16)
+                cache.put(key, arrays, meta)
+                summary.windows_computed += 1
+
+        def queue(ti: int, key: str, wave: np.ndarray, meta: dict[str, Any]) -> None:
+            group = pending.setdefault((ti, len(wave)), [])
+            group.append((key, wave, meta))
+            if len(group) >= batch_size:
+                run_batch(ti, pending.pop((ti, len(wave))))
+            # Bound memory when lengths vary a lot: run whatever is waiting.
+            if sum(len(g) for g in pending.values()) > 4 * batch_size:
+                drain()
+
+        def drain() -> None:
+            for k in list(pending):
+                run_batch(k[0], pending.pop(k))
+
+        bar = None
+        if progress:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(mine), unit="entry", desc=f"teach r{rank}" if world_size > 1 else "teach", dynamic_ncols=True)
+        try:
+            for entry in mine:
+                try:
+                    path = manifest.resolve(entry)
+                    duration = None
+                    if entry.end is None:
+                        duration = audio_info(path).duration
+                    for ws, we in _windows(entry.start, entry.end, duration, chunk_seconds):
+                        for sr in rates:
+                            wave = load_audio(path, sr, ws, we)
+                            summary.audio_seconds += len(wave) / sr
+                            h = content_hash(wave, sr, ws, we)
+                            for ti, (m, ident, cfg) in enumerate(info):
+                                if int(m.sample_rate) != sr:
+                                    continue
+                                key = make_key(h, ws, we, ident, cfg)
+                                if cache.contains(key):
+                                    summary.windows_cached += 1
+                                    continue
+                                meta = {
+                                    "teacher": ident,
+                                    "config": cfg,
+                                    "path": entry.path,
+                                    "start": ws,
+                                    "end": we,
+                                    "audio_sha256": h,
+                                    "frame_rate": float(m.frame_rate),
+                                }
+                                queue(ti, key, wave, meta)
+                except DiskFullError:
+                    raise  # the device, not this clip: stop (the cache resumes after space is freed)
+                except (AudioError, UnsafePathError, OSError) as e:
+                    reason = _skip_reason(e)
+                    msg = f"{entry.path} (line {entry.line}): {e}"
+                    summary.skips.add_skip(reason, msg)
+                    log.warning("skipping %s [%s]", msg, reason)
+                else:
+                    summary.skips.n_ok += 1
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(new=summary.windows_computed, cached=summary.windows_cached, skipped=summary.skips.n_skipped)
+            drain()
+            cache.flush()
+        finally:
             if bar is not None:
-                bar.update(1)
-                bar.set_postfix(new=summary.windows_computed, cached=summary.windows_cached, skipped=summary.skips.n_skipped)
-        drain()
-        cache.flush()
+                bar.close()
+        summary.recomputed_bad = cache.dropped_entries
+        cache.close()
+
+        if merge is None:
+            merge = world_size == 1 or distributed
+        if distributed:
+            import torch.distributed as dist
+
+            dist.barrier()  # every rank's shards and index part are on disk
+        if merge and rank == 0:
+            merge_indexes(cache_dir)
+        if distributed:
+            import torch.distributed as dist
+
+            dist.barrier()  # nobody reads the merged index before it exists
+        final = TeacherCache(cache_dir, part=f"r{rank}")
+        summary.cache_entries = len(final)
+        summary.cache_bytes = final.size_bytes()
+        summary.seconds = time.perf_counter() - t0
+        if owns_group:
+            import torch.distributed as dist
+
+            dist.destroy_process_group()
+        return summary
     finally:
-        if bar is not None:
-            bar.close()
-    summary.recomputed_bad = cache.dropped_entries
-    cache.close()
-
-    if merge is None:
-        merge = world_size == 1 or distributed
-    if distributed:
-        import torch.distributed as dist
-
-        dist.barrier()  # every rank's shards and index part are on disk
-    if merge and rank == 0:
-        merge_indexes(cache_dir)
-    if distributed:
-        import torch.distributed as dist
-
-        dist.barrier()  # nobody reads the merged index before it exists
-    final = TeacherCache(cache_dir, part=f"r{rank}")
-    summary.cache_entries = len(final)
-    summary.cache_bytes = final.size_bytes()
-    summary.seconds = time.perf_counter() - t0
-    if owns_group:
-        import torch.distributed as dist
-
-        dist.destroy_process_group()
-    part_lock.close()  # on an exception the lock goes with the process (or when this frame is freed)
-    return summary
+        part_lock.close()
 
 
 class CacheBusyError(OSError):
