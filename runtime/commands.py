@@ -401,6 +401,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
         "latency_ms_p50": _ms_or_none(lat[0]), "latency_ms_p99": _ms_or_none(lat[1]),
         "overflows": stats.overflows, "dropped_samples": stats.dropped_samples,
         "nonfinite_samples": stats.nonfinite_samples, "skipped_samples": stats.skipped_samples,
+        "dropped_decisions": stats.dropped_decisions,
     }
     say(f"{status}: {runner.decisions} decisions over {summary['audio_s']:g} s; compute p50 {comp[0]:.2f} ms "
         f"p99 {comp[1]:.2f} ms; latency p50 {lat[0]:.1f} ms p99 {lat[1]:.1f} ms; {stats.summary()}")
