@@ -380,9 +380,12 @@ class DurationStats:
         return self.count
 
     def percentiles_ms(self) -> tuple[float, float]:
-        """p50 and p99 of every value so far, in milliseconds (bin centres; nan when empty)."""
+        """p50 and p99 of every value so far, in milliseconds: exact while the ring holds them all,
+        then from the histogram (bin centres; nan when empty)."""
         if not self.count:
             return float("nan"), float("nan")
+        if self.count <= len(self.recent):
+            return percentiles_ms(self.recent)
         cumulative = np.cumsum(self._counts)
         out = []
         for q in (0.50, 0.99):
