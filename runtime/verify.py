@@ -143,22 +143,23 @@ def vector_frames(card: Any) -> int:
 
 
 def pick_frames(features: list[np.ndarray], frames: int) -> np.ndarray:
-    """The loudest span of ``frames`` frames of the longest clip (deterministic), as float16-exact float32."""
+    """The loudest span of ``frames`` frames of the longest clip (deterministic); `make_test_vector` picks its storage."""
     clip = max(features, key=len)
     if len(clip) < frames:
         raise VerificationError(f"a test vector needs {frames} frames of features; the longest clip has {len(clip)}")
     energy = np.convolve(clip.mean(axis=1), np.ones(frames), mode="valid")
     start = int(np.argmax(energy))
-    return clip[start : start + frames].astype(np.float16).astype(np.float32)
+    return np.array(clip[start : start + frames], dtype=np.float32)
 
 
 def tolerance_for(precision: str, measured: float) -> float:
     """The tolerance recorded for a file of ``precision`` whose export CPU measured ``measured``.
 
-    fp32: `FP32_TOLERANCE` (or twice the measured difference, if larger). Other precisions: the export's difference to the
-    fp32 reference plus a quarter of it plus 1e-3, room for float rounding
-    on another CPU, not for a kernel that computes something else (the int8
-    saturation this guards against moved scores by 0.1 to 0.3).
+    fp32: `FP32_TOLERANCE` (or twice the measured difference, if larger).
+    Other precisions: the export's difference to the fp32 reference plus a
+    quarter of it plus 1e-3, room for float rounding on another CPU, not for a
+    kernel that computes something else (the int8 saturation this guards
+    against moved scores by 0.1 to 0.5).
     """
     if precision == "fp32":
         return max(FP32_TOLERANCE, 2 * measured)
