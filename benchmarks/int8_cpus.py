@@ -55,6 +55,26 @@ np.savez(sys.argv[2], **{str(i): out[p] for i, p in enumerate(sys.argv[3:])})
 """
 
 
+def compare_to_fp32(card, reference: np.ndarray, got: np.ndarray) -> dict[str, float]:
+    """How far scores ``got`` [decisions, labels] lie from the fp32 file's ``reference``.
+
+    ``max_abs_diff``; ``agreement``: the share of binarised decisions (the card's thresholds)
+    that agree; pitch models also ``rpa_vs_fp32`` (with ``voiced_frames``): the share of frames
+    fp32 calls voiced whose f0 lies within 50 cents of fp32's.
+    """
+    from edgetag.runtime.pitch import VOICING_THRESHOLD, decode, is_pitch_model
+
+    thresholds = np.asarray(card.thresholds, np.float32)
+    out = {"max_abs_diff": float(np.abs(got - reference).max()),
+           "agreement": float(np.mean((got > thresholds) == (reference > thresholds)))}
+    if is_pitch_model(card):
+        voiced = reference.max(axis=1) >= VOICING_THRESHOLD
+        cents = 1200 * np.log2(decode(got)[0][voiced] / decode(reference)[0][voiced])
+        out["rpa_vs_fp32"] = float(np.mean(np.abs(cents) <= 50))
+        out["voiced_frames"] = float(voiced.sum())
+    return out
+
+
 def quantize_format(fp32: Path, out: Path, feeds: list, plan: str, weight_type: str, reduce_range: bool) -> None:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -119,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgetag.export.gate import input_feeds
     from edgetag.runtime.model import load_model
     from edgetag.runtime.models import resolve_model
-    from edgetag.runtime.pitch import VOICING_THRESHOLD, decode, is_pitch_model
+    from edgetag.runtime.pitch import is_pitch_model
     from edgetag.runtime.verify import cpu_description
 
     cpus = ["here", "avx2"] + (["arm64"] if args.aarch64 else [])
@@ -150,10 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                     names.append(f"{fmt} {plan}")
             results = {cpu: scores_on(cpu, work / "held.npz", paths, work, args.aarch64, not args.runtime_session)
                        for cpu in cpus}
-        thresholds = np.asarray(card.thresholds, np.float32)
         reference = results["here"][0]
         pitch = is_pitch_model(card)
-        f0_ref = decode(reference)[0] if pitch else None
         print(f"\n{spec}: {len(clips)} held-out clips, {len(reference)} decisions; "
               "max |score - fp32 here| / agreement of binarised decisions with fp32 here"
               + (" / f0 within 50 cents of fp32's on its voiced frames" if pitch else ""))
@@ -163,17 +181,10 @@ def main(argv: list[str] | None = None) -> int:
             cells = []
             row = {"model": spec, "file": name}
             for cpu in cpus:
-                got = results[cpu][i]
-                diff = float(np.abs(got - reference).max())
-                agree = float(np.mean((got > thresholds) == (reference > thresholds)))
-                row[cpu] = {"max_abs_diff": diff, "agreement": agree}
-                cell = f"{diff:.4f} / {100 * agree:.2f} %"
-                if pitch:  # f0 within 50 cents of the fp32 file's, on the frames fp32 calls voiced
-                    f0, _ = decode(got)
-                    voiced = reference.max(axis=1) >= VOICING_THRESHOLD
-                    rpa = float(np.mean(np.abs(1200 * np.log2(f0[voiced] / f0_ref[voiced])) <= 50))
-                    row[cpu]["rpa_vs_fp32"] = rpa
-                    cell += f" / RPA {100 * rpa:.2f} %"
+                row[cpu] = found = compare_to_fp32(card, reference, results[cpu][i])
+                cell = f"{found['max_abs_diff']:.4f} / {100 * found['agreement']:.2f} %"
+                if pitch:
+                    cell += f" / RPA {100 * found['rpa_vs_fp32']:.2f} %"
                 cells.append(cell)
             rows.append(row)
             print(f"| {name} | " + " | ".join(cells) + " |")

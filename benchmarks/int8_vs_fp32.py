@@ -28,11 +28,11 @@ def main(argv: list[str] | None = None) -> int:
     if not (args.calib or args.eval):
         ap.error("give --eval or --calib")
 
+    from edgetag.benchmarks.int8_cpus import compare_to_fp32
     from edgetag.export.commands import _load_source
     from edgetag.runtime.formats import sibling
     from edgetag.runtime.model import load_model
     from edgetag.runtime.models import BUILTIN_MODELS, resolve_model
-    from edgetag.runtime.pitch import VOICING_THRESHOLD, decode, is_pitch_model
     from edgetag.runtime.verify import cpu_description, stream_scores
 
     fp32_path = resolve_model(args.model)
@@ -45,16 +45,13 @@ def main(argv: list[str] | None = None) -> int:
     clips = [clip[:frames] for clip in held.features[: args.max_clips]]
     a = np.concatenate([stream_scores(fp32, clip) for clip in clips])
     b = np.concatenate([stream_scores(int8, clip) for clip in clips])
-    thresholds = np.asarray(card.thresholds, np.float32)
+    found = compare_to_fp32(card, a, b)
     line = (f"{args.model}: {int8_path.name} vs {fp32_path.name} on {len(clips)} held-out clips ({len(a)} decisions) "
-            f"on {cpu_description()}: max |int8 - fp32| {np.abs(a - b).max():.4f}, binarised decisions agreeing "
-            f"{100 * np.mean((a > thresholds) == (b > thresholds)):.2f} %")
-    if is_pitch_model(card):
-        f0_a, _ = decode(a)
-        f0_b, _ = decode(b)
-        voiced = a.max(axis=1) >= VOICING_THRESHOLD
-        within = np.abs(1200 * np.log2(f0_b[voiced] / f0_a[voiced])) <= 50
-        line += f", f0 within 50 cents of fp32's on {int(voiced.sum())} voiced frames {100 * np.mean(within):.2f} %"
+            f"on {cpu_description()}: max |int8 - fp32| {found['max_abs_diff']:.4f}, binarised decisions agreeing "
+            f"{100 * found['agreement']:.2f} %")
+    if "rpa_vs_fp32" in found:
+        line += (f", f0 within 50 cents of fp32's on {int(found['voiced_frames'])} voiced frames "
+                 f"{100 * found['rpa_vs_fp32']:.2f} %")
     print(line)
     return 0
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from edgetag.runtime.formats import BACKENDS as RUNTIME_BACKENDS
-from edgetag.runtime.formats import FORMATS
 
 #: Students measured by default and their parameters (``window_frames`` of mobilenet is its window).
 DEFAULT_STUDENTS: dict[str, dict[str, Any]] = {
@@ -14,17 +12,14 @@ DEFAULT_STUDENTS: dict[str, dict[str, Any]] = {
     "causal_cnn": {},
     "crnn": {},
 }
-#: Backends, in table order: (key, label, runtime backend, precision). The backend and the
-#: precision (its file: `edgetag.runtime.formats.FORMATS`) come from the one table of formats.
-BACKENDS: tuple[tuple[str, str, str, str], ...] = tuple(
-    (key, label, RUNTIME_BACKENDS[backend].key, FORMATS[precision].precision)
-    for key, label, backend, precision in (
-        ("torch", "PyTorch eager fp32", "torch", "fp32"),
-        ("ort-fp32", "ORT CPU fp32", "cpu", "fp32"),
-        ("ort-int8", "ORT CPU int8 (QDQ)", "cpu", "int8"),
-        ("ort-fp16", "ORT CPU fp16 weights", "cpu", "fp16"),
-        ("tensorrt", "TensorRT", "tensorrt", "fp16"),
-    )
+#: Backends, in table order: (key, label, runtime backend, precision); the backends and precisions
+#: are keys of `edgetag.runtime.formats` (BACKENDS, FORMATS).
+BACKENDS: tuple[tuple[str, str, str, str], ...] = (
+    ("torch", "PyTorch eager fp32", "torch", "fp32"),
+    ("ort-fp32", "ORT CPU fp32", "cpu", "fp32"),
+    ("ort-int8", "ORT CPU int8 (QDQ)", "cpu", "int8"),
+    ("ort-fp16", "ORT CPU fp16 weights", "cpu", "fp16"),
+    ("tensorrt", "TensorRT", "tensorrt", "fp16"),
 )
 #: The backend every other one is compared with (latency ratios, score agreement).
 REFERENCE_BACKEND = "ort-fp32"

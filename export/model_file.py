@@ -24,11 +24,10 @@ from edgetag.runtime.model_card import METADATA_KEY, ModelCard
 def _ort_session(model: str | Path | bytes) -> Any:
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # no warnings about declared-vs-actual shapes
-    options.add_session_config_entry("session.x64quantprecision", "1")  # as the runtime runs it (runtime.model)
+    from edgetag.runtime.model import session_options
+
     source = model if isinstance(model, bytes) else str(model)
-    return ort.InferenceSession(source, sess_options=options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(source, sess_options=session_options(quiet=True), providers=["CPUExecutionProvider"])
 
 
 def set_card(model: Any, card: ModelCard) -> None:

@@ -349,13 +349,12 @@ def measure_latency_ms(
 
     import onnxruntime as ort
 
+    from edgetag.runtime.model import session_options
+
     sessions = {}
-    for path in paths:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        sessions[str(path)] = ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
+    for path in paths:  # timed as the runtime runs them
+        sessions[str(path)] = ort.InferenceSession(str(path), sess_options=session_options(1, quiet=True),
+                                                   providers=["CPUExecutionProvider"])
     sample = [feeds[i] for i in np.linspace(0, len(feeds) - 1, min(len(feeds), 8)).astype(int)]
     times: dict[str, list[float]] = {k: [] for k in sessions}
     for session in sessions.values():

@@ -52,13 +52,7 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
         full = out_of_space(exc, path.parent)  # judged before the partial file frees its space
         Path(tmp).unlink(missing_ok=True)
         if full:
-            free = _free_bytes(path.parent)
-            raise DiskFullError(
-                errno.ENOSPC,
-                f"no space left on the device holding {path.parent} ({free / 1e6:.1f} MB free after removing the "
-                f"partial file) while writing {path.name} ({written / 1e6:.1f} MB written when it failed): free some "
-                "space and run again",
-            ) from exc
+            raise disk_full(path.parent, f"{path.name} ({written / 1e6:.1f} MB written when it failed)") from exc
         raise
     fsync_dir(path.parent)
     return path
@@ -66,6 +60,15 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
 
 class DiskFullError(OSError):
     """A write that ran out of space; its partial file has been removed and the target is unchanged."""
+
+
+def disk_full(folder: Path, what: str, advice: str = "free some space and run again") -> DiskFullError:
+    """The error for a write of ``what`` into ``folder`` that ran out of space (its partial file already removed)."""
+    return DiskFullError(
+        errno.ENOSPC,
+        f"no space left on the device holding {folder} ({_free_bytes(folder) / 1e6:.1f} MB free after removing the "
+        f"partial file) while writing {what}: {advice}",
+    )
 
 
 def _size(path: str) -> int:

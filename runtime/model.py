@@ -42,6 +42,21 @@ def available_backends() -> list[str]:
     return [name for name, provider in PROVIDERS.items() if provider in have]
 
 
+def session_options(threads: int | None = None, *, quiet: bool = False) -> Any:
+    """The ONNX Runtime session options edgetag runs its models with (the runtime, export gates, timings)."""
+    options = _import_ort().SessionOptions()
+    # u8s8 int8 kernels on x86 without VNNI add pairs of products in saturating int16; this lets
+    # ONNX Runtime switch such layers to exact u8u8 ones when a file's weights need it. edgetag's
+    # own int8 exports keep weights in 7 bits so that no CPU saturates (see edgetag.export.quantize).
+    options.add_session_config_entry("session.x64quantprecision", "1")
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+    if quiet:
+        options.log_severity_level = 3  # no warnings about declared-vs-actual shapes
+    return options
+
+
 class OnnxModel:
     """An edgetag model ready to run: its card and an ONNX Runtime session."""
 
@@ -67,16 +82,9 @@ class OnnxModel:
         self.card = ModelCard.from_metadata(metadata, source=str(self.path))
         if self.card.integrity:
             check_digest(data, self.card.integrity["sha256"], str(self.path))
-        options = ort.SessionOptions()
-        # u8s8 int8 kernels on x86 without VNNI add pairs of products in saturating int16; this lets
-        # ONNX Runtime switch such layers to exact u8u8 ones when a file's weights need it. edgetag's
-        # own int8 exports keep weights in 7 bits so that no CPU saturates (see edgetag.export.quantize).
-        options.add_session_config_entry("session.x64quantprecision", "1")
-        if threads is not None:
-            if threads < 1:
-                raise ModelLoadError(f"threads must be >= 1, got {threads}")
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
+        if threads is not None and threads < 1:
+            raise ModelLoadError(f"threads must be >= 1, got {threads}")
+        options = session_options(threads)
         providers = [PROVIDERS[backend]] + (["CPUExecutionProvider"] if backend != "cpu" else [])
         try:
             self.session = ort.InferenceSession(data, sess_options=options, providers=providers)

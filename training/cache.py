@@ -35,13 +35,11 @@ entry, keyed by its own start/end) so memory stays bounded whatever the file len
 
 from __future__ import annotations
 
-import errno
 import hashlib
 import json
 import logging
 import math
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
@@ -50,7 +48,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
-from edgetag.runtime.atomic import DiskFullError, atomic_write_bytes, fsync_dir, out_of_space
+from edgetag.runtime.atomic import DiskFullError, atomic_write_bytes, disk_full, fsync_dir, out_of_space
 from edgetag.runtime.audio import AudioError, audio_info, load_audio
 from edgetag.training.data import (
     Manifest,
@@ -385,13 +383,9 @@ class TeacherCache:
             full = out_of_space(exc, self.shard_dir)
             tmp.unlink(missing_ok=True)
             if full:  # stops the run: no clip is to blame
-                free = shutil.disk_usage(self.shard_dir).free
-                raise DiskFullError(
-                    errno.ENOSPC,
-                    f"no space left on the device holding {self.shard_dir} ({free / 1e6:.1f} MB free) while writing "
-                    f"a {flat.nbytes / 1e6:.1f} MB teacher-cache shard: free some space and run `edgetag teach` again "
-                    "(it resumes: windows already cached are not computed again)",
-                ) from exc
+                raise disk_full(self.shard_dir, f"a {flat.nbytes / 1e6:.1f} MB teacher-cache shard",
+                                "free some space and run `edgetag teach` again (it resumes: windows already cached "
+                                "are not computed again)") from exc
             raise
         digest = _sha256_file(tmp)
         size = tmp.stat().st_size
