@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgetag.runtime.clip import call_inputs
 
 #: Thread pools pinned in the model worker processes (set in their environment before numpy loads).
 THREAD_ENV_VARS: tuple[str, ...] = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
@@ -62,7 +63,7 @@ def measure_backend(spec: dict[str, Any]) -> dict[str, Any]:
     with np.load(spec["features"]) as data:
         clips = [data[k].astype(np.float32) for k in sorted(data.files)]
     hop = max(1, card.hop_frames)
-    per_clip = [_model_inputs(c, card, hop) for c in clips]
+    per_clip = [call_inputs(card, c) for c in clips]  # one model call per decision, as a stream makes them
     n_calls = sum(len(f) for f in per_clip)
     if not n_calls:
         raise ValueError("evaluation clips are shorter than one hop/window")
@@ -110,15 +111,6 @@ def measure_backend(spec: dict[str, Any]) -> dict[str, Any]:
         "streaming_mode": card.streaming_mode,
         "pid": os.getpid(),
     }
-
-
-def _model_inputs(clip: np.ndarray, card: Any, hop: int) -> list[np.ndarray]:
-    """One clip's ``model.run`` inputs, one per decision: a window ending every ``hop`` frames
-    (window students) or consecutive chunks of ``hop`` frames (stateful students)."""
-    if card.streaming_mode == "window":
-        w = card.window_frames
-        return [np.ascontiguousarray(clip[None, e - w + 1 : e + 1]) for e in range(w - 1, len(clip), hop)]
-    return [np.ascontiguousarray(clip[None, p : p + hop]) for p in range(0, len(clip) - hop + 1, hop)]
 
 
 def run_worker(spec: dict[str, Any], in_process: bool, tmp: Path) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """The quality gate of int8 and fp16 files: the task metric on held-out clips, and what it reports.
 
-`clip_scores` runs a model over clips as the runtime would see them,
+`clip_scores` runs a model over clips with the runtime's clip runner,
 `task_metric` scores them (macro ROC-AUC, accuracy, or agreement with the
 fp32 file), `_gate` compares a quantized file with its fp32 file and refuses
 a drop beyond ``max_relative_drop``; `_finish_card` seals the file with its
@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 
 from edgetag.export.errors import ExportError
-from edgetag.export.inputs import verification_frames, windows_of
+from edgetag.export.inputs import verification_frames
 from edgetag.export.model_file import _ort_session, seal
+from edgetag.runtime.clip import call_inputs, run_clip
+from edgetag.runtime.model import OnnxModel
 from edgetag.runtime.model_card import INPUT_NAME, OUTPUT_NAME, ModelCard, scores_from_logits
 
 
@@ -107,54 +109,35 @@ def task_metric(
 
 
 # ------------------------------------------------------------------------- running models
-def _state_names(card: ModelCard) -> list[str]:
-    return [OUTPUT_NAME] + [s.output_name for s in card.states]
-
-
 def clip_scores(session: Any, card: ModelCard, clips: Sequence[np.ndarray]) -> np.ndarray:
-    """Clip-level scores [n_clips, n_labels] as the runtime produces them.
+    """Clip-level scores [n_clips, n_labels]: the mean of `edgetag.runtime.clip.run_clip`'s outputs.
 
-    Window models: mean score over windows every ``hop_frames``. Stateful
-    models: streamed in chunks of ``hop_frames`` frames with state carried,
-    mean score over frames.
+    Window models: windows every ``hop_frames``. Stateful models: every frame.
     """
+    model = OnnxModel.from_session(session, card)
     out = []
     for clip in clips:
-        if card.streaming_mode == "window":
-            if clip.shape[0] < card.window_frames:
-                raise ExportError(f"held-out clip of {clip.shape[0]} frames is shorter than a window ({card.window_frames})")
-            windows = windows_of([clip], card.window_frames, card.hop_frames)
-            logits = session.run([OUTPUT_NAME], {INPUT_NAME: windows})[0]
-        else:
-            states = [np.zeros((1, *s.shape), np.float32) for s in card.states]
-            parts, step = [], max(1, card.hop_frames)
-            for pos in range(0, clip.shape[0], step):
-                feeds = {INPUT_NAME: np.ascontiguousarray(clip[None, pos : pos + step])}
-                feeds.update({s.input_name: v for s, v in zip(card.states, states)})
-                logits, *states = session.run(_state_names(card), feeds)
-                parts.append(logits[0])
-            logits = np.concatenate(parts, axis=0)
-        out.append(scores_from_logits(logits.astype(np.float64), card.task).mean(axis=0))  # float64: ROC-AUC ranks them
+        if card.streaming_mode == "window" and clip.shape[0] < card.window_frames:
+            raise ExportError(f"held-out clip of {clip.shape[0]} frames is shorter than a window ({card.window_frames})")
+        run = run_clip(model, clip, every_frame=True)
+        out.append(scores_from_logits(run.logits.astype(np.float64), card.task).mean(axis=0))  # float64: ROC-AUC ranks them
     return np.stack(out)
 
 
 def input_feeds(
     session: Any, card: ModelCard, clips: Sequence[np.ndarray], limit: int | None = None, seed: int = 0
 ) -> list[dict[str, np.ndarray]]:
-    """Model inputs cut from real clips: windows (window mode) or chunks plus the fp32 model's state at that point."""
+    """Session feeds cut from real clips (`edgetag.runtime.clip.call_inputs`), stateful ones with the fp32 model's state at that point."""
+    model = OnnxModel.from_session(session, card)
     feeds: list[dict[str, np.ndarray]] = []
-    if card.streaming_mode == "window":
-        for window in windows_of(clips, card.window_frames, card.hop_frames):
-            feeds.append({INPUT_NAME: window[None]})
-    else:
-        step = max(1, card.hop_frames)
-        for clip in clips:
-            states = [np.zeros((1, *s.shape), np.float32) for s in card.states]
-            for pos in range(0, clip.shape[0], step):
-                feed = {INPUT_NAME: np.ascontiguousarray(clip[None, pos : pos + step])}
-                feed.update({s.input_name: v for s, v in zip(card.states, states)})
-                feeds.append(feed)
-                _, *states = session.run(_state_names(card), feed)
+    for clip in clips:
+        states = model.initial_state(1)
+        for x in call_inputs(card, clip):
+            feed = {INPUT_NAME: x}
+            feed.update({s.input_name: v for s, v in zip(card.states, states)})
+            feeds.append(feed)
+            if card.states:
+                _, states = model.run(x, states)
     if limit is not None and len(feeds) > limit:
         keep = np.sort(np.random.default_rng(seed).choice(len(feeds), limit, replace=False))
         feeds = [feeds[i] for i in keep]
@@ -163,7 +146,7 @@ def input_feeds(
 
 def sqnr_db(reference: Any, candidate: Any, card: ModelCard, feeds: Sequence[dict[str, np.ndarray]]) -> dict[str, float]:
     """Per-output SQNR in dB, both sessions run on the same feeds."""
-    names = _state_names(card)
+    names = [OUTPUT_NAME] + [s.output_name for s in card.states]
     signal = dict.fromkeys(names, 0.0)
     noise = dict.fromkeys(names, 0.0)
     for feed in feeds:

@@ -39,7 +39,9 @@ import numpy as np
 from edgetag.export.errors import ExportError, ParityError
 from edgetag.export.inputs import _as_feature_list, demo_audio, features_of, verification_frames, windows_of
 from edgetag.export.model_file import _ort_session, seal, set_card
+from edgetag.runtime.clip import run_chunks
 from edgetag.runtime.frontend import FrontendConfig
+from edgetag.runtime.model import OnnxModel
 from edgetag.runtime.model_card import (
     INPUT_NAME,
     OUTPUT_NAME,
@@ -314,22 +316,6 @@ def _torch_stream_states(student: Any, seq: np.ndarray) -> list[np.ndarray]:
     return [s.numpy() for s in states]
 
 
-def run_stream(session: Any, card: ModelCard, seq: np.ndarray, chunks: Sequence[int]) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Run a stateful session over ``seq`` [frames, n_bins] in the given chunk sizes; logits [frames, n_labels]."""
-    states = [np.zeros((1, *s.shape), np.float32) for s in card.states]
-    names = [OUTPUT_NAME] + [s.output_name for s in card.states]
-    out, pos = [], 0
-    for size in chunks:
-        feeds = {INPUT_NAME: np.ascontiguousarray(seq[None, pos : pos + size])}
-        feeds.update({s.input_name: v for s, v in zip(card.states, states)})
-        logits, *states = session.run(names, feeds)
-        out.append(logits[0])
-        pos += size
-    if pos != seq.shape[0]:
-        raise ValueError(f"chunks cover {pos} frames, the sequence has {seq.shape[0]}")
-    return np.concatenate(out, axis=0), states
-
-
 def _random_chunks(n: int, rng: np.random.Generator, largest: int = 17) -> list[int]:
     sizes = []
     while n > 0:
@@ -337,12 +323,6 @@ def _random_chunks(n: int, rng: np.random.Generator, largest: int = 17) -> list[
         sizes.append(size)
         n -= size
     return sizes
-
-
-def _offline_run(session: Any, card: ModelCard, batch: np.ndarray) -> np.ndarray:
-    feeds = {INPUT_NAME: batch}
-    feeds.update({s.input_name: np.zeros((batch.shape[0], *s.shape), np.float32) for s in card.states})
-    return session.run([OUTPUT_NAME], feeds)[0]
 
 
 def verify_onnx(
@@ -357,7 +337,11 @@ def verify_onnx(
     seed: int = 0,
 ) -> ParityReport:
     """Compare ONNX Runtime with PyTorch on real features; raise `ParityError` beyond tolerance."""
-    session = _ort_session(model)
+    onnx_model = OnnxModel.from_session(_ort_session(model), card)
+
+    def offline_run(batch: np.ndarray) -> np.ndarray:  # zero initial state for stateful models
+        return onnx_model.run(np.ascontiguousarray(batch, np.float32))[0]
+
     report = ParityReport()
     rng = np.random.default_rng(seed)
 
@@ -378,9 +362,9 @@ def verify_onnx(
         if len(windows) > max_inputs:
             windows = windows[np.sort(rng.choice(len(windows), max_inputs, replace=False))]
         expected = _torch_logits(student, windows)
-        report.batched_max_abs = diff_of(_offline_run(session, card, windows), expected, "logits, batched windows")
+        report.batched_max_abs = diff_of(offline_run(windows), expected, "logits, batched windows")
         check(report.batched_max_abs, atol, "logits on a batch of real windows (fp32)")
-        single = max(diff_of(_offline_run(session, card, w[None]), expected[i : i + 1], "logits") for i, w in enumerate(windows))
+        single = max(diff_of(offline_run(w[None]), expected[i : i + 1], "logits") for i, w in enumerate(windows))
         report.single_max_abs = single
         check(single, atol, "logits on single real windows (fp32)")
         report.n_inputs, report.n_frames = len(windows), int(windows.shape[0] * windows.shape[1])
@@ -391,17 +375,17 @@ def verify_onnx(
     common = min(s.shape[0] for s in seqs)
     batch = np.stack([s[:common] for s in seqs]).astype(np.float32)
     expected_batch = _torch_logits(student, batch)
-    report.batched_max_abs = diff_of(_offline_run(session, card, batch), expected_batch, "logits, batched sequences")
+    report.batched_max_abs = diff_of(offline_run(batch), expected_batch, "logits, batched sequences")
     check(report.batched_max_abs, atol, "logits on a batch of real sequences, whole-sequence run (fp32)")
     single = chunk1 = rand = state_diff = 0.0
     for seq in seqs:
         expected = _torch_logits(student, seq[None])[0]
-        single = max(single, diff_of(_offline_run(session, card, seq[None])[0], expected, "logits"))
+        single = max(single, diff_of(offline_run(seq[None])[0], expected, "logits"))
         check(single, atol, "logits on a real sequence, whole-sequence run (fp32)")
-        got1, states1 = run_stream(session, card, seq, [1] * seq.shape[0])
+        got1, states1 = run_chunks(onnx_model, seq, [1] * seq.shape[0])
         chunk1 = max(chunk1, diff_of(got1, expected, "streamed logits"))
         check(chunk1, stream_atol, "ONNX streamed in chunks of 1 frame vs PyTorch offline whole sequence")
-        gotr, statesr = run_stream(session, card, seq, _random_chunks(seq.shape[0], rng))
+        gotr, statesr = run_chunks(onnx_model, seq, _random_chunks(seq.shape[0], rng))
         rand = max(rand, diff_of(gotr, expected, "streamed logits"))
         check(rand, stream_atol, "ONNX streamed in random chunks vs PyTorch offline whole sequence")
         for ref, a, b in zip(_torch_stream_states(student, seq), states1, statesr):

@@ -70,13 +70,9 @@ def profile_shapes(
 def _calibrator(trt: Any, card: ModelCard, features: Sequence[np.ndarray], cache: Path) -> Any:
     """An IInt8EntropyCalibrator2 over real feature windows (device buffers via torch.cuda)."""
     import torch
-    from edgetag.export.inputs import windows_of
+    from edgetag.runtime.clip import call_inputs
 
-    if card.streaming_mode == "window":
-        batches = [w[None] for w in windows_of(features, card.window_frames, card.hop_frames)]
-    else:
-        step = max(1, card.hop_frames)
-        batches = [f[None, i : i + step] for f in features for i in range(0, f.shape[0] - step + 1, step)]
+    batches = [x for f in features for x in call_inputs(card, f)]
 
     class Calibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:

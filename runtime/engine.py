@@ -12,8 +12,9 @@ front end from the card's ``frontend``, then
 
 Every decision carries ``t``: seconds since the start of the stream at the
 end of the last frame that produced it (frame ``i`` ends at sample
-``i*hop_length + win_length``), and ``end_sample``, that sample index, so a
-source can tell when the last sample used was captured. Needs numpy,
+``i*hop_length + win_length``: the time convention of `edgetag.runtime.clip`),
+and ``end_sample``, that sample index, so a source can tell when the last
+sample used was captured. Needs numpy,
 onnxruntime and the C++ extension; never torch.
 """
 
@@ -23,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+from edgetag.runtime.clip import frame_end_sample, run_clip
 from edgetag.runtime.frontend import StreamingFrontend
 from edgetag.runtime.sources import level_dbfs
 
@@ -77,7 +79,7 @@ class Engine:
         self.states = self.model.initial_state(1)
 
     def frame_end_sample(self, frame: int) -> int:
-        return frame * self.config.hop_length + self.config.win_length
+        return frame_end_sample(self.config, frame)
 
     def _decision(self, frame: int, scores: np.ndarray) -> Decision:
         end = self.frame_end_sample(frame)
@@ -145,7 +147,7 @@ class Engine:
 
 
 def offline_decisions(model, samples: np.ndarray) -> list[Decision]:
-    """Decisions of a whole signal, computed as a batch (features first, then the model).
+    """Decisions of a whole signal, computed as a batch (features first, then `run_clip`).
 
     The reference the streaming engine must match: window mode runs the model
     on every window at once; stateful mode runs the whole frame sequence in
@@ -153,28 +155,9 @@ def offline_decisions(model, samples: np.ndarray) -> list[Decision]:
     """
     from edgetag.runtime.frontend import compute_features
 
-    card = model.card
-    config = card.frontend
-    feats = compute_features(np.ascontiguousarray(samples, np.float32), config)
-    out = []
-    if card.streaming_mode == "window":
-        w, h = card.window_frames, card.hop_frames
-        ends = list(range(w - 1, len(feats), h))
-        if ends:
-            windows = np.stack([feats[e - w + 1 : e + 1] for e in ends]).astype(np.float32)
-            logits, _ = model.run(windows)
-            scores = model.scores(logits)
-            out = [Decision((e * config.hop_length + config.win_length) / config.sample_rate,
-                            e * config.hop_length + config.win_length, s) for e, s in zip(ends, scores)]
-    else:
-        n = (len(feats) // card.window_frames) * card.window_frames
-        if n:
-            logits, _ = model.run(feats[None, :n].astype(np.float32), model.initial_state(1))
-            scores = model.scores(logits[0])
-            out = [Decision((i * config.hop_length + config.win_length) / config.sample_rate,
-                            i * config.hop_length + config.win_length, scores[i])
-                   for i in range(card.hop_frames - 1, n, card.hop_frames)]
-    return out
+    config = model.card.frontend
+    run = run_clip(model, compute_features(np.ascontiguousarray(samples, np.float32), config))
+    return [Decision(t=float(t), end_sample=int(e), scores=s) for t, e, s in zip(run.times, run.end_samples, run.scores)]
 
 
 # ---------------------------------------------------------------- live runs

@@ -100,6 +100,14 @@ class OnnxModel:
             raise ModelCardError(f"{self.path}: {exc}") from None
         self._output_names = [OUTPUT_NAME] + [s.output_name for s in self.card.states]
 
+    @classmethod
+    def from_session(cls, session: Any, card: ModelCard, *, backend: str = "cpu") -> OnnxModel:
+        """A model around a session its caller opened (the export's checks), with ``card`` already read."""
+        model = cls.__new__(cls)
+        model.path, model.card, model.session, model.backend = None, card, session, backend
+        model._output_names = [OUTPUT_NAME] + [s.output_name for s in card.states]
+        return model
+
     def initial_state(self, batch: int = 1) -> list[np.ndarray]:
         """Zero state tensors (stateful models; empty for window models)."""
         return [np.zeros((batch, *s.shape), np.float32) for s in self.card.states]

@@ -18,7 +18,8 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxscript")  # the dynamo exporter's translator
 
 from edgetag.export import onnx_export
-from edgetag.export.onnx_export import ExportError, ParityError, export_onnx, run_stream
+from edgetag.export.onnx_export import ExportError, ParityError, export_onnx
+from edgetag.runtime.clip import run_chunks
 from edgetag.export.gate import QuantizationGateError, roc_auc_macro
 from edgetag.export.quantize import convert_fp16, int8_weight_range, quantize_int8
 from edgetag.runtime.frontend import FrontendConfig, compute_features
@@ -160,7 +161,7 @@ def test_export_stateful_students(tmp_path, data, trained) -> None:
     model = load_model(tmp_path / "crnn.onnx")
     seq = data["held"][0]
     chunks = [1] * 7 + [3] * ((seq.shape[0] - 7) // 3) + [(seq.shape[0] - 7) % 3]
-    got, _ = run_stream(model.session, model.card, seq, [c for c in chunks if c])
+    got, _ = run_chunks(model, seq, [c for c in chunks if c])
     with torch.no_grad():
         expected = ckpt.student(torch.from_numpy(seq[None]))[0].numpy()
     assert np.abs(got - expected).max() <= 1e-5

@@ -45,8 +45,8 @@ Reports (each a section of the JSON and of the printed table):
 
 For other callers (``edgetag bench``): `run_model` / `evaluate_model` score any loaded runtime model
 (ONNX on any backend, or `training.torch_backend.TorchModel`) on features from `load_eval_clips`,
-through the same `_run_clip` as `run_student`, so every backend is measured the way this command
-measures the checkpoint; `evaluate_teacher_cache` scores a teacher from its cached outputs, mapping
+through the runtime's clip runner (`edgetag.runtime.clip.run_clip`) as this command runs the
+checkpoint, so every backend is measured the way this command measures the checkpoint; `evaluate_teacher_cache` scores a teacher from its cached outputs, mapping
 its output columns onto the split's labels.
 """
 
@@ -62,6 +62,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from edgetag.runtime.clip import ClipRun, run_clip
 from edgetag.runtime.model_card import scores_from_logits
 from edgetag.runtime.pitch import is_pitch_model
 from edgetag.training import metrics as M
@@ -169,91 +170,15 @@ def _pool(x: np.ndarray, pool: Pool) -> np.ndarray:
     return x.max(axis=0) if pool == "max" else x.mean(axis=0)
 
 
-@dataclass
-class StudentRun:
-    """A student's outputs for one clip."""
-
-    probs: np.ndarray
-    """[n_outputs, C]: per window (window students) or per frame (stateful)."""
-    times: np.ndarray
-    """[n_outputs]: seconds from the clip start of each output (frame centre of its last frame)."""
-    tiled: bool = False
-
-
-def _run_clip(
-    features: np.ndarray,
-    *,
-    streaming_mode: str,
-    window_frames: int,
-    hop_frames: int,
-    frontend: Any,
-    n_labels: int,
-    run_windows: Any,
-    run_sequence: Any,
-    batch: int = 64,
-) -> StudentRun:
-    """One clip through a model, the runtime's way; shared by `run_student` (torch) and `run_model` (any backend).
-
-    ``run_windows(x [B, window, bins]) -> probs [B, C]``; ``run_sequence(x [frames, bins]) -> probs [frames, C]``.
-    Window models: windows of ``window_frames`` every ``hop_frames`` frames from frame 0 (the engine's
-    decisions); a clip shorter than one window is tiled up to it. Stateful models: one output per frame.
-    """
-    centre = lambda i: (np.asarray(i, dtype=np.float64) * frontend.hop_length + frontend.win_length / 2) / frontend.sample_rate
-    x = np.ascontiguousarray(features, dtype=np.float32)
-    if streaming_mode == "window":
-        w, hop = int(window_frames), max(int(hop_frames), 1)
-        tiled = False
-        if len(x) < w:
-            if len(x) == 0:
-                return StudentRun(np.zeros((0, n_labels), np.float32), np.zeros(0))
-            x = np.tile(x, (-(-w // len(x)), 1))[:w]
-            tiled = True
-        starts = list(range(0, len(x) - w + 1, hop))
-        outs = [run_windows(np.stack([x[s : s + w] for s in starts[b : b + batch]])) for b in range(0, len(starts), batch)]
-        return StudentRun(np.concatenate(outs).astype(np.float32), centre(np.asarray(starts) + w - 1), tiled)
-    probs = np.asarray(run_sequence(x), dtype=np.float32)
-    return StudentRun(probs, centre(np.arange(len(probs))))
-
-
-def run_student(ckpt: Any, features: np.ndarray, batch: int = 64) -> StudentRun:
-    """Run a checkpoint's student over one clip's features ``[frames, n_bins]``."""
-    import torch
-
-    student = ckpt.student
-
-    def run_windows(win: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return scores_from_logits(student(torch.from_numpy(win)).float().numpy(), ckpt.task)
-
-    def run_sequence(seq: np.ndarray) -> np.ndarray:
-        with torch.inference_mode():
-            return scores_from_logits(student(torch.from_numpy(seq).unsqueeze(0))[0].float().numpy(), ckpt.task)
-
-    return _run_clip(features, streaming_mode=student.streaming_mode, window_frames=ckpt.window_frames,
-                     hop_frames=ckpt.hop_frames, frontend=ckpt.frontend, n_labels=student.n_labels,
-                     run_windows=run_windows, run_sequence=run_sequence, batch=batch)
-
-
-def run_model(model: Any, features: np.ndarray, batch: int = 64) -> StudentRun:
-    """`run_student` for a loaded runtime model (`runtime.model.OnnxModel`, `training.torch_backend.TorchModel`).
+def run_model(model: Any, features: np.ndarray, batch: int = 64) -> ClipRun:
+    """One clip through a loaded model (`runtime.model.OnnxModel`, `training.torch_backend.TorchModel`)
+    the way this command scores it: `edgetag.runtime.clip.run_clip` with one output per frame for
+    stateful models, and a clip shorter than one window tiled up to it.
 
     Window and hop come from the model card; scores from ``model.scores`` (the card's task), so an
     ONNX fp32/int8/fp16 file is measured exactly as `edgetag tag` would run it.
     """
-    card = model.card
-
-    def run_windows(win: np.ndarray) -> np.ndarray:
-        logits, _ = model.run(np.ascontiguousarray(win, np.float32))
-        return model.scores(logits)
-
-    def run_sequence(seq: np.ndarray) -> np.ndarray:
-        # the whole clip in one call from the initial state == the engine's chunked calls (state carried)
-        logits, _ = model.run(np.ascontiguousarray(seq[None], np.float32), model.initial_state(1))
-        return model.scores(logits[0])
-
-    return _run_clip(features, streaming_mode=card.streaming_mode, window_frames=card.window_frames,
-                     hop_frames=card.hop_frames, frontend=card.frontend, n_labels=card.n_labels,
-                     run_windows=run_windows, run_sequence=run_sequence, batch=batch)
+    return run_clip(model, features, every_frame=True, tile_short=True, batch=batch)
 
 
 def _features(samples: np.ndarray, config: Any) -> np.ndarray:
@@ -355,10 +280,12 @@ def evaluate(
 ) -> Evaluation:
     """Run a student checkpoint over a manifest split and measure it (see the module docstring)."""
     from edgetag.training.checkpoint import load_checkpoint
+    from edgetag.training.torch_backend import TorchModel
 
     if (teacher_cache is None) != (teacher is None):
         raise ValueError("--teacher-cache and --teacher go together")
     ckpt = load_checkpoint(checkpoint)
+    student = TorchModel.from_checkpoint(ckpt, checkpoint)
     manifest = data if isinstance(data, Manifest) else load_manifest(data, root=root)
     if split is not None:
         if split not in manifest.splits():
@@ -387,13 +314,13 @@ def evaluate(
         for entry, audio in iter_audio(manifest, ckpt.frontend.sample_rate, report=report):
             if bar is not None:
                 bar.update(1)
-            run = run_student(ckpt, _features(audio, ckpt.frontend))
-            if len(run.probs) == 0:
+            run = run_model(student, _features(audio, ckpt.frontend))
+            if len(run) == 0:
                 n_empty += 1
                 continue
             n_tiled += run.tiled
             entries.append(entry)
-            clip_scores.append(_pool(run.probs, pool))
+            clip_scores.append(_pool(run.scores, pool))
             if lookup is None:
                 continue
             got = lookup.get(entry, ckpt.student.n_labels)
@@ -412,8 +339,9 @@ def evaluate(
             teacher_clip.append(_pool(t_probs, pool))
             teacher_rows.append(len(entries) - 1)
             if ckpt.student.streaming_mode == "stateful":
-                aligned, valid = _nearest(got.times + float(teacher_offset or 0.0), t_probs, run.times, got.frame_rate)
-                frame_s.append(run.probs[valid])
+                # teacher frame i is centred at times[i] + offset: matched with the student's frame centres
+                aligned, valid = _nearest(got.times + float(teacher_offset or 0.0), t_probs, run.centre_times, got.frame_rate)
+                frame_s.append(run.scores[valid])
                 frame_t.append(aligned[valid])
     finally:
         if bar is not None:
@@ -539,10 +467,10 @@ def evaluate_model(model: Any, clips: EvalClips, *, pool: Pool = "mean") -> Eval
     n_tiled = 0
     for feats in clips.features:
         run = run_model(model, feats)
-        if len(run.probs) == 0:
+        if len(run) == 0:
             raise ValueError(f"{card.name}: a clip of the evaluation split gives no frames")
         n_tiled += run.tiled
-        probs.append(_pool(run.probs, pool))
+        probs.append(_pool(run.scores, pool))
     result = Evaluation()
     result.info = {**clips.info, "model": card.name, "task": card.task, "pool": pool, "evaluated": len(probs)}
     if n_tiled:

@@ -12,6 +12,7 @@ torch is imported only when a checkpoint is opened.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from edgetag.runtime.formats import FORMATS
@@ -25,7 +26,7 @@ class TorchModel:
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         try:
-            import torch
+            import torch  # noqa: F401
 
             from edgetag.training.checkpoint import load_checkpoint
         except ImportError as exc:
@@ -33,11 +34,22 @@ class TorchModel:
                 f"{path} is a PyTorch checkpoint: running it needs torch and edgetag's training "
                 "package (or export it to ONNX first)"
             ) from exc
-        self._torch = torch
         if threads is not None:
             torch.set_num_threads(threads)
-        self.path = Path(path)
-        ckpt = load_checkpoint(self.path)
+        self._open(load_checkpoint(Path(path)), Path(path))
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: Any, path: str | Path = "checkpoint") -> TorchModel:
+        """A model around a checkpoint already loaded (`edgetag.training.checkpoint.load_checkpoint`)."""
+        model = cls.__new__(cls)
+        model._open(ckpt, Path(path))
+        return model
+
+    def _open(self, ckpt: Any, path: Path) -> None:
+        import torch
+
+        self._torch = torch
+        self.path = path
         self.student = ckpt.student.eval()
         specs = self.student.state_specs()
         self.card = ModelCard(

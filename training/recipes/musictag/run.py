@@ -85,20 +85,20 @@ def evaluate_agreement(model_path: Path, manifest: Path, root: Path, cache: Path
     for entry, audio in iter_audio(data, card.frontend.sample_rate, report=report):
         run = run_model(model, _features(audio, card.frontend))
         got = lookup.get(entry, 92)
-        if got is None or len(got.scores) == 0 or len(run.probs) == 0:
+        if got is None or len(got.scores) == 0 or len(run) == 0:
             missing += 1
             continue
         teacher = got.scores[:, :N_TAGS]
         for t0, row in zip(got.times, teacher):
-            sel = _inside(run.times, float(t0), float(t0) + 1.0 / got.frame_rate, window_s)
+            sel = _inside(run.centre_times, float(t0), float(t0) + 1.0 / got.frame_rate, window_s)
             if sel.any():
-                win_s.append(run.probs[sel].mean(0))
+                win_s.append(run.scores[sel].mean(0))
                 win_t.append(row)
                 win_track.append(entry.path)
                 win_package.append(str(entry.extra.get("package", "")))
         acc = tracks.setdefault(entry.path, [0.0, 0, 0.0, 0])
-        acc[0] += run.probs.sum(0)
-        acc[1] += len(run.probs)
+        acc[0] += run.scores.sum(0)
+        acc[1] += len(run)
         acc[2] += teacher.sum(0)
         acc[3] += len(teacher)
     if not win_s:
