@@ -68,7 +68,7 @@ def _checkpoint(tmp_path: Path, labels: list[str] = LABELS, name: str = "student
 
 def _teacher_cache(tmp_path: Path, manifest: Path) -> Path:
     """A 5-output teacher's outputs on the manifest, cached by `fill_cache` (what `edgetag teach` writes)."""
-    from edgetag.training.cache import fill_cache
+    from edgetag.training.teach import fill_cache
     from edgetag.training.teachers.base import Teacher, TeacherOutput
 
     class BenchEvalTeacher(Teacher):

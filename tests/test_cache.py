@@ -17,7 +17,8 @@ import pytest
 torch = pytest.importorskip("torch")
 sf = pytest.importorskip("soundfile")
 
-from edgetag.training.cache import TeacherCache, fill_cache, iter_cache, merge_indexes
+from edgetag.training.cache import TeacherCache, iter_cache, merge_indexes
+from edgetag.training.teach import fill_cache
 from edgetag.training.data import load_manifest
 from edgetag.training.teachers.base import (
     Teacher,
@@ -147,7 +148,7 @@ def test_killed_run_resumes_to_same_cache(tmp_path: Path) -> None:
     code = (
         f"import sys; sys.path.insert(0, {str(HERE)!r});"
         "from test_cache import TinyTeacher;"
-        "from edgetag.training.cache import fill_cache;"
+        "from edgetag.training.teach import fill_cache;"
         f"fill_cache([TinyTeacher(delay=0.3)], {str(manifest)!r}, {str(killed)!r}, batch_size=1,"
         " progress=False, shard_entries=2)"
     )
@@ -235,7 +236,7 @@ def test_cli_teach(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_two_runs_cannot_write_one_cache_part(tmp_path) -> None:
     """A second writer of the same part is refused up front with a message, not left to delete shards."""
-    from edgetag.training.cache import CacheBusyError, _lock_part
+    from edgetag.training.teach import CacheBusyError, _lock_part
 
     first = _lock_part(tmp_path, "r0")
     with pytest.raises(CacheBusyError, match=r"another edgetag teach \(pid \d+\) is writing .* as r0"):

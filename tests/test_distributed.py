@@ -26,7 +26,7 @@ def _dataset(root: Path) -> dict:
 
     Clips of one kind are identical, so the teacher cache holds one entry for several paths.
     """
-    from edgetag.training.cache import fill_cache
+    from edgetag.training.teach import fill_cache
 
     sys.path.insert(0, str(Path(__file__).parent))
     from test_trainer import _fake_teacher

@@ -149,7 +149,7 @@ def _eval_fixture(tmp_path):
     torch = pytest.importorskip("torch")
     sf = pytest.importorskip("soundfile")
     from edgetag.runtime.frontend import FrontendConfig
-    from edgetag.training.cache import fill_cache
+    from edgetag.training.teach import fill_cache
     from edgetag.training.checkpoint import StudentCheckpoint, save_checkpoint
     from edgetag.training.students import build_student
     from edgetag.training.teachers.base import Teacher, TeacherOutput
@@ -285,7 +285,7 @@ def test_evaluate_student_against_itself_as_teacher(tmp_path):
     sf = pytest.importorskip("soundfile")
     from edgetag.runtime.frontend import FrontendConfig, compute_features
     from edgetag.runtime.pitch import crepe_bin_names
-    from edgetag.training.cache import fill_cache
+    from edgetag.training.teach import fill_cache
     from edgetag.training.checkpoint import StudentCheckpoint, save_checkpoint
     from edgetag.training.evaluate import evaluate
     from edgetag.training.students import build_student

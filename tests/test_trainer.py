@@ -110,7 +110,7 @@ def _one_thread():
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
-    from edgetag.training.cache import fill_cache
+    from edgetag.training.teach import fill_cache
     from edgetag.training.teachers import get_teacher
 
     root = tmp_path_factory.mktemp("data")
@@ -403,7 +403,7 @@ def test_cli_distill(dataset, tmp_path, capsys):
 
 def test_stale_teacher_cache_is_an_error(tmp_path):
     """Cached outputs are found by content: audio changed after `teach` is refused, not used."""
-    from edgetag.training.cache import fill_cache
+    from edgetag.training.teach import fill_cache
     from edgetag.training.teachers import get_teacher
     from edgetag.training.trainer import train
 
@@ -436,7 +436,7 @@ def test_unverified_lookup_finds_a_window_stored_under_another_path(tmp_path, mo
     other is found by decoding it, not refused."""
     import shutil
 
-    from edgetag.training.cache import fill_cache
+    from edgetag.training.teach import fill_cache
     from edgetag.training.teachers import get_teacher
     from edgetag.training.trainer import train
 
@@ -466,7 +466,7 @@ def test_features_of_unchanged_files_load_without_decoding(tmp_path, monkeypatch
     a file rewritten since (new modification time) is decoded again and gets new features."""
     import edgetag.training.data as data_mod
     from edgetag.training.data import load_manifest
-    from edgetag.training.trainer import _load_split
+    from edgetag.training.train_data import load_split as _load_split
 
     manifest = load_manifest(_write_dataset(tmp_path))
     frontend = load_config(None, [f"data.manifest={tmp_path / 'manifest.csv'}"]).frontend_config()
@@ -492,7 +492,7 @@ def test_features_of_unchanged_files_load_without_decoding(tmp_path, monkeypatch
 
 def test_feature_moments_match_numpy_over_all_frames():
     """The per-track float64 accumulation gives the statistics of the concatenated frames."""
-    from edgetag.training.trainer import _feature_moments
+    from edgetag.training.train_data import feature_moments as _feature_moments
 
     rng = np.random.default_rng(0)
     feats = [rng.normal(-8.0, 3.0, (n, 7)).astype(np.float32) for n in (1, 250, 37)]

@@ -14,30 +14,32 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from edgetag.training import trainer as T  # noqa: E402
+from edgetag.training.batches import BatchMaker  # noqa: E402
+from edgetag.training.teacher_tracks import TeacherTrack, near_teacher_frames, teacher_offset  # noqa: E402
+from edgetag.training.train_data import Split  # noqa: E402
 from edgetag.training.config import config_from_dict  # noqa: E402
 
 
 def test_near_teacher_frames_sparse_and_dense() -> None:
     # Student 100 frames/s with centres 32 ms in; CREPE every 1600 samples (10/s), frame 0 centred at 32 ms.
-    near = T._near_teacher_frames(5, 10.0, 100.0, 50, student_offset=0.032, teacher_offset=0.032)
+    near = near_teacher_frames(5, 10.0, 100.0, 50, student_offset=0.032, teacher_offset=0.032)
     assert near.tolist() == [j % 10 == 0 for j in range(50)]
     # Past the teacher's last frame (index 4 at 0.432 s) nothing is near any more.
-    near = T._near_teacher_frames(2, 10.0, 100.0, 30, student_offset=0.032, teacher_offset=0.032)
+    near = near_teacher_frames(2, 10.0, 100.0, 30, student_offset=0.032, teacher_offset=0.032)
     assert near.nonzero().flatten().tolist() == [0, 10]
     # A teacher as dense as the student (even half a hop off) leaves every frame in.
-    assert bool(T._near_teacher_frames(60, 100.0, 100.0, 50, 0.032, 0.027).all())
-    assert bool(T._near_teacher_frames(200, 200.0, 100.0, 50, 0.032, 0.0).all())
-    assert not bool(T._near_teacher_frames(0, 10.0, 100.0, 20, 0.0, 0.0).any())
+    assert bool(near_teacher_frames(60, 100.0, 100.0, 50, 0.032, 0.027).all())
+    assert bool(near_teacher_frames(200, 200.0, 100.0, 50, 0.032, 0.0).all())
+    assert not bool(near_teacher_frames(0, 10.0, 100.0, 20, 0.0, 0.0).any())
 
 
 def test_teacher_offset_by_name() -> None:
-    assert T._teacher_offset("crepe-full@abc123") == pytest.approx(512 / 16000)
-    assert T._teacher_offset("crepe-tiny") == pytest.approx(0.032)
-    assert T._teacher_offset("musicnn-mtt@x") == 0.0
+    assert teacher_offset("crepe-full@abc123") == pytest.approx(512 / 16000)
+    assert teacher_offset("crepe-tiny") == pytest.approx(0.032)
+    assert teacher_offset("musicnn-mtt@x") == 0.0
 
 
-def _maker(time_shift: float) -> tuple[T._BatchMaker, np.ndarray]:
+def _maker(time_shift: float) -> tuple[BatchMaker, np.ndarray]:
     config = config_from_dict({
         "data": {"manifest": "unused.jsonl", "segment_seconds": 0.5, "task": "multi_label"},
         "frontend": {"preset": "default", "overrides": {"win_length": 1024, "n_fft": 1024}},
@@ -51,10 +53,10 @@ def _maker(time_shift: float) -> tuple[T._BatchMaker, np.ndarray]:
     feats = [rng.standard_normal((n, fe.n_bins)).astype(np.float32) for n in (120, 80)]
     # Teacher at 10 frames/s; each teacher frame's scores hold its own index, to check alignment.
     scores = [np.repeat(np.arange(k, dtype=np.float32)[:, None], 4, axis=1) for k in (12, 8)]
-    split = T._Split("train", ["a", "b"], feats, np.zeros((2, 4), np.float32), np.ones((2, 4), np.float32),
-                     score_tracks=[T._TeacherTrack("crepe-full@x", 10.0, scores=scores, offset=0.032)])
+    split = Split("train", ["a", "b"], feats, np.zeros((2, 4), np.float32), np.ones((2, 4), np.float32),
+                     score_tracks=[TeacherTrack("crepe-full@x", 10.0, scores=scores, offset=0.032)])
     window = 50
-    return T._BatchMaker(config, split, fe, window, np.zeros(fe.n_bins, np.float32), frame_mode=True), feats[0]
+    return BatchMaker(config, split, fe, window, np.zeros(fe.n_bins, np.float32), frame_mode=True), feats[0]
 
 
 def test_batch_mask_marks_only_frames_on_teacher_frames() -> None:

@@ -38,7 +38,7 @@ def _build_teacher(name: str, options: dict[str, object]) -> object:
 
 def cmd_teach(args: argparse.Namespace) -> int:
     # Heavy imports (torch, the teachers) only when the command runs.
-    from edgetag.training.cache import fill_cache
+    from edgetag.training.teach import fill_cache
 
     options = dict(args.teacher_option or [])
     names = [n.strip() for n in args.teacher.split(",") if n.strip()]

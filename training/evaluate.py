@@ -66,6 +66,7 @@ from edgetag.runtime.clip import ClipRun, run_clip
 from edgetag.runtime.model_card import scores_from_logits
 from edgetag.runtime.pitch import is_pitch_model
 from edgetag.training import metrics as M
+from edgetag.training.cache import TeacherCacheLookup
 from edgetag.training.data import (
     Manifest,
     ManifestEntry,
@@ -80,83 +81,6 @@ Pool = Literal["mean", "max"]
 
 #: Teacher frame-0 centre (seconds) for teachers whose names start with these prefixes.
 _KNOWN_TEACHER_OFFSETS = {"crepe": 512 / 16000}
-
-
-# ----------------------------------------------------------------------------- teacher cache lookup
-@dataclass
-class CachedTeacherScores:
-    """One entry's teacher outputs gathered from its cache windows."""
-
-    scores: np.ndarray
-    """float32 [T, C], the windows' frames concatenated."""
-    times: np.ndarray
-    """float64 [T], seconds from the entry's start (frame 0 of each window at the window's start + offset)."""
-    frame_rate: float
-
-
-class TeacherCacheLookup:
-    """Finds a manifest entry's cached outputs of one teacher without loading the teacher.
-
-    ``teacher`` is a registry name (``musicnn-mtt``: matches identities
-    ``musicnn-mtt@...``) or a full identity (``name@hash``). When the cache
-    holds outputs of several identities or configurations for that name, pass
-    the identity; several configurations of one identity are refused.
-    """
-
-    def __init__(self, directory: str | os.PathLike[str], teacher: str) -> None:
-        from edgetag.training.cache import TeacherCache
-
-        self.cache = TeacherCache(directory, part="read")
-        self.teacher = teacher
-        groups: dict[tuple[str, str], dict[str, list[tuple[float | None, float | None, str]]]] = {}
-        for key, meta in self.cache.entries(teacher):
-            ident = str(meta.get("teacher", ""))
-            by_path = groups.setdefault((ident, str(meta.get("config", ""))), {})
-            by_path.setdefault(str(meta["path"]), []).append((meta.get("start"), meta.get("end"), key))
-        if not groups:
-            raise ValueError(f"teacher cache {directory} has no outputs of teacher {teacher!r}")
-        if len(groups) > 1:
-            found = ", ".join(f"{i} (config {c[:12]})" for i, c in sorted(groups))
-            raise ValueError(f"teacher cache {directory} holds several versions of {teacher!r}: {found}; name one identity")
-        ((self.identity, self.config), self._by_path), = groups.items()
-        self.name = self.identity.split("@", 1)[0]
-
-    def get(self, entry: ManifestEntry, n_labels: int) -> CachedTeacherScores | None:
-        """The entry's outputs: windows chained from ``entry.start`` to ``entry.end``; None if incomplete."""
-        windows = self._by_path.get(entry.path, [])
-        by_start: dict[float | None, list[tuple[float | None, str]]] = {}
-        for s, e, key in windows:
-            by_start.setdefault(None if s is None else round(float(s), 6), []).append((e, key))
-        target_end = None if entry.end is None else round(float(entry.end), 6)
-        cur: float | None = None if entry.start is None else round(float(entry.start), 6)
-        origin = 0.0 if entry.start is None else float(entry.start)
-        parts: list[tuple[float, np.ndarray]] = []
-        rate = None
-        for _ in range(len(windows)):
-            cands = by_start.get(cur, [])
-            if not cands:
-                return None
-            # A window that closes the segment wins; else continue from the one that goes furthest.
-            done = [c for c in cands if (None if c[0] is None else round(float(c[0]), 6)) == target_end]
-            end, key = done[0] if done else max(cands, key=lambda c: math.inf if c[0] is None else float(c[0]))
-            out = self.cache.get(key)
-            if out is None:
-                return None
-            rate = float(out.meta.get("frame_rate", 0.0)) or rate
-            start_s = 0.0 if cur is None else float(cur)
-            parts.append((start_s - origin, out.dense_scores(n_labels)))
-            if done:
-                break
-            if end is None:
-                return None
-            cur = round(float(end), 6)
-        else:
-            return None
-        if not parts or not rate:
-            return None
-        scores = np.concatenate([p for _, p in parts]).astype(np.float32)
-        times = np.concatenate([t0 + np.arange(len(p)) / rate for t0, p in parts])
-        return CachedTeacherScores(scores=scores, times=times, frame_rate=rate)
 
 
 # ----------------------------------------------------------------------------- running the student

@@ -5,7 +5,7 @@ teacher frame next to them)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 from edgetag.runtime import audio
-from edgetag.training.cache import TeacherCache
+from edgetag.training.cache import CacheWindows, TeacherCache
 from edgetag.training.config import ConfigError, TrainConfig
 from edgetag.training.data import content_hash
 from edgetag.training.evaluate import _KNOWN_TEACHER_OFFSETS
@@ -70,65 +70,10 @@ def _match_identity(wanted: str, identities: set[str]) -> str:
     raise ConfigError(f"teacher {wanted!r} is ambiguous in the cache ({', '.join(hits)}): give the full identity")
 
 
-class _CacheIndex:
-    """The cache's entries indexed by content, for finding the windows that tile a segment.
-
-    Cache keys cover the audio content, not the path (the same audio under two
-    names shares an entry), and `fill_cache` cuts long segments into windows of a
-    length the cache does not record. So a segment's windows are found as a
-    chain: starting at the segment's start, each candidate window ``[start, end)``
-    that the cache holds for this teacher is decoded at the teacher's rate and its
-    content hash looked up; the match gives the next start. The lookup by hash is
-    also the check that the cache was computed from this very audio.
-    """
-
-    def __init__(self, cache_dir: str) -> None:
-        self.cache = TeacherCache(cache_dir, part="trainer-read")
-        self.ends: dict[tuple[str, Any], set[Any]] = {}
-        self.by_hash: dict[tuple[str, str, Any, Any], tuple[str, dict[str, Any]]] = {}
-        self.hash_by_path: dict[tuple[str, str, Any, Any], str] = {}
-        for key, meta in self.cache.entries():
-            ident = meta["teacher"]
-            self.ends.setdefault((ident, meta["start"]), set()).add(meta["end"])
-            self.by_hash[(ident, meta["audio_sha256"], meta["start"], meta["end"])] = (key, meta)
-            self.hash_by_path[(ident, meta["path"], meta["start"], meta["end"])] = meta["audio_sha256"]
-        self.identities = {i for i, _ in self.ends}
-
-    def chain(self, identity: str, entry: Any, window_hash: Callable[[Any, Any], Iterable[str]]) -> list[tuple[str, dict[str, Any]]] | None:
-        """The cached windows tiling ``[entry.start, entry.end)`` in order, or None if there are none.
-
-        ``window_hash(start, end)`` gives the content hashes of that window at each candidate rate.
-        """
-        out, cur = [], entry.start
-        for _ in range(100000):
-            ends = self.ends.get((identity, cur), set())
-            if entry.end is not None:
-                ends = {e for e in ends if e is not None and e <= entry.end + 1e-9}
-            # the window that ends the segment first, then the others in time order
-            order = sorted(ends, key=lambda e: (e != entry.end, float("inf") if e is None else e))
-            hit = None
-            for end in order:
-                for h in window_hash(cur, end):
-                    hit = self.by_hash.get((identity, h, cur, end))
-                    if hit is not None:
-                        break
-                if hit is not None:
-                    break
-            if hit is None:
-                return None
-            out.append(hit)
-            if hit[1]["end"] == entry.end:
-                return out
-            cur = hit[1]["end"]
-            if cur is None:
-                return None
-        return None
-
-
 def teacher_tracks(config: TrainConfig, manifest: Any, entries: list[Any], n_labels: int, split: str) -> tuple[list[TeacherTrack], list[TeacherTrack]]:
     """Cached teacher scores (mapped to the dataset's labels) and embeddings for ``entries``."""
     t = config.teacher
-    index = _CacheIndex(t.cache_dir)  # type: ignore[arg-type]
+    index = CacheWindows(TeacherCache(t.cache_dir, part="trainer-read"))  # type: ignore[arg-type]
     kd = config.method not in ("labels", "mean_teacher")
     score_ids = [_match_identity(w, index.identities) for w in t.teachers] if kd else []
     emb_names = t.embedding_teachers if t.embedding_teachers is not None else t.teachers
@@ -148,7 +93,7 @@ def teacher_tracks(config: TrainConfig, manifest: Any, entries: list[Any], n_lab
     return score_tracks, emb_tracks
 
 
-def _collect_outputs(config: TrainConfig, index: _CacheIndex, manifest: Any, entries: list[Any], n_labels: int, split: str,
+def _collect_outputs(config: TrainConfig, index: CacheWindows, manifest: Any, entries: list[Any], n_labels: int, split: str,
                      identities: list[str]) -> dict[str, tuple[float, list[np.ndarray], list[np.ndarray | None]]]:
     """Per teacher identity: its frame rate, and its scores and embeddings for each entry, read
     from the cached windows that tile the entry (an entry without them is an error)."""
@@ -175,17 +120,12 @@ def _collect_outputs(config: TrainConfig, index: _CacheIndex, manifest: Any, ent
                     hashes_rate[h] = sr
                     yield h
 
-            def recorded_hash(start: Any, end: Any, entry: Any = entry, ident: str = ident) -> Iterator[str]:
-                """The hash the cache recorded for this path and window (``teacher.verify_audio = false``)."""
-                h = index.hash_by_path.get((ident, entry.path, start, end))
-                if h is not None:
-                    yield h
-
-            chain = None if t.verify_audio else index.chain(ident, entry, recorded_hash)
+            # the hashes the cache recorded for this path (``teacher.verify_audio = false``) ...
+            chain = None if t.verify_audio else index.chain(ident, entry.path, entry.start, entry.end)
             if chain is None:
-                # Verifying, or a window whose audio another file also holds bit for bit (the
-                # cache stores it once, under one of the paths): find the windows by content.
-                chain = index.chain(ident, entry, window_hash)
+                # ... or, verifying or for audio another file also holds bit for bit (the cache
+                # stores it once, under one of the paths), the windows found by content.
+                chain = index.chain(ident, entry.path, entry.start, entry.end, window_hash)
             if chain is None:
                 missing.setdefault(ident, []).append(entry.path)
                 continue

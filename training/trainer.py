@@ -85,14 +85,6 @@ from edgetag.training.train_model import TrainModel, build_train_model, clip_log
 from edgetag.training.train_state import latest_checkpoint, resume, save_state, state_path
 from torch import Tensor
 
-# Helpers under the names they had here before this module was split (tests use them).
-from edgetag.training.batches import BatchMaker as _BatchMaker  # noqa: F401
-from edgetag.training.teacher_tracks import TeacherTrack as _TeacherTrack  # noqa: F401
-from edgetag.training.teacher_tracks import near_teacher_frames as _near_teacher_frames  # noqa: F401
-from edgetag.training.teacher_tracks import teacher_offset as _teacher_offset  # noqa: F401
-from edgetag.training.train_data import Split as _Split  # noqa: F401
-from edgetag.training.train_data import feature_moments as _feature_moments  # noqa: F401
-from edgetag.training.train_data import load_split as _load_split  # noqa: F401
 
 __all__ = ["TrainResult", "latest_checkpoint", "train"]
 

@@ -39,7 +39,8 @@ def teacher_scores(data: Path, labels: list[str], columns: list[int]) -> dict[st
     """The teacher's mapped tag probabilities as a tagger of the test split."""
     import numpy as np
     from edgetag.training.data import load_manifest
-    from edgetag.training.evaluate import TeacherCacheLookup, _label_targets
+    from edgetag.training.cache import TeacherCacheLookup
+    from edgetag.training.evaluate import _label_targets
     from edgetag.training.metrics import tagging_metrics
 
     manifest = load_manifest(data / "manifest.csv").select("test")

@@ -70,7 +70,8 @@ def evaluate_agreement(model_path: Path, manifest: Path, root: Path, cache: Path
     from edgetag.runtime.model import load_model
     from edgetag.training import metrics as M
     from edgetag.training.data import SkipReport, iter_audio, load_manifest
-    from edgetag.training.evaluate import TeacherCacheLookup, _features, run_model
+    from edgetag.training.cache import TeacherCacheLookup
+    from edgetag.training.evaluate import _features, run_model
 
     model = load_model(model_path, threads=1)
     card = model.card

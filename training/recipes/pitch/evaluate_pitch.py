@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgetag.runtime.model import load_model
     from edgetag.runtime.pitch import decode
     from edgetag.training.data import load_manifest
-    from edgetag.training.evaluate import TeacherCacheLookup
+    from edgetag.training.cache import TeacherCacheLookup
     from edgetag.training.metrics import pitch_metrics
     from edgetag.training.teachers.crepe import CrepeTeacher
     from tqdm import tqdm
