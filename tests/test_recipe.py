@@ -19,6 +19,10 @@ def _prepare_module():
     return load_script(PREPARE, "recipe_instruments_prepare")
 
 
+def _recipe_common():
+    return load_script(PREPARE.parents[1] / "recipe_common.py", "recipe_common")
+
+
 def _rows(path: Path) -> list[dict[str, str]]:
     with open(path, newline="") as f:
         return list(csv.DictReader(f))
@@ -30,7 +34,7 @@ def test_midi_writer_is_a_valid_file(tmp_path):
 
     events = prep.clip_events(random.Random(0), ["piano", "drums"], 1.0, 0)
     path = tmp_path / "a.mid"
-    from edgetag.training.recipes.common import write_midi
+    write_midi = _recipe_common().write_midi
 
     write_midi(path, events)
     data = path.read_bytes()

@@ -22,7 +22,11 @@ import json
 import sys
 from pathlib import Path
 
-from edgetag.training.recipes.common import run_step
+# The recipes are scripts of a source checkout, not part of the installed package: their shared
+# helpers (training/recipes/recipe_common.py) are found next to them.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from recipe_common import run_step  # noqa: E402
+
 
 HERE = Path(__file__).resolve().parent
 METHODS = {

@@ -51,7 +51,11 @@ from typing import Any
 
 import numpy as np
 
-from edgetag.training.recipes.common import run_step, split_rows_sha1, teach_command
+# The recipes are scripts of a source checkout, not part of the installed package: their shared
+# helpers (training/recipes/recipe_common.py) are found next to them.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from recipe_common import run_step, split_rows_sha1, teach_command  # noqa: E402
+
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[2]

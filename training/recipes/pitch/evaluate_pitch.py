@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -209,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         results[name].update(params=card.parameters, macs_per_frame=card.macs_per_second / card.frontend.frame_rate,
                              cpu_ms_per_s=student_cpu_ms_per_s(student_paths[name], args.timing_seconds),
                              file_bytes=Path(student_paths[name]).stat().st_size)
-    from edgetag.training.recipes.common import split_rows_sha1
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/recipes: the recipes' shared helpers
+    from recipe_common import split_rows_sha1
 
     results["_data"].update(rows_sha1=split_rows_sha1(args.manifest, args.split), renders_not_scored=len(off_score), renders_not_scored_programs=sorted(set(off_score)), hop=args.hop, voicing_threshold=args.voicing, decoder="weighted argmax +-4 bins",
                             manifest=str(args.manifest), split=args.split)

@@ -44,7 +44,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgetag.training.recipes.common import SOUNDFONTS, TICKS_PER_S, render_clips
+# The recipes are scripts of a source checkout, not part of the installed package: their shared
+# helpers (training/recipes/recipe_common.py) are found next to them.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from recipe_common import SOUNDFONTS, TICKS_PER_S, render_clips  # noqa: E402
+
 
 HERE = Path(__file__).resolve().parent
 SAMPLE_RATE = 16000

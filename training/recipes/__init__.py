@@ -1,1 +1,0 @@
-"""Recipes: scripts that take a fresh machine to a trained, exported model (one folder each)."""
