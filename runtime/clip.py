@@ -23,7 +23,7 @@ Which outputs a clip gives:
   (equal to the engine's chunked calls with the state carried); with
   ``every_frame`` one output per frame (evaluation, the gate), otherwise the
   engine's decisions (every ``hop_frames``-th frame of the frames it feeds,
-  in whole calls of ``window_frames``).
+  in whole calls of ``frames_per_call``).
 """
 
 from __future__ import annotations
@@ -80,7 +80,7 @@ def decision_frames(card: Any, n_frames: int, *, every_frame: bool = False) -> n
         return np.arange(int(card.window_frames) - 1, n_frames, hop, dtype=np.int64)
     if every_frame:
         return np.arange(n_frames, dtype=np.int64)
-    fed = (n_frames // int(card.window_frames)) * int(card.window_frames)  # the engine calls in whole chunks
+    fed = (n_frames // int(card.frames_per_call)) * int(card.frames_per_call)  # the engine calls in whole chunks
     return np.arange(hop - 1, fed, hop, dtype=np.int64)
 
 

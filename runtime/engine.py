@@ -6,7 +6,7 @@ front end from the card's ``frontend``, then
 - window mode: the last ``window_frames`` frames are kept and the model is
   re-run every ``hop_frames`` new frames (the first decision comes when the
   first full window exists);
-- stateful mode: new frames go to the model ``window_frames`` at a time with
+- stateful mode: new frames go to the model ``frames_per_call`` at a time with
   the state tensors carried from call to call; a decision is taken every
   ``hop_frames`` frames, from the model's output for the last of them.
 
@@ -59,7 +59,8 @@ class Engine:
         self.labels = card.labels
         self.frontend = StreamingFrontend(card.frontend)
         self.mode = card.streaming_mode
-        self.window = card.window_frames
+        self.window = card.window_frames  # window mode: frames per window
+        self.frames_per_call = card.frames_per_call  # stateful mode: new frames per model call
         self.hop = card.hop_frames
         n_bins = card.frontend.n_bins
         # window mode: a ring of the last `window` frames, laid out twice so a
@@ -132,7 +133,7 @@ class Engine:
         decisions = []
         self.frames += len(frames)
         pending = np.concatenate([self._pending, frames]) if len(self._pending) else frames
-        step = self.window
+        step = self.frames_per_call
         n_calls = len(pending) // step
         for c in range(n_calls):
             chunk = np.ascontiguousarray(pending[c * step : (c + 1) * step][None])

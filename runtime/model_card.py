@@ -86,7 +86,8 @@ class ModelCard:
     frontend: FrontendConfig
     streaming_mode: StreamingMode
     window_frames: int
-    """Window mode: frames per run. Stateful mode: frames per call (usually 1)."""
+    """Window mode: the window, frames per run. Stateful mode: frames per call (usually 1); code
+    that means the latter reads `frames_per_call`. The file keeps one key for both."""
     hop_frames: int
     """Frames between decisions."""
     thresholds: tuple[float, ...]
@@ -117,6 +118,11 @@ class ModelCard:
     @property
     def n_labels(self) -> int:
         return len(self.labels)
+
+    @property
+    def frames_per_call(self) -> int:
+        """Frames one model call takes: the window (window mode), the chunk of new frames (stateful mode)."""
+        return self.window_frames
 
     @property
     def decision_interval_s(self) -> float:

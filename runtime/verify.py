@@ -139,7 +139,7 @@ def vector_frames(card: Any) -> int:
     """Frames a test vector holds: one window and two hops (window models), or `STATEFUL_FRAMES`."""
     if card.streaming_mode == "window":
         return card.window_frames + 2 * card.hop_frames
-    return max(STATEFUL_FRAMES, card.window_frames, card.hop_frames)
+    return max(STATEFUL_FRAMES, card.frames_per_call, card.hop_frames)
 
 
 def pick_frames(features: list[np.ndarray], frames: int) -> np.ndarray:
