@@ -1,4 +1,4 @@
-"""``edgetag bench``: one report of latency, cost and accuracy (issue 7).
+"""``edgetag bench``: one report of latency, cost and accuracy.
 
 Run it as ``edgetag bench [--quick] [--out DIR] [--models ...] [--threads N] [--no-mic]
 [--checkpoint CKPT ...] [--model X.onnx ...] [--eval MANIFEST [--eval-split test]]

@@ -13,7 +13,7 @@ as the root: ``edgetag teach --root``, ``data.root``):
   test tracks come from games the student never heard;
 * train: whole files, every one by default (22 h from 19 packages); with
   ``--train-hours H``, files in a stable order (sha1 of the path) until H
-  hours (the issue asks for at least 10; fewer draws a warning);
+  hours (at least 10 for a tagger that generalises; fewer draws a warning);
 * valid and test: every held-out file whole, cut into ``--eval-seconds``
   chunks (default 120; a last piece under 3 s, one teacher window, is dropped;
   the last chunk runs to the end of the file, whatever its header says),
@@ -34,7 +34,7 @@ from pathlib import Path
 
 from edgetag.training.data import ManifestEntry, load_manifest, write_manifest
 
-MIN_TRAIN_HOURS = 10.0  # the issue asks for at least 10 hours of training music
+MIN_TRAIN_HOURS = 10.0  # less training music than this draws a warning
 
 
 def select(audio: Path, train_hours: float | None, eval_seconds: float) -> tuple[list[ManifestEntry], dict[str, float]]:

@@ -28,7 +28,7 @@ inside a step too; steps 1 and 2 always run, and only fetch what is missing):
 7. with ``--install``: copies both files into ``runtime/models/`` as the
    built-in ``music-tags`` and ``music-tags-int8``.
 
-Evaluation (the issue's measure): on every test track, the model runs as
+Evaluation (agreement with the teacher on held-out music): on every test track, the model runs as
 ``edgetag tag`` would (a decision every 100 ms on the last 1 s). Each teacher
 window (2.99 s) is compared with the mean of the student decisions whose 1 s
 lies inside it; the track level compares a track's mean decision with its
