@@ -10,24 +10,28 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``bench``."""
     p = sub.add_parser(
         "bench",
-        help="one report of latency, cost and accuracy: front ends, students x backends, teachers, streaming",
+        help="one report of latency, cost and accuracy: front ends, models x backends, teachers, streaming",
         description=(
-            "Measure front ends (edgetag vs kaldi-native-fbank, librosa, torch), students x backends "
-            "(PyTorch eager, ORT fp32/int8/fp16, TensorRT when present), teachers and streaming end to end "
-            "(file at full speed, virtual microphone at real-time pace) in one run; write report.md, "
-            "report.json and PNG plots. Needs the bench and training extras (torch, onnx, onnxruntime)."
+            "Measure front ends (edgetag vs kaldi-native-fbank, librosa, torch), models x backends "
+            "(ORT fp32/int8/fp16, PyTorch eager for checkpoints, TensorRT when present), teachers and streaming "
+            "end to end (file at full speed, virtual microphone at real-time pace) in one run; write report.md, "
+            "report.json and PNG plots. Without --model/--checkpoint/--models it measures the built-in models. "
+            "On a runtime-only install (no torch) it measures what runs there: the front end, ONNX models and "
+            "streaming; the rows that need torch (PyTorch backend, teachers, random students) say so."
         ),
     )
     p.add_argument("--quick", action="store_true", help="fewer repetitions and shorter inputs (< 5 minutes)")
     p.add_argument("--out", default="bench-report", help="output folder (default ./bench-report)")
     p.add_argument("--models", nargs="+", default=None, metavar="KIND",
-                   help="student kinds to build (default: mobilenet causal_cnn crnn)")
+                   help="random-weight students to build and measure (mobilenet causal_cnn crnn; needs torch): "
+                        "their cost before training")
     p.add_argument("--checkpoint", action="append", default=None, metavar="CKPT",
                    help="a trained student checkpoint (.pt) to measure instead of random students; repeatable")
     p.add_argument("--model", action="append", default=None, metavar="X.onnx", dest="onnx_models",
@@ -72,11 +76,12 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     result = run_bench(args.out, settings, log=lambda msg: print(f"[{time.perf_counter() - start:6.1f} s] {msg}",
                                                                    file=sys.stderr, flush=True))
-    from edgetag.benchmarks.report_format import accuracy_plot_skip_reason
+    from edgetag.benchmarks.report_format import PLOTS, accuracy_plot_skip_reason, no_plots_reason
 
-    skip = accuracy_plot_skip_reason(result)
-    print(f"wrote {args.out}/report.md, report.json, {'' if skip else 'accuracy_vs_macs.png, '}latency_per_backend.png "
-          f"in {result['wall_seconds']:.1f} s" + (f"; accuracy_vs_macs.png not plotted: {skip}" if skip else ""))
+    skip = no_plots_reason() or accuracy_plot_skip_reason(result)
+    written = ["report.md", "report.json", *(p for p in PLOTS if (Path(args.out) / p).is_file())]
+    print(f"wrote {args.out}/{', '.join(written)} in {result['wall_seconds']:.1f} s"
+          + (f"; not plotted: {skip}" if skip else ""))
     return 0
 
 

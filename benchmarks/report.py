@@ -62,8 +62,20 @@ from edgetag.benchmarks.worker import THREAD_ENV_VARS
 
 PACKAGES = ("edgetag", "numpy", "torch", "onnx", "onnxruntime", "onnxscript", "librosa", "kaldi-native-fbank",
             "matplotlib", "soundfile", "sounddevice", "threadpoolctl", "torchcrepe", "torchaudio", "tensorrt")
-NOISE_NOTE = ("Timings come from a shared, noisy 2-core machine used by other engineers at the same time: "
-              "compare rows of this run (the ratios), not absolute numbers across runs.")
+
+
+def machine_note(machine: dict[str, Any]) -> str:
+    """What the timings were measured on, from the machine itself (CPU, cores, load before and after)."""
+    load = machine.get("load_average") or [None]
+    after = machine.get("load_average_after") or [None]
+    usable = machine.get("cpus_usable") or machine.get("logical_cores")
+    text = f"Measured on {machine.get('cpu') or machine.get('cpu_model') or 'an unknown CPU'}, {usable} usable core(s)"
+    if load[0] is not None:
+        text += f", 1-minute load average {load[0]:.2f} at the start" + (f" and {after[0]:.2f} at the end" if after[0] is not None else "")
+        if max(load[0], after[0] or 0.0) > 0.5 * (usable or 1):
+            text += " (other processes were running: expect noise)"
+    return text + (". Timings are noisy on any machine that does other work: compare rows of one run (the ratios), "
+                   "not absolute numbers across runs.")
 
 
 def _version(dist: str) -> str | None:
@@ -80,8 +92,11 @@ def machine_info(threads: int) -> dict[str, Any]:
             if line.lower().startswith("model name"):
                 cpu_model = line.split(":", 1)[1].strip()
                 break
+    from edgetag.runtime.verify import cpu_description
+
     return {
         "cpu_model": cpu_model,
+        "cpu": cpu_description(),
         "logical_cores": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
         "platform": platform.platform(),
@@ -147,7 +162,7 @@ def run_bench(out_dir: str | Path, settings: BenchSettings | None = None,
     wall0 = time.perf_counter()
     result: dict[str, Any] = {"benchmark": "edgetag bench", "settings": asdict(settings),
                               "machine": machine_info(settings.threads), "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                              "notes": [NOISE_NOTE], "sections_seconds": {}}
+                              "notes": [], "sections_seconds": {}}
     missing: list[str] = []
     if settings.teacher_name and settings.teachers and settings.teacher_name not in settings.teachers:
         settings = replace(settings, teachers=(*settings.teachers, settings.teacher_name))  # timed too: MACs for the plot
@@ -165,12 +180,16 @@ def run_bench(out_dir: str | Path, settings: BenchSettings | None = None,
                               "entries": len(eval_data.manifest.select(settings.eval_split))
                               if settings.eval_split else len(eval_data.manifest),
                               "labels": list(eval_data.manifest.labels)}
-        if settings.models or settings.checkpoints or settings.onnx_models:
-            t0 = time.perf_counter()
-            result["models"] = bench_students(settings, work, say, eval_data)
-            result["sections_seconds"]["models"] = time.perf_counter() - t0
-            _copy_model_files(result["models"]["students"], out_dir / "models")
-        if settings.teachers:
+        # the given models, or the built-in ones (`student_backends.model_sources`)
+        t0 = time.perf_counter()
+        result["models"] = bench_students(settings, work, say, eval_data)
+        result["sections_seconds"]["models"] = time.perf_counter() - t0
+        _copy_model_files(result["models"]["students"], out_dir / "models")
+        if settings.teachers and import_error("torch"):
+            result["teachers"] = {"status": f"skipped: the teacher rows need torch ({import_error('torch')}; "
+                                            "pip install 'edgetag[train]')", "rows": []}
+            missing.append("teachers: need torch")
+        elif settings.teachers:
             t0 = time.perf_counter()
             try:
                 result["teachers"] = bench_teachers(settings, say)
@@ -205,6 +224,7 @@ def run_bench(out_dir: str | Path, settings: BenchSettings | None = None,
         elif not settings.mic:
             result["mic"] = {"status": "skipped (--no-mic)"}
     result["machine"]["load_average_after"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+    result["notes"].insert(0, machine_note(result["machine"]))
     result["missing"] = missing
     result["wall_seconds"] = time.perf_counter() - wall0
     from edgetag.benchmarks import report_format

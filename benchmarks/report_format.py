@@ -151,8 +151,7 @@ def _models_section(result: dict[str, Any]) -> list[str]:
 
 
 def _random_weights(result: dict[str, Any]) -> bool:
-    s = result["settings"]
-    return not (s.get("checkpoints") or s.get("onnx_models"))
+    return bool(result["settings"].get("models"))  # `--models` builds random-weight students
 
 
 def _task_metric_note(result: dict[str, Any]) -> str:
@@ -175,6 +174,8 @@ def _teachers_section(result: dict[str, Any]) -> list[str]:
     out = ["## Teachers (and the pitch/tag models users run today)", ""]
     if t.get("error"):
         return out + [f"failed: {t['error']}", ""]
+    if t.get("status"):
+        return out + [t["status"], ""]
     ref = _student_ms_per_s(result)
     header = ("teacher", "params", "MACs / s audio", "audio s", "ms CPU per s audio [min–max]", "RTF", "× real time",
               f"÷ {ref[0]} (cost)" if ref else "÷ student", *_teacher_metric_header(result))
@@ -339,7 +340,8 @@ def render_markdown(result: dict[str, Any]) -> str:
     skip = accuracy_plot_skip_reason(result)
     lines += ["## Plots", "",
               f"accuracy_vs_macs.png: not plotted: {skip}." if skip else "![accuracy vs MACs](accuracy_vs_macs.png)",
-              "", "![latency per backend](latency_per_backend.png)", ""]
+              "", f"latency_per_backend.png: not plotted: {no_plots_reason()}." if no_plots_reason()
+              else "![latency per backend](latency_per_backend.png)", ""]
     missing = list(result.get("missing", []))
     for r in model_rows(result):
         if r.get("status") != "ok":
@@ -377,8 +379,17 @@ def accuracy_points(result: dict[str, Any]) -> list[dict[str, Any]]:
     return pts
 
 
+def no_plots_reason() -> str | None:
+    """Why no plot can be drawn here (None: matplotlib is installed)."""
+    from edgetag.benchmarks.measure import import_error
+
+    return "matplotlib is not installed (pip install matplotlib)" if import_error("matplotlib") else None
+
+
 def accuracy_plot_skip_reason(result: dict[str, Any]) -> str | None:
     """Why accuracy_vs_macs.png is not drawn (None: it is)."""
+    if no_plots_reason():
+        return no_plots_reason()
     if accuracy_points(result):
         return None
     if not has_eval(result):
@@ -428,23 +439,34 @@ def plot_latency(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data, labels = [], []
+    data, labels, budgets = [], [], []  # budget: the model's decision interval, the most a hop may take
     for info in result.get("models", {}).get("students", []):
         for r in info["rows"]:
             if r.get("status") == "ok" and r.get("latency_ms_runs"):
                 data.append(r["latency_ms_runs"])
                 labels.append(f"{info['student']}\n{r['backend']}")
+                budgets.append(info.get("decision_interval_ms"))
+    interval = {info["student"]: info.get("decision_interval_ms") for info in result.get("models", {}).get("students", [])}
     for e in result.get("engine") or []:
         if e.get("latency_ms_runs"):
             data.append(e["latency_ms_runs"])
             labels.append(f"{e['student']}\nEngine e2e")
+            budgets.append(interval.get(e["student"]))
     fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(data) + 2), 5))
     if data:
         ax.boxplot(data, whis=(1, 99), showfliers=True, flierprops={"markersize": 2})
         ax.set_xticks(range(1, len(labels) + 1), labels, rotation=60, fontsize=7)
         ax.set_yscale("log")
+        for i, budget in enumerate(budgets, start=1):
+            if budget:
+                ax.hlines(budget, i - 0.4, i + 0.4, colors="tab:red", linestyles="--", lw=1.2,
+                          label="real-time budget (decision interval)" if i == 1 or not any(budgets[: i - 1]) else None)
+        if any(budgets):
+            ax.legend(fontsize=7, loc="upper left")
     ax.set_ylabel("per-hop latency, ms (log); whiskers p1–p99")
-    ax.set_title(f"Latency per backend ({result['settings']['threads']} thread(s); shared noisy machine)")
+    machine = result.get("machine", {})
+    ax.set_title(f"Latency per hop ({result['settings']['threads']} thread(s); "
+                 f"{machine.get('cpu_model') or machine.get('cpu') or 'unknown CPU'})", fontsize=9)
     ax.grid(True, axis="y", which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -461,7 +483,10 @@ def write_report(result: dict[str, Any], out_dir: str | Path) -> dict[str, Path]
         paths[PLOTS[0]] = out_dir / PLOTS[0]
     else:  # no metric: no plot, and no stale one from an earlier run in this folder
         (out_dir / PLOTS[0]).unlink(missing_ok=True)
-    plot_latency(result, out_dir / PLOTS[1])
-    paths[PLOTS[1]] = out_dir / PLOTS[1]
+    if no_plots_reason():
+        (out_dir / PLOTS[1]).unlink(missing_ok=True)
+    else:
+        plot_latency(result, out_dir / PLOTS[1])
+        paths[PLOTS[1]] = out_dir / PLOTS[1]
     paths["md"].write_text(render_markdown(result) + "\n", encoding="utf-8")
     return paths

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 
-#: Students measured by default and their parameters (``window_frames`` of mobilenet is its window).
+#: Students ``--models`` builds with random weights, and their parameters (``window_frames`` of mobilenet is its window).
 DEFAULT_STUDENTS: dict[str, dict[str, Any]] = {
     "mobilenet": {"width": 0.5, "window_frames": 100},
     "causal_cnn": {},
@@ -31,7 +31,9 @@ class BenchSettings:
 
     quick: bool = False
     threads: int = 1
-    models: tuple[str, ...] = tuple(DEFAULT_STUDENTS)
+    models: tuple[str, ...] = ()
+    """Random-weight students to build (keys of `DEFAULT_STUDENTS`; needs torch): the students' cost
+    before training. With no models, checkpoints or ONNX files the built-in models are measured."""
     student_params: dict[str, dict[str, Any]] = field(default_factory=lambda: {k: dict(v) for k, v in DEFAULT_STUDENTS.items()})
     checkpoints: tuple[str, ...] = ()
     """Trained student checkpoints (``.pt``); with ``onnx_models``, replace the random students."""

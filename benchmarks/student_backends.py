@@ -21,6 +21,9 @@ from edgetag.benchmarks.worker import run_worker
 
 
 def _build_checkpoint(kind: str, settings: BenchSettings):
+    if import_error("torch"):
+        raise ImportError(f"--models {kind} builds a random-weight student with torch, which is not installed "
+                          "(pip install 'edgetag[train,export]'); or measure ONNX models: --model music-tags")
     import torch
     from edgetag.runtime.frontend import FrontendConfig
     from edgetag.training.checkpoint import StudentCheckpoint
@@ -86,19 +89,23 @@ class ModelSource:
 
 
 def model_sources(settings: BenchSettings) -> tuple[list[ModelSource], str]:
-    """The students of this run and the weights note; random students when no checkpoint or model is given."""
+    """The students of this run and the weights note: the given checkpoints and ONNX files, random-weight
+    students of ``settings.models``, or, when nothing is given, the built-in models."""
     from edgetag.runtime.model import load_model
-    from edgetag.training.checkpoint import load_checkpoint
+    from edgetag.runtime.models import BASE_MODELS, resolve_model
 
+    onnx_models = settings.onnx_models
+    if not (settings.checkpoints or onnx_models or settings.models):
+        onnx_models = BASE_MODELS  # their int8 siblings are measured as those models' int8 rows
     sources: list[ModelSource] = []
     for path in settings.checkpoints:
         if not Path(path).is_file():
             raise FileNotFoundError(f"--checkpoint {path}: no such file")
+        from edgetag.training.checkpoint import load_checkpoint
+
         ckpt = load_checkpoint(path)
         sources.append(ModelSource(_display_name(path, ckpt.kind), ckpt.kind, ckpt=ckpt))
-    from edgetag.runtime.models import resolve_model
-
-    for spec in settings.onnx_models:
+    for spec in onnx_models:
         path = resolve_model(spec)  # a file, or a built-in model's name (music-tags, pitch, ...)
         card = load_model(path).card
         export = card.provenance.get("export")
@@ -108,9 +115,13 @@ def model_sources(settings: BenchSettings) -> tuple[list[ModelSource], str]:
     for i, src in enumerate(sources):  # two runs with the same folder name: number them
         if names.count(src.name) > 1:
             src.name = f"{src.name} #{i + 1}"
+    if sources and settings.models:
+        raise ValueError("--models builds random-weight students; measure them in a run of their own, "
+                         "not with --checkpoint / --model")
     if sources:
-        given = [*settings.checkpoints, *settings.onnx_models]
-        note = "trained model(s) " + ", ".join(given)
+        given = [*settings.checkpoints, *onnx_models]
+        note = ("trained model(s) " if settings.checkpoints or settings.onnx_models else
+                "the built-in models (no --model, --checkpoint or --models given) ") + ", ".join(given)
         note += ("; task metric on the evaluation split" if settings.eval_manifest else
                  "; no --eval manifest, so no task metric (agreement with fp32 is shown separately)")
         return sources, note
@@ -175,12 +186,14 @@ def _check_eval_labels(sources: Sequence[ModelSource], manifest_labels: Sequence
 def bench_students(settings: BenchSettings, work: Path, say: Callable[[str], None],
                    eval_data: EvalData | None = None) -> dict[str, Any]:
     """Every student of the run: its files (exported or given) and one timed row per backend."""
-    import torch
     from edgetag.runtime.frontend import compute_features
 
-    torch.set_num_threads(settings.threads)
     trt_reason = _tensorrt_unavailable()
     sources, weights_note = model_sources(settings)
+    if any(src.ckpt is not None for src in sources):  # checkpoints are exported with torch in this process
+        import torch
+
+        torch.set_num_threads(settings.threads)
     partial_labels = _check_eval_labels(sources, eval_data.manifest.labels) if eval_data is not None else {}
     students = []
     for n_src, src in enumerate(sources):
@@ -219,9 +232,9 @@ def _tensorrt_unavailable() -> str | None:
 
 def _student_info(src: ModelSource, frame_rate: float, weights_note: str) -> dict[str, Any]:
     """The report entry of one student before its files and rows: size, cost, streaming shape."""
-    from edgetag.training.students import count_parameters, macs_per_second
-
     if src.ckpt is not None:
+        from edgetag.training.students import count_parameters, macs_per_second
+
         ckpt = src.ckpt
         info: dict[str, Any] = {
             "student": src.name, "kind": src.kind, "params": count_parameters(ckpt.student),
@@ -249,7 +262,8 @@ def _given_files(src: ModelSource, info: dict[str, Any]) -> None:
             info["files"][key] = str(sib)
         else:
             info["gates"][key] = {"error": f"no {sib.name} next to {Path(src.onnx).name}", "missing_file": True}
-    info["gates"]["torch"] = {"error": "an ONNX model was given, not a checkpoint", "missing_file": True}
+    info["gates"]["torch"] = {"error": "needs the model's torch checkpoint and torch; an ONNX file was given",
+                              "missing_file": True}
 
 
 def _export_files(src: ModelSource, info: dict[str, Any], folder: Path, calib_feats: list[np.ndarray],

@@ -26,10 +26,12 @@ from edgetag.runtime.formats import sibling
 
 MODELS_DIR = Path(__file__).resolve().parent
 
+#: The shipped models, by the name of their fp32 file.
+BASE_MODELS: tuple[str, ...] = ("music-tags", "pitch")
 #: name -> file in this folder: each model's fp32 file, and its int8 sibling as NAME-int8 (`runtime.formats`)
 BUILTIN_MODELS: dict[str, str] = {
     name: sibling(f"{base}.onnx", key).name
-    for base in ("music-tags", "pitch")
+    for base in BASE_MODELS
     for name, key in ((base, "fp32"), (f"{base}-int8", "int8"))
 }
 DEFAULT_MODEL = "music-tags"
