@@ -26,6 +26,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="edgetag",
         description="Edge audio tagging: a streaming C++ front end, distilled students, ONNX Runtime.",
     )
+    from edgetag.runtime.version import package_version  # standard library only: --help stays light
+
+    parser.add_argument("--version", action="version", version=f"edgetag {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # the runtime's own commands need no metadata (a device may carry the runtime without it)
     from edgetag.runtime.commands import register

@@ -132,6 +132,17 @@ void TestAllocationCounterWorks();
 void TestSteadyStatePushesAllocateNothing();
 // test_frontend_config.cc
 void TestInvalidConfigsThrow();
+// test_flat_json.cc
+void TestFlatJsonReadsScalars();
+void TestFlatJsonRejectsWhatIsNotStrictJson();
+// test_config_json.cc
+void TestConfigJsonReadsPythonsJson();
+void TestConfigJsonRejectsWhatPythonRejects();
+// test_c_api.cc
+void TestCApiFramesEqualTheCore();
+void TestCApiCreateErrors();
+void TestCApiFailedPushLeavesTheStreamUnchanged();
+void TestCApiLastErrorIsPerThread();
 
 }  // namespace edgetag_test
 

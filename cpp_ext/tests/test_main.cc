@@ -44,6 +44,14 @@ const TestCase kTests[] = {
     {"steady_state_pushes_allocate_nothing", TestSteadyStatePushesAllocateNothing},
     {"invalid_configs_throw", TestInvalidConfigsThrow},
     {"features_match_double_reference", TestFeaturesMatchDoubleReference},
+    {"flat_json_reads_scalars", TestFlatJsonReadsScalars},
+    {"flat_json_rejects_what_is_not_strict_json", TestFlatJsonRejectsWhatIsNotStrictJson},
+    {"config_json_reads_pythons_json", TestConfigJsonReadsPythonsJson},
+    {"config_json_rejects_what_python_rejects", TestConfigJsonRejectsWhatPythonRejects},
+    {"c_api_frames_equal_the_core", TestCApiFramesEqualTheCore},
+    {"c_api_create_errors", TestCApiCreateErrors},
+    {"c_api_failed_push_leaves_the_stream_unchanged", TestCApiFailedPushLeavesTheStreamUnchanged},
+    {"c_api_last_error_is_per_thread", TestCApiLastErrorIsPerThread},
 };
 
 // Runs the tests whose names contain `filter` (all if null); returns the exit status.
