@@ -209,6 +209,46 @@ def _time(call: Callable[[], Any], warmup: int, repeats: int) -> tuple[list[floa
     return cpu, wall
 
 
+def _measure_teacher(name: str, teacher: Any, note: str, wanted_seconds: float, warmup: int, repeats: int,
+                     seed: int, log: Callable[[str], None] | None) -> dict[str, Any]:
+    """One teacher's row: CPU and wall time of ``repeats`` calls on ``wanted_seconds`` of the bench signal."""
+    teacher.eval()
+    audio_seconds = _input_seconds(teacher, wanted_seconds)
+    wave = bench_signal(audio_seconds, teacher.sample_rate, seed)
+    audio_seconds = wave.shape[1] / teacher.sample_rate
+    steps = teacher.num_frames(wave.shape[1])
+    clip_level = hasattr(teacher, "window_samples") or type(teacher).__name__ == "MusicnnTeacher"
+    if log:
+        log(f"{name}: timing {audio_seconds:.3f} s of audio ({steps} output steps), {warmup} warm-up + {repeats} runs")
+    cpu, wall = _time(lambda teacher=teacher, wave=wave: teacher(wave), warmup, repeats)
+    per_s = [c / audio_seconds for c in cpu]
+    stored, learnable = _params(teacher)
+    median_per_s = statistics.median(per_s)
+    row = {
+        "teacher": name,
+        "status": "ok",
+        "note": note,
+        "params": stored,
+        "learnable_params": learnable,
+        "sample_rate": teacher.sample_rate,
+        "frame_rate": teacher.frame_rate,
+        "step_kind": "window" if clip_level else "frame",
+        "audio_seconds": audio_seconds,
+        "output_steps": steps,
+        "cpu_ms_per_audio_s": median_per_s,
+        "cpu_ms_per_audio_s_min": min(per_s),
+        "cpu_ms_per_audio_s_max": max(per_s),
+        "x_real_time": 1000.0 / median_per_s if median_per_s > 0 else None,
+        "wall_ms_per_audio_s": statistics.median(w / audio_seconds for w in wall),
+        "cpu_ms_per_step": statistics.median(cpu) / steps if steps else None,
+        "cpu_ms_runs": cpu,
+        "wall_ms_runs": wall,
+    }
+    if log:
+        log(f"{name}: {median_per_s:.1f} ms CPU per s of audio")
+    return row
+
+
 def run_teacher_benchmark(
     teachers: tuple[str, ...] | list[str] = DEFAULT_TEACHERS,
     seconds: float = 30.0,
@@ -240,42 +280,8 @@ def run_teacher_benchmark(
                 if log:
                     log(f"{name}: {note}")
                 continue
-            teacher.eval()
             wanted = crepe_full_seconds if name == "crepe-full" else seconds
-            audio_seconds = _input_seconds(teacher, wanted)
-            wave = bench_signal(audio_seconds, teacher.sample_rate, seed)
-            audio_seconds = wave.shape[1] / teacher.sample_rate
-            steps = teacher.num_frames(wave.shape[1])
-            clip_level = hasattr(teacher, "window_samples") or type(teacher).__name__ == "MusicnnTeacher"
-            if log:
-                log(f"{name}: timing {audio_seconds:.3f} s of audio ({steps} output steps), {warmup} warm-up + {repeats} runs")
-            cpu, wall = _time(lambda teacher=teacher, wave=wave: teacher(wave), warmup, repeats)
-            per_s = [c / audio_seconds for c in cpu]
-            stored, learnable = _params(teacher)
-            median_per_s = statistics.median(per_s)
-            row = {
-                "teacher": name,
-                "status": "ok",
-                "note": note,
-                "params": stored,
-                "learnable_params": learnable,
-                "sample_rate": teacher.sample_rate,
-                "frame_rate": teacher.frame_rate,
-                "step_kind": "window" if clip_level else "frame",
-                "audio_seconds": audio_seconds,
-                "output_steps": steps,
-                "cpu_ms_per_audio_s": median_per_s,
-                "cpu_ms_per_audio_s_min": min(per_s),
-                "cpu_ms_per_audio_s_max": max(per_s),
-                "x_real_time": 1000.0 / median_per_s if median_per_s > 0 else None,
-                "wall_ms_per_audio_s": statistics.median(w / audio_seconds for w in wall),
-                "cpu_ms_per_step": statistics.median(cpu) / steps if steps else None,
-                "cpu_ms_runs": cpu,
-                "wall_ms_runs": wall,
-            }
-            rows.append(row)
-            if log:
-                log(f"{name}: {median_per_s:.1f} ms CPU per s of audio")
+            rows.append(_measure_teacher(name, teacher, note, wanted, warmup, repeats, seed, log))
             del teacher
             gc.collect()
     return {

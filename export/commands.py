@@ -107,33 +107,51 @@ def _load_source(
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    _require_packages(tensorrt=args.tensorrt)
+    out = Path(args.output)
+    checkpoint, from_onnx = _load_model(args.checkpoint)
+    calib, held = _load_audio(args, checkpoint)
+    sizes = {"fp32": _write_fp32(args, checkpoint, out, calib, from_onnx)}
+    failures = _write_int8_fp16(args, out, calib, held, sizes)
+    if args.tensorrt:
+        _build_tensorrt_engines(out, calib, args.int8, sizes)
+    print("sizes: " + ", ".join(f"{k} {v} bytes" for k, v in sizes.items()))
+    return 1 if failures else 0
+
+
+def _require_packages(tensorrt: bool) -> None:
+    """Refuse to start without torch and onnx, or without TensorRT when asked for (before the slow part)."""
     try:
         import onnx  # noqa: F401
         import torch  # noqa: F401
     except ImportError as exc:
         raise ImportError(f"edgetag export needs torch and onnx ({exc}): pip install 'edgetag[export]'") from None
-    from edgetag.export.model_file import reseal
-    from edgetag.export.onnx_export import export_onnx
-    from edgetag.export.quantize import convert_fp16, quantize_int8
-
-    out = Path(args.output)
-    if args.tensorrt:  # fail before the slow part when TensorRT is missing
+    if tensorrt:  # fail before the slow part when TensorRT is missing
         from edgetag.export.tensorrt import _import_tensorrt
 
         _import_tensorrt()
-    from_onnx = Path(args.checkpoint).suffix.lower() == ".onnx"
+
+
+def _load_model(path: str) -> tuple[Any, bool]:
+    """(the checkpoint, or an fp32 edgetag file's card; whether it is an ONNX file), described on stdout."""
+    from_onnx = Path(path).suffix.lower() == ".onnx"
     if from_onnx:  # an fp32 edgetag file: its graph is kept, its card gains a digest and a test vector
         from edgetag.runtime.model import load_model
 
-        checkpoint = load_model(args.checkpoint).card  # has .frontend and .labels, all _load_source reads
-        print(f"fp32 model: {args.checkpoint} ({checkpoint.name}, {checkpoint.streaming_mode}, "
+        checkpoint = load_model(path).card  # has .frontend and .labels, all _load_source reads
+        print(f"fp32 model: {path} ({checkpoint.name}, {checkpoint.streaming_mode}, "
               f"{checkpoint.n_labels} labels); graph kept as it is, no PyTorch parity check")
     else:
         from edgetag.training.checkpoint import load_checkpoint
 
-        checkpoint = load_checkpoint(args.checkpoint)
-        print(f"checkpoint: {args.checkpoint} ({checkpoint.kind}, {checkpoint.student.streaming_mode}, "
+        checkpoint = load_checkpoint(path)
+        print(f"checkpoint: {path} ({checkpoint.kind}, {checkpoint.student.streaming_mode}, "
               f"{len(checkpoint.labels)} labels, front end {checkpoint.frontend.describe()})")
+    return checkpoint, from_onnx
+
+
+def _load_audio(args: argparse.Namespace, checkpoint: Any) -> tuple[_Clips | None, _Clips | None]:
+    """(calibration clips, held-out clips) of ``--calib`` (held out: ``--eval`` when given); None without ``--calib``."""
     if (args.int8 or args.fp16) and not args.calib:
         raise ValueError("--int8 and --fp16 need real audio: give --calib MANIFEST_OR_DIR")
     calib = held = None
@@ -144,17 +162,32 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"calibration: {calib.description}; held out: {held.description}")
         if not calib.features:
             raise ValueError(f"no readable calibration audio in {args.calib}")
+    return calib, held
+
+
+def _write_fp32(args: argparse.Namespace, checkpoint: Any, out: Path, calib: _Clips | None, from_onnx: bool) -> int:
+    """The fp32 file at ``out`` (exported from the checkpoint, or the ONNX file re-sealed); returns its size."""
     if from_onnx:
+        from edgetag.export.model_file import reseal
+
         card = reseal(args.checkpoint, out, calib.features if calib else None)
         print(f"fp32: wrote {out}: sha256 {card.integrity['sha256'][:16]}..., test vector of "
               f"{card.test_vector['features']['shape'][0]} frames")
-        sizes = {"fp32": out.stat().st_size}
-    else:
-        result = export_onnx(
-            checkpoint, out, calib.features if calib else None, name=args.name, opset=args.opset,
-            stream_atol=args.stream_atol, log=lambda line: print(f"fp32: {line}"),
-        )
-        sizes = {"fp32": result.size_bytes}
+        return out.stat().st_size
+    from edgetag.export.onnx_export import export_onnx
+
+    result = export_onnx(
+        checkpoint, out, calib.features if calib else None, name=args.name, opset=args.opset,
+        stream_atol=args.stream_atol, log=lambda line: print(f"fp32: {line}"),
+    )
+    return result.size_bytes
+
+
+def _write_int8_fp16(args: argparse.Namespace, out: Path, calib: _Clips | None, held: _Clips | None,
+                     sizes: dict[str, int]) -> list[str]:
+    """The ``--int8`` and ``--fp16`` files beside ``out`` (sizes recorded); returns the precisions that failed."""
+    from edgetag.export.quantize import convert_fp16, quantize_int8
+
     failures = []
     for precision, wanted in (("int8", args.int8), ("fp16", args.fp16)):
         if not wanted:
@@ -176,19 +209,21 @@ def cmd_export(args: argparse.Namespace) -> int:
         except ValueError as exc:
             print(f"edgetag export: {exc}", file=sys.stderr)
             failures.append(precision)
-    if args.tensorrt:
-        from edgetag.export.tensorrt import build_engine
+    return failures
 
-        for precision in ("fp16", "int8") if args.int8 else ("fp16",):
-            engine = sibling(out, f"trt-{precision}")
-            build_engine(
-                out, engine, precision=precision,
-                calibration_features=calib.features if calib else None,
-            )
-            sizes[f"trt-{precision}"] = engine.stat().st_size
-            print(f"tensorrt: wrote {engine} and {engine.with_suffix('.card.json')}")
-    print("sizes: " + ", ".join(f"{k} {v} bytes" for k, v in sizes.items()))
-    return 1 if failures else 0
+
+def _build_tensorrt_engines(out: Path, calib: _Clips | None, int8: bool, sizes: dict[str, int]) -> None:
+    """TensorRT engines of ``out``: fp16, and int8 too with ``--int8`` (sizes recorded)."""
+    from edgetag.export.tensorrt import build_engine
+
+    for precision in ("fp16", "int8") if int8 else ("fp16",):
+        engine = sibling(out, f"trt-{precision}")
+        build_engine(
+            out, engine, precision=precision,
+            calibration_features=calib.features if calib else None,
+        )
+        sizes[f"trt-{precision}"] = engine.stat().st_size
+        print(f"tensorrt: wrote {engine} and {engine.with_suffix('.card.json')}")
 
 
 def register(sub: argparse._SubParsersAction) -> None:

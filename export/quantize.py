@@ -105,16 +105,47 @@ def quantize_int8(
     fp32_path, out_path = Path(fp32_path), Path(out_path)
     card = read_card(onnx.load(str(fp32_path)))
     fp32_session = _ort_session(fp32_path)
+    feeds = _calibration_feeds(fp32_session, card, calibration_features, min_windows)
+    plans = list(INT8_PLANS) if plan == "auto" else [plan]
+    candidates = _quantize_plans(fp32_path, out_path, feeds, plans, per_channel, say)
+    chosen, report, timings = _keep_fastest_passing(
+        fp32_path, out_path, candidates, feeds, card, eval_features, eval_targets, eval_mask,
+        max_relative_drop, accept_drop, measure_latency, fp32_session, say,
+    )
+    try:
+        weight_range = check_saturation_free(out_path)
+    except ExportError:
+        out_path.unlink(missing_ok=True)
+        raise
+    extra = _int8_card_notes(chosen, per_channel, len(feeds), weight_range)
+    metrics = _record_latency(report, timings, fp32_path, candidates, chosen)
+    _finish_card(out_path, card, "int8", report, extra, metrics, fp32_path=fp32_path, eval_features=eval_features)
+    report.size_bytes = out_path.stat().st_size
+    check_loads(out_path)
+    for line in report.lines():
+        say(line)
+    return report
+
+
+def _calibration_feeds(fp32_session: Any, card: Any, calibration_features: Sequence[np.ndarray],
+                       min_windows: int) -> list[dict[str, np.ndarray]]:
+    """The model's input feeds for the calibration features (at most 600); refuses fewer than ``min_windows``."""
     feeds = input_feeds(fp32_session, card, calibration_features, limit=_MAX_CALIBRATION_FEEDS)
     if len(feeds) < min_windows:
         raise ExportError(
             f"int8 calibration needs at least {min_windows} windows of real audio features, got {len(feeds)} "
             "(give more or longer calibration audio)"
         )
+    return feeds
+
+
+def _quantize_plans(fp32_path: Path, out_path: Path, feeds: Sequence[dict[str, np.ndarray]], plans: list[str],
+                    per_channel: bool, say: Callable[[str], None]) -> list[tuple[str, Path]]:
+    """(plan, file) of every plan that quantizes something: ``out_path`` itself for one plan, else a hidden
+    file beside it. The fp32 file is shape-inferred first when ONNX Runtime's pre-processing manages."""
     tmp_dir = out_path.parent
     tmp_dir.mkdir(parents=True, exist_ok=True)
     prepped = tmp_dir / f".{out_path.name}.prep.onnx"
-    plans = list(INT8_PLANS) if plan == "auto" else [plan]
     candidates: list[tuple[str, Path]] = []
     try:
         try:
@@ -134,6 +165,19 @@ def quantize_int8(
         prepped.unlink(missing_ok=True)
     if not candidates:
         raise ExportError("int8: no layer of this model can be quantized (no Conv, MatMul or Gemm)")
+    return candidates
+
+
+def _keep_fastest_passing(
+    fp32_path: Path, out_path: Path, candidates: list[tuple[str, Path]], feeds: Sequence[dict[str, np.ndarray]],
+    card: Any, eval_features: Sequence[np.ndarray], eval_targets: np.ndarray | None, eval_mask: np.ndarray | None,
+    max_relative_drop: float, accept_drop: bool, measure_latency: bool, fp32_session: Any, say: Callable[[str], None],
+) -> tuple[str, QuantReport, dict[str, float]]:
+    """Gate the candidates fastest first and move the first that passes (or, with ``accept_drop``, the
+    fastest) to ``out_path``; the other files are removed, and ``out_path`` too when none is kept.
+
+    Returns (plan kept, its gate report, p50 latency in ms per file, empty when not measured).
+    """
     chosen = ""
     try:
         timings: dict[str, float] = {}
@@ -166,16 +210,16 @@ def quantize_int8(
                 path.unlink(missing_ok=True)
         if not chosen:
             out_path.unlink(missing_ok=True)
-    try:
-        weight_range = check_saturation_free(out_path)
-    except ExportError:
-        out_path.unlink(missing_ok=True)
-        raise
+    return chosen, report, timings
+
+
+def _int8_card_notes(chosen: str, per_channel: bool, n_feeds: int, weight_range: tuple[int, int] | None) -> dict[str, Any]:
+    """What the card says about the int8 file: its format, plan, calibration and where it is exact."""
     lo, hi = SATURATION_FREE_WEIGHTS
-    extra: dict[str, Any] = {
+    return {
         "quantization": f"onnxruntime static QDQ, {'per-channel' if per_channel else 'per-tensor'} int8 weights in 7 bits "
         f"[{lo}, {hi}] (reduce_range), uint8 activations (MinMax), plan {chosen!r}: {INT8_PLANS[chosen]}",
-        "calibration_windows": len(feeds),
+        "calibration_windows": n_feeds,
         "int8_plan": chosen,
         "int8": {
             "format": "QDQ: QuantizeLinear/DequantizeLinear around the quantized layers; ONNX Runtime fuses them into "
@@ -189,6 +233,12 @@ def quantize_int8(
             "verified_on": cpu_description(),
         },
     }
+
+
+def _record_latency(report: QuantReport, timings: dict[str, float], fp32_path: Path,
+                    candidates: list[tuple[str, Path]], chosen: str) -> dict[str, float]:
+    """The card's latency metrics of the kept plan against fp32 (none when not measured); the report
+    gets every file's latency, and a warning when int8 is slower than fp32 on this CPU."""
     metrics: dict[str, float] = {}
     if timings:
         fp32_ms, int8_ms = timings[str(fp32_path)], timings[str(dict(candidates)[chosen])]
@@ -201,12 +251,7 @@ def quantize_int8(
                 f"int8 is {ratio:.2f}x slower than fp32 on this CPU ({cpu_description()}; ONNX Runtime, 1 thread, "
                 f"p50 {int8_ms:.3f} ms vs {fp32_ms:.3f} ms): ship fp32 or fp16 here"
             )
-    _finish_card(out_path, card, "int8", report, extra, metrics, fp32_path=fp32_path, eval_features=eval_features)
-    report.size_bytes = out_path.stat().st_size
-    check_loads(out_path)
-    for line in report.lines():
-        say(line)
-    return report
+    return metrics
 
 
 #: Which layers each int8 plan quantizes (activations uint8, weights int8, ONNX Runtime fuses

@@ -80,7 +80,8 @@ def test_masked_cross_entropy_forms_agree():
 
 
 def test_label_matrix_mask_works_with_bce():
-    from edgetag.training.data import ManifestEntry, label_matrix
+    from edgetag.training.data import label_matrix
+    from edgetag.training.manifest_entry import ManifestEntry
 
     entries = [
         ManifestEntry("a.wav", "train", positives=frozenset({"dog"})),

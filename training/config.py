@@ -83,7 +83,7 @@ class ConfigError(ValueError):
 @dataclass
 class DataConfig:
     manifest: str = ""
-    """The manifest (CSV or JSONL, see `edgetag.training.data`). Relative paths are relative to the config file."""
+    """The manifest (CSV or JSONL, see `edgetag.training.manifest_format`). Relative paths are relative to the config file."""
     root: str | None = None
     """Directory the manifest's paths are relative to (default: the manifest's directory)."""
     train_split: str = "train"

@@ -67,13 +67,8 @@ from edgetag.runtime.model_card import scores_from_logits
 from edgetag.runtime.pitch import is_pitch_model
 from edgetag.training import metrics as M
 from edgetag.training.cache import TeacherCacheLookup
-from edgetag.training.data import (
-    Manifest,
-    ManifestEntry,
-    SkipReport,
-    iter_audio,
-    load_manifest,
-)
+from edgetag.training.data import Manifest, SkipReport, iter_audio, load_manifest
+from edgetag.training.manifest_entry import ManifestEntry
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +79,14 @@ _KNOWN_TEACHER_OFFSETS = {"crepe": 512 / 16000}
 
 
 # ----------------------------------------------------------------------------- running the student
+def _score_kind(scores: np.ndarray) -> str:
+    """``probabilities`` when every score lies in [0, 1] (or there is none), else ``logits``."""
+    return "probabilities" if scores.size == 0 or (scores.min() >= 0.0 and scores.max() <= 1.0) else "logits"
+
+
 def _to_probabilities(scores: np.ndarray, task: str, kind: str) -> np.ndarray:
     if kind == "auto":
-        kind = "probabilities" if scores.size == 0 or (scores.min() >= 0.0 and scores.max() <= 1.0) else "logits"
+        kind = _score_kind(scores)
     return scores if kind == "probabilities" else scores_from_logits(scores, task)
 
 
@@ -170,6 +170,17 @@ class Evaluation:
         return "\n".join(lines)
 
 
+def _split_of(data: str | os.PathLike[str] | Manifest, root: str | os.PathLike[str] | None,
+              split: str | None) -> Manifest:
+    """The manifest (loaded unless given) cut to ``split`` (None: every entry); refuses an absent split."""
+    manifest = data if isinstance(data, Manifest) else load_manifest(data, root=root)
+    if split is not None:
+        if split not in manifest.splits():
+            raise ValueError(f"split {split!r} is not in the manifest (splits: {', '.join(sorted(manifest.splits())) or 'none'})")
+        manifest = manifest.select(split)
+    return manifest
+
+
 def _label_targets(entries: Sequence[ManifestEntry], labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray, int]:
     """Targets and mask over the checkpoint's labels (entries' other labels ignored, counted)."""
     y = np.zeros((len(entries), len(labels)), np.float32)
@@ -185,6 +196,24 @@ def _label_targets(entries: Sequence[ManifestEntry], labels: Sequence[str]) -> t
             else:
                 y[i, j] = float(state)
     return y, m, len(unknown)
+
+
+@dataclass
+class _SplitScores:
+    """What one pass of the student over the split gathers: its clip scores, the teacher's where the
+    cache has them (rows ``teacher_rows`` of the student's), frame pairs for a stateful student, counts."""
+
+    teacher_kind: str
+    entries: list[ManifestEntry] = field(default_factory=list)
+    clip_scores: list[np.ndarray] = field(default_factory=list)
+    teacher_clip: list[np.ndarray] = field(default_factory=list)
+    teacher_rows: list[int] = field(default_factory=list)
+    frame_student: list[np.ndarray] = field(default_factory=list)
+    frame_teacher: list[np.ndarray] = field(default_factory=list)
+    n_tiled: int = 0
+    n_no_teacher: int = 0
+    n_empty: int = 0
+    teacher_width_error: str | None = None
 
 
 def evaluate(
@@ -210,25 +239,14 @@ def evaluate(
         raise ValueError("--teacher-cache and --teacher go together")
     ckpt = load_checkpoint(checkpoint)
     student = TorchModel.from_checkpoint(ckpt, checkpoint)
-    manifest = data if isinstance(data, Manifest) else load_manifest(data, root=root)
-    if split is not None:
-        if split not in manifest.splits():
-            raise ValueError(f"split {split!r} is not in the manifest (splits: {', '.join(sorted(manifest.splits())) or 'none'})")
-        manifest = manifest.select(split)
+    manifest = _split_of(data, root, split)
     lookup = TeacherCacheLookup(teacher_cache, teacher) if teacher_cache is not None and teacher is not None else None
     if lookup is not None and teacher_offset is None:
         teacher_offset = next((v for p, v in _KNOWN_TEACHER_OFFSETS.items() if lookup.name.startswith(p)), 0.0)
     pitch = is_pitch_model(ckpt.labels)
 
     report = SkipReport()
-    entries: list[ManifestEntry] = []
-    clip_scores: list[np.ndarray] = []
-    teacher_clip: list[np.ndarray] = []
-    teacher_rows: list[int] = []
-    frame_s: list[np.ndarray] = []
-    frame_t: list[np.ndarray] = []
-    n_tiled = n_no_teacher = n_empty = 0
-    teacher_width_error: str | None = None
+    scored = _SplitScores(teacher_kind=teacher_kind)
     bar = None
     if progress:
         from tqdm import tqdm
@@ -238,86 +256,104 @@ def evaluate(
         for entry, audio in iter_audio(manifest, ckpt.frontend.sample_rate, report=report):
             if bar is not None:
                 bar.update(1)
-            run = run_model(student, _features(audio, ckpt.frontend))
-            if len(run) == 0:
-                n_empty += 1
-                continue
-            n_tiled += run.tiled
-            entries.append(entry)
-            clip_scores.append(_pool(run.scores, pool))
-            if lookup is None:
-                continue
-            got = lookup.get(entry, ckpt.student.n_labels)
-            if got is None or len(got.scores) == 0:
-                n_no_teacher += 1
-                continue
-            if got.scores.shape[1] != ckpt.student.n_labels:
-                teacher_width_error = (
-                    f"teacher {lookup.identity} has {got.scores.shape[1]} outputs, the student {ckpt.student.n_labels}: "
-                    "agreement needs the same label columns"
-                )
-                continue
-            if teacher_kind == "auto":  # decided on the first entry, then kept for all
-                teacher_kind = "probabilities" if got.scores.min() >= 0.0 and got.scores.max() <= 1.0 else "logits"
-            t_probs = _to_probabilities(got.scores, ckpt.task, teacher_kind)
-            teacher_clip.append(_pool(t_probs, pool))
-            teacher_rows.append(len(entries) - 1)
-            if ckpt.student.streaming_mode == "stateful":
-                # teacher frame i is centred at times[i] + offset: matched with the student's frame centres
-                aligned, valid = _nearest(got.times + float(teacher_offset or 0.0), t_probs, run.centre_times, got.frame_rate)
-                frame_s.append(run.scores[valid])
-                frame_t.append(aligned[valid])
+            _score_entry(scored, entry, audio, student, ckpt, lookup, pool, teacher_offset)
     finally:
         if bar is not None:
             bar.close()
 
     result = Evaluation()
-    result.info = {
-        "checkpoint": str(checkpoint),
-        "student": ckpt.kind,
-        "task": ckpt.task,
-        "split": split or "all",
-        "entries": len(manifest),
-        "evaluated": len(entries),
-        "skipped": report.n_skipped,
-        "pool": pool,
-    }
-    if n_tiled:
-        result.info["tiled_short_clips"] = n_tiled
-    if n_empty:
-        result.info["no_frames"] = n_empty
-    if report.n_skipped:
-        result.info["skip_reasons"] = dict(report.by_reason)
-    if not entries:
+    result.info = _run_info(checkpoint, ckpt, split, len(manifest), scored, report, pool)
+    if not scored.entries:
         return result
-
-    scores = np.stack(clip_scores)
-    y, m, n_unknown = _label_targets(entries, ckpt.labels)
+    scores = np.stack(scored.clip_scores)
+    y, m, n_unknown = _label_targets(scored.entries, ckpt.labels)
     if n_unknown:
         result.info["labels_not_in_checkpoint"] = n_unknown
     if not pitch and (y * m).sum() > 0:
         thresholds = np.asarray(ckpt.thresholds, dtype=np.float64) if len(ckpt.thresholds) == len(ckpt.labels) else 0.5
         result.sections["labels"] = M.tagging_metrics(y, scores, m, thresholds, ckpt.task)
-
     if lookup is not None:
-        result.info["teacher"] = lookup.identity
-        result.info["teacher_scores"] = teacher_kind
-        if n_no_teacher:
-            result.info["teacher_missing"] = n_no_teacher
-        if teacher_width_error:
-            result.info["teacher_error"] = teacher_width_error
-            log.warning("%s", teacher_width_error)
-        if teacher_clip:
-            result.sections["teacher"] = M.agreement(scores[teacher_rows], np.stack(teacher_clip), teacher_threshold)
-        if frame_s and sum(len(f) for f in frame_s):
-            fs, ft = np.concatenate(frame_s), np.concatenate(frame_t)
-            if pitch:
-                est_f0, est_v = _decode_pitch(fs, voicing_threshold)
-                ref_f0, ref_v = _decode_pitch(ft, voicing_threshold)
-                result.sections["pitch"] = M.pitch_metrics(np.where(ref_v, ref_f0, 0.0), est_f0, est_voicing=est_v)
-            else:
-                result.sections["teacher_frames"] = M.agreement(fs, ft, teacher_threshold)
+        _teacher_sections(result, scored, lookup, scores, pitch, teacher_threshold, voicing_threshold)
     return result
+
+
+def _score_entry(scored: _SplitScores, entry: ManifestEntry, audio: np.ndarray, student: Any, ckpt: Any,
+                 lookup: TeacherCacheLookup | None, pool: Pool, teacher_offset: float | None) -> None:
+    """Run the student on one entry's audio and add its clip score, and the teacher's from the cache."""
+    run = run_model(student, _features(audio, ckpt.frontend))
+    if len(run) == 0:
+        scored.n_empty += 1
+        return
+    scored.n_tiled += run.tiled
+    scored.entries.append(entry)
+    scored.clip_scores.append(_pool(run.scores, pool))
+    if lookup is None:
+        return
+    got = lookup.get(entry, ckpt.student.n_labels)
+    if got is None or len(got.scores) == 0:
+        scored.n_no_teacher += 1
+        return
+    if got.scores.shape[1] != ckpt.student.n_labels:
+        scored.teacher_width_error = (
+            f"teacher {lookup.identity} has {got.scores.shape[1]} outputs, the student {ckpt.student.n_labels}: "
+            "agreement needs the same label columns"
+        )
+        return
+    if scored.teacher_kind == "auto":  # decided on the first entry, then kept for all
+        scored.teacher_kind = _score_kind(got.scores)
+    t_probs = _to_probabilities(got.scores, ckpt.task, scored.teacher_kind)
+    scored.teacher_clip.append(_pool(t_probs, pool))
+    scored.teacher_rows.append(len(scored.entries) - 1)
+    if ckpt.student.streaming_mode == "stateful":
+        # teacher frame i is centred at times[i] + offset: matched with the student's frame centres
+        aligned, valid = _nearest(got.times + float(teacher_offset or 0.0), t_probs, run.centre_times, got.frame_rate)
+        scored.frame_student.append(run.scores[valid])
+        scored.frame_teacher.append(aligned[valid])
+
+
+def _run_info(checkpoint: str | os.PathLike[str], ckpt: Any, split: str | None, n_entries: int,
+              scored: _SplitScores, report: SkipReport, pool: Pool) -> dict[str, Any]:
+    """The ``info`` of an evaluation: what was run on what, and how many entries were read, tiled or skipped."""
+    info: dict[str, Any] = {
+        "checkpoint": str(checkpoint),
+        "student": ckpt.kind,
+        "task": ckpt.task,
+        "split": split or "all",
+        "entries": n_entries,
+        "evaluated": len(scored.entries),
+        "skipped": report.n_skipped,
+        "pool": pool,
+    }
+    if scored.n_tiled:
+        info["tiled_short_clips"] = scored.n_tiled
+    if scored.n_empty:
+        info["no_frames"] = scored.n_empty
+    if report.n_skipped:
+        info["skip_reasons"] = dict(report.by_reason)
+    return info
+
+
+def _teacher_sections(result: Evaluation, scored: _SplitScores, lookup: TeacherCacheLookup, scores: np.ndarray,
+                      pitch: bool, teacher_threshold: float, voicing_threshold: float) -> None:
+    """The ``teacher`` section, and ``teacher_frames`` or ``pitch`` for a stateful student, with their info."""
+    result.info["teacher"] = lookup.identity
+    result.info["teacher_scores"] = scored.teacher_kind
+    if scored.n_no_teacher:
+        result.info["teacher_missing"] = scored.n_no_teacher
+    if scored.teacher_width_error:
+        result.info["teacher_error"] = scored.teacher_width_error
+        log.warning("%s", scored.teacher_width_error)
+    if scored.teacher_clip:
+        result.sections["teacher"] = M.agreement(scores[scored.teacher_rows], np.stack(scored.teacher_clip),
+                                                 teacher_threshold)
+    if scored.frame_student and sum(len(f) for f in scored.frame_student):
+        fs, ft = np.concatenate(scored.frame_student), np.concatenate(scored.frame_teacher)
+        if pitch:
+            est_f0, est_v = _decode_pitch(fs, voicing_threshold)
+            ref_f0, ref_v = _decode_pitch(ft, voicing_threshold)
+            result.sections["pitch"] = M.pitch_metrics(np.where(ref_v, ref_f0, 0.0), est_f0, est_voicing=est_v)
+        else:
+            result.sections["teacher_frames"] = M.agreement(fs, ft, teacher_threshold)
 
 
 # ----------------------------------------------------------------------------- any runtime model / a teacher cache
@@ -344,11 +380,7 @@ def load_eval_clips(
 
     Refuses a split that is absent or has no label at all (no task metric can come from it).
     """
-    manifest = data if isinstance(data, Manifest) else load_manifest(data, root=root)
-    if split is not None:
-        if split not in manifest.splits():
-            raise ValueError(f"split {split!r} is not in the manifest (splits: {', '.join(sorted(manifest.splits())) or 'none'})")
-        manifest = manifest.select(split)
+    manifest = _split_of(data, root, split)
     if not any(e.positives for e in manifest.entries):
         raise ValueError(f"the evaluation split {split or 'all'!r} has no positive label: a task metric needs labels "
                          "(a `labels` column naming each clip's tags)")
@@ -443,7 +475,7 @@ def evaluate_teacher_cache(
             raise ValueError(f"teacher {lookup.identity} has {got.scores.shape[1]} outputs; label column {int(cols.max())} "
                              "does not exist")
         if teacher_kind == "auto":  # decided on the first entry, then kept for all
-            teacher_kind = "probabilities" if got.scores.min() >= 0.0 and got.scores.max() <= 1.0 else "logits"
+            teacher_kind = _score_kind(got.scores)
         probs = _to_probabilities(got.scores, task, teacher_kind)
         entries.append(entry)
         scores.append(_pool(probs, pool)[cols])

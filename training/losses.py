@@ -3,6 +3,8 @@
 Everything here is plain torch, shape-agnostic over leading dimensions: a
 window student's clip logits are ``[B, C]``, a stateful student's frame logits
 ``[B, T, C]``; targets, masks and teacher outputs have the same leading shape.
+The tensor pieces they share (masked mean, tempered teacher scores, embedding
+rows and distances) are in `edgetag.training.loss_primitives`.
 
 Masks
     A mask is a float (or bool) tensor broadcastable to the per-entry loss; 0
@@ -46,7 +48,20 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-ScoreKind = Literal["logits", "probabilities"]
+from edgetag.training.loss_primitives import (
+    EPS,
+    ScoreKind,
+    as_list,
+    check_shapes,
+    flat_rows,
+    masked_mean,
+    normalised_distances,
+    pool_time,
+    teacher_log_probs,
+    teacher_tempered_logits,
+    teacher_weights,
+)
+
 Task = Literal["multi_label", "multi_class"]
 
 __all__ = [
@@ -65,61 +80,8 @@ __all__ = [
     "linear_rampup",
     "masked_bce_with_logits",
     "masked_cross_entropy",
-    "masked_mean",
     "sigmoid_rampup",
-    "teacher_log_probs",
-    "teacher_tempered_logits",
 ]
-
-#: Probabilities are clamped to [EPS, 1 - EPS] before a log or a logit.
-EPS = 1e-6
-
-
-# ----------------------------------------------------------------------------- helpers
-def masked_mean(values: Tensor, mask: Tensor | None = None) -> Tensor:
-    """``sum(values * mask) / sum(mask)``; 0 (attached to the graph) when the mask is all zero.
-
-    ``mask`` broadcasts to ``values``; None means every entry counts.
-    """
-    if mask is None:
-        return values.mean() if values.numel() else values.sum()
-    mask = mask.to(values.dtype).expand_as(values)
-    total = mask.sum()
-    # where() keeps the result finite even if values are inf/NaN at masked entries.
-    weighted = torch.where(mask > 0, values * mask, torch.zeros_like(values)).sum()
-    # An all-zero mask gives 0 / tiny = 0 (no data-dependent branch, no GPU sync).
-    return weighted / total.clamp_min(torch.finfo(values.dtype).tiny)
-
-
-def _check_shapes(a: Tensor, b: Tensor, what: str) -> None:
-    if a.shape != b.shape:
-        raise ValueError(f"{what}: shapes differ, {tuple(a.shape)} vs {tuple(b.shape)}")
-
-
-def teacher_log_probs(teacher: Tensor, kind: ScoreKind = "logits", temperature: float = 1.0, dim: int = -1) -> Tensor:
-    """Log of the tempered teacher distribution ``softmax(z / T)``.
-
-    From logits ``z`` directly; from probabilities ``p`` with ``z = log(clamp(p))``
-    (a softmax's logits up to a constant, which softmax ignores), so
-    ``softmax(log p / T)`` is ``p ** (1/T)`` renormalised, and a zero
-    probability gives a finite log instead of ``-inf``.
-    """
-    if kind == "probabilities":
-        teacher = torch.log(teacher.clamp(EPS, 1.0))
-    elif kind != "logits":
-        raise ValueError(f"teacher kind must be 'logits' or 'probabilities', got {kind!r}")
-    return F.log_softmax(teacher / temperature, dim=dim)
-
-
-def teacher_tempered_logits(teacher: Tensor, kind: ScoreKind = "logits", temperature: float = 1.0) -> Tensor:
-    """``z / T`` for independent sigmoids; probabilities go through ``logit(clamp(p))`` first."""
-    if kind == "probabilities":
-        p = teacher.clamp(EPS, 1.0 - EPS)
-        teacher = torch.log(p) - torch.log1p(-p)
-    elif kind != "logits":
-        raise ValueError(f"teacher kind must be 'logits' or 'probabilities', got {kind!r}")
-    return teacher / temperature
-
 
 # ----------------------------------------------------------------------------- label losses
 def masked_bce_with_logits(
@@ -131,7 +93,7 @@ def masked_bce_with_logits(
     e.g. from `edgetag.training.data.label_matrix`) have the shape of ``logits``.
     The mean is over observed (mask-weighted) entries.
     """
-    _check_shapes(logits, targets, "masked_bce_with_logits")
+    check_shapes(logits, targets, "masked_bce_with_logits")
     loss = F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), reduction="none", pos_weight=pos_weight)
     return masked_mean(loss, mask)
 
@@ -165,7 +127,7 @@ def masked_cross_entropy(
                 mask = (soft * mask.to(logits.dtype)).sum(-1)
             weight = weight * mask.to(logits.dtype)
     else:
-        _check_shapes(logits, targets, "masked_cross_entropy")
+        check_shapes(logits, targets, "masked_cross_entropy")
         soft = targets.to(logits.dtype)
         total = soft.sum(-1)
         weight = (total > 0).to(logits.dtype)
@@ -206,7 +168,7 @@ def kd_multiclass(
     gradient scale independent of T. ``mask`` is per example
     (``student_logits.shape[:-1]``).
     """
-    _check_shapes(student_logits, teacher, "kd_multiclass")
+    check_shapes(student_logits, teacher, "kd_multiclass")
     t_log = teacher_log_probs(teacher.detach().to(student_logits.dtype), teacher_kind, temperature)
     s_log = F.log_softmax(student_logits / temperature, dim=-1)
     kl = (t_log.exp() * (t_log - s_log)).sum(-1)
@@ -227,7 +189,7 @@ def kd_multilabel(
     ``sigmoid(logit(p) / T)``. ``mask`` broadcasts to the logits (e.g. 0 for
     labels the teacher does not predict, or frames it did not cover).
     """
-    _check_shapes(student_logits, teacher, "kd_multilabel")
+    check_shapes(student_logits, teacher, "kd_multilabel")
     target = torch.sigmoid(teacher_tempered_logits(teacher.detach().to(student_logits.dtype), teacher_kind, temperature))
     loss = F.binary_cross_entropy_with_logits(student_logits / temperature, target, reduction="none")
     return masked_mean(loss, mask) * temperature**2
@@ -293,36 +255,6 @@ class DistillationLoss(nn.Module):
 
 
 # ----------------------------------------------------------------------------- embedding regularisers
-def _as_list(x: Tensor | Sequence[Tensor]) -> list[Tensor]:
-    return [x] if isinstance(x, Tensor) else list(x)
-
-
-def _weights(weights: float | Sequence[float] | None, n: int) -> list[float]:
-    if weights is None:
-        return [1.0] * n
-    if isinstance(weights, (int, float)):
-        return [float(weights)] * n
-    w = [float(v) for v in weights]
-    if len(w) != n:
-        raise ValueError(f"{len(w)} weights for {n} teachers")
-    return w
-
-
-def _rows(emb: Tensor, mask: Tensor | None) -> Tensor:
-    """Flatten leading dimensions to rows ``[N, D]``, keeping rows with ``mask > 0``."""
-    flat = emb.reshape(-1, emb.shape[-1])
-    if mask is not None:
-        flat = flat[mask.reshape(-1).to(torch.bool)]
-    return flat
-
-
-def pool_time(emb: Tensor, like: Tensor) -> Tensor:
-    """Mean over time of ``[B, T, D]`` when ``like`` is ``[B, D']`` (clip student, frame teacher)."""
-    if emb.dim() == like.dim() + 1 and emb.dim() >= 3:
-        return emb.mean(dim=-2)
-    return emb
-
-
 class ConReg(nn.Module):
     """Con-Reg: cosine alignment of the student embedding to teacher embeddings.
 
@@ -346,10 +278,10 @@ class ConReg(nn.Module):
         super().__init__()
         dims = [int(teacher_dims)] if isinstance(teacher_dims, int) else [int(d) for d in teacher_dims]
         self.projections = nn.ModuleList(nn.Linear(student_dim, d) for d in dims)
-        self.weights = _weights(weights, len(dims))
+        self.weights = teacher_weights(weights, len(dims))
 
     def forward(self, student_emb: Tensor, teacher_embs: Tensor | Sequence[Tensor], mask: Tensor | None = None) -> Tensor:
-        teachers = _as_list(teacher_embs)
+        teachers = as_list(teacher_embs)
         if len(teachers) != len(self.projections):
             raise ValueError(f"{len(teachers)} teacher embeddings for {len(self.projections)} projections")
         total = student_emb.sum() * 0.0
@@ -357,30 +289,12 @@ class ConReg(nn.Module):
             t = pool_time(t, student_emb).detach().to(student_emb.dtype)
             if t.shape[:-1] != student_emb.shape[:-1]:
                 raise ValueError(f"ConReg: teacher rows {tuple(t.shape[:-1])} vs student rows {tuple(student_emb.shape[:-1])}")
-            s_rows, t_rows = _rows(proj(student_emb), mask), _rows(t, mask)
+            s_rows, t_rows = flat_rows(proj(student_emb), mask), flat_rows(t, mask)
             if len(s_rows) == 0:
                 continue
             cos = F.cosine_similarity(s_rows, t_rows, dim=-1, eps=1e-8)
             total = total + w * (1.0 - cos).mean()
         return total
-
-
-def pairwise_distances(x: Tensor, metric: Literal["euclidean", "cosine"] = "euclidean") -> Tensor:
-    """``[N, D]`` -> ``[N, N]`` distances, with finite gradients at zero distance."""
-    if metric == "cosine":
-        xn = F.normalize(x, dim=-1, eps=1e-8)
-        return 1.0 - xn @ xn.T
-    if metric != "euclidean":
-        raise ValueError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
-    sq = (x.unsqueeze(0) - x.unsqueeze(1)).square().sum(-1)
-    return torch.sqrt(sq.clamp_min(1e-12))
-
-
-def _normalised_distances(x: Tensor, metric: Literal["euclidean", "cosine"]) -> tuple[Tensor, Tensor]:
-    d = pairwise_distances(x, metric)
-    off = ~torch.eye(len(x), dtype=torch.bool, device=x.device)
-    scale = d[off].mean().clamp_min(1e-8)
-    return d / scale, off
 
 
 def dis_reg(
@@ -400,18 +314,18 @@ def dis_reg(
     flattened leading dimensions (clips, or clip-frames for frame students);
     ``mask`` drops rows. Fewer than two rows give 0.
     """
-    teachers = _as_list(teacher_embs)
-    ws = _weights(weights, len(teachers))
+    teachers = as_list(teacher_embs)
+    ws = teacher_weights(weights, len(teachers))
     total = student_emb.sum() * 0.0
-    s_rows = _rows(student_emb, mask)
+    s_rows = flat_rows(student_emb, mask)
     if len(s_rows) < 2:
         return total
-    ds, off = _normalised_distances(s_rows, metric)
+    ds, off = normalised_distances(s_rows, metric)
     for w, t in zip(ws, teachers, strict=True):
         t = pool_time(t, student_emb).detach().to(student_emb.dtype)
         if t.shape[:-1] != student_emb.shape[:-1]:
             raise ValueError(f"dis_reg: teacher rows {tuple(t.shape[:-1])} vs student rows {tuple(student_emb.shape[:-1])}")
-        dt, _ = _normalised_distances(_rows(t, mask), metric)
+        dt, _ = normalised_distances(flat_rows(t, mask), metric)
         total = total + w * (ds - dt)[off].square().mean()
     return total
 
@@ -425,9 +339,9 @@ class DisReg(nn.Module):
         self.metric = metric
 
     def forward(self, student_emb: Tensor, teacher_embs: Tensor | Sequence[Tensor], mask: Tensor | None = None) -> Tensor:
-        n = len(_as_list(teacher_embs))
+        n = len(as_list(teacher_embs))
         weights = self.weights if self.weights is None or isinstance(self.weights, (int, float)) else list(self.weights)
-        return dis_reg(student_emb, teacher_embs, _weights(weights, n), self.metric, mask)
+        return dis_reg(student_emb, teacher_embs, teacher_weights(weights, n), self.metric, mask)
 
 
 # ----------------------------------------------------------------------------- mean teacher
@@ -494,7 +408,7 @@ def consistency_loss(student_logits: Tensor, teacher_logits: Tensor, task: Task,
     views of the same (typically unlabelled) audio. ``mask`` broadcasts to the
     per-class error.
     """
-    _check_shapes(student_logits, teacher_logits, "consistency_loss")
+    check_shapes(student_logits, teacher_logits, "consistency_loss")
     if task == "multi_label":
         s, t = torch.sigmoid(student_logits), torch.sigmoid(teacher_logits.detach())
     elif task == "multi_class":
@@ -543,7 +457,7 @@ def enhance_labels(
 
     Returns new ``(targets, mask)`` for `masked_bce_with_logits`.
     """
-    _check_shapes(targets, teacher_probs, "enhance_labels")
+    check_shapes(targets, teacher_probs, "enhance_labels")
     if not 0.0 <= lo <= hi <= 1.0:
         raise ValueError(f"need 0 <= lo <= hi <= 1, got lo={lo}, hi={hi}")
     p = teacher_probs.detach().to(targets.dtype)

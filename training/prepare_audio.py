@@ -7,7 +7,7 @@ For each package it runs ``apt-get download PKG`` into a cache folder and
 ``dpkg -x`` into ``OUT/packages/PKG`` (nothing is installed, no root
 needed), unpacks the audio inside game archives (``.pk3``), finds the audio files, reads their headers (and with ``--verify``
 decodes them fully), and writes ``OUT/manifest.jsonl`` (or ``.csv``) in the
-format of `edgetag.training.data`, with paths relative to ``OUT``, plus
+format of `edgetag.training.manifest_format`, with paths relative to ``OUT``, plus
 ``OUT/summary.json`` with files, hours, formats and sample rates per
 package.
 
@@ -44,18 +44,14 @@ import sys
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from edgetag.training.data import (
-    AudioError,
-    ManifestEntry,
-    audio_info,
-    load_audio,
-    write_manifest,
-)
+from edgetag.runtime.audio import AudioError, audio_info, load_audio
+from edgetag.training.data import write_manifest
+from edgetag.training.manifest_entry import ManifestEntry
 
 MUSIC_PACKAGES = (
     "wesnoth-1.16-music",
@@ -323,20 +319,13 @@ def prepare(
     out.mkdir(parents=True, exist_ok=True)
 
     results: list[PackageResult] = []
-    entries: list[ManifestEntry] = []
-    seen_digests: dict[str, str] = {}
-    total_seconds = 0.0
+    listing = _Listing(out=out, max_seconds=None if max_hours is None else max_hours * 3600, verify=verify,
+                       warn=lambda message: tqdm.write(message, file=sys.stderr))
     bar = tqdm(packages, desc="packages", unit="pkg", disable=not progress)
     for name in bar:
-        split = (
-            "hash" if name in hash_split
-            else "test" if name in test_packages
-            else "valid" if name in valid_packages
-            else "train"
-        )
-        res = PackageResult(name=name, split=split)
+        res = PackageResult(name=name, split=_package_split(name, test_packages, valid_packages, hash_split))
         results.append(res)
-        if max_hours is not None and total_seconds >= max_hours * 3600:
+        if listing.full():
             res.status = "max-hours"
             continue
         bar.set_postfix_str(name)
@@ -347,71 +336,112 @@ def prepare(
             tqdm.write(f"error: {e}", file=sys.stderr)
             continue
         res.status = "ok"
-        files = find_audio(pkg_dir)
-        for path in tqdm(files, desc=f"  {name}", unit="file", leave=False, disable=not progress):
-            if max_hours is not None and total_seconds >= max_hours * 3600:
-                res.skipped["over --max-hours"] += 1
-                continue
-            inner = "/" + path.relative_to(pkg_dir).as_posix()
-            known, labels = _rule_for(name, inner)
-            if labels is SKIP:
-                res.skipped["not music/speech (rule)"] += 1
-                continue
-            digest = _file_digest(path)
-            if digest in seen_digests:
-                res.skipped["duplicate of " + seen_digests[digest].split("/")[1]] += 1
-                continue
-            rel = path.relative_to(out).as_posix()
-            try:
-                info = audio_info(path)
-                duration = info.duration
-                if verify:
-                    # Full decode: catches corrupt streams and NaN, and gives
-                    # the true length (libsndfile's MP3 header length is an
-                    # estimate, a fraction of a second long).
-                    duration = len(load_audio(path, info.sample_rate)) / info.sample_rate
-            except AudioError as e:
-                res.skipped[e.reason] += 1
-                tqdm.write(f"skipping {rel}: {e}", file=sys.stderr)
-                continue
-            if info.frames <= 0:
-                res.skipped["empty"] += 1
-                continue
-            seen_digests[digest] = rel
-            fmt = f"{info.format}/{info.subtype}"
-            res.files += 1
-            res.seconds += duration
-            res.formats[fmt] += 1
-            res.sample_rates[info.sample_rate] += 1
-            total_seconds += duration
-            entries.append(
-                ManifestEntry(
-                    path=rel,
-                    split=_hash_split(rel) if split == "hash" else split,
-                    positives=frozenset(k for k, v in labels.items() if v == 1),
-                    negatives=frozenset(k for k, v in labels.items() if v == 0),
-                    missing=frozenset(k for k, v in labels.items() if v is None),
-                    missing_all=not known,
-                    extra={
-                        "package": name,
-                        "duration": round(duration, 4),
-                        "sample_rate": info.sample_rate,
-                        "channels": info.channels,
-                        "format": fmt,
-                    },
-                )
-            )
+        for path in tqdm(find_audio(pkg_dir), desc=f"  {name}", unit="file", leave=False, disable=not progress):
+            listing.add(path, pkg_dir, res)
     bar.close()
 
     manifest_path = write_manifest(
-        out / manifest_name, entries,
+        out / manifest_name, listing.entries,
         extra_columns=("package", "duration", "sample_rate", "channels", "format"),
     )
+    _write_summary(out, manifest_path, listing, results)
+    return manifest_path, results
+
+
+def _package_split(name: str, test_packages: Sequence[str], valid_packages: Sequence[str],
+                   hash_split: Sequence[str]) -> str:
+    """The package's split: ``hash`` (per file, see `_hash_split`), ``test``, ``valid`` or ``train``."""
+    return (
+        "hash" if name in hash_split
+        else "test" if name in test_packages
+        else "valid" if name in valid_packages
+        else "train"
+    )
+
+
+@dataclass
+class _Listing:
+    """The manifest entries listed so far, across packages: each file's bytes listed once, up to
+    ``max_seconds`` of audio in all (None: no limit)."""
+
+    out: Path
+    max_seconds: float | None
+    verify: bool
+    warn: Callable[[str], None]
+    entries: list[ManifestEntry] = field(default_factory=list)
+    seen_digests: dict[str, str] = field(default_factory=dict)
+    total_seconds: float = 0.0
+
+    def full(self) -> bool:
+        """Whether ``--max-hours`` of audio are listed."""
+        return self.max_seconds is not None and self.total_seconds >= self.max_seconds
+
+    def add(self, path: Path, pkg_dir: Path, res: PackageResult) -> None:
+        """List one audio file of package ``res.name`` (with its labels by the package's rules), or
+        count in ``res.skipped`` why not."""
+        if self.full():
+            res.skipped["over --max-hours"] += 1
+            return
+        name = res.name
+        inner = "/" + path.relative_to(pkg_dir).as_posix()
+        known, labels = _rule_for(name, inner)
+        if labels is SKIP:
+            res.skipped["not music/speech (rule)"] += 1
+            return
+        digest = _file_digest(path)
+        if digest in self.seen_digests:
+            res.skipped["duplicate of " + self.seen_digests[digest].split("/")[1]] += 1
+            return
+        rel = path.relative_to(self.out).as_posix()
+        try:
+            info = audio_info(path)
+            duration = info.duration
+            if self.verify:
+                # Full decode: catches corrupt streams and NaN, and gives
+                # the true length (libsndfile's MP3 header length is an
+                # estimate, a fraction of a second long).
+                duration = len(load_audio(path, info.sample_rate)) / info.sample_rate
+        except AudioError as e:
+            res.skipped[e.reason] += 1
+            self.warn(f"skipping {rel}: {e}")
+            return
+        if info.frames <= 0:
+            res.skipped["empty"] += 1
+            return
+        self.seen_digests[digest] = rel
+        fmt = f"{info.format}/{info.subtype}"
+        res.files += 1
+        res.seconds += duration
+        res.formats[fmt] += 1
+        res.sample_rates[info.sample_rate] += 1
+        self.total_seconds += duration
+        self.entries.append(
+            ManifestEntry(
+                path=rel,
+                split=_hash_split(rel) if res.split == "hash" else res.split,
+                positives=frozenset(k for k, v in labels.items() if v == 1),
+                negatives=frozenset(k for k, v in labels.items() if v == 0),
+                missing=frozenset(k for k, v in labels.items() if v is None),
+                missing_all=not known,
+                extra={
+                    "package": name,
+                    "duration": round(duration, 4),
+                    "sample_rate": info.sample_rate,
+                    "channels": info.channels,
+                    "format": fmt,
+                },
+            )
+        )
+
+
+def _write_summary(out: Path, manifest_path: Path, listing: _Listing, results: Sequence[PackageResult]) -> None:
+    """``OUT/summary.json``: entries and hours (in all, per split, per package) of the manifest just written."""
+    entries = listing.entries
     summary = {
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "manifest": manifest_path.name,
         "entries": len(entries),
-        "hours": round(total_seconds / 3600, 4),
+        "hours": round(listing.total_seconds / 3600, 4),
         "hours_by_split": {
             s: round(sum(e.extra["duration"] for e in entries if e.split == s) / 3600, 4)
             for s in sorted({e.split for e in entries})
@@ -419,7 +449,6 @@ def prepare(
         "packages": {r.name: r.as_dict() for r in results},
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    return manifest_path, results
 
 
 def _print_table(results: Sequence[PackageResult]) -> None:

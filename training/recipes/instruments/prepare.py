@@ -7,7 +7,7 @@ written here as raw bytes (no MIDI library needed), one long file per split with
 clip every ``slot`` seconds and an all-sound-off at the end of each clip; it is
 rendered once by fluidsynth with FluidR3_GM and cut into clips (16 kHz mono PCM16).
 
-Splits (manifest.csv, see ``edgetag.training.data``):
+Splits (manifest.csv, see ``edgetag.training.manifest_format``):
 
 * ``train``, labelled:    ``--n-labelled`` clips with their instrument tags
   (closed world: an instrument not named is negative);

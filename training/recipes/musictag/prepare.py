@@ -32,7 +32,8 @@ import json
 import sys
 from pathlib import Path
 
-from edgetag.training.data import ManifestEntry, load_manifest, write_manifest
+from edgetag.training.data import load_manifest, write_manifest
+from edgetag.training.manifest_entry import ManifestEntry
 
 MIN_TRAIN_HOURS = 10.0  # less training music than this draws a warning
 
