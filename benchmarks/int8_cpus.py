@@ -199,7 +199,8 @@ def _copy_card(fp32: Path, path: Path) -> None:
 
     import onnx
 
-    from edgetag.export.model_file import read_card, save_single_file, set_card
+    from edgetag.export.model_file import save_single_file
+    from edgetag.runtime.sealing import read_card, set_card
 
     card = read_card(onnx.load(str(fp32)))
     model = onnx.load(str(path))

@@ -109,6 +109,8 @@ def _load_source(
 def cmd_export(args: argparse.Namespace) -> int:
     _require_packages(tensorrt=args.tensorrt)
     out = Path(args.output)
+    if args.add_embedding:
+        return _add_embedding(args, out)
     checkpoint, from_onnx = _load_model(args.checkpoint)
     calib, held = _load_audio(args, checkpoint)
     sizes = {"fp32": _write_fp32(args, checkpoint, out, calib, from_onnx)}
@@ -117,6 +119,22 @@ def cmd_export(args: argparse.Namespace) -> int:
         _build_tensorrt_engines(out, calib, args.int8, sizes)
     print("sizes: " + ", ".join(f"{k} {v} bytes" for k, v in sizes.items()))
     return 1 if failures else 0
+
+
+def _add_embedding(args: argparse.Namespace, out: Path) -> int:
+    """``--add-embedding``: an edgetag ONNX file of any precision copied with an ``embedding`` output, resealed."""
+    if Path(args.checkpoint).suffix.lower() != ".onnx":
+        raise ValueError("--add-embedding takes an edgetag .onnx file (a checkpoint's export has the output already)")
+    if args.int8 or args.fp16 or args.tensorrt or args.calib:
+        raise ValueError("--add-embedding changes one file as it is: give no --int8, --fp16, --tensorrt or --calib")
+    from edgetag.export.embedding import add_embedding_to_file
+
+    card = add_embedding_to_file(args.checkpoint, out)
+    vector = card.test_vector
+    print(f"wrote {out}: output 'embedding' [{card.embedding['size']}], {card.embedding['layer']}; other outputs "
+          f"bit-identical on the test vector; sha256 {card.integrity['sha256'][:16]}..., {vector['precision']} "
+          f"test vector here: max diff {vector['verified']['max_abs_diff']:.3g} (tolerance {vector['tolerance']:.3g})")
+    return 0
 
 
 def _require_packages(tensorrt: bool) -> None:
@@ -254,6 +272,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tensorrt", action="store_true", help="also build TensorRT engines (needs the tensorrt package)")
     p.add_argument("--max-drop", type=float, default=0.01, help="allowed relative metric drop (default 0.01 = 1 %%)")
     p.add_argument("--accept-drop", action="store_true", help="keep an int8/fp16 model that fails the gate")
+    p.add_argument("--add-embedding", action="store_true",
+                   help="with an edgetag .onnx file of any precision: write it with an 'embedding' output (what its "
+                        "classifier reads) beside 'logits', which stay bit-identical, resealed (for edgetag enroll)")
     p.add_argument("--name", help="model name in the card (default edgetag-KIND)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17; default 18)")
     p.add_argument("--stream-atol", type=float, default=STREAM_ATOL,

@@ -18,7 +18,8 @@ import numpy as np
 
 from edgetag.export.errors import ExportError
 from edgetag.export.inputs import verification_frames
-from edgetag.export.model_file import _ort_session, seal
+from edgetag.export.model_file import _ort_session
+from edgetag.runtime.sealing import seal
 from edgetag.runtime.clip import call_inputs, run_clip
 from edgetag.runtime.model import OnnxModel
 from edgetag.runtime.model_card import INPUT_NAME, OUTPUT_NAME, ModelCard, scores_from_logits

@@ -1,10 +1,10 @@
 """Writing model files: the card in the metadata, one file, sealed with a digest and a test vector.
 
-`seal` writes an exported graph with its card, the integrity digest
-(`edgetag.runtime.integrity`) and the test vector (`edgetag.runtime.verify`);
-`reseal` does it for an fp32 file from an older export; `record_metrics`
-adds numbers measured later. Every write is atomic and read back by the
-runtime's own loader (`check_loads`).
+Sealing itself (card, integrity digest, test vector, one atomic write) is
+`edgetag.runtime.sealing.seal`, shared with enrolment on a device; here
+`reseal` seals an fp32 file from an older export, `record_metrics` adds
+numbers measured later, `save_single_file` writes a graph that is sealed
+afterwards, and `check_loads` reads a file back with the runtime's loader.
 """
 
 from __future__ import annotations
@@ -18,7 +18,8 @@ import numpy as np
 from edgetag.export.errors import ExportError
 from edgetag.export.inputs import demo_audio, features_of, verification_frames
 from edgetag.runtime.atomic import atomic_write
-from edgetag.runtime.model_card import METADATA_KEY, ModelCard
+from edgetag.runtime.model_card import ModelCard
+from edgetag.runtime.sealing import read_card, seal, set_card
 
 
 def _ort_session(model: str | Path | bytes) -> Any:
@@ -28,22 +29,6 @@ def _ort_session(model: str | Path | bytes) -> Any:
 
     source = model if isinstance(model, bytes) else str(model)
     return ort.InferenceSession(source, sess_options=session_options(quiet=True), providers=["CPUExecutionProvider"])
-
-
-def set_card(model: Any, card: ModelCard) -> None:
-    """Write (or replace) the card in an `onnx.ModelProto`'s metadata_props."""
-    for i, prop in enumerate(list(model.metadata_props)):
-        if prop.key == METADATA_KEY:
-            del model.metadata_props[i]
-            break
-    entry = model.metadata_props.add()
-    entry.key = METADATA_KEY
-    entry.value = card.to_json()
-
-
-def read_card(model: Any) -> ModelCard:
-    """The card of an `onnx.ModelProto` (validated)."""
-    return ModelCard.from_metadata({p.key: p.value for p in model.metadata_props}, source="ONNX model")
 
 
 def save_single_file(model: Any, path: str | Path) -> int:
@@ -58,43 +43,6 @@ def save_single_file(model: Any, path: str | Path) -> int:
     onnx.checker.check_model(model)
     atomic_write(path, lambda handle: handle.write(data))  # a reader never sees half a model
     return len(data)
-
-
-def seal(
-    model: Any,
-    card: ModelCard,
-    path: str | Path,
-    frames: np.ndarray | None = None,
-    *,
-    precision: str = "fp32",
-    reference_scores: np.ndarray | None = None,
-) -> ModelCard:
-    """Write ``model`` to ``path`` with ``card``, its integrity digest and (given features) a test vector.
-
-    The digest covers the file without its card (`edgetag.runtime.integrity`).
-    The test vector (`edgetag.runtime.verify`) holds ``frames``
-    [frames, n_bins] and the fp32 model's scores on them: ``reference_scores``,
-    or (None) this file's own scores when it is the fp32 model. The file is
-    written, read back by the runtime (digest and card checked), given its test
-    vector and written again; the graph, and so the digest, is the same both times.
-    """
-    import dataclasses
-
-    from edgetag.runtime.integrity import model_digest
-    from edgetag.runtime.verify import make_test_vector
-
-    set_card(model, dataclasses.replace(card, integrity={}, test_vector={}))
-    card = dataclasses.replace(card, integrity={"sha256": model_digest(model.SerializeToString())}, test_vector={})
-    set_card(model, card)
-    save_single_file(model, path)
-    if frames is not None:
-        from edgetag.runtime.model import load_model
-
-        vector = make_test_vector(load_model(path, threads=1), frames, precision, reference_scores)
-        card = dataclasses.replace(card, test_vector=vector)
-        set_card(model, card)
-        save_single_file(model, path)
-    return check_loads(path)
 
 
 def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] | None = None) -> ModelCard:

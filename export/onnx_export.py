@@ -20,13 +20,17 @@ Graph layout (format version 1 of the card): input ``features`` float32
 ``[batch, frames, n_bins]``; output ``logits`` ``[batch, n_labels]`` (window
 students: frames fixed to ``window_frames``) or ``[batch, frames, n_labels]``
 (stateful students, frames dynamic); states ``{name}_in`` / ``{name}_out``
-``[batch, *shape]`` in `Student.state_specs` order. The student is exported in
+``[batch, *shape]`` in `Student.state_specs` order; ``embedding``, what the
+student's classifier reads (`Student.embed`: ``[batch, size]`` or
+``[batch, frames, size]``), located in the traced graph by
+`edgetag.export.embedding` and checked against ``student.embed`` like the logits. The student is exported in
 eval mode; batch norms are folded into the preceding convolutions by the
 exporter's optimiser (`export_onnx` checks none are left in the graph).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import hashlib
 import json
@@ -36,9 +40,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from edgetag.export.embedding import add_embedding_output
 from edgetag.export.errors import ExportError, ParityError
 from edgetag.export.inputs import _as_feature_list, demo_audio, features_of, verification_frames, windows_of
-from edgetag.export.model_file import _ort_session, seal, set_card
+from edgetag.export.model_file import _ort_session
+from edgetag.runtime.sealing import seal, set_card
 from edgetag.runtime.clip import run_chunks
 from edgetag.runtime.frontend import FrontendConfig
 from edgetag.runtime.model import OnnxModel
@@ -68,6 +74,7 @@ class ParityReport:
     stream_chunk1_max_abs: float | None = None
     stream_random_max_abs: float | None = None
     stream_state_max_abs: float | None = None
+    embedding_max_abs: float | None = None
     n_inputs: int = 0
     """Windows (window mode) or sequences (stateful mode) checked."""
     n_frames: int = 0
@@ -79,6 +86,8 @@ class ParityReport:
                 f"max abs {self.batched_max_abs:.3g} batched, {self.single_max_abs:.3g} one by one"
             )
         ]
+        if self.embedding_max_abs is not None:
+            out.append(f"embedding (ORT vs PyTorch student.embed): max abs {self.embedding_max_abs:.3g}")
         if self.stream_chunk1_max_abs is not None:
             out.append(
                 f"streaming ORT vs offline PyTorch: max abs {self.stream_chunk1_max_abs:.3g} (chunks of 1), "
@@ -302,11 +311,26 @@ def _fix_io_shapes(model: Any, card: ModelCard) -> None:
                 dim.dim_value = int(want)
 
 
+def _student_embedding(model: Any, card: ModelCard, student: Any) -> dict[str, Any]:
+    """Add the ``embedding`` output to the traced graph (in place); the card's record of it."""
+    record = add_embedding_output(model, card).embedding
+    if record["size"] != getattr(student, "embedding_dim", record["size"]):
+        raise ExportError(f"the graph's classifier reads {record['size']} features, the student's "
+                          f"embedding_dim is {student.embedding_dim}: the embedding was not found")
+    return {**record, "student": f"{type(student).__name__}.embed"}
+
+
 # ------------------------------------------------------------------------ verification
 def _torch_logits(student: Any, batch: np.ndarray) -> np.ndarray:
     torch = _require_torch()
     with torch.no_grad():
         return student(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
+
+
+def _torch_embedding(student: Any, batch: np.ndarray) -> np.ndarray:
+    torch = _require_torch()
+    with torch.no_grad():
+        return student.embed(torch.from_numpy(np.ascontiguousarray(batch))).numpy()
 
 
 def _torch_stream_states(student: Any, seq: np.ndarray) -> list[np.ndarray]:
@@ -367,6 +391,10 @@ def verify_onnx(
         single = max(diff_of(offline_run(w[None]), expected[i : i + 1], "logits") for i, w in enumerate(windows))
         report.single_max_abs = single
         check(single, atol, "logits on single real windows (fp32)")
+        if card.embedding:
+            report.embedding_max_abs = diff_of(onnx_model.embed(np.ascontiguousarray(windows, np.float32))[0],
+                                               _torch_embedding(student, windows), "embedding")
+            check(report.embedding_max_abs, atol, "embedding on a batch of real windows (fp32)")
         report.n_inputs, report.n_frames = len(windows), int(windows.shape[0] * windows.shape[1])
         return report
 
@@ -377,6 +405,9 @@ def verify_onnx(
     expected_batch = _torch_logits(student, batch)
     report.batched_max_abs = diff_of(offline_run(batch), expected_batch, "logits, batched sequences")
     check(report.batched_max_abs, atol, "logits on a batch of real sequences, whole-sequence run (fp32)")
+    if card.embedding:
+        report.embedding_max_abs = diff_of(onnx_model.embed(batch)[0], _torch_embedding(student, batch), "embedding")
+        check(report.embedding_max_abs, atol, "embedding on a batch of real sequences (fp32)")
     single = chunk1 = rand = state_diff = 0.0
     for seq in seqs:
         expected = _torch_logits(student, seq[None])[0]
@@ -445,6 +476,8 @@ def export_onnx(
     _strip_debug_info(model)
     leftover_bn = sum(1 for n in model.graph.node if n.op_type == "BatchNormalization")
     _fix_io_shapes(model, card)
+    embedding = _student_embedding(model, card, student)
+    card = dataclasses.replace(card, embedding=embedding)
     model.producer_name = "edgetag"
     model.doc_string = f"edgetag {card.name}: {card.task}, {card.streaming_mode}, {card.n_labels} labels"
     set_card(model, card)
@@ -464,6 +497,7 @@ def export_onnx(
         extra_provenance={"opset": opset, "batchnorm_nodes_left": leftover_bn},
         extra_metrics=metrics,
     )
+    card = dataclasses.replace(card, embedding=embedding)
     loaded = seal(model, card, path, verification_frames(features, card))
     if json.loads(loaded.to_json()) != json.loads(card.to_json()) | {"integrity": loaded.integrity,
                                                                       "test_vector": loaded.test_vector}:

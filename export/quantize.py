@@ -62,7 +62,8 @@ from edgetag.export.gate import (
     _gate_message,
     input_feeds,
 )
-from edgetag.export.model_file import _ort_session, check_loads, read_card, save_single_file
+from edgetag.export.model_file import _ort_session, check_loads, save_single_file
+from edgetag.runtime.sealing import read_card
 from edgetag.runtime.verify import cpu_description
 
 MIN_CALIBRATION_WINDOWS = 100

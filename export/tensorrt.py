@@ -124,7 +124,7 @@ def build_engine(
         raise ValueError(f"precision must be fp32, fp16 or int8, got {precision!r}")
     trt = _import_tensorrt()
     import onnx
-    from edgetag.export.model_file import read_card
+    from edgetag.runtime.sealing import read_card
 
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     model = onnx.load(str(onnx_path))

@@ -32,8 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     # the runtime's own commands need no metadata (a device may carry the runtime without it)
     from edgetag.runtime.commands import register
+    from edgetag.runtime.enroll_command import register as register_enroll
 
     register(sub)
+    register_enroll(sub)
     for part in entry_points(group=COMMAND_GROUP):  # the other parts, as pyproject.toml lists them
         if part.name != "runtime":
             part.load()(sub)

@@ -21,7 +21,14 @@ import numpy as np
 
 from edgetag.runtime.formats import FORMATS, PROVIDERS
 from edgetag.runtime.integrity import IntegrityError, check_digest, read_metadata
-from edgetag.runtime.model_card import INPUT_NAME, OUTPUT_NAME, ModelCard, ModelCardError, scores_from_logits
+from edgetag.runtime.model_card import (
+    EMBEDDING_NAME,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    ModelCard,
+    ModelCardError,
+    scores_from_logits,
+)
 
 
 class ModelLoadError(ValueError):
@@ -122,6 +129,34 @@ class OnnxModel:
         previous call (`initial_state` at the start) and return
         [batch, frames, n_labels].
         """
+        outputs = self.session.run(self._output_names, self._feeds(features, states))
+        return outputs[0], outputs[1:]
+
+    @property
+    def has_embedding(self) -> bool:
+        """Whether the graph has an ``embedding`` output (the card's ``embedding`` record says its size)."""
+        return bool(self.card.embedding)
+
+    def embed(
+        self, features: np.ndarray, states: list[np.ndarray] | None = None
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The embedding for ``features`` (as `run` takes them), and the new state.
+
+        [batch, size] (window models) or [batch, frames, size] (stateful
+        models): what the final classifier reads. Only this call fetches the
+        ``embedding`` output, so `run` costs what it cost before it existed.
+        """
+        if not self.card.embedding:
+            raise ModelLoadError(
+                f"{self.path or self.card.name} has no embedding output (exported before edgetag added one): "
+                "re-export it, or add one with `edgetag export OLD.onnx -o NEW.onnx --add-embedding`"
+            )
+        names = [EMBEDDING_NAME] + self._output_names[1:]
+        outputs = self.session.run(names, self._feeds(features, states))
+        return outputs[0], outputs[1:]
+
+    def _feeds(self, features: np.ndarray, states: list[np.ndarray] | None) -> dict[str, np.ndarray]:
+        """The session's inputs for ``features`` (and ``states``), checked against the card."""
         card = self.card
         if features.dtype != np.float32 or features.ndim != 3 or features.shape[2] != card.frontend.n_bins:
             raise ValueError(
@@ -139,8 +174,7 @@ class OnnxModel:
                 raise ValueError(f"expected {len(card.states)} state tensors, got {len(states)}")
             for spec, state in zip(card.states, states):
                 feeds[spec.input_name] = state
-        outputs = self.session.run(self._output_names, feeds)
-        return outputs[0], outputs[1:]
+        return feeds
 
     def scores(self, logits: np.ndarray) -> np.ndarray:
         """Logits -> scores as the card's task says (see `scores_from_logits`)."""

@@ -14,12 +14,16 @@ Tensor conventions (fixed by format version 1):
   ``[batch, frames, n_labels]`` (frame); scores are ``sigmoid(logits)`` for
   multi-label tasks and ``softmax(logits)`` for multi-class ones;
 - stateful models: for each state ``s`` an input ``s_in`` and an output
-  ``s_out`` of shape ``[batch, *s.shape]``, fed back on the next call.
+  ``s_out`` of shape ``[batch, *s.shape]``, fed back on the next call;
+- optional output ``embedding``: float32 ``[batch, size]`` (clip) or
+  ``[batch, frames, size]`` (frame), the features the final classifier reads,
+  present when the card's ``embedding`` record says so (its size and layer).
 """
 
 from __future__ import annotations
 
 import json
+import unicodedata
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -36,6 +40,9 @@ MAX_LABELS = 100_000
 MAX_STATE_ELEMENTS = 1 << 24
 INPUT_NAME = "features"
 OUTPUT_NAME = "logits"
+EMBEDDING_NAME = "embedding"
+#: An embedding wider than this is a corrupt card, not a student.
+MAX_EMBEDDING_SIZE = 1 << 16
 
 Task = Literal["multi_label", "multi_class"]
 StreamingMode = Literal["window", "stateful"]
@@ -76,6 +83,17 @@ class StateTensor:
         return f"{self.name}_out"
 
 
+def control_characters(text: str) -> str:
+    """The control characters in ``text`` (C0, DEL, C1: ESC starts terminal escape codes), as escapes; "" if none."""
+    found = dict.fromkeys(c for c in text if unicodedata.category(c) == "Cc")
+    return ", ".join(ascii(c)[1:-1] for c in found)
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped (``\\x1b``), safe to print to a terminal."""
+    return "".join(ascii(c)[1:-1] if unicodedata.category(c) == "Cc" else c for c in text)
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """What an edgetag model is and how to run it (see the module docstring)."""
@@ -105,6 +123,9 @@ class ModelCard:
     test_vector: dict[str, Any] = field(default_factory=dict)
     """A few frames of real features, the fp32 model's scores on them, a tolerance for this file's
     precision and where it was verified (`edgetag.runtime.verify`); empty when not recorded."""
+    embedding: dict[str, Any] = field(default_factory=dict)
+    """``{"size": D, "layer": ...}``: the graph's ``embedding`` output (what the final classifier reads;
+    `EMBEDDING_NAME`); empty for files without one."""
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -143,6 +164,13 @@ class ModelCard:
             fail("labels are empty")
         if any(not isinstance(label, str) or not label for label in self.labels):
             fail("every label must be a non-empty string")
+        # labels and the name reach terminals (info, the live view, csv): an escape sequence in
+        # them would be run by the terminal, so a card carrying one is refused
+        for what, text in [("name", self.name), *((f"label {i}", label) for i, label in enumerate(self.labels))]:
+            bad = control_characters(text) if isinstance(text, str) else ""
+            if bad:
+                fail(f"{what} {ascii(text)} contains control characters ({bad}: e.g. terminal escape codes); "
+                     "re-export the model with a plain-text name and labels")
         if len(set(self.labels)) != len(self.labels):
             dupes = sorted({label for label in self.labels if self.labels.count(label) > 1})
             fail(f"labels repeat: {dupes}")
@@ -194,6 +222,12 @@ class ModelCard:
                     fail(f"test_vector.{key} must be an object with dtype, shape and base64")
             if not isinstance(vector.get("tolerance"), (int, float)) or not isinstance(vector.get("verified", {}), dict):
                 fail("test_vector needs a numeric tolerance (and verified, if present, must be an object)")
+        if not isinstance(self.embedding, dict):
+            fail("embedding must be a JSON object")
+        if self.embedding:
+            size = self.embedding.get("size")
+            if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_EMBEDDING_SIZE:
+                fail(f"embedding.size must be a whole number from 1 to {MAX_EMBEDDING_SIZE:,}, got {size!r}")
 
     def check_graph(self, inputs: dict[str, list[Any]], outputs: dict[str, list[Any]]) -> None:
         """Check the card against a graph's input/output names and shapes.
@@ -217,6 +251,8 @@ class ModelCard:
         expected_inputs = {INPUT_NAME: (-1, frames, self.frontend.n_bins)}
         output_shape = (-1, self.n_labels) if self.output_level == "clip" else (-1, -1, self.n_labels)
         expected_outputs = {OUTPUT_NAME: output_shape}
+        if self.embedding:
+            expected_outputs[EMBEDDING_NAME] = (*output_shape[:-1], int(self.embedding["size"]))
         for state in self.states:
             expected_inputs[state.input_name] = (-1, *state.shape)
             expected_outputs[state.output_name] = (-1, *state.shape)
@@ -252,6 +288,7 @@ class ModelCard:
             "macs_per_second": self.macs_per_second,
             **({"integrity": self.integrity} if self.integrity else {}),
             **({"test_vector": self.test_vector} if self.test_vector else {}),
+            **({"embedding": self.embedding} if self.embedding else {}),
         }
 
     def to_json(self, indent: int | None = None) -> str:
@@ -265,7 +302,8 @@ class ModelCard:
             "format_version", "name", "task", "labels", "frontend", "streaming_mode",
             "window_frames", "hop_frames", "thresholds",
         }
-        optional = {"states", "provenance", "metrics", "parameters", "macs_per_second", "integrity", "test_vector"}
+        optional = {"states", "provenance", "metrics", "parameters", "macs_per_second", "integrity", "test_vector",
+                    "embedding"}
         missing = sorted(required - set(data))
         if missing:
             raise ModelCardError(f"invalid model card: missing field(s) {missing}")
@@ -294,6 +332,7 @@ class ModelCard:
                 macs_per_second=float(data.get("macs_per_second", 0.0)),
                 integrity=dict(data.get("integrity", {})),
                 test_vector=dict(data.get("test_vector", {})),
+                embedding=dict(data.get("embedding", {})),
             )
         except (TypeError, KeyError, AttributeError, ValueError, OverflowError) as exc:
             if isinstance(exc, ModelCardError):

@@ -131,6 +131,11 @@ def _common_checks(result, path: Path, ckpt) -> None:
     inputs = {i.name: i.shape for i in loaded.session.get_inputs()}
     assert inputs["features"][0] == "batch"
     assert result.parity.batched_max_abs <= 1e-4 and result.parity.single_max_abs <= 1e-4
+    # the embedding output: what the classifier reads, checked against student.embed at export
+    assert card["embedding"]["size"] == ckpt.student.embedding_dim and "classifier" in card["embedding"]["layer"]
+    assert result.parity.embedding_max_abs is not None and result.parity.embedding_max_abs <= 1e-4
+    outputs = {o.name: o.shape for o in loaded.session.get_outputs()}
+    assert outputs["embedding"][-1] == ckpt.student.embedding_dim and len(outputs["embedding"]) == len(outputs["logits"])
     print(f"{ckpt.kind}: {result.size_bytes} bytes; " + " | ".join(result.parity.lines()))
 
 
@@ -172,6 +177,13 @@ def _perturbed(path: Path, output: str, delta: float):
     from onnx import helper, numpy_helper
 
     model = onnx.load(str(path))
+    # as the tracer gives it: without the embedding output, which the export adds
+    keep = [o for o in model.graph.output if o.name != "embedding"]
+    del model.graph.output[:]
+    model.graph.output.extend(keep)
+    nodes = [n for n in model.graph.node if "embedding" not in n.output]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
     for node in model.graph.node:
         node.output[:] = [f"{o}__raw" if o == output else o for o in node.output]
     model.graph.initializer.append(numpy_helper.from_array(np.array(delta, np.float32), "delta__c"))
@@ -280,7 +292,7 @@ _CLIP_SCORES = """
 import sys
 import numpy as np, onnx, onnxruntime as ort
 from edgetag.export.gate import clip_scores
-from edgetag.export.model_file import read_card
+from edgetag.runtime.sealing import read_card
 held = np.load(sys.argv[2])
 clips = [held[k] for k in sorted(held.files, key=lambda k: int(k.split("_")[1]))]
 # a plain session: without the runtime's session.x64quantprecision, so the file's format alone is tested
