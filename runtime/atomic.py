@@ -11,8 +11,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
+import secrets
 import shutil
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -33,15 +34,20 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
 
     On any error (or a kill) the target keeps its previous content and the
     temporary file is removed (or, after a kill, left as a dot-file that no
-    reader opens).
+    reader opens and that `remove_stale_temps` removes: its name carries the
+    writer's pid).
+
+    File modes are deliberately those of any Unix tool: a new file gets
+    0666 minus the umask (0644 under the usual 022; 0600 under 077 for
+    private runs), a replaced file keeps its mode; never mkstemp's 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temp(path)
     try:
-        # mkstemp makes the file 0600: give it the target's mode, or what open() would give it
-        with contextlib.suppress(OSError):
-            os.fchmod(fd, path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_UMASK)
+        if path.exists():  # a replaced file keeps the mode its owner gave it
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, path.stat().st_mode & 0o7777)
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -56,6 +62,19 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[BinaryIO], None]
         raise
     fsync_dir(path.parent)
     return path
+
+
+def _create_temp(path: Path) -> tuple[int, str]:
+    """A new, empty ``.NAME.PID.XXXXXXXX.tmp`` next to ``path``, created 0666 so the kernel applies the
+    caller's umask at this moment, as open() would (mkstemp would make it 0600)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, f"no free temporary name next to {path}")
 
 
 class DiskFullError(OSError):
@@ -99,13 +118,39 @@ def out_of_space(exc: BaseException, folder: Path) -> bool:
     return "requested and" in str(exc) and "written" in str(exc) and _free_bytes(folder) < 16 << 20
 
 
-def _read_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+#: ``.TARGET.PID.XXXXXXXX.tmp``: atomic_write's temporary files (mkstemp adds 8 characters); PID absent in
+#: files from before the pid was recorded.
+_TEMP_NAME = re.compile(r"^\.(?P<target>.+?)(?:\.(?P<pid>\d+))?\.[A-Za-z0-9_]{8}\.tmp$")
 
 
-_UMASK = _read_umask()  # read once, at import: os.umask can only be read by setting it
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, under another user
+        return True
+    return True
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files that killed `atomic_write` calls left in ``folder``; returns them.
+
+    A temp file whose writer (the pid in its name) still runs on this machine is kept: it
+    may be a write in progress. Call it when a run starts, before it writes.
+    """
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in Path(folder).iterdir():
+            match = _TEMP_NAME.match(entry.name)
+            if not match or not entry.is_file() or (match["pid"] and _alive(int(match["pid"]))):
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                entry.unlink()
+                removed.append(entry)
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,11 +22,17 @@ __all__ = [
     "AudioInfo",
     "AudioNotFoundError",
     "AudioReadError",
+    "AudioWarning",
+    "DownmixCheck",
     "NonFiniteAudioError",
     "SegmentRangeError",
     "audio_info",
     "load_audio",
+    "stream_audio",
 ]
+
+#: Receives one-line warnings about a file (truncated, channels that cancel); None: `warnings.warn(AudioWarning)`.
+Warn = Callable[[str], None]
 
 #: Resampling quality passed to soxr unless the caller asks otherwise.
 DEFAULT_RESAMPLE_QUALITY = "HQ"
@@ -62,6 +70,16 @@ class SegmentRangeError(AudioError, ValueError):
     """``start``/``end`` are invalid or outside the file."""
 
     reason = "segment out of range"
+
+
+class AudioWarning(UserWarning):
+    """Audio that decodes but not as its file promised: truncated, or channels that cancel in the downmix."""
+
+
+def _warner(warn: Warn | None) -> Warn:
+    if warn is not None:
+        return warn
+    return lambda message: warnings.warn(message, AudioWarning, stacklevel=3)
 
 
 @dataclass(frozen=True)
@@ -119,6 +137,27 @@ _MAX_FRAMES_PER_BYTE = 10_000
 _READ_BLOCK = 1 << 20
 
 
+def _read_into(f, out: np.ndarray) -> int:
+    """Decode up to ``len(out)`` frames into ``out`` (float32 [n, channels], C-contiguous); returns how many.
+
+    Calls libsndfile's ``sf_readf_float`` through soundfile's own binding rather than
+    ``SoundFile.read``, which seeks to where it stopped after every read: a seek resets
+    libsndfile's MP3 decoder, and the frames after it decode wrong (the bit reservoir is
+    lost), so an MP3 read in blocks that way differs from one whole read by up to 0.3 at
+    every block boundary. Sequential reads decode every block exactly as one read would.
+    """
+    import soundfile as sf
+
+    snd, ffi = getattr(sf, "_snd", None), getattr(sf, "_ffi", None)
+    if snd is None or ffi is None or not hasattr(f, "_file"):  # a soundfile without that binding: its public read
+        return len(f.read(len(out), dtype="float32", always_2d=True, out=out))
+    got = int(snd.sf_readf_float(f._file, ffi.cast("float *", out.ctypes.data), len(out)))
+    code = snd.sf_error(f._file)
+    if code:  # what soundfile would raise: libsndfile's own message
+        raise RuntimeError(ffi.string(snd.sf_error_number(code)).decode("utf-8", "replace"))
+    return got
+
+
 def _read_frames(f, n: int) -> np.ndarray:
     """Up to ``n`` frames [frames, channels] float32 from the current position, read in blocks until the stream ends.
 
@@ -132,11 +171,125 @@ def _read_frames(f, n: int) -> np.ndarray:
             grown = np.empty((min(n, max(2 * len(out), got + wanted)), f.channels), np.float32)
             grown[:got] = out[:got]
             out = grown
-        block = f.read(wanted, dtype="float32", always_2d=True, out=out[got : got + wanted])
-        got += len(block)
-        if len(block) < wanted:  # a short read: the stream ended before the header said
+        n_read = _read_into(f, out[got : got + wanted])
+        got += n_read
+        if n_read < wanted:  # a short read: the stream ended before the header said
             break
     return out[:got]
+
+
+#: The largest Ogg page: a 27-byte header, 255 lacing values, 255 segments of 255 bytes.
+_OGG_MAX_PAGE = 27 + 255 + 255 * 255
+#: MP3 lengths in the header are libsndfile's estimate, often a fraction of a second long: only a
+#: bigger shortfall is worth a warning.
+_MP3_LENGTH_SLACK_S = 1.0
+#: The downmix is "near silence" when it is this far below the channels' own power (-20 dB) ...
+_CANCEL_RATIO = 0.01
+#: ... and the channels are louder than -60 dBFS (silence cancelling is not worth a word).
+_CANCEL_FLOOR = 1e-6
+
+
+def _position(f, fallback: int) -> int:
+    """Where libsndfile stopped (after a failed read its position is the last frame it decoded)."""
+    try:
+        return int(f.tell())
+    except Exception:  # noqa: BLE001 - a stream in error may refuse even tell()
+        return fallback
+
+
+def _ogg_unfinished(path: Path) -> bool:
+    """Whether an Ogg file lacks its end: no complete page ends the file, or the last one has no end-of-stream flag.
+
+    An encoder always closes the stream with an end-of-stream page; a download or a copy cut short
+    does not, and libsndfile then reports (and decodes) only what is there, without an error.
+    """
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            fh.seek(max(0, size - _OGG_MAX_PAGE))
+            tail = fh.read()
+    except OSError:
+        return False
+    at = tail.find(b"OggS")
+    while at >= 0:
+        if at + 27 <= len(tail) and tail[at + 4] == 0:  # capture pattern, then stream structure version 0
+            n_segments = tail[at + 26]
+            if at + 27 + n_segments <= len(tail):
+                end = at + 27 + n_segments + sum(tail[at + 27 : at + 27 + n_segments])
+                if end == len(tail):
+                    return not tail[at + 5] & 0x04  # header type flag 0x04: end of stream
+        at = tail.find(b"OggS", at + 1)
+    return True
+
+
+def _truncation(path: Path, fmt: str, decoded: int, header: int, rate: int) -> str | None:
+    """The warning for a file read to its end that stopped before its header said, or an unfinished Ogg stream."""
+    short = header - decoded
+    if short > 0 and not (fmt == "MPEG" and short / rate <= _MP3_LENGTH_SLACK_S):
+        return (f"{path}: decoding stopped at {decoded / rate:.3f} s, but its header says {header / rate:.3f} s "
+                "(a truncated or damaged file); using the audio up to there")
+    if fmt == "OGG" and _ogg_unfinished(path):
+        return (f"{path}: decoding stopped at {decoded / rate:.3f} s, where the Ogg stream ends without its "
+                "end-of-stream page (a truncated file); using the audio up to there")
+    return None
+
+
+def _no_frames(path: Path, fmt: str) -> AudioReadError:
+    if fmt == "OGG" and _ogg_unfinished(path):
+        return AudioReadError(f"{path} holds no audio frames: its Ogg stream is cut short (a truncated file)")
+    return AudioReadError(f"{path} holds no audio frames")
+
+
+def _check_finite(block: np.ndarray, path: Path, first: int, rate: int) -> None:
+    finite = np.isfinite(block)
+    if not finite.all():
+        bad = int(np.size(finite) - np.count_nonzero(finite))
+        first_bad = int(np.argmin(finite.all(axis=1)))
+        raise NonFiniteAudioError(
+            f"{path} has {bad} NaN/Inf sample(s), the first at {(first + first_bad) / rate:.3f} s"
+        )
+
+
+class DownmixCheck:
+    """Notices channels that cancel when averaged to mono (anti-phase stereo), which the model would hear as silence.
+
+    `add` takes each block [frames, channels] with its mono mix; after ``min_seconds`` of
+    audio louder than -60 dBFS, a mix more than 20 dB below the channels' mean power gets
+    one warning (`finish` judges a shorter stream at its end).
+    """
+
+    def __init__(self, source: str, rate: int, warn: Warn, min_seconds: float = 1.0) -> None:
+        self.source, self.warn = source, warn
+        self.min_frames = int(min_seconds * rate)
+        self.frames = 0
+        self.channel_energy = 0.0  # sum of squares per channel, averaged over channels
+        self.mix_energy = 0.0
+        self.done = False
+
+    def add(self, block: np.ndarray, mono: np.ndarray) -> None:
+        if self.done or block.ndim != 2 or block.shape[1] < 2 or not len(block):
+            return
+        self.frames += len(block)
+        self.channel_energy += float(np.einsum("ij,ij->", block, block, dtype=np.float64)) / block.shape[1]
+        self.mix_energy += float(np.dot(mono.astype(np.float64), mono.astype(np.float64)))
+        if self.frames >= self.min_frames:
+            self._judge()
+
+    def finish(self) -> None:
+        if not self.done and self.frames:
+            self._judge()
+
+    def _judge(self) -> None:
+        channels = self.channel_energy / self.frames
+        if channels <= _CANCEL_FLOOR:
+            return  # silence so far: nothing to judge yet
+        self.done = True
+        mix = self.mix_energy / self.frames
+        if mix < _CANCEL_RATIO * channels:
+            level = f"{10 * math.log10(channels / mix):.0f} dB below the channels" if mix > 0 else "silent"
+            self.warn(f"{self.source}: its channels cancel when averaged to mono (the mix is {level}: anti-phase "
+                      "stereo?), so the model hears near silence; to tag one channel, extract it first "
+                      "(e.g. `sox IN OUT remix 1`)")
 
 
 def load_audio(
@@ -148,6 +301,7 @@ def load_audio(
     quality: str = DEFAULT_RESAMPLE_QUALITY,
     end_tolerance: float = 0.01,
     context: float = 0.05,
+    warn: Warn | None = None,
 ) -> np.ndarray:
     """Decode ``[start, end)`` of an audio file as mono float32 at ``sample_rate``.
 
@@ -176,6 +330,10 @@ def load_audio(
             (manifests often round durations); further is an error.
         quality: soxr quality: "QQ", "LQ", "MQ", "HQ" or "VHQ".
         context: Seconds of extra audio decoded each side for resampling.
+        warn: Called with a one-line warning when a read to the end of the file
+            stops before its header said or where an Ogg stream lacks its end
+            (truncated files: the audio up to there is returned), or when the
+            channels cancel in the downmix; None: ``warnings.warn`` with `AudioWarning`.
 
     Raises:
         AudioNotFoundError: no such file.
@@ -198,12 +356,14 @@ def load_audio(
         raise SegmentRangeError(f"end ({end} s) must be greater than start ({start} s)")
 
     path = Path(path)
+    warn = _warner(warn)
     with _open(path) as f:
         sr_in = int(f.samplerate)
         n_total = int(f.frames)
+        fmt = str(f.format)
         duration = n_total / sr_in if sr_in else 0.0
         if n_total <= 0 or sr_in <= 0:
-            raise AudioReadError(f"{path} holds no audio frames")
+            raise _no_frames(path, fmt)
         s0 = 0 if start is None else int(round(start * sr_in))
         if s0 >= n_total:
             raise SegmentRangeError(f"start {start} s is at or past the end of {path} ({duration:.3f} s)")
@@ -239,8 +399,10 @@ def load_audio(
                 f.seek(first - lead)
             block = _read_frames(f, last - first + lead)[lead:]
         except (RuntimeError, OSError, ValueError) as e:
-            raise AudioReadError(f"cannot decode {path} at {first / sr_in:.3f} s: {e}") from e
+            raise AudioReadError(f"cannot decode {path} at {_position(f, first) / sr_in:.3f} s: {e} "
+                                 "(a truncated or damaged file)") from e
 
+    header_frames = n_total
     got = block.shape[0]
     if got < last - first:
         # The header promised more frames than the stream holds: a truncated
@@ -255,18 +417,20 @@ def load_audio(
             )
         n_total = last = real_end
         s1 = min(s1, real_end)
+    if last == n_total:  # read to the end: say so if the file stopped before it promised
+        note = _truncation(path, fmt, n_total, header_frames, sr_in)
+        if note:
+            warn(note)
 
-    finite = np.isfinite(block)
-    if not finite.all():
-        bad = int(np.size(finite) - np.count_nonzero(finite))
-        first_bad = int(np.argmin(finite.all(axis=1)))
-        raise NonFiniteAudioError(
-            f"{path} has {bad} NaN/Inf sample(s), the first at {(first + first_bad) / sr_in:.3f} s"
-        )
+    _check_finite(block, path, first, sr_in)
 
     # Average channels: keeps a mono source at the same level whatever the
     # channel count; the front end expects [-1, 1].
     mono = block.mean(axis=1, dtype=np.float32) if block.shape[1] > 1 else block[:, 0]
+    if block.shape[1] > 1:
+        check = DownmixCheck(str(path), sr_in, warn)
+        check.add(block, mono)
+        check.finish()
     if sr_in == sample_rate:
         out = mono[s0 - first : s1 - first]
     else:
@@ -277,6 +441,89 @@ def load_audio(
             raise SegmentRangeError(f"segment [{start}, {end}) s of {path} is empty at {sample_rate} Hz")
         out = resampled[o0 - base : o1 - base]
     return np.ascontiguousarray(out, dtype=np.float32)
+
+
+#: Frames decoded per step of `stream_audio`: 1.5 s at 44.1 kHz, a few hundred kilobytes whatever the channels.
+STREAM_BLOCK = 1 << 16
+
+
+def stream_audio(
+    path: str | os.PathLike[str],
+    sample_rate: int,
+    *,
+    quality: str = DEFAULT_RESAMPLE_QUALITY,
+    block_frames: int = STREAM_BLOCK,
+    warn: Warn | None = None,
+) -> Iterator[np.ndarray]:
+    """A whole file as `load_audio` (``path``, ``sample_rate``) returns it, in consecutive blocks.
+
+    Decoding, downmix and resampling (soxr's streaming resampler) go a block
+    at a time, so memory stays bounded by ``block_frames`` whatever the
+    file's length; the blocks joined are bit-identical to `load_audio`'s
+    array. The file is opened (and its header checked) at the first
+    ``next()``. A decoding error or NaN/Inf samples part-way raise
+    `AudioReadError` / `NonFiniteAudioError` naming the time, after the
+    blocks before them; a truncated file ends early with the same warning
+    `load_audio` gives.
+    """
+    import soxr
+
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, (int, np.integer)) or sample_rate <= 0:
+        raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+    if quality not in _QUALITIES:
+        raise ValueError(f"quality must be one of {_QUALITIES}, got {quality!r}")
+    if block_frames < 1:
+        raise ValueError(f"block_frames must be >= 1, got {block_frames}")
+    sample_rate = int(sample_rate)
+    path = Path(path)
+    warn = _warner(warn)
+    with _open(path) as f:
+        sr_in, n_total, fmt, channels = int(f.samplerate), int(f.frames), str(f.format), int(f.channels)
+        if n_total <= 0 or sr_in <= 0:
+            raise _no_frames(path, fmt)
+        resampler = None if sr_in == sample_rate else soxr.ResampleStream(
+            sr_in, sample_rate, 1, dtype="float32", quality=quality)
+        check = DownmixCheck(str(path), sr_in, warn) if channels > 1 else None
+        buffer = np.empty((min(block_frames, n_total), channels), np.float32)  # reused: nothing grows
+        decoded = 0
+        emitted = 0
+        held = np.zeros(0, np.float32)  # one block of output kept back, so the end can trim it
+        while decoded < n_total:
+            wanted = min(block_frames, n_total - decoded)
+            try:
+                block = buffer[: _read_into(f, buffer[:wanted])]
+            except (RuntimeError, OSError, ValueError) as e:
+                raise AudioReadError(f"cannot decode {path} at {_position(f, decoded) / sr_in:.3f} s: {e} "
+                                     "(a truncated or damaged file)") from e
+            _check_finite(block, path, decoded, sr_in)
+            decoded += len(block)
+            # the same per-frame mean as load_audio, so the samples are the same bits
+            mono = block.mean(axis=1, dtype=np.float32) if channels > 1 else block[:, 0].copy()
+            if check is not None:
+                check.add(block, mono)
+            out = mono if resampler is None else resampler.resample_chunk(mono)
+            if len(held):
+                emitted += len(held)
+                yield held
+            held = out
+            if len(block) < wanted:  # a short read: the stream ended before the header said
+                break
+        if decoded == 0:
+            raise AudioReadError(
+                f"{path} ended early: header says {n_total / sr_in:.3f} s, decoded only up to 0.000 s "
+                "(truncated or corrupt file, or an MP3 length estimate)"
+            )
+        if resampler is not None:
+            held = np.concatenate([held, resampler.resample_chunk(np.zeros(0, np.float32), last=True)])
+            # load_audio keeps output samples [0, round(decoded * r)) of the whole file's resampling
+            held = held[: max(0, _out_index(decoded, sr_in, sample_rate) - emitted)]
+        if len(held):
+            yield held
+        note = _truncation(path, fmt, decoded, n_total, sr_in)
+        if note:
+            warn(note)
+        if check is not None:
+            check.finish()
 
 
 def _out_index(frame: int, sr_in: int, sr_out: int) -> int:

@@ -21,6 +21,37 @@ import numpy as np
 from edgetag.runtime.formats import BACKENDS
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: an integer >= 1 (a chunk, a count, a rate)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def _float_at_least(low: float, *, inclusive: bool, unit: str = ""):
+    """An argparse type: a finite number above ``low`` (NaN and inf would pass a plain comparison or crash later)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number{unit}, got {text!r}") from None
+        if not math.isfinite(value) or value < low or (value == low and not inclusive):
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number{unit} {'>=' if inclusive else '>'} {low:g}, got {text!r}")
+        return value
+
+    return parse
+
+
+_seconds = _float_at_least(0.0, inclusive=False, unit=" of seconds")
+_non_negative = _float_at_least(0.0, inclusive=True)
+
+
 def cmd_presets(args: argparse.Namespace) -> int:
     from edgetag.runtime.frontend import PRESETS
 
@@ -123,47 +154,52 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from edgetag.runtime.models import resolve_model
     from edgetag.runtime.model import load_any_model
+    from edgetag.runtime.model_card import printable
+    from edgetag.runtime.models import resolve_model
     from edgetag.runtime.pitch import VOICING_THRESHOLD, bin_frequencies, is_pitch_model
 
     model = load_any_model(resolve_model(args.model))  # validates the card against the graph; errors exit 1 with the message
     card = model.card
     if args.json:
-        print(card.to_json(indent=2))
+        print(card.to_json(indent=2))  # JSON escapes every control character itself
         return 0
+
+    def show(line: str) -> None:  # every line below carries card text: escape what a terminal would run
+        print(printable(line))
+
     fe = card.frontend
-    print(f"model      {model.path}  ({card.name}, card format {card.format_version})")
-    print(f"task       {card.task}, {card.n_labels} labels")
-    print(f"front end  {fe.describe()}")
+    show(f"model      {model.path}  ({card.name}, card format {card.format_version})")
+    show(f"task       {card.task}, {card.n_labels} labels")
+    show(f"front end  {fe.describe()}")
     if card.streaming_mode == "window":
         mode = f"window: {card.window_frames} frames ({card.window_frames / fe.frame_rate:g} s), re-run every"
     else:
         states = ", ".join(f"{s.name}{list(s.shape)}" for s in card.states)
         mode = f"stateful: {card.window_frames} frame(s) per call, states {states}; decision every"
-    print(f"streaming  {mode} {card.hop_frames} frames ({card.decision_interval_s * 1e3:g} ms)")
-    print(f"params     {card.parameters:,}")
-    print(f"MACs       {card.macs_per_second:,.0f} per second of audio")
+    show(f"streaming  {mode} {card.hop_frames} frames ({card.decision_interval_s * 1e3:g} ms)")
+    show(f"params     {card.parameters:,}")
+    show(f"MACs       {card.macs_per_second:,.0f} per second of audio")
     # a quantized file's card carries its fp32 file's measurements until a recipe measures it: say whose they are
     of_fp32 = set(card.provenance.get("export", {}).get("metrics_of_fp32", []))
     own = ", ".join(f"{k} {v:.4g}" for k, v in sorted(card.metrics.items()) if k not in of_fp32) or "(none recorded)"
-    print(f"metrics    {own}")
+    show(f"metrics    {own}")
     if of_fp32:
         inherited = ", ".join(f"{k} {v:.4g}" for k, v in sorted(card.metrics.items()) if k in of_fp32)
-        print(f"  of fp32  {inherited} (measured on the fp32 file, not on this one)")
+        show(f"  of fp32  {inherited} (measured on the fp32 file, not on this one)")
     prov = ", ".join(f"{k}: {v}" for k, v in sorted(card.provenance.items())) or "(none recorded)"
-    print(f"provenance {prov}")
+    show(f"provenance {prov}")
     for line in _integrity_lines(card):
-        print(line)
+        show(line)
     if is_pitch_model(card):  # 360 bin names say nothing one by one: what they are and how they are read
         f = bin_frequencies()
-        print(f"labels     {card.labels[0]} .. {card.labels[-1]}: CREPE's {card.n_labels} pitch bins, 20 cents apart, "
-              f"{f[0]:.2f} Hz .. {f[-1]:.2f} Hz; decoded to f0 by edgetag.runtime.pitch, "
-              f"voiced when the top score >= {VOICING_THRESHOLD:g}")
+        show(f"labels     {card.labels[0]} .. {card.labels[-1]}: CREPE's {card.n_labels} pitch bins, 20 cents apart, "
+             f"{f[0]:.2f} Hz .. {f[-1]:.2f} Hz; decoded to f0 by edgetag.runtime.pitch, "
+             f"voiced when the top score >= {VOICING_THRESHOLD:g}")
         return 0
-    print("labels     (threshold)")
+    show("labels     (threshold)")
     for label, threshold in zip(card.labels, card.thresholds):
-        print(f"  {label}  ({threshold:g})")
+        show(f"  {label}  ({threshold:g})")
     return 0
 
 
@@ -234,8 +270,22 @@ def _open_output(path):
     return open(path, "w", encoding="utf-8") if path else sys.stdout
 
 
+def _min_audio_s(card) -> float:
+    """Seconds of audio before a model's first decision: its first window (window mode), or its first
+    ``hop_frames`` frames fed ``window_frames`` at a time (stateful)."""
+    fe = card.frontend
+    frames = card.window_frames if card.streaming_mode == "window" else \
+        -(-card.hop_frames // card.window_frames) * card.window_frames
+    return ((frames - 1) * fe.hop_length + fe.win_length) / fe.sample_rate
+
+
+def _not_enough_audio(path: str, samples: int, card) -> str:
+    return (f"not enough audio in {path}: {samples} sample(s), {samples / card.frontend.sample_rate:.3f} s, and one "
+            f"decision of {card.name} needs {_min_audio_s(card):.3f} s; no tags")
+
+
 def cmd_tag(args: argparse.Namespace) -> int:
-    from edgetag.runtime.audio import load_audio
+    from edgetag.runtime.audio import AudioError, load_audio
     from edgetag.runtime.engine import Engine
     from edgetag.runtime.output import format_summary, make_writer
     from edgetag.runtime.pitch import PitchSummary, format_pitch_summary, is_pitch_model, reader_for
@@ -248,20 +298,32 @@ def cmd_tag(args: argparse.Namespace) -> int:
     card = model.card
     pitch = is_pitch_model(card)
     scores = _scores_wanted(args, pitch)
+
+    def warn(message: str) -> None:
+        print(f"edgetag tag: warning: {message}", file=sys.stderr, flush=True)
+
     out = _open_output(args.output)
+    failed: list[str] = []
+    header = True  # a csv header before the first file that is tagged
     try:
-        for n, path in enumerate(args.files or ["demo"]):
+        for path in args.files or ["demo"]:
             if args.demo:
                 from edgetag.runtime.demo import demo_music
 
                 samples = demo_music(card.frontend.sample_rate)
             else:
-                samples = load_audio(path, card.frontend.sample_rate)
+                try:
+                    samples = load_audio(path, card.frontend.sample_rate, warn=warn)
+                except (AudioError, OSError) as exc:  # one bad file does not stop the others
+                    print(f"edgetag tag: error: {exc}", file=sys.stderr, flush=True)
+                    failed.append(path)
+                    continue
             file_field = path if len(args.files) > 1 else None
             fmt = args.format if not (args.events and args.format == "csv") else "events"
             reader = reader_for(card)
             writers = [] if fmt == "summary" else [
-                make_writer(fmt, out, card.labels, file=file_field, header=(n == 0), reader=reader, scores=scores)]
+                make_writer(fmt, out, card.labels, file=file_field, header=header, reader=reader, scores=scores)]
+            header = False
             summary = PitchSummary(reader) if pitch else ClipSummary(card.labels)
             post = _pipeline(model, writers, args, summary, reader)
             engine = Engine(model)
@@ -272,10 +334,12 @@ def cmd_tag(args: argparse.Namespace) -> int:
             post.finish()
             result = summary.to_dict(args.top_k)
             if summary.count == 0:
-                print(f"edgetag tag: warning: {path} is shorter than one decision window "
-                      f"({card.window_frames} frames); no decisions", file=sys.stderr)
-            text = format_pitch_summary(result, path) if pitch else format_summary(
-                result, path, rows=args.top_k if fmt == "summary" else None)
+                short = _not_enough_audio(path, len(samples), card)
+                warn(short)
+                text = f"{'pitch' if pitch else 'clip'} summary of {path}: 0 decisions; {short}"
+            else:
+                text = format_pitch_summary(result, path) if pitch else format_summary(
+                    result, path, rows=args.top_k if fmt == "summary" else None)
             if fmt == "summary":
                 print(text, file=out)
             elif args.format == "jsonl":
@@ -285,6 +349,11 @@ def cmd_tag(args: argparse.Namespace) -> int:
     finally:
         if out is not sys.stdout:
             out.close()
+    if failed:
+        if len(args.files) > 1:
+            print(f"edgetag tag: {len(failed)} of {len(args.files)} files could not be read (the others were tagged): "
+                  f"{', '.join(failed)}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -304,21 +373,18 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
         print(describe_devices(import_sounddevice()))
         return 0
-    if args.duration is not None and args.duration <= 0:
-        say("error: --duration must be > 0 seconds")
-        return 2
     model = _load(args)
     card = model.card
     rate = card.frontend.sample_rate
     if args.file:
-        source = FileSource(args.file, rate, realtime=args.realtime)
+        source = FileSource(args.file, rate, realtime=args.realtime, warn=lambda m: say(f"warning: {m}"))
     elif args.stdin:
         if not args.rate:
             say("error: --stdin needs --rate (the sample rate of the raw PCM on stdin)")
             return 2
         if args.rate != rate:
             say(f"stdin is {args.rate} Hz, the model takes {rate} Hz: resampling")
-        source = StdinSource(rate, args.rate, args.pcm, channels=args.channels)
+        source = StdinSource(rate, args.rate, args.pcm, channels=args.channels, warn=lambda m: say(f"warning: {m}"))
     else:
         source = MicSource(rate, args.device, log=say)
     source.open()  # errors (no device, bad index, unreadable file) exit 1 with the message
@@ -392,6 +458,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
             say(f"stdin ended after {secs:.3f} s of audio")
         if source.leftover_bytes:
             say(f"warning: ignored {source.leftover_bytes} trailing byte(s): not a whole sample")
+    if runner.decisions == 0 and rc == 0 and status == "done":
+        say("warning: " + _not_enough_audio(source.describe(), runner.engine.samples, card))
     lat, comp = runner.latencies.percentiles_ms(), runner.compute_times.percentiles_ms()
     stats = source.stats
     summary = {
@@ -424,9 +492,10 @@ def _add_post_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", help="write decisions to this file instead of stdout")
     p.add_argument("--events", action="store_true", help="print onset/offset events instead of every decision")
     p.add_argument("--smooth", type=int, default=1, help="moving average over this many decisions (default 1: none)")
-    p.add_argument("--margin", type=float, default=0.1,
+    p.add_argument("--margin", type=_non_negative, default=0.1,
                    help="hysteresis: a tag turns on at its threshold, off below threshold - margin (default 0.1)")
-    p.add_argument("--top-k", type=int, default=5, help="tags shown in summaries and the live view (default 5)")
+    p.add_argument("--top-k", type=_positive_int, default=5,
+                   help="tags shown in summaries and the live view (default 5)")
     p.add_argument("--scores", choices=("all", "none"), default=None,
                    help="every label's score in each jsonl/csv decision, or none (default: all; none for pitch "
                    "models, whose decisions carry the decoded f0, note, cents and confidence instead)")
@@ -445,10 +514,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("file", nargs="?", help="audio file (any format libsndfile reads; resampled to the preset's rate)")
     p.add_argument("--demo", action="store_true", help="use a built-in test signal instead of a file")
-    p.add_argument("--seconds", type=float, default=4.0, help="length of the demo signal (default 4)")
+    p.add_argument("--seconds", type=_seconds, default=4.0, help="length of the demo signal (default 4)")
     p.add_argument("--preset", default="default", help="front-end preset (see `edgetag presets`)")
     p.add_argument("--config", help="front-end config JSON file (overrides --preset)")
-    p.add_argument("--chunk", type=int, default=512, help="samples per push (default 512)")
+    p.add_argument("--chunk", type=_positive_int, default=512, help="samples per push (default 512)")
     p.add_argument("-o", "--output", help="save the frames as a .npy file")
     p.add_argument("--plot", help="save a spectrogram picture (PNG) of the frames")
     p.set_defaults(func=cmd_features)
@@ -489,11 +558,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     p.add_argument("--format", choices=("jsonl", "csv", "live"), default=None,
                    help="jsonl, csv or a live terminal view (default: live on a terminal, else jsonl)")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of audio")
+    p.add_argument("--duration", type=_seconds, default=None, help="stop after this many seconds of audio")
     p.add_argument("--file", help="read this audio file instead of the microphone")
     p.add_argument("--realtime", action="store_true", help="with --file: pace the file in real time")
     p.add_argument("--stdin", action="store_true", help="read raw PCM from stdin (give --rate and --pcm)")
-    p.add_argument("--rate", type=int, help="with --stdin: sample rate of the PCM (resampled if not the model's)")
+    p.add_argument("--rate", type=_positive_int,
+                   help="with --stdin: sample rate of the PCM (resampled if not the model's)")
     p.add_argument("--pcm", choices=("s16le", "f32le"), default="s16le", help="with --stdin: sample format")
-    p.add_argument("--channels", type=int, default=1, help="with --stdin: interleaved channels (downmixed)")
+    p.add_argument("--channels", type=_positive_int, default=1, help="with --stdin: interleaved channels (downmixed)")
     p.set_defaults(func=cmd_listen)

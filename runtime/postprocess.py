@@ -129,5 +129,6 @@ class ClipSummary:
             "decisions": self.count,
             "mean": {label: round(float(v), 6) for label, v in zip(self.labels, self.mean)},
             "max": {label: round(float(v), 6) for label, v in zip(self.labels, self.max)},
-            "top": [label for label, _ in top_k(self.mean, self.labels, k)],
+            # no decision, no tags: a list of zero-score labels would read as a result
+            "top": [label for label, _ in top_k(self.mean, self.labels, k)] if self.count else [],
         }

@@ -24,7 +24,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
 
 import numpy as np
 
@@ -268,6 +268,9 @@ class MicSource:
         else:
             raise SourceError(f"device {self.device_name} cannot record float32 audio: {error}")
         self.channels = channels
+        from edgetag.runtime.audio import DownmixCheck
+
+        self._downmix = DownmixCheck(f"input device {self.device_name}", rate, lambda msg: self.log(f"warning: {msg}"))
         if rate != self.sample_rate:
             self.log(f"device {self.device_name} does not take {self.sample_rate} Hz; "
                      f"recording at {rate} Hz and resampling")
@@ -330,6 +333,8 @@ class MicSource:
             last_data = time.monotonic()
             data, capture = got
             mono = data[:, 0] if data.shape[1] == 1 else data.mean(axis=1, dtype=np.float32)
+            if data.shape[1] > 1:
+                self._downmix.add(data, mono)  # anti-phase channels would average to silence: say so
             if self._resampler is not None:
                 if not np.isfinite(mono).all():  # keep NaN out of the resampler's memory
                     yield Chunk(mono, capture)
@@ -370,44 +375,80 @@ class FileSource:
 
     ``realtime=False`` delivers it as fast as the engine takes it; ``True``
     paces the chunks at the file's real duration (then latency is measured
-    against when each chunk would have been captured).
+    against when each chunk would have been captured). The file is decoded
+    and resampled a block at a time (`edgetag.runtime.audio.stream_audio`), so
+    an hour-long recording costs the memory of a few seconds; the samples
+    are the same bits as decoding it whole. ``warn`` receives one-line
+    warnings (a truncated file, channels that cancel in the downmix).
     """
 
-    def __init__(self, path: str, sample_rate: int, *, realtime: bool = False, chunk_ms: float = 100.0) -> None:
+    def __init__(self, path: str, sample_rate: int, *, realtime: bool = False, chunk_ms: float = 100.0,
+                 warn: Callable[[str], None] | None = None) -> None:
         self.path = path
         self.sample_rate = sample_rate
         self.realtime = realtime
         self.live = realtime  # paced in real time, it behaves as a microphone
         self.chunk = max(1, int(sample_rate * chunk_ms / 1000))
         self.stats = SourceStats()
+        self.warn = warn
         self._stop = threading.Event()
+        self._blocks: Iterator[np.ndarray] | None = None
+        self._first: np.ndarray | None = None
 
     def open(self) -> None:
-        from edgetag.runtime.audio import load_audio
+        """Open the file and decode its first block, so a file that cannot be read fails here, before any decision."""
+        from edgetag.runtime.audio import stream_audio
 
-        self.samples = load_audio(self.path, self.sample_rate)
+        self._blocks = stream_audio(self.path, self.sample_rate, warn=self.warn)
+        self._first = next(self._blocks, np.zeros(0, np.float32))
+
+    def _samples(self) -> Iterator[np.ndarray]:
+        """The decoded blocks re-cut into ``chunk``-sample chunks (the last may be shorter)."""
+        from edgetag.runtime.audio import AudioError
+
+        pending = np.zeros(0, np.float32)
+        blocks, first, self._first = self._blocks, self._first, None
+        try:
+            block = first
+            while block is not None:
+                pending = np.concatenate([pending, block]) if len(pending) else block
+                n_whole = len(pending) // self.chunk * self.chunk
+                for offset in range(0, n_whole, self.chunk):
+                    yield pending[offset : offset + self.chunk]
+                pending = pending[n_whole:]
+                block = next(blocks, None)
+        except AudioError as exc:  # part-way through the file: the run ends with this error
+            raise SourceError(str(exc)) from None
+        if len(pending):
+            yield pending
 
     def chunks(self) -> Iterator[Chunk]:
-        if not hasattr(self, "samples"):
+        if self._blocks is None:
             self.open()
         start = time.monotonic()
-        for offset in range(0, len(self.samples), self.chunk):
+        offset = 0
+        for block in self._samples():
             if self._stop.is_set():
                 return
-            block = self.samples[offset : offset + self.chunk]
             capture = None
             if self.realtime:
                 capture = start + (offset + len(block)) / self.sample_rate
                 delay = capture - time.monotonic()
                 if delay > 0:
                     self._stop.wait(delay)
+            offset += len(block)
             yield Chunk(block, capture)
 
     def stop(self) -> None:
         self._stop.set()
 
     def close(self) -> None:
-        pass
+        blocks, self._blocks = self._blocks, None
+        if blocks is not None and hasattr(blocks, "close"):
+            try:
+                blocks.close()  # closes the file now, not when the generator is collected
+            except ValueError:  # still running in a worker that did not stop in time: it closes at its end
+                pass
 
     def describe(self) -> str:
         return f"file {self.path}" + (" (real time)" if self.realtime else "")
@@ -434,6 +475,7 @@ class StdinSource:
         channels: int = 1,
         stream: BinaryIO | None = None,
         chunk_ms: float = 20.0,
+        warn: Callable[[str], None] | None = None,
     ) -> None:
         if pcm not in PCM_FORMATS:
             raise ValueError(f"unknown PCM format {pcm!r}; use one of {', '.join(PCM_FORMATS)}")
@@ -456,6 +498,12 @@ class StdinSource:
         self.leftover_bytes = 0
         self.eof = False
         self._stop = threading.Event()
+        self._downmix = None
+        if channels > 1:
+            from edgetag.runtime.audio import DownmixCheck
+
+            to_stderr = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+            self._downmix = DownmixCheck("stdin", self.rate, warn or to_stderr)
         self._resampler = None
         if self.rate != sample_rate:
             import soxr
@@ -472,7 +520,9 @@ class StdinSource:
         else:
             data = data.astype(np.float32)
         if self.channels > 1:
-            data = data.reshape(-1, self.channels).mean(axis=1, dtype=np.float32)
+            frames = data.reshape(-1, self.channels)
+            data = frames.mean(axis=1, dtype=np.float32)
+            self._downmix.add(frames, data)  # anti-phase channels would average to silence: say so
         return data
 
     def chunks(self) -> Iterator[Chunk]:

@@ -38,3 +38,26 @@ def test_errors_are_one_clear_line(tmp_path: Path, capsys) -> None:
     assert "audio file not found" in err and "Traceback" not in err
     assert main(["features", "--demo", "--preset", "nope"]) == 1
     assert "known presets: default, kaldi, librosa, musicnn" in capsys.readouterr().err
+
+
+def test_teach_unknown_teacher_and_bad_options_are_one_line(tmp_path: Path, capsys) -> None:
+    """`teach --teacher nosuch` and a --teacher-option the teacher does not take: one line each, exit 1."""
+    import pytest
+
+    pytest.importorskip("torch")
+    (tmp_path / "m.csv").write_text("path,labels,split\na.wav,x,train\n")
+    base = ["teach", "--data", str(tmp_path / "m.csv"), "--out", str(tmp_path / "cache"), "--no-progress"]
+    cases = [
+        (["--teacher", "nosuch"], "--teacher: unknown teacher 'nosuch'; known teachers: crepe-full, crepe-tiny"),
+        (["--teacher", "crepe-tiny+nosuch"], "--teacher: unknown teacher 'nosuch'"),
+        (["--teacher", "crepe-tiny", "--teacher-option", "bogus=1"],
+         "--teacher-option: teacher 'crepe-tiny' does not take these options (bogus=1): "),
+    ]
+    for args, message in cases:
+        assert main(base + args) == 1
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "cache").exists()  # refused before anything was written
+    with pytest.raises(SystemExit):
+        main(base + ["--teacher", "crepe-tiny", "--teacher-option", "no-equals-sign"])
+    assert "expected KEY=VALUE, got 'no-equals-sign'" in capsys.readouterr().err

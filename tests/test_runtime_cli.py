@@ -229,3 +229,134 @@ def test_closed_stdout_is_not_an_error(window_model) -> None:
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0, err
     assert "error" not in err.lower()
+
+
+def _run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    """The real `edgetag` command in a child process (exit codes, stderr lines, nothing mocked)."""
+    return subprocess.run(EDGETAG + list(args), input=stdin, capture_output=True, timeout=120)
+
+
+def test_tag_goes_on_past_a_bad_file(window_model, tone_wav, tmp_path) -> None:
+    """`tag a.wav bad.wav c.wav`: both good files tagged, the bad one named in one line, exit 1 at the end."""
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"RIFF, but not audio" * 10)
+    done = _run("tag", str(tone_wav), str(bad), str(tmp_path / "missing.wav"), str(tone_wav),
+                "--model", str(window_model), "--format", "csv")
+    err = done.stderr.decode()
+    assert done.returncode == 1, err
+    rows = list(csv.DictReader(io.StringIO(done.stdout.decode())))
+    assert {r["file"] for r in rows} == {str(tone_wav)} and len(rows) % 2 == 0 and len(rows) > 0
+    assert f"cannot decode {bad}" in err and "audio file not found" in err and "Traceback" not in err
+    assert f"2 of 4 files could not be read (the others were tagged): {bad}, {tmp_path / 'missing.wav'}" in err
+    first_bad = _run("tag", str(bad), str(tone_wav), "--model", str(window_model), "--format", "csv")
+    assert first_bad.returncode == 1 and first_bad.stdout.decode().startswith("file,t,")  # header still written once
+
+
+def _truncated(path, fraction: float) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+
+
+def test_truncated_ogg_and_flac_say_where_decoding_stopped(window_model, tmp_path) -> None:
+    import soundfile as sf
+
+    t = np.arange(44100 * 8) / 44100
+    x = np.stack([0.3 * np.sin(2 * np.pi * 440 * t), 0.2 * np.sin(2 * np.pi * 660 * t)], axis=1).astype(np.float32)
+    ogg, flac = tmp_path / "cut.ogg", tmp_path / "cut.flac"
+    sf.write(ogg, x, 44100, format="OGG")
+    sf.write(flac, x, 44100, format="FLAC")
+    _truncated(ogg, 0.5)
+    _truncated(flac, 0.25)
+    with sf.SoundFile(ogg) as f:  # libsndfile itself sees a shorter, complete-looking file
+        frames = len(f.read())
+    assert 0 < frames < len(x)
+    where = f"decoding stopped at {frames / 44100:.3f} s, where the Ogg stream ends without its end-of-stream page"
+    for command in (["tag", str(ogg), "--format", "summary"], ["listen", "--file", str(ogg), "--format", "jsonl"]):
+        done = _run(*command, "--model", str(window_model))
+        assert done.returncode == 0 and where in done.stderr.decode(), done.stderr.decode()
+    whole = tmp_path / "whole.ogg"
+    sf.write(whole, x, 44100, format="OGG")
+    assert "decoding stopped" not in _run("tag", str(whole), "--model", str(window_model)).stderr.decode()
+
+    for command in (["tag", str(flac)], ["listen", "--file", str(flac)]):
+        done = _run(*command, "--model", str(window_model))
+        err = done.stderr.decode()
+        assert done.returncode == 1 and "Traceback" not in err
+        at = float(err.split("cannot decode", 1)[1].split(" at ", 1)[1].split(" s:", 1)[0])
+        assert 1.0 < at < 3.0, err  # about a quarter of the 8 s: where the bytes end, not 0.000 s
+
+    if "MP3" in sf.available_formats():  # a header (Xing) that promises 8 s, a stream that stops at about 4
+        mp3 = tmp_path / "cut.mp3"
+        sf.write(mp3, x, 44100, format="MP3")
+        _truncated(mp3, 0.5)
+        done = _run("tag", str(mp3), "--model", str(window_model), "--format", "summary")
+        err = done.stderr.decode()
+        assert done.returncode == 0 and "but its header says 8.000 s (a truncated or damaged file)" in err, err
+
+
+def _card_with(window_model, tmp_path, **changes) -> os.PathLike:
+    import onnx
+
+    card = json.loads(onnx.load(str(window_model)).metadata_props[0].value)
+    card.update(changes)
+    return build_model(tmp_path / "edited.onnx", card_json=json.dumps(card))
+
+
+def test_info_refuses_escape_codes_in_labels_and_escapes_card_text(window_model, tmp_path) -> None:
+    """A label with ANSI escape codes is refused (by every command: the card is invalid); free text is escaped."""
+    evil = _card_with(window_model, tmp_path, labels=["low", "\x1b[31mmid\x1b[0m\x1b]0;title\x07", "high"])
+    for command in (["info", str(evil)], ["tag", "--demo", "--model", str(evil)]):
+        done = _run(*command)
+        err = done.stderr.decode()
+        assert done.returncode == 1 and b"\x1b" not in done.stdout + done.stderr, err
+        assert "label 1 '\\x1b[31mmid" in err and "control characters (\\x1b, \\x07" in err
+        assert len(err.strip().splitlines()) == 1
+    odd = _card_with(window_model, tmp_path, provenance={"teacher": "x\x1b[2Jy\x9b"})
+    done = _run("info", str(odd))
+    assert done.returncode == 0 and "teacher: x\\x1b[2Jy\\x9b" in done.stdout.decode()
+    assert b"\x1b" not in done.stdout and "\x9b" not in done.stdout.decode()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["listen", "--duration", "nan"], "argument --duration: must be a finite number of seconds > 0, got 'nan'"),
+    (["listen", "--duration", "inf"], "argument --duration: must be a finite number of seconds > 0, got 'inf'"),
+    (["listen", "--duration", "0"], "argument --duration: must be a finite number of seconds > 0"),
+    (["features", "--demo", "--chunk", "0"], "argument --chunk: must be >= 1, got 0"),
+    (["features", "--demo", "--chunk", "-5"], "argument --chunk: must be >= 1, got -5"),
+    (["features", "--demo", "--seconds", "nan"], "argument --seconds: must be a finite number of seconds > 0"),
+    (["tag", "--demo", "--top-k", "0"], "argument --top-k: must be >= 1, got 0"),
+    (["tag", "--demo", "--margin", "nan"], "argument --margin: must be a finite number >= 0, got 'nan'"),
+    (["listen", "--stdin", "--rate", "0"], "argument --rate: must be >= 1, got 0"),
+])
+def test_numeric_arguments_are_validated(args, message, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(args)
+    assert exit_.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_a_one_sample_file_says_there_is_not_enough_audio(window_model, tmp_path) -> None:
+    import soundfile as sf
+
+    one = tmp_path / "one.wav"
+    sf.write(one, np.full(1, 0.1, np.float32), 16000)
+    need = "1 sample(s), 0.000 s, and one decision of tiny-bands-window needs 0.215 s; no tags"  # 20 frames
+    done = _run("tag", str(one), "--model", str(window_model), "--format", "summary")
+    assert done.returncode == 0 and "top:" not in done.stdout.decode()
+    assert done.stdout.decode().strip() == f"clip summary of {one}: 0 decisions; not enough audio in {one}: {need}"
+    done = _run("tag", str(one), "--model", str(window_model))
+    _, (summary,) = _jsonl(done.stdout.decode())
+    assert summary["summary"]["decisions"] == 0 and summary["summary"]["top"] == []
+    done = _run("listen", "--file", str(one), "--model", str(window_model), "--format", "jsonl")
+    assert done.returncode == 0 and f"warning: not enough audio in file {one}: {need}" in done.stderr.decode()
+
+
+def test_anti_phase_stereo_is_warned_about(window_model, tmp_path) -> None:
+    import soundfile as sf
+
+    x = tone_signal()
+    sf.write(tmp_path / "anti.wav", np.stack([x, -x], axis=1), 16000, subtype="FLOAT")
+    sf.write(tmp_path / "wide.wav", np.stack([x, 0.2 * x], axis=1), 16000, subtype="FLOAT")
+    for command in (["tag", str(tmp_path / "anti.wav")], ["listen", "--file", str(tmp_path / "anti.wav")]):
+        err = _run(*command, "--model", str(window_model), "--format", "jsonl").stderr.decode()
+        assert "its channels cancel when averaged to mono (the mix is silent: anti-phase stereo?)" in err, err
+    assert "cancel" not in _run("tag", str(tmp_path / "wide.wav"), "--model", str(window_model)).stderr.decode()

@@ -278,3 +278,110 @@ def test_audio_is_read_in_blocks(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(audio, "_READ_BLOCK", 4096)
     np.testing.assert_array_equal(audio.load_audio(tmp_path / "a.wav", 16000), whole)
     np.testing.assert_array_equal(whole, x)
+
+
+def test_a_lying_header_is_refused_by_listen_and_skipped_in_training(tmp_path) -> None:
+    """The same file through `listen --file` (one line, exit 1) and a training manifest (skipped and counted)."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("soundfile")
+    pytest.importorskip("onnxruntime")
+    from edgetag.training.data import SkipReport, iter_audio, load_manifest
+
+    path = _lying_flac(tmp_path / "lie.flac")
+    done = subprocess.run([sys.executable, "-m", "edgetag.runtime.cli", "listen", "--file", str(path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and len(done.stderr.strip().splitlines()) == 1 and "crafted header" in done.stderr
+    good = tmp_path / "good.wav"
+    import soundfile as sf
+
+    sf.write(good, np.zeros(16000, np.float32), 16000)
+    (tmp_path / "m.csv").write_text("path,labels,split\nlie.flac,x,train\ngood.wav,x,train\n")
+    report = SkipReport()
+    read = [entry.path for entry, _ in iter_audio(load_manifest(tmp_path / "m.csv"), 16000, report=report)]
+    assert read == ["good.wav"] and report.n_skipped == 1 and "crafted header" in report.summary()
+
+
+def _stereo_44k(path, seconds: float) -> None:
+    """44.1 kHz stereo, float: noise and a sweep, different in each channel (nothing a decoder rounds away)."""
+    import soundfile as sf
+
+    rng = np.random.default_rng(7)
+    t = np.arange(int(44100 * seconds)) / 44100
+    left = 0.3 * np.sin(2 * np.pi * (200 + 300 * t) * t) + 0.05 * rng.standard_normal(len(t))
+    right = 0.2 * np.sin(2 * np.pi * 3000 * t) + 0.05 * rng.standard_normal(len(t))
+    sf.write(path, np.stack([left, right], axis=1).astype(np.float32), 44100, subtype="FLOAT")
+
+
+def test_file_source_decodes_in_blocks_and_decides_as_the_whole_file_did(window_model, tmp_path, monkeypatch) -> None:
+    """`listen --file` no longer holds the file: libsndfile reads stay one block (memory bounded whatever the
+    length), and samples and decisions are bit-identical to decoding and resampling the whole file at once."""
+    from edgetag.runtime import audio
+    from edgetag.runtime.engine import Engine, StreamRunner
+    from edgetag.runtime.model import load_model
+
+    path = tmp_path / "long.wav"
+    _stereo_44k(path, 20.0)  # 882,000 frames: 14 blocks
+    model = load_model(window_model, threads=1)
+    rate = model.card.frontend.sample_rate
+    whole = audio.load_audio(path, rate)
+
+    reads: list[int] = []
+    real_read = audio._read_into
+    monkeypatch.setattr(audio, "_read_into", lambda f, out: (reads.append(len(out)), real_read(f, out))[1])
+    source = FileSource(str(path), rate)
+    streamed = [c.samples for c in source.chunks()]
+    assert max(reads) <= audio.STREAM_BLOCK and len(reads) >= 14
+    assert max(len(c) for c in streamed) == source.chunk  # re-cut to 100 ms chunks, as before
+    joined = np.concatenate(streamed)
+    assert joined.dtype == whole.dtype and np.array_equal(joined, whole)
+
+    runner = StreamRunner(Engine(model), FileSource(str(path), rate))
+    got = []
+    runner.run(got.append)
+    engine = Engine(model)  # what listen did before: the whole array, pushed in the same 100 ms chunks
+    want = [d for offset in range(0, len(whole), source.chunk) for d in engine.push(whole[offset : offset + source.chunk])]
+    assert len(got) == len(want) > 300
+    assert all(a.t == b.t and np.array_equal(a.scores, b.scores) for a, b in zip(got, want))
+
+
+def test_mp3_read_in_blocks_equals_one_read(tmp_path) -> None:
+    """SoundFile.read seeks after every read, and a seek makes libsndfile's MP3 decoder decode the next frames
+    wrong; the block reads must not: blocks of any size give what one read of the whole file gives."""
+    import soundfile as sf
+
+    from edgetag.runtime import audio
+
+    if "MP3" not in sf.available_formats():
+        pytest.skip("this libsndfile writes no MP3")
+    t = np.arange(44100 * 4) / 44100
+    sf.write(tmp_path / "a.mp3", (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 44100, format="MP3")
+    with sf.SoundFile(tmp_path / "a.mp3") as f:
+        one = f.read(dtype="float32", always_2d=True)
+    for block in (1000, 4096, 1 << 16):
+        with sf.SoundFile(tmp_path / "a.mp3") as f:
+            parts = []
+            while True:
+                out = np.empty((block, 1), np.float32)
+                n = audio._read_into(f, out)
+                parts.append(out[:n])
+                if n < block:
+                    break
+        assert np.array_equal(np.concatenate(parts), one), block
+    streamed = np.concatenate(list(audio.stream_audio(tmp_path / "a.mp3", 16000, block_frames=4096)))
+    assert np.array_equal(streamed, audio.load_audio(tmp_path / "a.mp3", 16000))
+
+
+def test_stdin_with_channels_that_cancel_warns() -> None:
+    x = (0.3 * np.sin(np.arange(32000) * 0.05)).astype(np.float32)
+    warnings: list[str] = []
+    anti = np.stack([x, -x], axis=1).astype("<f4").tobytes()
+    src = StdinSource(16000, 16000, "f32le", channels=2, stream=io.BytesIO(anti), warn=warnings.append)
+    assert np.abs(np.concatenate([c.samples for c in src.chunks()])).max() == 0.0
+    assert len(warnings) == 1 and "stdin: its channels cancel when averaged to mono" in warnings[0]
+    warnings.clear()
+    same = np.stack([x, 0.5 * x], axis=1).astype("<f4").tobytes()
+    src = StdinSource(16000, 16000, "f32le", channels=2, stream=io.BytesIO(same), warn=warnings.append)
+    list(src.chunks())
+    assert warnings == []

@@ -190,3 +190,37 @@ def test_missing_directory_and_missing_config(tmp_path) -> None:
         get_teacher("hf", path=tmp_path)
     with pytest.raises(NotADirectoryError):
         get_teacher("hf", path=tmp_path / "weights.bin")
+
+
+class _RunsCode:
+    """A pickle payload: unpickling it would call os.system (it must never be unpickled)."""
+
+    def __init__(self, marker) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_pickled_weights_that_carry_code_are_refused_in_one_line(w2v_dir, tmp_path, capsys) -> None:
+    """A model folder whose pytorch_model.bin would run code: a ValueError naming the folder, and from
+    `edgetag teach` one line and exit 1 (no traceback); the code never runs."""
+    import shutil
+
+    from edgetag.runtime.cli import main
+
+    folder = tmp_path / "evil"
+    shutil.copytree(w2v_dir, folder)
+    for weights in folder.glob("*.safetensors"):
+        weights.unlink()  # transformers prefers safetensors: leave it only the pickle
+    marker = tmp_path / "PWNED"
+    torch.save({"weight": _RunsCode(marker)}, folder / "pytorch_model.bin")
+    with pytest.raises(ValueError, match=r"refused its pickled weights .* loading it could run code"):
+        HuggingFaceTeacher(folder)
+    (tmp_path / "a.wav").write_bytes(b"")
+    (tmp_path / "m.csv").write_text("path,labels,split\na.wav,x,train\n")
+    code = main(["teach", "--teacher", "hf", "--teacher-option", f"path={folder}", "--data", str(tmp_path / "m.csv"),
+                 "--out", str(tmp_path / "cache"), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 1 and "refused its pickled weights" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and not marker.exists()

@@ -247,6 +247,34 @@ def test_kill_and_resume_is_bit_identical(dataset, tmp_path):
         "state-00000009.pt", "state-00000010.pt"]
 
 
+def test_a_checkpoint_write_killed_midway_is_cleaned_at_the_next_start(dataset, tmp_path):
+    """A real SIGKILL inside a checkpoint's atomic write leaves a 0-byte temp file in the run folder; the next
+    start removes it (its writer is dead) and the run's files get the umask's mode, not 0600."""
+    from edgetag.training.trainer import train
+
+    run = tmp_path / "run"
+    config = _config(dataset, "method=kd", "optim.steps=2")
+    train(config, run)
+    code = ("import sys, time; from edgetag.runtime.atomic import atomic_write; "
+            "atomic_write(sys.argv[1], lambda handle: time.sleep(60))")
+    leftovers = []
+    for target in (run / "checkpoints" / "state-00000003.pt", run / "student.pt"):
+        proc = subprocess.Popen([sys.executable, "-c", code, str(target)])
+        deadline = time.monotonic() + 60
+        while not list(target.parent.glob(f".{target.name}.{proc.pid}.*.tmp")):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+        leftovers += list(target.parent.glob(f".{target.name}.{proc.pid}.*.tmp"))
+    assert len(leftovers) == 2 and all(p.stat().st_size == 0 for p in leftovers)
+    train(config, run)  # the next start
+    assert not any(p.exists() for p in leftovers)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (run / "student.pt").stat().st_mode & 0o777 == 0o666 & ~mask
+
+
 @pytest.mark.slow
 def test_sigkill_and_resume(dataset, tmp_path):
     """A real kill (SIGKILL of a child process) after step 6 is checkpointed, then resume."""

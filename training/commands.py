@@ -7,6 +7,7 @@ imports it); torch and the teachers are imported when a command runs.
 from __future__ import annotations
 
 import argparse
+import re
 
 
 def _parse_option(text: str) -> tuple[str, object]:
@@ -25,15 +26,34 @@ def _parse_option(text: str) -> tuple[str, object]:
 def _build_teacher(name: str, options: dict[str, object]) -> object:
     """A registry teacher, or for ``a+b+...`` the equal-weight ensemble of the members over the union
     of their labels, named ``a+b+...`` (``--teacher-option`` values go to every member)."""
-    from edgetag.training.teachers import get_teacher
     from edgetag.training.teachers.ensemble import EnsembleTeacher
 
     members = [m.strip() for m in name.split("+")]
     if len(members) == 1:
-        return get_teacher(name, **options)
+        return _teacher(name, options)
     if not all(members):
         raise ValueError(f"--teacher {name!r}: an ensemble is written member+member (no empty names)")
-    return EnsembleTeacher([get_teacher(m, **options) for m in members], labels="union", name="+".join(members))
+    return EnsembleTeacher([_teacher(m, options) for m in members], labels="union", name="+".join(members))
+
+
+#: What Python says when a call's arguments do not fit the function (not an error from inside it).
+_BAD_ARGUMENTS = re.compile(r"unexpected keyword argument|missing \d+ required|takes \d+ positional|got multiple values")
+
+
+def _teacher(name: str, options: dict[str, object]) -> object:
+    """``get_teacher``, with an unknown name or options the teacher does not take as one-line errors."""
+    from edgetag.training.teachers import get_teacher, known_teachers
+
+    if name not in known_teachers():
+        raise ValueError(f"--teacher: unknown teacher {name!r}; known teachers: {', '.join(known_teachers())}")
+    try:
+        return get_teacher(name, **options)
+    except TypeError as exc:
+        if not _BAD_ARGUMENTS.search(str(exc)):
+            raise  # a fault inside the teacher: keep its traceback
+        given = ", ".join(f"{k}={v!r}" for k, v in options.items()) or "none"
+        raise ValueError(f"--teacher-option: teacher {name!r} does not take these options ({given}): {exc}; "
+                         "each KEY must be a keyword argument of the teacher") from None
 
 
 def cmd_teach(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgetag.runtime.atomic import atomic_write_text
+from edgetag.runtime.atomic import atomic_write_text, remove_stale_temps
 from edgetag.training.config import ConfigError, TrainConfig, config_to_dict, dump_config
 from edgetag.training.distributed import Dist
 
@@ -23,6 +23,11 @@ def prepare_run_dir(run_dir: Path, config: TrainConfig, digest: str, dist_info: 
     _check_run_dir_config(run_dir, config, digest)
     dist_info.barrier()  # every rank has checked the old config before rank 0 replaces it
     if dist_info.main:
+        # a run killed mid-write (a checkpoint, the product) left its temp file: nothing reads it, remove it
+        stale = remove_stale_temps(run_dir) + remove_stale_temps(run_dir / "checkpoints")
+        if stale:
+            log.info("removed %d temporary file(s) left by a killed run: %s", len(stale),
+                     ", ".join(str(p.relative_to(run_dir)) for p in stale))
         dump_config(config, run_dir / "config.yaml")
         dump_config(config, run_dir / "config.json")
         (run_dir / "config.sha256").write_text(digest + "\n", encoding="utf-8")

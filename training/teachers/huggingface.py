@@ -68,6 +68,7 @@ from __future__ import annotations
 
 import math
 import os
+import pickle
 from pathlib import Path
 from typing import Any, Literal
 
@@ -172,7 +173,15 @@ class HuggingFaceTeacher(Teacher):
         architectures = list(getattr(config, "architectures", None) or [])
         self.has_head = any(a.endswith("ForAudioClassification") for a in architectures)
         auto = transformers.AutoModelForAudioClassification if self.has_head else transformers.AutoModel
-        self.model = auto.from_pretrained(folder, local_files_only=True)
+        try:
+            self.model = auto.from_pretrained(folder, local_files_only=True)
+        except pickle.UnpicklingError as err:  # torch's weights-only loader met code in a pickled weights file
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            blocked = next((ln.strip() for ln in str(err).splitlines() if "GLOBAL" in ln), "")
+            raise ValueError(
+                f"{str(folder)!r}: refused its pickled weights (pytorch_model*.bin): they hold more than tensors "
+                f"({blocked or first}), and loading it could run code. Use a model.safetensors from a trusted copy"
+            ) from None
         self.model.requires_grad_(False)
         self.model.eval()
         self.config = self.model.config
