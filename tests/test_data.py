@@ -18,22 +18,23 @@ pytest.importorskip("soxr")
 
 from edgetag.runtime.audio import AudioWarning  # noqa: E402
 from edgetag.training import data  # noqa: E402
-from edgetag.training.data import (  # noqa: E402
+from edgetag.runtime.audio import (  # noqa: E402
     AudioNotFoundError,
     AudioReadError,
-    ManifestError,
     NonFiniteAudioError,
     SegmentRangeError,
+    load_audio,
+)
+from edgetag.training.data import (  # noqa: E402
     SkipReport,
-    UnsafePathError,
     content_hash,
     iter_audio,
     label_matrix,
-    load_audio,
     load_manifest,
-    resolve_under_root,
     write_manifest,
 )
+from edgetag.training.manifest_entry import UnsafePathError, resolve_under_root  # noqa: E402
+from edgetag.training.manifest_format import ManifestError  # noqa: E402
 
 
 def sine(freq: float, sr: int, seconds: float, amp: float = 0.5, phase: float = 0.0) -> np.ndarray:

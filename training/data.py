@@ -303,7 +303,7 @@ class SkipReport:
         return "\n".join(lines)
 
 
-def _skip_reason(err: Exception) -> str:
+def skip_reason(err: Exception) -> str:
     if isinstance(err, AudioError):
         return err.reason
     if isinstance(err, UnsafePathError):
@@ -356,7 +356,7 @@ def read_entry(
         path = manifest.resolve(entry)
         audio = load_audio(path, sample_rate, entry.start, entry.end, quality=quality)
     except (AudioError, UnsafePathError, OSError) as e:
-        reason = _skip_reason(e)
+        reason = skip_reason(e)
         msg = f"{entry.path} (line {entry.line}): {e}"
         report.add_skip(reason, msg)
         log.warning("skipping %s [%s]", msg, reason)

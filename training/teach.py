@@ -24,14 +24,8 @@ import numpy as np
 from edgetag.runtime.atomic import DiskFullError
 from edgetag.runtime.audio import AudioError, audio_info, load_audio
 from edgetag.training.cache import TeacherCache, config_hash, make_key, merge_indexes
-from edgetag.training.data import (
-    Manifest,
-    SkipReport,
-    UnsafePathError,
-    _skip_reason,
-    content_hash,
-    load_manifest,
-)
+from edgetag.training.data import Manifest, SkipReport, content_hash, load_manifest, skip_reason
+from edgetag.training.manifest_entry import UnsafePathError
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +253,7 @@ def fill_cache(
                 except DiskFullError:
                     raise  # the device, not this clip: stop (the cache resumes after space is freed)
                 except (AudioError, UnsafePathError, OSError) as e:
-                    reason = _skip_reason(e)
+                    reason = skip_reason(e)
                     msg = f"{entry.path} (line {entry.line}): {e}"
                     summary.skips.add_skip(reason, msg)
                     log.warning("skipping %s [%s]", msg, reason)
