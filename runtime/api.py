@@ -25,6 +25,7 @@ never torch.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import numbers
 import os
@@ -35,9 +36,10 @@ import numpy as np
 from edgetag.runtime.audio import DEFAULT_RESAMPLE_QUALITY
 from edgetag.runtime.engine import Decision as EngineDecision
 from edgetag.runtime.engine import Engine
-from edgetag.runtime.model import load_any_model
+from edgetag.runtime.model import STREAM_THREADS, load_any_model
 from edgetag.runtime.models import DEFAULT_MODEL, resolve_model
 from edgetag.runtime.pipeline import DecisionPipeline
+from edgetag.runtime.pipeline import level_gate as card_level_gate
 from edgetag.runtime.pitch import PitchReading, is_pitch_model, reader_for
 from edgetag.runtime.postprocess import top_k
 from edgetag.runtime.version import package_version
@@ -131,11 +133,13 @@ class Tagger:
     (``edgetag.Tagger(tagger.model)``: ONNX Runtime sessions run concurrently).
     """
 
-    def __init__(self, model: Any, *, smooth: int = 1, margin: float = 0.1) -> None:
-        """``model``: a loaded model (`edgetag.runtime.model.load_any_model`); ``smooth`` and ``margin``
-        as the CLI's ``--smooth`` and ``--margin``."""
+    def __init__(self, model: Any, *, smooth: int = 1, margin: float = 0.1, level_gate: float | None = None) -> None:
+        """``model``: a loaded model (`edgetag.runtime.model.load_any_model`); ``smooth``, ``margin`` and
+        ``level_gate`` (dBFS; None: the card's, else -60; ``-math.inf``: none) as the CLI's ``--smooth``,
+        ``--margin`` and ``--level-gate``."""
         self._model = model
         self._card = model.card
+        self._gate = card_level_gate(self._card) if level_gate is None else float(level_gate)
         self._labels = tuple(self._card.labels)
         self._pitch = is_pitch_model(self._card)
         self._smooth, self._margin = smooth, margin
@@ -229,7 +233,8 @@ class Tagger:
         self._out: list[TagDecision] = []
         self._reader = reader_for(self._card)  # one pitch decoding per decision, shared as in the CLI
         self._pipeline = DecisionPipeline(self._labels, self._card.thresholds, [_Collector(self._collect)],
-                                          smooth=self._smooth, margin=self._margin, reader=self._reader)
+                                          smooth=self._smooth, margin=self._margin, reader=self._reader,
+                                          gate_dbfs=self._gate)
 
     def _run(self, samples: np.ndarray) -> list[TagDecision]:
         for d in self._engine.push(samples):
@@ -238,13 +243,11 @@ class Tagger:
         return out
 
     def _collect(self, d: EngineDecision, scores: np.ndarray) -> None:
-        detector = self._pipeline.event_detector
-        if self._reader is not None:
-            active: tuple[str, ...] = (detector.note,) if detector.note is not None else ()
-            pitch = self._reader(scores)
-        else:
-            active = tuple(self._labels[i] for i in np.flatnonzero(detector.active))
-            pitch = None
+        # the event detector's state after this decision: the same `active` the CLI's jsonl writes
+        active = self._pipeline.event_detector.active_labels()
+        pitch = self._reader(scores) if self._reader is not None else None
+        if pitch is not None and d.extra.get("silent"):  # below the level gate: no pitch, whatever the bins say
+            pitch = dataclasses.replace(pitch, voiced=False)
         scores = np.array(scores, np.float32)
         scores.setflags(write=False)
         self._out.append(TagDecision(t=float(d.t), scores=scores, active=active, labels=self._labels,
@@ -296,12 +299,13 @@ def _as_float32(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def load(model: str | os.PathLike[str] = DEFAULT_MODEL, *, threads: int | None = None, backend: str = "cpu",
+def load(model: str | os.PathLike[str] = DEFAULT_MODEL, *, threads: int | None = STREAM_THREADS, backend: str = "cpu",
          smooth: int = 1, margin: float = 0.1) -> Tagger:
     """Open a model and start a stream: a built-in model's name (``"music-tags"``, ``"pitch"``,
     ``"music-tags-int8"``, ...; see ``edgetag models``) or a model file.
 
-    ``threads``: ONNX Runtime intra-op threads (None: its choice); ``backend``:
+    ``threads``: ONNX Runtime intra-op threads (default `STREAM_THREADS`, 1: a decision
+    is too small a job for more; None: ONNX Runtime's choice); ``backend``:
     an execution provider name as ``edgetag tag --backend`` takes; ``smooth``
     and ``margin``: as ``--smooth`` and ``--margin``. Raises
     `FileNotFoundError` for an unknown name or a missing file, `ValueError`
@@ -312,7 +316,7 @@ def load(model: str | os.PathLike[str] = DEFAULT_MODEL, *, threads: int | None =
 
 
 def tag_file(path: str | os.PathLike[str], model: str | os.PathLike[str] | Tagger = DEFAULT_MODEL, *,
-             threads: int | None = None, backend: str = "cpu", smooth: int = 1, margin: float = 0.1,
+             threads: int | None = STREAM_THREADS, backend: str = "cpu", smooth: int = 1, margin: float = 0.1,
              ) -> list[TagDecision]:
     """Every decision of an audio file (any format libsndfile reads), as ``edgetag tag FILE`` makes them.
 

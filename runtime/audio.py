@@ -3,7 +3,9 @@
 Used by the runtime (``edgetag tag``, ``edgetag features``) and by training
 (manifests, teacher caches), so it needs only numpy, soundfile and soxr. The
 front end never resamples silently: audio at another rate is converted here,
-explicitly, before any frame is computed.
+explicitly, before any frame is computed. Containers libsndfile cannot read
+(MP4/M4A, WebM, AAC, ...) are decoded by ffmpeg when it is installed
+(`edgetag.runtime.ffmpeg`), and refused with a hint to install it when not.
 """
 
 from __future__ import annotations
@@ -60,6 +62,10 @@ class AudioReadError(AudioError):
     reason = "unreadable"
 
 
+class _FormatRefused(AudioReadError):
+    """libsndfile cannot open the file at all: perhaps a container that ffmpeg decodes (`_ffmpeg_for`)."""
+
+
 class NonFiniteAudioError(AudioError, ValueError):
     """The decoded samples contain NaN or Inf."""
 
@@ -107,7 +113,7 @@ def _open(path: Path):  # -> soundfile.SoundFile
     try:
         f = sf.SoundFile(str(path))
     except (RuntimeError, OSError, TypeError, ValueError) as e:  # LibsndfileError is a RuntimeError
-        raise AudioReadError(f"cannot decode {path}: {e}") from e
+        raise _FormatRefused(f"cannot decode {path}: {e}") from e
     size = path.stat().st_size
     if f.frames > size * _MAX_FRAMES_PER_BYTE:  # every reader of a header asks here, audio_info too
         frames, rate = int(f.frames), int(f.samplerate) or 1
@@ -117,6 +123,70 @@ def _open(path: Path):  # -> soundfile.SoundFile
             "any codec packs: a corrupt or crafted header (re-encode the file, e.g. with ffmpeg)"
         )
     return f
+
+
+def _ffmpeg_for(path: Path, refused: _FormatRefused) -> str:
+    """The ffmpeg binary that decodes ``path``, which libsndfile ``refused``.
+
+    Raises ``refused`` itself when the file is no container ffmpeg is for (a damaged
+    WAV stays libsndfile's error), and a hint to install ffmpeg when it is one and
+    ffmpeg is missing.
+    """
+    from edgetag.runtime import ffmpeg
+
+    kind = ffmpeg.container_kind(path)
+    if kind is None:
+        raise refused
+    binary = ffmpeg.ffmpeg_binary()
+    if binary is None:
+        raise AudioReadError(f"{str(refused).rstrip('.')}; {ffmpeg.missing_ffmpeg_hint(kind)}") from None
+    return binary
+
+
+def _ffmpeg_blocks(path: Path, sample_rate: int, block_frames: int, warn: Warn, binary: str) -> Iterator[np.ndarray]:
+    """``path`` decoded by ffmpeg: mono float32 blocks at ``sample_rate``, checked for NaN/Inf as libsndfile's are."""
+    from edgetag.runtime.ffmpeg import decode_blocks
+
+    def failed(message: str, seconds: float) -> AudioReadError:
+        where = f" at {seconds:.3f} s" if seconds > 0 else ""
+        return AudioReadError(f"cannot decode {path} through ffmpeg{where}: {message}")
+
+    decoded = 0
+    for block in decode_blocks(path, sample_rate, block_frames=block_frames, binary=binary, on_error=failed,
+                               warn=warn):
+        _check_finite(block[:, None], path, decoded, sample_rate)
+        decoded += len(block)
+        yield block
+
+
+def _load_with_ffmpeg(path: Path, sample_rate: int, start: float | None, end: float | None, binary: str,
+                      end_tolerance: float, warn: Warn) -> np.ndarray:
+    """`load_audio` of a file ffmpeg decodes: samples ``[round(start * rate), round(end * rate))`` of the
+    whole file decoded to mono at ``sample_rate`` (decoded from its start, so a segment is exactly that
+    slice of the whole; ffmpeg stops once the segment is read)."""
+    s0 = 0 if start is None else int(round(start * sample_rate))
+    s1 = None if end is None else int(round(end * sample_rate))
+    parts: list[np.ndarray] = []
+    got = 0
+    blocks = _ffmpeg_blocks(path, sample_rate, STREAM_BLOCK, warn, binary)
+    try:
+        for block in blocks:
+            lo, got = got, got + len(block)
+            a, b = max(s0 - lo, 0), len(block) if s1 is None else min(s1 - lo, len(block))
+            if b > a:
+                parts.append(block[a:b])
+            if s1 is not None and got >= s1:
+                break
+    finally:
+        blocks.close()  # stops ffmpeg when the segment ended before the file
+    if s0 >= got:
+        raise SegmentRangeError(f"start {start} s is at or past the end of {path} ({got / sample_rate:.3f} s)")
+    if s1 is not None and s1 > got and (s1 - got) / sample_rate > end_tolerance:
+        raise SegmentRangeError(f"end {end} s is past the end of {path} ({got / sample_rate:.3f} s)")
+    out = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    if not len(out):
+        raise SegmentRangeError(f"segment [{start}, {end}) s of {path} is empty at {sample_rate} Hz")
+    return np.ascontiguousarray(out, dtype=np.float32)
 
 
 def audio_info(path: str | os.PathLike[str]) -> AudioInfo:
@@ -322,7 +392,9 @@ def load_audio(
     and resampling can give values slightly beyond 1.0.
 
     Args:
-        path: Audio file (any format libsndfile reads).
+        path: Audio file (any format libsndfile reads; MP4/M4A, WebM, AAC and other containers
+            through ffmpeg when it is installed: mono at ``sample_rate`` from ffmpeg's downmix and
+            resampler, a segment being that slice of the whole decoding).
         sample_rate: Target rate in Hz (a positive integer).
         start: Segment start in seconds (None: 0).
         end: Segment end in seconds, exclusive (None: end of file). An end
@@ -357,7 +429,11 @@ def load_audio(
 
     path = Path(path)
     warn = _warner(warn)
-    with _open(path) as f:
+    try:
+        opened = _open(path)
+    except _FormatRefused as refused:  # not for libsndfile: ffmpeg's, if it is a container ffmpeg reads
+        return _load_with_ffmpeg(path, sample_rate, start, end, _ffmpeg_for(path, refused), end_tolerance, warn)
+    with opened as f:
         sr_in = int(f.samplerate)
         n_total = int(f.frames)
         fmt = str(f.format)
@@ -464,7 +540,9 @@ def stream_audio(
     ``next()``. A decoding error or NaN/Inf samples part-way raise
     `AudioReadError` / `NonFiniteAudioError` naming the time, after the
     blocks before them; a truncated file ends early with the same warning
-    `load_audio` gives.
+    `load_audio` gives. A container libsndfile cannot read comes from an ffmpeg
+    subprocess (`edgetag.runtime.ffmpeg`), also a block at a time, the same
+    samples as `load_audio` gives for it.
     """
     import soxr
 
@@ -477,7 +555,12 @@ def stream_audio(
     sample_rate = int(sample_rate)
     path = Path(path)
     warn = _warner(warn)
-    with _open(path) as f:
+    try:
+        opened = _open(path)
+    except _FormatRefused as refused:  # ffmpeg decodes it, a block at a time, mono at sample_rate
+        yield from _ffmpeg_blocks(path, sample_rate, block_frames, warn, _ffmpeg_for(path, refused))
+        return
+    with opened as f:
         sr_in, n_total, fmt, channels = int(f.samplerate), int(f.frames), str(f.format), int(f.channels)
         if n_total <= 0 or sr_in <= 0:
             raise _no_frames(path, fmt)

@@ -42,9 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Exit status after Ctrl-C: 128 + SIGINT, what shells report for a program SIGINT ended.
+INTERRUPTED = 130
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the parts load
+        return _interrupted("edgetag")
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
@@ -52,6 +59,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        # Ctrl-C: the user's choice, not an error; one line, no traceback (``listen`` handles its own
+        # first Ctrl-C as the end of the stream and exits 0 with its stats)
+        return _interrupted(f"edgetag {args.command}")
     except BrokenPipeError:
         # the reader went away (`edgetag tag ... | head`): stop quietly, as Unix tools do
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
@@ -60,6 +71,17 @@ def main(argv: list[str] | None = None) -> int:
         # Errors of input and environment: one clear line, no traceback.
         print(f"edgetag {args.command}: error: {exc}", file=sys.stderr)
         return 1
+
+
+def _interrupted(who: str) -> int:
+    """Say that Ctrl-C stopped ``who``, on a line of its own, and return `INTERRUPTED`."""
+    try:
+        # on a terminal, overwrite the "^C" it echoed (and any progress line) rather than follow it
+        start = "\r\x1b[K" if sys.stderr.isatty() else ""
+        print(f"{start}{who}: interrupted (Ctrl-C)", file=sys.stderr, flush=True)
+    except (OSError, ValueError):  # no stderr left to say it on
+        pass
+    return INTERRUPTED
 
 
 if __name__ == "__main__":

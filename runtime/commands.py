@@ -19,6 +19,20 @@ from typing import Any
 import numpy as np
 
 from edgetag.runtime.formats import BACKENDS
+from edgetag.runtime.model import STREAM_THREADS
+
+
+def _gate_dbfs(text: str) -> float:
+    """``--level-gate``: a level in dBFS (<= 0), or ``off``."""
+    if text.strip().lower() == "off":
+        return -math.inf
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a level in dBFS such as -60, or 'off'; got {text!r}") from None
+    if not -200.0 <= value <= 0.0:
+        raise argparse.ArgumentTypeError(f"a level in dBFS from -200 to 0, or 'off'; got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -140,22 +154,35 @@ def cmd_models(args: argparse.Namespace) -> int:
     from edgetag.runtime.model import load_model
     from edgetag.runtime.models import BUILTIN_MODELS, DEFAULT_MODEL, MODELS_DIR
 
-    print(f"built-in models in {MODELS_DIR} (default: {DEFAULT_MODEL}; use with --model NAME)")
+    from edgetag.runtime.card_text import describe_task, wrap, wrap_items
+
+    print(f"built-in models (default: {DEFAULT_MODEL}; use one with --model NAME), in")
+    print(f"  {MODELS_DIR}")
+    indent = " " * 18  # under the description, beside the name column
     for name, file in BUILTIN_MODELS.items():
         path = MODELS_DIR / file
+        print()
         if not path.is_file():
-            print(f"  {name:16} missing from this installation")
+            print(f"{name:16}  missing from this installation")
             continue
         card = load_model(path).card  # validates the card against the graph
-        metrics = ", ".join(f"{k} {v:.3g}" for k, v in card.metrics.items()) or "no metrics recorded"
-        print(f"  {name:16} {path.stat().st_size / 1e6:5.2f} MB  {card.task}, {card.n_labels} labels, "
-              f"{card.parameters:,} params, {card.macs_per_second / 1e6:.1f} MMAC/s; {metrics}")
+        lines = wrap(f"{path.stat().st_size / 1e6:.2f} MB; {describe_task(card)}; a decision every "
+                     f"{card.decision_interval_s * 1e3:g} ms", f"{name:16}  ", indent)
+        lines += wrap(f"{card.parameters:,} params, {card.macs_per_second / 1e6:.1f} MMAC per second of audio",
+                      indent, indent)
+        # a quantized file's card carries its fp32 file's measurements until a recipe measures it: say so
+        of_fp32 = set(card.provenance.get("export", {}).get("metrics_of_fp32", []))
+        own = [f"{k} {v:.3g}" for k, v in card.metrics.items() if k not in of_fp32]
+        inherited = [f"{k} {v:.3g}" for k, v in card.metrics.items() if k in of_fp32]
+        lines += wrap_items(own or ["no metrics recorded on this file"], indent, indent + "  ")
+        if inherited:
+            lines += wrap_items(inherited, indent + "of the fp32 file: ", indent + "  ")
+        print("\n".join(lines))
     return 0
 
 
 def cmd_info(args: argparse.Namespace) -> int:
     from edgetag.runtime.model import load_any_model
-    from edgetag.runtime.model_card import printable
     from edgetag.runtime.models import resolve_model
     from edgetag.runtime.pitch import VOICING_THRESHOLD, bin_frequencies, is_pitch_model
 
@@ -165,41 +192,45 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(card.to_json(indent=2))  # JSON escapes every control character itself
         return 0
 
-    def show(line: str) -> None:  # every line below carries card text: escape what a terminal would run
-        print(printable(line))
+    from edgetag.runtime.card_text import columns, describe_task, field, label_cells, metric_lines, tree, wrap
+
+    def show(lines: list[str]) -> None:  # card text is escaped by card_text's layout (printable)
+        print("\n".join(lines))
 
     fe = card.frontend
-    show(f"model      {model.path}  ({card.name}, card format {card.format_version})")
-    show(f"task       {card.task}, {card.n_labels} labels")
-    show(f"front end  {fe.describe()}")
+    show(field("model", str(model.path)))
+    show(field("name", f"{card.name} (card format {card.format_version})"))
+    show(field("task", describe_task(card)))
+    show(field("front end", fe.describe()))
     if card.streaming_mode == "window":
         mode = f"window: {card.window_frames} frames ({card.window_frames / fe.frame_rate:g} s), re-run every"
     else:
         states = ", ".join(f"{s.name}{list(s.shape)}" for s in card.states)
         mode = f"stateful: {card.window_frames} frame(s) per call, states {states}; decision every"
-    show(f"streaming  {mode} {card.hop_frames} frames ({card.decision_interval_s * 1e3:g} ms)")
-    show(f"params     {card.parameters:,}")
-    show(f"MACs       {card.macs_per_second:,.0f} per second of audio")
+    show(field("streaming", f"{mode} {card.hop_frames} frames ({card.decision_interval_s * 1e3:g} ms)"))
+    show(field("params", f"{card.parameters:,}"))
+    show(field("MACs", f"{card.macs_per_second:,.0f} per second of audio"))
     # a quantized file's card carries its fp32 file's measurements until a recipe measures it: say whose they are
     of_fp32 = set(card.provenance.get("export", {}).get("metrics_of_fp32", []))
-    own = ", ".join(f"{k} {v:.4g}" for k, v in sorted(card.metrics.items()) if k not in of_fp32) or "(none recorded)"
-    show(f"metrics    {own}")
+    show(field("metrics", "(measured on this file)" if of_fp32 else ""))
+    show(metric_lines({k: v for k, v in card.metrics.items() if k not in of_fp32}))
     if of_fp32:
-        inherited = ", ".join(f"{k} {v:.4g}" for k, v in sorted(card.metrics.items()) if k in of_fp32)
-        show(f"  of fp32  {inherited} (measured on the fp32 file, not on this one)")
-    prov = ", ".join(f"{k}: {v}" for k, v in sorted(card.provenance.items())) or "(none recorded)"
-    show(f"provenance {prov}")
+        show(["  of fp32  (measured on the fp32 file, not on this one)"])
+        show(metric_lines({k: v for k, v in card.metrics.items() if k in of_fp32}, indent="    "))
+    show(field("provenance", "" if card.provenance else "(none recorded)"))
+    show(tree(card.provenance))
     for line in _integrity_lines(card):
-        show(line)
+        show(wrap(line[11:], line[:11], " " * 11))
     if is_pitch_model(card):  # 360 bin names say nothing one by one: what they are and how they are read
         f = bin_frequencies()
-        show(f"labels     {card.labels[0]} .. {card.labels[-1]}: CREPE's {card.n_labels} pitch bins, 20 cents apart, "
-             f"{f[0]:.2f} Hz .. {f[-1]:.2f} Hz; decoded to f0 by edgetag.runtime.pitch, "
-             f"voiced when the top score >= {VOICING_THRESHOLD:g}")
+        show([f"labels     {card.labels[0]} .. {card.labels[-1]}: {f[0]:.2f} Hz .. {f[-1]:.2f} Hz, "
+              f"voiced >= {VOICING_THRESHOLD:g}"])
+        show(wrap(f"CREPE's {card.n_labels} pitch bins, 20 cents apart; edgetag.runtime.pitch decodes them to "
+                  f"f0, note and cents; a frame is voiced when its top score is >= {VOICING_THRESHOLD:g}",
+                  " " * 11, " " * 11))
         return 0
-    show("labels     (threshold)")
-    for label, threshold in zip(card.labels, card.thresholds):
-        show(f"  {label}  ({threshold:g})")
+    show([f"labels     (threshold) {card.n_labels} labels; a tag is on at its threshold"])
+    show(columns(label_cells(card.labels, card.thresholds)))
     return 0
 
 
@@ -255,10 +286,26 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def _pipeline(model, writers, args: argparse.Namespace, summary=None, reader=None):
     """The `DecisionPipeline` of ``tag`` and ``listen``, from the command line's post-processing options."""
-    from edgetag.runtime.pipeline import DecisionPipeline
+    from edgetag.runtime.pipeline import DecisionPipeline, level_gate
 
-    return DecisionPipeline(model.card.labels, model.card.thresholds, writers, smooth=args.smooth,
-                            margin=args.margin, events_only=args.events, summary=summary, reader=reader)
+    gate = level_gate(model.card) if args.level_gate is None else args.level_gate
+    post = DecisionPipeline(model.card.labels, model.card.thresholds, writers, smooth=args.smooth,
+                            margin=args.margin, events_only=args.events, summary=summary, reader=reader,
+                            gate_dbfs=gate)
+    _bind_active(post, writers)
+    return post
+
+
+def _bind_active(post, writers) -> None:
+    """Writers that name each decision's active labels read them from ``post``'s event detector, after it saw
+    that decision: the one hysteresis (tags) or note tracker (pitch) that ``--events`` and the Python API use."""
+    def active() -> tuple[str, ...]:
+        return post.event_detector.active_labels()
+
+    for writer in writers:
+        bind = getattr(writer, "bind_active", None)
+        if bind is not None:
+            bind(active)
 
 
 def _scores_wanted(args: argparse.Namespace, pitch: bool) -> bool:
@@ -284,12 +331,22 @@ def _not_enough_audio(path: str, samples: int, card) -> str:
             f"decision of {card.name} needs {_min_audio_s(card):.3f} s; no tags")
 
 
+def _tag_format(args: argparse.Namespace) -> str:
+    """``--format``, or by default a summary for people on a terminal and jsonl for a pipe or ``-o FILE``."""
+    from edgetag.runtime.progress import is_terminal
+
+    if args.format:
+        return args.format
+    return "summary" if not args.output and is_terminal(sys.stdout) else "jsonl"
+
+
 def cmd_tag(args: argparse.Namespace) -> int:
     from edgetag.runtime.audio import AudioError, load_audio
     from edgetag.runtime.engine import Engine
-    from edgetag.runtime.output import format_summary, make_writer
-    from edgetag.runtime.pitch import PitchSummary, format_pitch_summary, is_pitch_model, reader_for
+    from edgetag.runtime.output import SpanRecorder, format_pitch_report, format_summary, make_writer
+    from edgetag.runtime.pitch import PitchSummary, is_pitch_model, reader_for
     from edgetag.runtime.postprocess import ClipSummary
+    from edgetag.runtime.progress import Progress, is_terminal
 
     if bool(args.files) == args.demo:
         print("edgetag tag: error: give audio FILEs or --demo (a built-in music clip)", file=sys.stderr)
@@ -302,6 +359,10 @@ def cmd_tag(args: argparse.Namespace) -> int:
     def warn(message: str) -> None:
         print(f"edgetag tag: warning: {message}", file=sys.stderr, flush=True)
 
+    fmt = _tag_format(args)
+    # progress only where it cannot garble decisions written to the same terminal
+    progress_ok = is_terminal(sys.stderr) and (fmt == "summary" or bool(args.output) or not is_terminal(sys.stdout))
+    rate = card.frontend.sample_rate
     out = _open_output(args.output)
     failed: list[str] = []
     header = True  # a csv header before the first file that is tagged
@@ -319,30 +380,46 @@ def cmd_tag(args: argparse.Namespace) -> int:
                     failed.append(path)
                     continue
             file_field = path if len(args.files) > 1 else None
-            fmt = args.format if not (args.events and args.format == "csv") else "events"
             reader = reader_for(card)
-            writers = [] if fmt == "summary" else [
-                make_writer(fmt, out, card.labels, file=file_field, header=header, reader=reader, scores=scores)]
+            if fmt == "summary":  # for people: event lines (--events), then the summary
+                writers = [make_writer("events-text", out, card.labels, file=file_field)] if args.events else []
+            else:
+                writers = [make_writer("events" if args.events and fmt == "csv" else fmt, out, card.labels,
+                                       file=file_field, header=header, reader=reader, scores=scores)]
             header = False
+            spans = SpanRecorder(reader=reader)  # when each tag (note) was on, for the summary
             summary = PitchSummary(reader) if pitch else ClipSummary(card.labels)
-            post = _pipeline(model, writers, args, summary, reader)
+            post = _pipeline(model, [*writers, spans], args, summary, reader)
             engine = Engine(model)
-            chunk = int(card.frontend.sample_rate * 0.5)
-            for offset in range(0, max(len(samples), 1), chunk):
-                for d in engine.push(samples[offset : offset + chunk]):
-                    post(d)
+            chunk = int(rate * 0.5)
+            decisions = 0
+            with Progress(f"edgetag tag: {path}", len(samples) / rate, enabled=None if progress_ok else False) as bar:
+                for offset in range(0, max(len(samples), 1), chunk):
+                    for d in engine.push(samples[offset : offset + chunk]):
+                        post(d)
+                        decisions += 1
+                    bar.update((offset + chunk) / rate)
             post.finish()
+            spans.finish()
             result = summary.to_dict(args.top_k)
-            if summary.count == 0:
+            duration = len(samples) / rate
+            if decisions == 0:
                 short = _not_enough_audio(path, len(samples), card)
                 warn(short)
                 text = f"{'pitch' if pitch else 'clip'} summary of {path}: 0 decisions; {short}"
+            elif summary.count == 0 or getattr(post, "silent_decisions", 0) == decisions:  # all below the level gate
+                text = (f"{'pitch' if pitch else 'clip'} summary of {path}: {decisions} decisions, all below the "
+                        f"level gate ({getattr(post, 'gate_dbfs', float('nan')):g} dBFS): silence, "
+                        f"{'no notes' if pitch else 'no tags'}")
+            elif pitch:
+                text = format_pitch_report(result, path, notes=spans, duration_s=duration)
             else:
-                text = format_pitch_summary(result, path) if pitch else format_summary(
-                    result, path, rows=args.top_k if fmt == "summary" else None)
+                text = format_summary(result, path, rows=args.top_k if fmt == "summary" else None,
+                                      thresholds=dict(zip(card.labels, card.thresholds)), spans=spans,
+                                      duration_s=duration)
             if fmt == "summary":
-                print(text, file=out)
-            elif args.format == "jsonl":
+                print(text, file=out, flush=True)
+            elif fmt == "jsonl":
                 writers[0].summary(result)
             else:
                 print(text, file=sys.stderr)
@@ -400,8 +477,11 @@ def cmd_listen(args: argparse.Namespace) -> int:
     if fmt == "live":
         from edgetag.runtime.output import LiveView, TunerView
 
-        live = (TunerView(card.labels, card.thresholds, source=source.describe(), k=args.top_k, reader=reader)
-                if pitch else LiveView(card.labels, card.thresholds, source=source.describe(), k=args.top_k))
+        rate = card.frontend.sample_rate
+        live = (TunerView(card.labels, card.thresholds, source=source.describe(), k=args.top_k, reader=reader,
+                          sample_rate=rate)
+                if pitch else LiveView(card.labels, card.thresholds, source=source.describe(), k=args.top_k,
+                                       sample_rate=rate))
         writers.append(live)
         if args.output:
             writers.append(make_writer("jsonl", out, card.labels, reader=reader, scores=scores))
@@ -486,7 +566,12 @@ def _ms_or_none(ms: float) -> float | None:
 def _add_post_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="edgetag model file (.onnx), or a built-in model's name (see `edgetag models`; "
                    "default: music-tags)")
-    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: ORT's choice)")
+    p.add_argument("--level-gate", type=_gate_dbfs, default=None, metavar="DBFS",
+                   help="below this RMS level (dBFS) of a decision's audio it is silence: no tag on, no event, "
+                        "pitch unvoiced (default: the card's, else -60; 'off' for none)")
+    p.add_argument("--threads", type=_positive_int, default=STREAM_THREADS,
+                   help=f"ONNX Runtime intra-op threads (default {STREAM_THREADS}: a decision is too small a job "
+                        "for more threads to pay, and they take the cores the audio needs)")
     p.add_argument("--backend", default="cpu", choices=tuple(BACKENDS),
                    help="ONNX Runtime execution provider, or torch for a student checkpoint (.pt; debugging)")
     p.add_argument("-o", "--output", help="write decisions to this file instead of stdout")
@@ -497,8 +582,9 @@ def _add_post_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=_positive_int, default=5,
                    help="tags shown in summaries and the live view (default 5)")
     p.add_argument("--scores", choices=("all", "none"), default=None,
-                   help="every label's score in each jsonl/csv decision, or none (default: all; none for pitch "
-                   "models, whose decisions carry the decoded f0, note, cents and confidence instead)")
+                   help="every label's score in each jsonl/csv decision, or none (each decision still names its "
+                   "active tags; default: all; none for pitch models, whose decisions carry the decoded f0, note, "
+                   "cents and confidence instead)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -512,7 +598,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="stream an audio file (or a demo signal) through the C++ front end",
         description="Stream audio through the C++ front end in microphone-sized chunks and report the frames.",
     )
-    p.add_argument("file", nargs="?", help="audio file (any format libsndfile reads; resampled to the preset's rate)")
+    p.add_argument("file", nargs="?", help="audio file (any format libsndfile reads; m4a, mp4, webm, aac... through "
+                   "ffmpeg when it is installed; resampled to the preset's rate)")
     p.add_argument("--demo", action="store_true", help="use a built-in test signal instead of a file")
     p.add_argument("--seconds", type=_seconds, default=4.0, help="length of the demo signal (default 4)")
     p.add_argument("--preset", default="default", help="front-end preset (see `edgetag presets`)")
@@ -541,12 +628,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
     p.set_defaults(func=cmd_verify)
 
-    p = sub.add_parser("tag", help="tag audio files offline: per-decision scores and a clip summary",
-                       description="Run a model over whole files, decision by decision, as the live runtime would.")
-    p.add_argument("files", nargs="*", metavar="FILE", help="audio files (any format libsndfile reads)")
+    p = sub.add_parser("tag", help="tag audio files offline: a summary for people, or every decision (jsonl/csv)",
+                       description="Run a model over whole files, decision by decision, as the live runtime would. "
+                       "On a terminal it prints a summary per file (the top tags and when they were on, or the notes "
+                       "played); piped or with -o it writes every decision as jsonl (--format csv for CSV); a "
+                       "progress line goes to stderr for long files when stderr is a terminal. Ctrl-C stops it "
+                       "(exit status 130).")
+    p.add_argument("files", nargs="*", metavar="FILE", help="audio files (any format libsndfile reads; m4a, mp4, "
+                   "webm, aac... through ffmpeg when it is installed)")
     p.add_argument("--demo", action="store_true", help="tag a built-in 8 s music clip (plucked melody over drums)")
-    p.add_argument("--format", choices=("jsonl", "csv", "summary"), default="jsonl",
-                   help="jsonl or csv: every decision and a summary; summary: the top tags per file only (default jsonl)")
+    p.add_argument("--format", choices=("jsonl", "csv", "summary"), default=None,
+                   help="jsonl or csv: every decision (with --events: onsets and offsets) and a summary; summary: "
+                   "for people, the top tags per file and when they were on, or the notes played (default: summary "
+                   "on a terminal, jsonl when stdout is a pipe or a file, or with -o)")
     _add_post_args(p)
     p.set_defaults(func=cmd_tag)
 

@@ -20,6 +20,7 @@ onnxruntime and the C++ extension; never torch.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -43,6 +44,8 @@ class Decision:
     """Front end + model time spent on the push that produced it (shared by its decisions)."""
     latency_s: float | None = None
     """Output time minus capture time of the last sample used (set by the runner)."""
+    level_dbfs: float | None = None
+    """RMS level of the audio the decision used, dB re full scale (None: fed frames, not samples)."""
     extra: dict = field(default_factory=dict)
 
     def scores_dict(self, labels) -> dict[str, float]:
@@ -72,11 +75,16 @@ class Engine:
         self._frames_fed = 0  # stateful: frames given to the model
         self.samples = 0  # samples pushed
         self.states = model.initial_state(1)
+        # the samples one decision uses (a window model's whole window, a stateful model's last
+        # frame), kept so each decision carries the level of its own audio (the level gate)
+        self.decision_span = frame_end_sample(self.config, self.window - 1 if self.mode == "window" else 0)
+        self._tail = np.zeros(0, np.float32)
 
     def reset(self) -> None:
         self.frontend.reset()
         self.frames = self._frames_fed = self.samples = 0
         self._pending = self._pending[:0]
+        self._tail = self._tail[:0]
         self.states = self.model.initial_state(1)
 
     def frame_end_sample(self, frame: int) -> int:
@@ -94,12 +102,27 @@ class Engine:
         if n_new > len(self._frames_buf):
             self._frames_buf = np.zeros((max(n_new, 2 * len(self._frames_buf)), self.config.n_bins), np.float32)
         got = self.frontend.push_into(samples, self._frames_buf)
-        self.samples += len(samples)
         decisions = self.push_frames(self._frames_buf[:got])
+        self._set_levels(samples, decisions)
+        self.samples += len(samples)
         elapsed = time.perf_counter() - start
         for d in decisions:
             d.compute_s = elapsed / len(decisions)
         return decisions
+
+    def _set_levels(self, samples: np.ndarray, decisions: list[Decision]) -> None:
+        """Each decision's `Decision.level_dbfs`, from the samples it used; keeps the tail later ones need."""
+        x = samples.astype(np.float32) / 32768.0 if samples.dtype == np.int16 else samples.astype(np.float32, copy=False)
+        audio = np.concatenate([self._tail, x]) if len(self._tail) else x
+        first = self.samples + len(samples) - len(audio)  # stream index of audio[0]
+        if decisions:
+            power = np.concatenate([[0.0], np.cumsum(np.square(audio, dtype=np.float64))])
+            for d in decisions:
+                hi = min(max(d.end_sample - first, 0), len(audio))
+                lo = max(hi - self.decision_span, 0)
+                mean = (power[hi] - power[lo]) / max(hi - lo, 1)
+                d.level_dbfs = 10.0 * math.log10(mean) if mean > 0 else -math.inf
+        self._tail = audio[-self.decision_span :].copy()
 
     def push_frames(self, frames: np.ndarray) -> list[Decision]:
         """Append front-end frames float32 [n, n_bins] directly (what `push` does after the front end).
@@ -165,6 +188,9 @@ def offline_decisions(model, samples: np.ndarray) -> list[Decision]:
 _END = object()
 #: Decisions that may wait for the output thread: 4096 is 41 s of 10 ms decisions, 7 min of 100 ms ones.
 MAX_PENDING_DECISIONS = 4096
+#: A live source's audio older than this when the worker reaches it is skipped (counted) until the
+#: worker is back within it: a tuner that answers late is worse than one that misses a moment.
+MAX_LAG_S = 1.0
 
 
 class StreamRunner:
@@ -180,7 +206,8 @@ class StreamRunner:
     or a source error end the run; the error is re-raised.
     """
 
-    def __init__(self, engine: Engine, source, *, duration: float | None = None, warn=None) -> None:
+    def __init__(self, engine: Engine, source, *, duration: float | None = None, warn=None,
+                 max_lag_s: float = MAX_LAG_S) -> None:
         import queue
         import sys
         import threading
@@ -200,6 +227,10 @@ class StreamRunner:
         self.compute_times = DurationStats()
         self.decisions = 0
         self.reached_duration = False
+        self.max_lag_s = max_lag_s
+        self._behind = False  # in a catch-up: skipping a live source's old audio
+        self._skipped_since_decision = 0  # samples skipped before the next decision (it says so)
+        self._last_lag_warn = 0.0
         self._records: deque = deque()  # (engine end sample, capture time of it)
         self._last_warn = 0.0
         self._last_drop_warn = 0.0
@@ -244,6 +275,8 @@ class StreamRunner:
                             f"({stats.nonfinite_samples} non-finite, {stats.skipped_samples} samples skipped so far)"
                         )
                     continue
+                if self._too_late(chunk, len(samples)):
+                    continue
                 if self.max_samples is not None:
                     samples = samples[: max(0, self.max_samples - engine.samples)]
                 stats.level_dbfs = level_dbfs(samples)
@@ -252,6 +285,9 @@ class StreamRunner:
                 for d in engine.push(samples):
                     d.t += offset
                     d.extra["capture_end"] = self._capture_time(d.end_sample)
+                    if self._skipped_since_decision:
+                        d.extra["skipped_s"] = self._skipped_since_decision / self.rate
+                        self._skipped_since_decision = 0
                     self._deliver(d)
                 if self.max_samples is not None and engine.samples >= self.max_samples:
                     self.reached_duration = True
@@ -260,6 +296,35 @@ class StreamRunner:
             self.error = exc
         finally:
             self._deliver(_END)
+
+    def _too_late(self, chunk, n: int) -> bool:
+        """Whether to skip this live chunk to catch up with real time (see `MAX_LAG_S`); counts and warns.
+
+        Skipping starts when the chunk's audio is more than ``max_lag_s`` old and lasts until the
+        worker reaches audio less than half of that old, so it does not flicker at the bound. The
+        skipped samples count as skipped (decision times stay true) and the next decision says how
+        much audio came before it unheard.
+        """
+        if not getattr(self.source, "live", False) or chunk.capture_end is None:
+            return False
+        lag = time.monotonic() - chunk.capture_end
+        if lag <= (0.5 if self._behind else 1.0) * self.max_lag_s:
+            self._behind = False
+            return False
+        stats = self.stats
+        if not self._behind:
+            self._behind = True
+            stats.catchups += 1
+        stats.lag_skipped_samples += n
+        stats.skipped_samples += n
+        self._skipped_since_decision += n
+        now = time.monotonic()
+        if now - self._last_lag_warn > 1.0:
+            self._last_lag_warn = now
+            self.warn(f"warning: {lag:.2f} s behind real time: skipping audio to catch up ({stats.catchups} catch-up(s), "
+                      f"{stats.lag_skipped_samples / self.rate:.1f} s skipped so far); fewer --threads or a smaller "
+                      "model keeps up")
+        return True
 
     def _deliver(self, item) -> None:
         """Queue a decision for the caller's thread.

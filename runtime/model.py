@@ -49,6 +49,13 @@ def available_backends() -> list[str]:
     return [name for name, provider in PROVIDERS.items() if provider in have]
 
 
+#: ONNX Runtime intra-op threads for streaming (``tag``, ``listen``, the Python API): one decision's model
+#: call is 0.2-2 ms of work, less than waking a pool of threads costs; more threads spin and take the
+#: cores that the audio callback, the front end and the output need (on a 2-core machine with ORT's
+#: default, the tuner fell 4 s behind; with 1 thread it answered in 20 ms).
+STREAM_THREADS = 1
+
+
 def session_options(threads: int | None = None, *, quiet: bool = False) -> Any:
     """The ONNX Runtime session options edgetag runs its models with (the runtime, export gates, timings)."""
     options = _import_ort().SessionOptions()

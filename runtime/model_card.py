@@ -123,6 +123,9 @@ class ModelCard:
     test_vector: dict[str, Any] = field(default_factory=dict)
     """A few frames of real features, the fp32 model's scores on them, a tolerance for this file's
     precision and where it was verified (`edgetag.runtime.verify`); empty when not recorded."""
+    level_gate_dbfs: float | None = None
+    """Below this RMS level (dB re full scale) of a decision's audio the runtime reports silence;
+    None: the runtime's default (`edgetag.runtime.pipeline.DEFAULT_LEVEL_GATE_DBFS`)."""
     embedding: dict[str, Any] = field(default_factory=dict)
     """``{"size": D, "layer": ...}``: the graph's ``embedding`` output (what the final classifier reads;
     `EMBEDDING_NAME`); empty for files without one."""
@@ -222,6 +225,9 @@ class ModelCard:
                     fail(f"test_vector.{key} must be an object with dtype, shape and base64")
             if not isinstance(vector.get("tolerance"), (int, float)) or not isinstance(vector.get("verified", {}), dict):
                 fail("test_vector needs a numeric tolerance (and verified, if present, must be an object)")
+        gate = self.level_gate_dbfs
+        if gate is not None and (isinstance(gate, bool) or not isinstance(gate, (int, float)) or not -200.0 <= gate <= 0.0):
+            fail(f"level_gate_dbfs must be a number from -200 to 0 dBFS, got {gate!r}")
         if not isinstance(self.embedding, dict):
             fail("embedding must be a JSON object")
         if self.embedding:
@@ -289,6 +295,7 @@ class ModelCard:
             **({"integrity": self.integrity} if self.integrity else {}),
             **({"test_vector": self.test_vector} if self.test_vector else {}),
             **({"embedding": self.embedding} if self.embedding else {}),
+            **({"level_gate_dbfs": self.level_gate_dbfs} if self.level_gate_dbfs is not None else {}),
         }
 
     def to_json(self, indent: int | None = None) -> str:
@@ -303,7 +310,7 @@ class ModelCard:
             "window_frames", "hop_frames", "thresholds",
         }
         optional = {"states", "provenance", "metrics", "parameters", "macs_per_second", "integrity", "test_vector",
-                    "embedding"}
+                    "embedding", "level_gate_dbfs"}
         missing = sorted(required - set(data))
         if missing:
             raise ModelCardError(f"invalid model card: missing field(s) {missing}")
@@ -333,6 +340,7 @@ class ModelCard:
                 integrity=dict(data.get("integrity", {})),
                 test_vector=dict(data.get("test_vector", {})),
                 embedding=dict(data.get("embedding", {})),
+                level_gate_dbfs=data.get("level_gate_dbfs"),
             )
         except (TypeError, KeyError, AttributeError, ValueError, OverflowError) as exc:
             if isinstance(exc, ModelCardError):

@@ -1,11 +1,17 @@
 """Writing decisions: JSON lines, CSV, onset/offset events, and a live terminal view.
 
-- `JsonlWriter`: one object per decision, ``{"t", "scores": {label: score},
-  "latency_ms"?}`` (plus ``"file"`` when tagging several files).
-- `CsvWriter`: a header ``t,latency_ms,<labels...>`` then one row per decision.
+- `JsonlWriter`: one object per decision, ``{"t", "active": [labels on],
+  "scores": {label: score}, "latency_ms"?}`` (plus ``"file"`` when tagging
+  several files); ``active`` follows the events' hysteresis.
+- `CsvWriter`: a header ``t,latency_ms,<labels...>`` then one row per decision
+  (``--scores none``: ``t,latency_ms,active``).
 - `PitchJsonlWriter`, `PitchCsvWriter`: the same for pitch models, with the
   decoded pitch (f0, confidence, voiced, note, cents, MIDI) in each decision.
-- `EventWriter`: onset/offset lines (text, or JSON objects in jsonl mode).
+- `EventCsvWriter`: onset/offset events as CSV (``t,event,label,score``);
+  `EventWriter`: the same as text lines (JSON objects in jsonl mode).
+- `SpanRecorder`, `format_summary`, `format_pitch_report`: the summary for
+  people (``edgetag tag`` on a terminal): top tags and when they were on, or
+  the notes played with their times.
 - `LiveView`: a rich ``Live`` display: top tags with bars, input level in
   dBFS, latency p50/p99, overflows and drops.
 """
@@ -13,31 +19,58 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
-from typing import IO, Sequence
+import textwrap
+from dataclasses import dataclass
+from typing import IO, Callable, Sequence
 
 import numpy as np
 from edgetag.runtime.engine import Decision
 from edgetag.runtime.pitch import PitchReader
 from edgetag.runtime.postprocess import Event, top_k
 
+#: Returns the labels on at the current decision (pitch: the sounding note): the stream's event detector's
+#: ``active_labels`` (`edgetag.runtime.postprocess.Hysteresis`, `edgetag.runtime.pitch.NoteTracker`).
+ActiveLabels = Callable[[], Sequence[str]]
+#: Columns the summaries for people fit in.
+TEXT_WIDTH = 80
+#: Keys of `Decision.extra` a jsonl decision carries when set: ``silent`` (below the level gate,
+#: `edgetag.runtime.pipeline`) and ``skipped_s`` (audio skipped before it to catch up with real time,
+#: `edgetag.runtime.engine.StreamRunner`).
+DECISION_FLAGS = ("silent", "skipped_s")
+
 
 class JsonlWriter:
-    """``scores=False`` leaves the per-label ``"scores"`` out of each decision."""
+    """``scores=False`` leaves the per-label ``"scores"`` out of each decision; once `bind_active` is
+    called, each decision names its ``"active"`` labels."""
 
-    def __init__(self, out: IO[str], labels: Sequence[str], *, file: str | None = None, scores: bool = True) -> None:
+    def __init__(self, out: IO[str], labels: Sequence[str], *, file: str | None = None, scores: bool = True,
+                 active: ActiveLabels | None = None) -> None:
         self.out, self.labels, self.file, self.scores = out, tuple(labels), file, scores
+        self.active = active
+
+    def bind_active(self, active: ActiveLabels) -> None:
+        """Name in every decision what ``active()`` returns after it: the labels the events' hysteresis
+        holds on (`edgetag.runtime.pipeline.DecisionPipeline` runs its event detector before the writers)."""
+        self.active = active
 
     def decision(self, d: Decision, scores: np.ndarray | None = None) -> None:
         self._write(d, {}, d.scores if scores is None else scores)
 
     def _write(self, d: Decision, fields: dict, scores: np.ndarray) -> None:
         obj: dict = {"t": round(d.t, 6), **fields}
+        if self.active is not None:
+            obj["active"] = list(self.active())
         if self.scores:
             obj["scores"] = {label: round(float(s), 6) for label, s in zip(self.labels, scores)}
         if d.latency_s is not None:
             obj["latency_ms"] = round(d.latency_s * 1e3, 3)
+        for key in DECISION_FLAGS:  # what the pipeline and the runner noted about this decision
+            if key in d.extra:
+                value = d.extra[key]
+                obj[key] = round(value, 6) if isinstance(value, float) else value
         if self.file is not None:
             obj["file"] = self.file
         self.out.write(json.dumps(obj) + "\n")
@@ -61,24 +94,36 @@ class JsonlWriter:
 
 
 class CsvWriter:
-    """``scores=False`` leaves the per-label columns out (for pitch models, which have others)."""
+    """``scores=False`` leaves the per-label columns out (for pitch models, which have others); a tagging
+    model's table then has an ``active`` column instead: the labels on, joined by ``;`` (see `bind_active`)."""
 
     extra_columns: tuple[str, ...] = ()
 
     def __init__(self, out: IO[str], labels: Sequence[str], *, file: str | None = None, header: bool = True,
-                 scores: bool = True) -> None:
+                 scores: bool = True, active: ActiveLabels | None = None) -> None:
         self.out, self.labels, self.file, self.scores = out, tuple(labels), file, scores
+        self.active = active
+        # without scores and without pitch columns, a row would say nothing but its time
+        self.active_column = not scores and not self.extra_columns
         self.writer = csv.writer(out, lineterminator="\n")
         if header:
             self.writer.writerow((["file"] if file is not None else []) + ["t", "latency_ms", *self.extra_columns,
-                                                                          *(self.labels if scores else ())])
+                                                                          *(self.labels if scores else ()),
+                                                                          *(["active"] if self.active_column else [])])
             out.flush()
+
+    def bind_active(self, active: ActiveLabels) -> None:
+        """What the ``active`` column holds (see `JsonlWriter.bind_active`)."""
+        self.active = active
 
     def decision(self, d: Decision, scores: np.ndarray | None = None) -> None:
         values = d.scores if scores is None else scores
         latency = "" if d.latency_s is None else f"{d.latency_s * 1e3:.3f}"
         row = ([self.file] if self.file is not None else []) + [f"{d.t:.6f}", latency, *self._extra(values)]
-        self.writer.writerow(row + ([f"{float(s):.6f}" for s in values] if self.scores else []))
+        row += [f"{float(s):.6f}" for s in values] if self.scores else []
+        if self.active_column:
+            row.append(";".join(self.active()) if self.active is not None else "")
+        self.writer.writerow(row)
         self.out.flush()
 
     def _extra(self, scores: np.ndarray) -> list[str]:
@@ -92,7 +137,8 @@ class CsvWriter:
 
 
 class EventWriter:
-    """Onset/offset lines as text: ``   12.340  onset   dog  (0.812)``."""
+    """Onset/offset lines as text, for people: ``    12.340  onset   dog  (0.812)``; the offsets that
+    close the stream at its end read ``(end)``."""
 
     def __init__(self, out: IO[str], *, file: str | None = None) -> None:
         self.out, self.file = out, file
@@ -102,34 +148,223 @@ class EventWriter:
 
     def event(self, e: Event) -> None:
         prefix = f"{self.file}: " if self.file else ""
-        self.out.write(prefix + e.line() + "\n")
+        line = e.line() if math.isfinite(e.score) else f"{e.t:10.3f}  {e.kind:6s}  {e.label}  (end)"
+        self.out.write(prefix + line + "\n")
         self.out.flush()
 
     def summary(self, summary: dict) -> None:
         pass
 
 
-def format_summary(summary: dict, file: str | None = None, rows: int | None = None) -> str:
-    """A clip summary as text: the top labels, then every label's mean and max score (or the first ``rows``)."""
+class EventCsvWriter:
+    """Onset/offset events as CSV: a header ``[file,]t,event,label,score``, then a row per event.
+
+    ``label`` is a tag, or for pitch models a note; the offsets that close the stream at its end
+    have no score (an empty field, not NaN, which spreadsheets and CSV readers take as text).
+    """
+
+    def __init__(self, out: IO[str], *, file: str | None = None, header: bool = True) -> None:
+        self.out, self.file = out, file
+        self.writer = csv.writer(out, lineterminator="\n")
+        if header:
+            self.writer.writerow((["file"] if file is not None else []) + ["t", "event", "label", "score"])
+            out.flush()
+
+    def decision(self, d: Decision, scores=None) -> None:
+        pass
+
+    def event(self, e: Event) -> None:
+        score = f"{e.score:.6f}" if math.isfinite(e.score) else ""
+        self.writer.writerow(([self.file] if self.file is not None else []) + [f"{e.t:.6f}", e.kind, e.label, score])
+        self.out.flush()
+
+    def summary(self, summary: dict) -> None:
+        pass
+
+
+@dataclass
+class Span:
+    """A label (pitch models: a note) on from ``start`` to ``end`` seconds; a note's mean ``cents`` and
+    ``f0_hz`` over its voiced decisions (None when only its events were seen)."""
+
+    label: str
+    start: float
+    end: float
+    cents: float | None = None
+    f0_hz: float | None = None
+
+
+class SpanRecorder:
+    """A writer that records when each label was on (pitch models: each note), for the summary for people.
+
+    Given decisions, it reads the labels on from ``active`` (bound by `bind_active`: the state
+    jsonl's ``"active"`` shows); given events (``--events``), it opens and closes spans at the
+    events' times (a note's onset is stamped at its first decision, ``min_decisions`` before it
+    is active). At most ``max_spans`` spans are kept (the rest are counted, and still count in
+    `on_s`), so a long file costs bounded memory.
+    """
+
+    def __init__(self, *, reader: PitchReader | None = None, active: ActiveLabels | None = None,
+                 max_spans: int = 10_000) -> None:
+        self.read, self.active, self.max_spans = reader, active, max_spans
+        self.spans: list[Span] = []  # closed spans, in the order they ended (for notes: in time order)
+        self.more = 0  # closed spans not kept
+        self.on_s: dict[str, float] = {}  # seconds on, per label, over every span
+        self._open: dict[str, list] = {}  # label -> [start, cents sum, f0 sum, voiced decisions]
+        self.last_t = 0.0
+
+    def bind_active(self, active: ActiveLabels) -> None:
+        self.active = active
+
+    def decision(self, d: Decision, scores: np.ndarray | None = None) -> None:
+        self.last_t = d.t
+        now = set(self.active()) if self.active is not None else set()
+        for label in [lb for lb in self._open if lb not in now]:
+            self._close(label, d.t)
+        for label in now:
+            if label not in self._open:
+                self._open[label] = [d.t, 0.0, 0.0, 0]
+        if self.read is not None and self._open:  # a note's tuning: its voiced decisions' cents and f0
+            r = self.read(d.scores if scores is None else scores)
+            state = self._open.get(r.note)
+            if r.voiced and state is not None:
+                state[1] += r.cents
+                state[2] += r.f0_hz
+                state[3] += 1
+
+    def event(self, e: Event) -> None:
+        self.last_t = max(self.last_t, e.t)
+        if e.kind == "onset":
+            self._open.setdefault(e.label, [e.t, 0.0, 0.0, 0])
+        elif e.label in self._open:
+            self._close(e.label, e.t)
+
+    def summary(self, summary: dict) -> None:
+        pass
+
+    def finish(self) -> None:
+        """End of the stream: what is still on ends at the last decision (as the events' last offsets do)."""
+        for label in list(self._open):
+            self._close(label, self.last_t)
+
+    def spans_of(self, label: str) -> list[Span]:
+        return [s for s in self.spans if s.label == label]
+
+    def _close(self, label: str, t: float) -> None:
+        start, cents, f0, n = self._open.pop(label)
+        self.on_s[label] = self.on_s.get(label, 0.0) + (t - start)
+        if len(self.spans) >= self.max_spans:
+            self.more += 1
+            return
+        self.spans.append(Span(label, start, t, cents / n if n else None, f0 / n if n else None))
+
+
+def _clock(seconds: float, long: bool, digits: int = 1) -> str:
+    from edgetag.runtime.progress import clock
+
+    return clock(seconds, long, digits)
+
+
+def _span_list(spans: list[Span], long: bool, room: int) -> str:
+    """``0.9-3.4, 5.0-8.0 +3``: as many spans as fit in ``room`` characters, then how many more."""
+    text = ""
+    for i, span in enumerate(spans):
+        item = f"{', ' if text else ''}{_clock(span.start, long)}-{_clock(span.end, long)}"
+        rest = len(spans) - i - 1
+        if len(text) + len(item) + (len(f" +{rest}") if rest else 0) > room:
+            return f"{text} +{len(spans) - i}" if text else f"+{len(spans)}"
+        text += item
+    return text
+
+
+def format_summary(summary: dict, file: str | None = None, rows: int | None = None, *,
+                   thresholds: dict[str, float] | None = None, spans: SpanRecorder | None = None,
+                   duration_s: float | None = None) -> str:
+    """A clip summary as text: the top labels, then each label's mean and max score (the first ``rows``).
+
+    Given the card's ``thresholds`` (by label) and the stream's ``spans``, each row also says the
+    threshold and when the label was on: its share of ``duration_s`` and its time spans (seconds,
+    ``m:ss.s`` in files of a minute or more), as many as fit in `TEXT_WIDTH` columns.
+    """
     lines = [f"clip summary{f' of {file}' if file else ''}: {summary['decisions']} decisions; "
              f"top: {', '.join(summary['top'])}"]
-    width = max((len(label) for label in summary["mean"]), default=5)
-    lines.append(f"  {'label':{width}s}   mean    max")
+    width = max([len("label"), *(len(label) for label in summary["mean"])])
+    detail = thresholds is not None and spans is not None
+    long = (duration_s or 0.0) >= 60.0
+    lines.append(f"  {'label':{width}s}   mean    max" + (f"   thr  on ({'m:ss' if long else 's'})" if detail else ""))
     ordered = summary["top"] + sorted((lb for lb in summary["mean"] if lb not in summary["top"]),
                                       key=lambda lb: -summary["mean"][lb])
     for label in ordered[:rows]:
-        lines.append(f"  {label:{width}s}  {summary['mean'][label]:.3f}  {summary['max'][label]:.3f}")
+        row = f"  {label:{width}s}  {summary['mean'][label]:.3f}  {summary['max'][label]:.3f}"
+        if detail:
+            row += f"  {thresholds[label]:.2f}  "
+            own = spans.spans_of(label)
+            on = spans.on_s.get(label, 0.0)
+            if not own and not on:
+                row += "-"
+            else:
+                share = f"{100 * on / duration_s:.0f} %: " if duration_s else ""
+                row += share + _span_list(own, long, max(12, TEXT_WIDTH - len(row) - len(share)))
+        lines.append(row)
     return "\n".join(lines)
+
+
+def format_pitch_report(summary: dict, file: str | None = None, *, notes: SpanRecorder | None = None,
+                        duration_s: float | None = None, max_notes: int = 40) -> str:
+    """A `edgetag.runtime.pitch.PitchSummary` for people: voiced share, median f0 and note, the most frequent
+    notes, then (given ``notes``) the notes played, each with its times, mean offset in cents and f0
+    (the first ``max_notes``); lines fit in `TEXT_WIDTH` columns but for a long file name."""
+    head = f"pitch summary{f' of {file}' if file else ''}: {summary['decisions']} decisions, " \
+           f"{100 * summary['voiced_fraction']:.0f} % voiced"
+    if summary["median_f0_hz"] is None:
+        return head + "; no voiced decision"
+    lines = [head, f"  median f0 {summary['median_f0_hz']:.1f} Hz ({summary['median_note']})"]
+    frequent = ", ".join(f"{name} {100 * share:.0f} %" for name, share in summary["notes"].items())
+    lines += textwrap.wrap(f"most frequent notes (share of voiced): {frequent}", TEXT_WIDTH - 2,
+                           initial_indent="  ", subsequent_indent="    ")
+    if notes is None:
+        return "\n".join(lines)
+    played = [s for s in notes.spans]
+    total = len(played) + notes.more
+    if not total:
+        lines.append("  notes: none held long enough to count as one")
+        return "\n".join(lines)
+    long = (duration_s or 0.0) >= 60.0
+    lines.append(f"  notes ({total}): start-end ({'m:ss' if long else 's'}), note, cents off the note, mean f0")
+    for span in played[:max_notes]:
+        when = f"{_clock(span.start, long, 2)}-{_clock(span.end, long, 2)}"  # decisions are 10 ms apart
+        tuning = "" if span.cents is None else f"  {span.cents:+4.0f} ct  {span.f0_hz:7.1f} Hz"
+        lines.append(f"    {when:>17s}  {span.label:4s}{tuning}".rstrip())
+    if total > max_notes:
+        lines.append(f"    ... {total - max_notes} more (every note: --events; every decision: --format csv)")
+    return "\n".join(lines)
+
+
+def score_bar(score: float, threshold: float, style: str, width: int = 30):
+    """A score as a bar of ``width`` cells with the tag's threshold marked (``┃``), as rich Text."""
+    from rich.text import Text
+
+    filled = int(round(width * max(0.0, min(1.0, score))))
+    mark = min(width - 1, max(0, int(round(width * max(0.0, min(1.0, threshold))))))
+    bar = Text()
+    for i in range(width):
+        if i == mark:
+            bar.append("┃", style="bold white")
+        else:
+            bar.append("█" if i < filled else " ", style=style)
+    return bar
 
 
 class LiveView:
     """A rich Live display of the last decision, the input level, latency and losses."""
 
     def __init__(self, labels: Sequence[str], thresholds: Sequence[float], *, source: str, k: int = 8,
-                 console=None) -> None:
+                 console=None, sample_rate: int | None = None) -> None:
         from rich.console import Console
         from rich.live import Live
 
+        self.sample_rate = sample_rate  # for the catch-up row in seconds
+        self.silent = False
         self.labels, self.thresholds = tuple(labels), np.asarray(thresholds)
         self.k = min(k, len(self.labels))
         self.source = source
@@ -152,6 +387,7 @@ class LiveView:
     def decision(self, d: Decision, scores: np.ndarray | None = None) -> None:
         self.scores = d.scores if scores is None else scores
         self.t = d.t
+        self.silent = bool(d.extra.get("silent"))
 
     def event(self, e: Event) -> None:
         pass
@@ -167,14 +403,17 @@ class LiveView:
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(title=f"edgetag listen: {self.source}   t = {self.t:7.2f} s", expand=False)
+        table = Table(title=self._title("edgetag listen"), expand=False)
         table.add_column("tag")
         table.add_column("score", justify="right")
         table.add_column("", min_width=30)
         for label, score in top_k(self.scores, self.labels, self.k):
-            on = score >= self.thresholds[self.labels.index(label)]
-            bar = "█" * int(round(30 * max(0.0, min(1.0, score))))
-            table.add_row(label, f"{score:.2f}", Text(bar, style="bold green" if on else "cyan"))
+            threshold = float(self.thresholds[self.labels.index(label)])
+            on = score >= threshold and not self.silent
+            table.add_row(label, f"{score:.2f}", score_bar(score, threshold, "dim" if self.silent else
+                                                           ("bold green" if on else "cyan")))
+        if self.silent:
+            table.add_row("silence", Text("below the level gate", style="dim"), Text("no tag is on", style="dim"))
         level = -math.inf if self.stats is None else self.stats.level_dbfs
         meter_len = 0 if not math.isfinite(level) else int(round(30 * max(0.0, min(1.0, (level + 60) / 60))))
         table.add_row("input", "-inf dBFS" if not math.isfinite(level) else f"{level:.0f} dBFS",
@@ -186,7 +425,24 @@ class LiveView:
             style = "bold red" if (s.overflows or s.dropped_samples or s.nonfinite_samples) else "dim"
             table.add_row("losses", Text(f"{s.overflows} overflows", style=style),
                           Text(f"{s.dropped_samples} dropped, {s.nonfinite_samples} NaN", style=style))
+            self._behind_row(table)
         return table
+
+    def _title(self, what: str) -> str:
+        # the time first, so a narrow terminal wraps the source, not "t =" away from its number
+        return f"t = {self.t:7.2f} s   {what}: {self.source}"
+
+    def _behind_row(self, table) -> None:
+        """A red row once the worker had to skip audio to keep up with real time (`StreamRunner`)."""
+        from rich.text import Text
+
+        s = self.stats
+        if not getattr(s, "catchups", 0):
+            return
+        skipped = (f"{s.lag_skipped_samples / self.sample_rate:.1f} s" if self.sample_rate
+                   else f"{s.lag_skipped_samples} samples")
+        table.add_row("behind", Text(f"{s.catchups} catch-up(s)", style="bold red"),
+                      Text(f"{skipped} skipped to stay live", style="bold red"))
 
 
 class PitchJsonlWriter(JsonlWriter):
@@ -241,16 +497,18 @@ class TunerView(LiveView):
     }
 
     def __init__(self, labels: Sequence[str], thresholds: Sequence[float], *, source: str, k: int = 8,
-                 console=None, reader: PitchReader | None = None, width: int = 41) -> None:
+                 console=None, reader: PitchReader | None = None, width: int = 41, sample_rate: int | None = None) -> None:
         self.read = reader or PitchReader()
         self.width = max(11, width | 1)  # odd: a centre cell for 0 cents
         self.reading = None
         self.last_voiced = None
-        super().__init__(labels, thresholds, source=source, k=k, console=console)
+        super().__init__(labels, thresholds, source=source, k=k, console=console, sample_rate=sample_rate)
 
     def decision(self, d: Decision, scores: np.ndarray | None = None) -> None:
         super().decision(d, scores)
         self.reading = self.read(self.scores)
+        if self.silent:  # below the level gate: no pitch, whatever the bins say
+            self.reading = dataclasses.replace(self.reading, voiced=False)
         if self.reading.voiced:
             self.last_voiced = self.reading
 
@@ -273,7 +531,7 @@ class TunerView(LiveView):
         from rich.table import Table
         from rich.text import Text
 
-        table = Table(title=f"edgetag tuner: {self.source}   t = {self.t:7.2f} s", expand=False, show_header=False)
+        table = Table(title=self._title("edgetag tuner"), expand=False, show_header=False)
         table.add_column("what")
         table.add_column("value")
         r = getattr(self, "reading", None)
@@ -295,17 +553,20 @@ class TunerView(LiveView):
         level = -math.inf if self.stats is None else self.stats.level_dbfs
         table.add_row("input", "-inf dBFS" if not math.isfinite(level) else f"{level:.0f} dBFS")
         table.add_row("latency", f"p50 {self.latency[0]:.1f} ms  p99 {self.latency[1]:.1f} ms")
+        table.add_row("compute", f"p50 {self.compute[0]:.2f} ms  p99 {self.compute[1]:.2f} ms")
         if self.stats is not None:
             s = self.stats
             bad = s.overflows or s.dropped_samples or s.nonfinite_samples
             table.add_row("losses", Text(f"{s.overflows} overflows, {s.dropped_samples} dropped, "
                                          f"{s.nonfinite_samples} NaN", style="bold red" if bad else "dim"))
+            self._behind_row(table)
         return table
 
 
 def make_writer(fmt: str, out, labels, file=None, header: bool = True, *, reader=None, scores: bool = True):
-    """The decision writer for ``fmt`` (jsonl, csv or events); with a pitch model's ``reader``
-    (`edgetag.runtime.pitch.PitchReader`), one that also writes the decoded pitch."""
+    """The decision writer for ``fmt``: jsonl, csv, events (CSV: ``--events --format csv``) or events-text
+    (lines for people); with a pitch model's ``reader`` (`edgetag.runtime.pitch.PitchReader`), one that
+    also writes the decoded pitch."""
     if fmt == "jsonl":
         if reader:
             return PitchJsonlWriter(out, labels, file=file, scores=scores, reader=reader)
@@ -314,4 +575,8 @@ def make_writer(fmt: str, out, labels, file=None, header: bool = True, *, reader
         if reader:
             return PitchCsvWriter(out, labels, file=file, header=header, scores=scores, reader=reader)
         return CsvWriter(out, labels, file=file, header=header, scores=scores)
-    return EventWriter(out, file=file)
+    if fmt == "events":
+        return EventCsvWriter(out, file=file, header=header)
+    if fmt == "events-text":
+        return EventWriter(out, file=file)
+    raise ValueError(f"unknown output format {fmt!r}: jsonl, csv, events or events-text")

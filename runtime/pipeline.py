@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 from edgetag.runtime.pitch import NoteTracker
 from edgetag.runtime.postprocess import Hysteresis, Smoother
+
+#: The level gate when a card sets none: a decision whose audio is quieter than this (RMS, dB re full
+#: scale) is silence. A microphone in a quiet room sits near -70 to -90 dBFS, quiet music near -40.
+DEFAULT_LEVEL_GATE_DBFS = -60.0
+
+
+def level_gate(card) -> float:
+    """The card's level gate (``level_gate_dbfs``), else `DEFAULT_LEVEL_GATE_DBFS`."""
+    gate = getattr(card, "level_gate_dbfs", None)
+    return DEFAULT_LEVEL_GATE_DBFS if gate is None else float(gate)
 
 
 class DecisionPipeline:
@@ -14,10 +27,18 @@ class DecisionPipeline:
     into events (a tag crossing its threshold with ``margin`` of hysteresis, or,
     for a pitch model whose stream decoder is ``reader``, notes starting and
     ending), and handed to every writer: each decision, or (``events_only``) the events.
+
+    The level gate: a decision whose audio (`Decision.level_dbfs`) is below ``gate_dbfs`` is
+    silence: ``decision.extra["silent"]`` says so, every tag or note still on ends there, no event
+    starts, the summary counts it with zero scores (silence adds no tag to it), and writers still
+    get the model's scores (what the model said stays visible) and show it as silence. ``gate_dbfs=None`` (or
+    -inf): no gate.
     """
 
     def __init__(self, labels, thresholds, writers, *, smooth: int = 1, margin: float = 0.1,
-                 events_only: bool = False, summary=None, reader=None) -> None:
+                 events_only: bool = False, summary=None, reader=None, gate_dbfs: float | None = None) -> None:
+        self.gate_dbfs = -math.inf if gate_dbfs is None else float(gate_dbfs)
+        self.silent_decisions = 0
         self.smoother = Smoother(smooth)
         if reader is not None:
             self.event_detector = NoteTracker(margin=margin, reader=reader)
@@ -29,11 +50,18 @@ class DecisionPipeline:
         self.last_t = 0.0
 
     def __call__(self, decision) -> None:
+        level = getattr(decision, "level_dbfs", None)
+        silent = level is not None and level < self.gate_dbfs
         scores = self.smoother(decision.scores)
+        if silent:
+            decision.extra["silent"] = True
+            self.silent_decisions += 1
+        heard = np.zeros_like(scores) if silent else scores  # what the tags and notes follow
         self.last_t = decision.t
         if self.summary is not None:
-            self.summary.add(scores)
-        events = self.event_detector.update(decision.t, scores)
+            self.summary.add(heard)  # silence counts as a decision with no tag (and no pitch)
+        # silence ends whatever was on at once (hysteresis would hold a tag whose threshold is below its margin)
+        events = self.event_detector.finish(decision.t) if silent else self.event_detector.update(decision.t, heard)
         for writer in self.writers:
             if self.events_only:
                 for event in events:

@@ -268,6 +268,11 @@ class NoteTracker:
         self.note, self._candidate, self._run = heard, None, 0
         return events
 
+    def active_labels(self) -> tuple[str, ...]:
+        """The sounding note as a decision's ``active`` names it: ``("A4",)``, or ``()`` (the `Hysteresis` method's
+        pitch counterpart; a note is active once confirmed, ``min_decisions`` decisions after its onset's time)."""
+        return (self.note,) if self.note is not None else ()
+
     def finish(self, t: float) -> list[Event]:
         events = [Event(t, self.note, "offset", float("nan"))] if self.note is not None else []
         self.note, self._candidate, self._run = None, None, 0

@@ -86,6 +86,10 @@ class Hysteresis:
         self.active = (self.active | turn_on) & ~turn_off
         return events
 
+    def active_labels(self) -> tuple[str, ...]:
+        """The labels on now, in card order: what each decision's ``active`` names (jsonl, the Python API)."""
+        return tuple(self.labels[i] for i in np.flatnonzero(self.active))
+
     def finish(self, t: float) -> list[Event]:
         events = [Event(t, self.labels[i], "offset", float("nan")) for i in np.flatnonzero(self.active)]
         self.active[:] = False

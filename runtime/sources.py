@@ -56,12 +56,17 @@ class SourceStats:
     """RMS level of the last chunk, dB relative to full scale."""
     dropped_decisions: int = 0
     """Decisions dropped because the output was not read fast enough (its queue was full)."""
+    catchups: int = 0
+    """Times the worker fell behind real time by more than the bound and skipped audio to catch up."""
+    lag_skipped_samples: int = 0
+    """Samples skipped in those catch-ups (also counted in ``skipped_samples``)."""
 
     def summary(self) -> str:
         return (
             f"overflows {self.overflows}, dropped {self.dropped_samples} samples "
             f"({self.dropped_blocks} blocks), non-finite {self.nonfinite_samples} samples "
-            f"({self.skipped_samples} skipped), {self.dropped_decisions} decisions dropped unread"
+            f"({self.skipped_samples} skipped), {self.dropped_decisions} decisions dropped unread, "
+            f"{self.catchups} catch-ups ({self.lag_skipped_samples} samples skipped behind real time)"
         )
 
 

@@ -149,3 +149,97 @@ def test_tag_with_the_pitch_model_writes_decoded_pitch_not_360_bins(tmp_path: Pa
     events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"event"' in line]
     assert [(e["event"], e["label"]) for e in events] == [("onset", "A3"), ("offset", "A3")]
     assert events[0]["t"] < 0.2 and events[1]["t"] > 1.9
+
+
+# ------------------------------------------------------------- readable cards and summaries (issue 24)
+def _strings(value, where: str = ""):
+    """Every string inside a card's JSON value, with where it sits."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _strings(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            yield from _strings(item, f"{where}[{i}]")
+    elif isinstance(value, str):
+        yield where, value
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN_MODELS))
+def test_shipped_cards_hold_no_path_of_the_training_machine(name: str) -> None:
+    """No absolute path (a home, a data folder) in any field of a shipped card: they name files relatively."""
+    pytest.importorskip("onnxruntime")
+    import json
+    import re
+
+    from edgetag.runtime.model import load_model
+
+    card = json.loads(load_model(resolve_model(name)).card.to_json())
+    absolute = re.compile(r"(^|[\s'\"(=:])(/(home|work|root|tmp|mnt|data|Users|var|opt)\b|~/|[A-Za-z]:\\)")
+    found = [(where, text) for where, text in _strings(card) if absolute.search(text)]
+    assert not found, found
+    assert card["provenance"]["data"]["manifest"] == "manifest.jsonl"  # what it was: the recipe's --data folder's
+
+
+def test_info_and_models_fit_in_80_columns_and_read_as_fields(capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("onnxruntime")
+    from edgetag.runtime.cli import main
+
+    for name in BUILTIN_MODELS:
+        assert main(["info", name]) == 0
+        out = capsys.readouterr().out.splitlines()
+        long = [line for line in out if len(line) > 80 and not line.startswith("model ")]  # the path is the user's
+        assert not long, (name, long)
+        # provenance: one field per line, nested fields indented below their key
+        at = out.index("provenance")
+        assert "  data:" in out[at:] and "    manifest: manifest.jsonl" in out[at:]
+        task = next(line for line in out if line.startswith("task "))
+        if name.startswith("pitch"):
+            assert task == "task       pitch, 360 bins from 31.7 Hz to 2.0 kHz, decoded to f0/note/cents"
+        else:  # labels with their thresholds in columns: 50 labels on far fewer lines
+            assert task.startswith("task       tags, 50 labels")
+            rows = out[out.index(next(line for line in out if line.startswith("labels "))) + 1 :]
+            assert 10 <= len(rows) < 25 and sum(row.count("  (") for row in rows) == 50
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()[2:]) <= 80  # after the installation's folder
+    assert "multi_label, 360 labels" not in out
+    assert " ".join(out.split()).count("pitch, 360 bins from 31.7 Hz to 2.0 kHz, decoded to f0/note/cents") == 2
+
+
+def _melody(path: Path) -> Path:
+    """A3 for 1 s, 0.5 s of silence, C4 for 1 s (three harmonics), a 16 kHz WAV."""
+    import numpy as np
+    import soundfile as sf
+
+    def tone(hz: float, seconds: float) -> np.ndarray:
+        t = np.arange(int(16000 * seconds)) / 16000
+        return sum(0.3 / k * np.sin(2 * np.pi * hz * k * t) for k in (1, 2, 3))
+
+    sf.write(path, np.concatenate([tone(220.0, 1.0), np.zeros(8000), tone(261.63, 1.0)]).astype(np.float32), 16000)
+    return path
+
+
+def test_pitch_summary_lists_the_notes_played_with_their_times(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    """`tag --model pitch` for people: each note with when it started and ended, its tuning and f0; jsonl's
+    ``active`` is the sounding note."""
+    pytest.importorskip("onnxruntime")
+    import json
+
+    from edgetag.runtime.cli import main
+
+    wav = _melody(tmp_path / "melody.wav")
+    assert main(["tag", str(wav), "--model", "pitch", "--format", "summary", "--threads", "1"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"pitch summary of {wav}") and max(len(line) for line in text.splitlines()[1:]) <= 80
+    notes = [line.split() for line in text.splitlines() if line.startswith("    ") and " ct " in line]
+    assert [n[1] for n in notes] == ["A3", "C4"], text
+    (a_on, a_off), (c_on, c_off) = ((float(v) for v in n[0].split("-")) for n in notes)
+    assert a_on < 0.1 and 0.95 < a_off < 1.1 and 1.45 < c_on < 1.6 and c_off > 2.4, text
+    assert abs(float(notes[0][2])) < 25 and abs(float(notes[0][4]) - 220.0) < 3  # cents off A3, mean f0
+
+    assert main(["tag", str(wav), "--model", "pitch", "--threads", "1"]) == 0
+    decisions = [json.loads(line) for line in capsys.readouterr().out.splitlines()][:-1]
+    active = [tuple(d["active"]) for d in decisions]
+    assert set(active) == {("A3",), (), ("C4",)}
+    assert active[len(active) // 5] == ("A3",) and active[-5] == ("C4",)

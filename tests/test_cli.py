@@ -61,3 +61,21 @@ def test_teach_unknown_teacher_and_bad_options_are_one_line(tmp_path: Path, caps
     with pytest.raises(SystemExit):
         main(base + ["--teacher", "crepe-tiny", "--teacher-option", "no-equals-sign"])
     assert "expected KEY=VALUE, got 'no-equals-sign'" in capsys.readouterr().err
+
+
+def test_ctrl_c_in_any_command_is_one_line_and_exit_130(monkeypatch, capsys) -> None:
+    """Ctrl-C (KeyboardInterrupt) inside tag, listen, features, verify, enroll or info: no traceback, status 130."""
+    from edgetag.runtime import commands, enroll_command
+
+    def interrupted(args) -> int:
+        raise KeyboardInterrupt
+
+    cases = {"tag": (commands, "cmd_tag", ["tag", "--demo"]), "listen": (commands, "cmd_listen", ["listen"]),
+             "features": (commands, "cmd_features", ["features", "--demo"]),
+             "verify": (commands, "cmd_verify", ["verify"]), "info": (commands, "cmd_info", ["info"]),
+             "enroll": (enroll_command, "cmd_enroll", ["enroll", "--add", "x=a.wav,b.wav,c.wav", "-o", "y.onnx"])}
+    for name, (module, function, argv) in cases.items():
+        monkeypatch.setattr(module, function, interrupted)  # the parser is built per call: it takes the stand-in
+        assert main(argv) == 130, name
+        err = capsys.readouterr().err
+        assert err == f"edgetag {name}: interrupted (Ctrl-C)\n", (name, err)

@@ -62,10 +62,10 @@ def test_tag_csv_and_events(stateful_model, tone_wav, tmp_path, capsys) -> None:
     assert len(rows) % 2 == 0 and rows[0]["t"] == rows[len(rows) // 2]["t"]
     assert "clip summary" in capsys.readouterr().err
     assert main(["tag", str(tone_wav), "--model", str(stateful_model), "--format", "csv", "--events"]) == 0
-    lines = capsys.readouterr().out.split("\n")
-    events = [line.split()[:3] for line in lines if line.strip()]
-    assert [(e[1], e[2]) for e in events] == [(k, label) for label in LABELS for k in ("onset", "offset")]
-    assert 0.5 < float(events[0][0]) < 0.6
+    # real CSV since issue 24 (it was text lines): a header, then t,event,label,score per event
+    events = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [(e["event"], e["label"]) for e in events] == [(k, label) for label in LABELS for k in ("onset", "offset")]
+    assert 0.5 < float(events[0]["t"]) < 0.6
 
 
 def test_info_prints_and_validates(window_model, tmp_path, capsys) -> None:
@@ -360,3 +360,196 @@ def test_anti_phase_stereo_is_warned_about(window_model, tmp_path) -> None:
         err = _run(*command, "--model", str(window_model), "--format", "jsonl").stderr.decode()
         assert "its channels cancel when averaged to mono (the mix is silent: anti-phase stereo?)" in err, err
     assert "cancel" not in _run("tag", str(tmp_path / "wide.wav"), "--model", str(window_model)).stderr.decode()
+
+
+# ------------------------------------------------------------- output for people (issue 24)
+def _on_terminal(args: list[str], *, stdout_tty: bool = True, stderr_tty: bool = False, columns: int = 80,
+                 timeout: float = 120) -> tuple[int, str, str, str]:
+    """Run edgetag with stdout and/or stderr on a pseudo-terminal of ``columns`` columns; the others go to files.
+
+    Returns (exit status, what the terminal showed, stdout if not the terminal, stderr if not the terminal).
+    """
+    import fcntl
+    import pty
+    import struct
+    import tempfile
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:  # files: nothing blocks
+        env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES")}
+        proc = subprocess.Popen(EDGETAG + args, stdin=subprocess.DEVNULL, env=env,
+                                stdout=slave if stdout_tty else out_file, stderr=slave if stderr_tty else err_file)
+        os.close(slave)
+        shown = b""
+        while True:
+            try:
+                data = os.read(master, 65536)
+            except OSError:  # EIO: every holder of the terminal closed it
+                break
+            if not data:
+                break
+            shown += data
+        os.close(master)
+        status = proc.wait(timeout=timeout)
+        out_file.seek(0)
+        err_file.seek(0)
+        return (status, shown.decode().replace("\r\n", "\n"), out_file.read().decode(), err_file.read().decode())
+
+
+def test_tag_on_a_terminal_prints_a_summary_for_people(window_model, tone_wav, tmp_path) -> None:
+    """stdout a terminal: the top tags and when they were on, in 80 columns; -o FILE or a pipe: jsonl as before."""
+    status, shown, _, err = _on_terminal(["tag", str(tone_wav), "--model", str(window_model)])
+    assert status == 0, err
+    lines = shown.strip().splitlines()
+    assert lines[0].startswith(f"clip summary of {tone_wav}:") and '{"t"' not in shown
+    assert lines[1].split() == ["label", "mean", "max", "thr", "on", "(s)"]
+    rows = {line.split()[0]: line for line in lines[2:]}
+    # each tone of the file (0.5-1.5 s low, 2-3 s mid, 3.5-4.5 s high) is on about when it sounds
+    for label, start in (("low", 0.5), ("mid", 2.0), ("high", 3.5)):
+        spans = rows[label].split("%: ")[1]
+        on, off = (float(v) for v in spans.split("-"))
+        assert start < on < start + 0.3 and start + 1.0 < off < start + 1.3, rows[label]
+    assert max(len(line) for line in lines[1:]) <= 80  # the first holds the file's name, as long as it is
+
+    out = tmp_path / "d.jsonl"
+    status, shown, _, _ = _on_terminal(["tag", str(tone_wav), "--model", str(window_model), "-o", str(out)])
+    decisions, (summary,) = _jsonl(out.read_text())
+    assert status == 0 and not shown.strip() and len(decisions) > 50 and summary["summary"]["top"]
+
+
+def test_every_jsonl_decision_names_its_active_tags(window_model, tone_wav, capsys) -> None:
+    """``active``: the tags the events' hysteresis holds on at that decision; kept with --scores none."""
+    assert main(["tag", str(tone_wav), "--model", str(window_model)]) == 0
+    decisions, _ = _jsonl(capsys.readouterr().out)
+    assert main(["tag", str(tone_wav), "--model", str(window_model), "--events"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"event"' in line]
+    changes, before = [], set()
+    for d in decisions:
+        now = set(d["active"])
+        changes += [(d["t"], "offset", lb) for lb in sorted(before - now)]
+        changes += [(d["t"], "onset", lb) for lb in sorted(now - before)]
+        before = now
+    changes += [(decisions[-1]["t"], "offset", lb) for lb in sorted(before)]
+    assert len(events) == 6 and sorted(changes) == sorted((e["t"], e["event"], e["label"]) for e in events)
+    # on where the score is above the threshold (0.5), by hysteresis (off below 0.4); nothing in silence
+    for d in decisions:
+        if d.get("silent"):  # below the level gate
+            assert d["active"] == []
+            continue
+        for label, score in d["scores"].items():
+            if score >= 0.5:
+                assert label in d["active"], d
+            if score < 0.4:
+                assert label not in d["active"], d
+
+    assert main(["tag", str(tone_wav), "--model", str(window_model), "--scores", "none"]) == 0
+    lean = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"summary"' not in line]
+    assert [(o["t"], o["active"]) for o in lean] == [(d["t"], d["active"]) for d in decisions]
+    assert all(set(o) - {"silent"} == {"t", "active"} for o in lean)
+    assert main(["tag", str(tone_wav), "--model", str(window_model), "--scores", "none", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert list(rows[0]) == ["t", "latency_ms", "active"]
+    assert [r["active"].split(";") if r["active"] else [] for r in rows] == [d["active"] for d in decisions]
+
+
+def test_events_as_csv_are_real_csv(window_model, tmp_path, capsys) -> None:
+    """A header, one row per event, a file column with several files, no NaN for the offsets at the end."""
+    import soundfile as sf
+
+    held = tmp_path / "held.wav"  # a low tone from 1 s to the end: its offset closes the stream
+    t = np.arange(3 * 16000) / 16000
+    sf.write(held, (0.3 * np.sin(2 * np.pi * 300 * t) * (t >= 1.0)).astype(np.float32), 16000)
+    assert main(["tag", str(held), str(held), "--model", str(window_model), "--events", "--format", "csv"]) == 0
+    text = capsys.readouterr().out
+    rows = list(csv.DictReader(io.StringIO(text)))
+    assert text.splitlines()[0] == "file,t,event,label,score" and "nan" not in text.lower()
+    assert [(r["file"], r["event"], r["label"]) for r in rows] == [(str(held), k, "low") for k in
+                                                                    ("onset", "offset")] * 2
+    assert 1.0 < float(rows[0]["t"]) < 1.3 and float(rows[0]["score"]) > 0.5
+    assert rows[1]["score"] == "" and float(rows[1]["t"]) > 2.9  # closed by the end of the file
+
+
+def _long_wav(path, seconds: int = 40):
+    import soundfile as sf
+
+    sf.write(path, np.tile(tone_signal(), seconds // 5), 16000)
+    return path
+
+
+def test_progress_on_stderr_for_long_files_only_on_a_terminal(window_model, tmp_path) -> None:
+    """A percentage line on a terminal's stderr (erased at the end); nothing on a pipe; jsonl on stdout unharmed."""
+    wav = _long_wav(tmp_path / "long.wav")
+    status, shown, out, _ = _on_terminal(["tag", str(wav), "--model", str(window_model)], stdout_tty=False,
+                                         stderr_tty=True)
+    assert status == 0
+    # "edgetag tag: FILE    0 %  0.0 / 40.0", FILE shortened from the left to fit the terminal's 80 columns
+    assert shown.startswith("\r\x1b[Kedgetag tag: ") or shown.startswith("\r\x1b[K..."), repr(shown[:200])
+    assert "long.wav    0 %  0.0 / 40.0" in shown and shown.endswith("\r\x1b[K"), repr(shown[-200:])
+    assert max(len(line) for line in shown.split("\r\x1b[K")) < 80
+    decisions, (summary,) = _jsonl(out)
+    assert len(decisions) == summary["summary"]["decisions"] > 700
+    done = _run("tag", str(wav), "--model", str(window_model), "-o", str(tmp_path / "d.jsonl"))
+    assert done.returncode == 0 and b"%" not in done.stderr  # stderr a pipe: no progress
+    short = _on_terminal(["tag", str(tone_wav_path(tmp_path)), "--model", str(window_model)], stdout_tty=False,
+                         stderr_tty=True)
+    assert short[0] == 0 and "%" not in short[1]  # 5 s: done before a progress line would help
+
+
+def tone_wav_path(tmp_path):
+    import soundfile as sf
+
+    path = tmp_path / "short.wav"
+    sf.write(path, tone_signal(), 16000)
+    return path
+
+
+def test_ctrl_c_in_tag_is_one_line_and_exit_130(window_model, tmp_path) -> None:
+    """A real SIGINT while tag writes decisions: no traceback, one line, status 130 (128 + SIGINT)."""
+    import signal
+    import time
+
+    wav = _long_wav(tmp_path / "long.wav", 120)  # 2,400 decisions: more jsonl than a pipe holds
+    proc = subprocess.Popen(EDGETAG + ["tag", str(wav), "--model", str(window_model)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().startswith('{"t"')
+    time.sleep(0.5)  # it is blocked writing into the full pipe, mid-file
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and err == "edgetag tag: interrupted (Ctrl-C)\n", err
+    assert '"summary"' not in out  # it stopped part-way
+
+
+def test_progress_line_draws_only_on_a_terminal_and_fits_it() -> None:
+    from edgetag.runtime.progress import Progress, clock
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    screen = Terminal()
+    with Progress("edgetag tag: " + "x" * 200 + ".wav", 300.0, stream=screen, interval_s=0.0) as bar:
+        bar.update(150.0)
+    drawn = screen.getvalue().split("\r\x1b[K")
+    assert drawn[0] == "" and drawn[-1] == "" and len(drawn) == 4  # 0 %, 50 %, erased
+    assert drawn[2].endswith(" 50 %  2:30.0 / 5:00.0") or " 50 %  2:30.0 / 5:00.0" in drawn[2]
+    assert all(len(line) < 80 for line in drawn) and drawn[2].startswith("...")
+    quiet = io.StringIO()  # not a terminal: nothing
+    with Progress("x", 300.0, stream=quiet) as bar:
+        bar.update(100.0)
+    assert quiet.getvalue() == ""
+    assert Progress("x", 10.0, stream=Terminal()).enabled is False  # a short file
+    assert [clock(5.25), clock(59.96, True), clock(61.234, True, 2), clock(3725.5, True)] == \
+        ["5.2", "1:00.0", "1:01.23", "1:02:05"]
+
+
+def test_a_silent_file_says_silence_not_too_short(window_model, tmp_path) -> None:
+    """Every decision below the level gate: the summary says so, rather than "not enough audio"."""
+    import soundfile as sf
+
+    quiet = tmp_path / "quiet.wav"
+    sf.write(quiet, np.zeros(2 * 16000, np.float32), 16000)
+    done = _run("tag", str(quiet), "--model", str(window_model), "--format", "summary")
+    text = done.stdout.decode()
+    assert done.returncode == 0 and "all below the level gate" in text and "not enough audio" not in text, text

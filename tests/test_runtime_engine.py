@@ -211,3 +211,93 @@ def test_a_file_at_full_speed_waits_for_a_slow_reader(window_model, tone_wav, mo
     runner.run(lambda d: (time.sleep(0.005), delivered.append(d)))
     assert runner.stats.dropped_decisions == 0
     assert len(delivered) == len(offline_decisions(model, load_audio(tone_wav, rate)))
+
+
+def test_a_worker_behind_real_time_catches_up_and_says_so(window_model) -> None:
+    """A live source's audio older than the bound is skipped (counted, warned); decision times stay true."""
+    import time
+
+    from edgetag.runtime.engine import Engine, StreamRunner
+    from edgetag.runtime.model import load_model
+    from edgetag.runtime.sources import Chunk, SourceStats
+
+    model = load_model(window_model, threads=1)
+    rate = model.card.frontend.sample_rate
+    block = 1600  # 0.1 s
+
+    class LateMicrophone:
+        """A live source whose chunks 10-19 come 3 s after their capture (the worker was stalled)."""
+
+        live = True
+
+        def __init__(self) -> None:
+            self.stats = SourceStats()
+
+        def chunks(self):
+            rng = np.random.default_rng(0)
+            for i in range(40):
+                now = time.monotonic()
+                yield Chunk(0.1 * rng.standard_normal(block).astype(np.float32), now - (3.0 if 10 <= i < 20 else 0.01))
+
+        def stop(self) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    warnings: list[str] = []
+    runner = StreamRunner(Engine(model), LateMicrophone(), warn=warnings.append, max_lag_s=1.0)
+    delivered = []
+    runner.run(delivered.append)
+    stats = runner.stats
+    assert stats.catchups == 1 and stats.lag_skipped_samples == 10 * block == stats.skipped_samples
+    assert warnings and "behind real time" in warnings[0] and "1 catch-ups" in stats.summary()
+    gaps = [d for d in delivered if "skipped_s" in d.extra]
+    assert len(gaps) == 1 and gaps[0].extra["skipped_s"] == pytest.approx(1.0)
+    # times stay on the source's clock: the first decision after the gap is at least 1 s later than the one before
+    i = delivered.index(gaps[0])
+    assert delivered[i].t - delivered[i - 1].t >= 1.0
+    assert all(d.level_dbfs is not None and -25 < d.level_dbfs < -15 for d in delivered)  # 0.1-RMS noise: -20 dBFS
+
+
+def test_the_level_gate_makes_silence_silent(window_model) -> None:
+    """Below the gate a decision is silence: no tag is on, the summary gains no tag; the scores stay visible."""
+    import math
+
+    from edgetag.runtime.pipeline import DEFAULT_LEVEL_GATE_DBFS, DecisionPipeline, level_gate
+
+    model = load_model(window_model, threads=1)
+    rate = model.card.frontend.sample_rate
+    hiss = 1e-4 * np.random.default_rng(0).standard_normal(2 * rate).astype(np.float32)  # about -80 dBFS
+    signal = np.concatenate([hiss, tone_signal(rate)])
+    assert level_gate(model.card) == DEFAULT_LEVEL_GATE_DBFS  # the card sets none
+
+    class Collect:
+        def __init__(self) -> None:
+            self.rows: list = []
+
+        def decision(self, d, scores) -> None:
+            self.rows.append((d, scores.copy()))
+
+    def run(gate: float):
+        writer, summary = Collect(), ClipSummary(LABELS)
+        # thresholds so low that any score turns a tag on: only the gate can keep one off
+        pipeline = DecisionPipeline(model.card.labels, [1e-6] * len(LABELS), [writer], summary=summary, gate_dbfs=gate)
+        engine, active = Engine(model), []
+        for i in range(0, len(signal), 1600):
+            for d in engine.push(signal[i : i + 1600]):
+                pipeline(d)
+                active.append(pipeline.event_detector.active.any())
+        return writer.rows, active, pipeline
+
+    rows, active, pipeline = run(DEFAULT_LEVEL_GATE_DBFS)
+    silent = [i for i, (d, _) in enumerate(rows) if d.extra.get("silent")]
+    assert silent and pipeline.silent_decisions == len(silent)
+    assert all(rows[i][0].level_dbfs < DEFAULT_LEVEL_GATE_DBFS for i in silent)
+    assert all(d.extra.get("silent") for d, _ in rows if d.t <= 2.0)  # every decision of the hiss alone
+    assert len(silent) < len(rows)  # the tones are heard
+    assert not any(active[i] for i in silent)  # no tag on in silence
+    assert all(np.any(rows[i][1] > 0) for i in silent)  # the model's scores stay visible to writers
+    assert any(active)  # the tones turn tags on
+    open_rows, open_active, open_pipeline = run(-math.inf)
+    assert open_pipeline.silent_decisions == 0 and all(open_active[i] for i in silent)  # without the gate, hiss is tagged

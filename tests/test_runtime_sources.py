@@ -385,3 +385,146 @@ def test_stdin_with_channels_that_cancel_warns() -> None:
     src = StdinSource(16000, 16000, "f32le", channels=2, stream=io.BytesIO(same), warn=warnings.append)
     list(src.chunks())
     assert warnings == []
+
+
+# ------------------------------------------------------------------ ffmpeg (issue 24)
+def _ffmpeg_or_skip() -> str:
+    """ffmpeg, or a skip (a failure where EDGETAG_REQUIRE_FFMPEG=1: CI installs it, so these tests must run)."""
+    import os
+    import shutil
+
+    binary = shutil.which("ffmpeg")
+    if binary is None:
+        if os.environ.get("EDGETAG_REQUIRE_FFMPEG") == "1":
+            pytest.fail("ffmpeg is not installed, and EDGETAG_REQUIRE_FFMPEG=1 says the m4a/webm tests must run")
+        pytest.skip("ffmpeg is not installed (.ci/run installs it)")
+    return binary
+
+
+def _encode(src, dst, *codec: str) -> None:
+    """``src`` re-encoded by the real ffmpeg into the container ``dst`` names."""
+    import subprocess
+
+    subprocess.run([_ffmpeg_or_skip(), "-nostdin", "-loglevel", "error", "-y", "-i", str(src), *codec, str(dst)],
+                   check=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def containers(tmp_path_factory) -> dict:
+    """The tone WAV of the CLI tests (44.1 kHz stereo) as m4a (AAC) and webm (Opus), made by ffmpeg."""
+    sf = pytest.importorskip("soundfile")
+    _ffmpeg_or_skip()
+    from conftest import tone_signal
+
+    folder = tmp_path_factory.mktemp("containers")
+    x = tone_signal(44100)
+    wav = folder / "tones.wav"
+    sf.write(wav, np.stack([x, x], axis=1), 44100, subtype="FLOAT")
+    out = {"wav": wav, "m4a": folder / "tones.m4a", "webm": folder / "tones.webm"}
+    _encode(wav, out["m4a"], "-c:a", "aac", "-b:a", "128k")
+    _encode(wav, out["webm"], "-c:a", "libopus", "-b:a", "96k")
+    return out
+
+
+@pytest.mark.parametrize("kind", ["m4a", "webm"])
+def test_containers_libsndfile_cannot_read_are_decoded_through_ffmpeg(kind, containers) -> None:
+    """Mono at the model's rate, in bounded blocks, the same samples whole, in blocks and as a segment."""
+    import soundfile as sf
+
+    from edgetag.runtime import audio
+
+    path = containers[kind]
+    with pytest.raises(RuntimeError):  # the premise: libsndfile itself refuses the container
+        sf.SoundFile(str(path))
+    whole = audio.load_audio(path, 16000)
+    reference = audio.load_audio(containers["wav"], 16000)
+    assert whole.dtype == np.float32 and whole.ndim == 1
+    assert abs(len(whole) - len(reference)) < 0.1 * 16000  # codec padding at most
+    # lossy, and the codec may shift it by its priming samples: compare the envelopes per 50 ms
+    n = min(len(whole), len(reference)) // 800 * 800
+    env = lambda v: np.sqrt((v[:n].reshape(-1, 800) ** 2).mean(axis=1))  # noqa: E731
+    assert np.corrcoef(env(whole), env(reference))[0, 1] > 0.98
+    blocks = list(audio.stream_audio(path, 16000, block_frames=4000))
+    assert max(len(b) for b in blocks) <= 4000 and len(blocks) > 10  # memory bounded by the block
+    np.testing.assert_array_equal(np.concatenate(blocks), whole)
+    np.testing.assert_array_equal(audio.load_audio(path, 16000, start=1.0, end=2.5), whole[16000:40000])
+
+
+def test_tag_and_listen_read_an_m4a_and_a_webm(containers, window_model) -> None:
+    """The CLI tags them as it tags the WAV: the same tones, on at the same times."""
+    import json
+    import subprocess
+    import sys
+
+    def onsets(*args: str) -> list[tuple[str, str, float]]:
+        done = subprocess.run([sys.executable, "-m", "edgetag.runtime.cli", *args, "--model", str(window_model),
+                               "--events", "--format", "jsonl"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr
+        return [(e["event"], e["label"], e["t"]) for e in map(json.loads, done.stdout.splitlines()) if "event" in e]
+
+    want = onsets("tag", str(containers["wav"]))
+    assert len(want) == 6
+    for got in (onsets("tag", str(containers["m4a"])), onsets("tag", str(containers["webm"])),
+                onsets("listen", "--file", str(containers["webm"]))):
+        assert [g[:2] for g in got] == [w[:2] for w in want]
+        assert max(abs(g[2] - w[2]) for g, w in zip(got, want)) <= 0.1  # two decisions of the window model
+
+
+def test_a_container_without_ffmpeg_says_to_install_it(tmp_path, monkeypatch, window_model) -> None:
+    """No ffmpeg: one line that names the container and how to get ffmpeg (no ffmpeg needed for this test)."""
+    import subprocess
+    import sys
+
+    from edgetag.runtime.audio import AudioReadError, load_audio, stream_audio
+
+    fake = tmp_path / "song.m4a"  # an MP4 header: libsndfile refuses it, the first bytes say MP4
+    fake.write_bytes(b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00M4A isommp42" + bytes(200))
+    monkeypatch.setenv("EDGETAG_FFMPEG", "")  # as on a machine without ffmpeg
+    for read in (lambda: load_audio(fake, 16000), lambda: next(stream_audio(fake, 16000))):
+        with pytest.raises(AudioReadError, match=r"it is MP4/M4A audio, which libsndfile cannot read: install ffmpeg"):
+            read()
+    done = subprocess.run([sys.executable, "-m", "edgetag.runtime.cli", "tag", str(fake), "--model", str(window_model)],
+                          capture_output=True, text=True, timeout=120)
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(err) == 1 and "apt install ffmpeg" in err[0] and "Traceback" not in done.stderr
+
+
+def test_a_damaged_container_is_one_line_through_ffmpeg(containers, tmp_path, window_model) -> None:
+    import subprocess
+    import sys
+
+    cut = tmp_path / "cut.m4a"
+    cut.write_bytes(containers["m4a"].read_bytes()[:3000])  # the header survives, the index (moov) does not
+    done = subprocess.run([sys.executable, "-m", "edgetag.runtime.cli", "tag", str(cut), "--model", str(window_model)],
+                          capture_output=True, text=True, timeout=120)
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and len(err) == 1 and f"cannot decode {cut} through ffmpeg" in err[0], done.stderr
+
+
+def test_ffmpeg_stops_when_the_reader_does(containers) -> None:
+    """Closing the block stream early (an error downstream, Ctrl-C, a segment read) ends the ffmpeg process."""
+    import os
+
+    from edgetag.runtime.audio import stream_audio
+
+    if not os.path.isdir("/proc"):
+        pytest.skip("needs /proc to list child processes")
+
+    def ffmpeg_children() -> list[int]:
+        pids = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    stat = open(f"/proc/{entry}/stat").read()
+                except OSError:
+                    continue
+                name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :].split()
+                if name == "ffmpeg" and int(rest[1]) == os.getpid() and rest[0] != "Z":
+                    pids.append(int(entry))
+        return pids
+
+    blocks = stream_audio(containers["m4a"], 16000, block_frames=1000)
+    next(blocks)
+    assert ffmpeg_children()
+    blocks.close()
+    assert not ffmpeg_children()

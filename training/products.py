@@ -43,7 +43,8 @@ def save_product(config: TrainConfig, data: TrainData, model: TrainModel, export
             "method": config.method,
             "teachers": [tr.identity for tr in data.train.score_tracks],
             "embedding_teachers": [tr.identity for tr in data.train.embedding_tracks],
-            "data": {"manifest": str(d.manifest), "manifest_sha256": manifest_sha, "train_split": d.train_split,
+            # the manifest's name, not its path on the training machine: its digest says which file it was
+            "data": {"manifest": Path(d.manifest).name, "manifest_sha256": manifest_sha, "train_split": d.train_split,
                      "train_entries": len(data.train)},
             "training_config_sha256": digest,
             "steps": o.steps,
