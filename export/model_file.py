@@ -69,11 +69,15 @@ def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] 
     return seal(model, card, path, verification_frames(list(features), card))
 
 
-def record_metrics(path: str | Path, metrics: dict[str, float], provenance: dict[str, Any] | None = None) -> ModelCard:
+def record_metrics(path: str | Path, metrics: dict[str, float], provenance: dict[str, Any] | None = None,
+                   thresholds: Sequence[float] | None = None) -> ModelCard:
     """Add measured metrics (and provenance keys) to the card of an exported file, in place.
 
     For numbers measured after export (e.g. a recipe's held-out evaluation of the
-    fp32 and int8 files); the graph is untouched and the file is replaced atomically.
+    fp32 and int8 files) and for ``thresholds`` chosen after it (one per label,
+    `edgetag.training.thresholds`); the graph is untouched and the file is replaced
+    atomically. The card lies outside the integrity digest and the test vector holds
+    scores, not decisions, so both stay valid.
     """
     import dataclasses
 
@@ -90,6 +94,8 @@ def record_metrics(path: str | Path, metrics: dict[str, float], provenance: dict
         card,
         metrics={**card.metrics, **{str(k): float(v) for k, v in metrics.items()}},
         provenance=merged,
+        # a wrong count or a value outside [0, 1] is refused here by the card's own validation
+        thresholds=card.thresholds if thresholds is None else tuple(float(t) for t in thresholds),
     )
     set_card(model, card)
     save_single_file(model, path)

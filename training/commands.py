@@ -1,4 +1,4 @@
-"""Training subcommands of ``edgetag``: ``teach``, ``distill``, ``evaluate``.
+"""Training subcommands of ``edgetag``: ``teach``, ``distill``, ``evaluate``, ``calibrate``.
 
 Importing this module must stay cheap and torch-free (``edgetag --help``
 imports it); torch and the teachers are imported when a command runs.
@@ -177,9 +177,12 @@ def register_distill(sub: argparse._SubParsersAction) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``teach`` and ``evaluate``."""
+    """Add ``teach``, ``evaluate``, ``distill`` and ``calibrate``."""
+    from edgetag.training.thresholds import register_calibrate  # numpy only at import: --help stays cheap
+
     register_evaluate(sub)
     register_distill(sub)
+    register_calibrate(sub)
     p = sub.add_parser(
         "teach",
         help="run teachers over a data manifest and cache their outputs",

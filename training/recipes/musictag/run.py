@@ -20,7 +20,9 @@ inside a step too; steps 1 and 2 always run, and only fetch what is missing):
    1 s window;
 5. ``edgetag export --int8``: fp32 and int8 ONNX (parity-checked, calibrated on
    training music, int8 gated on agreement with fp32 over the test packages);
-6. evaluation of both files against the teacher on the test packages (below),
+6. ``edgetag calibrate`` on the valid packages: per-tag thresholds (max F1
+   against the teacher's tags, `edgetag.training.thresholds`) written into
+   both cards; then evaluation of both files against the teacher on the test packages (below),
    written into their cards and into ``DATA/export/RUN/results.{md,json}``; the same
    measure on the valid packages goes into the results only, to choose between runs
    without looking at the test packages (a stored measure is taken again when its
@@ -64,54 +66,21 @@ N_TAGS = 50  # MagnaTagATune's tags: the ensemble's first 50 columns
 THRESHOLD = 0.5
 
 
-def _inside(times: np.ndarray, start: float, end: float, window_s: float) -> np.ndarray:
-    """Decisions (stamped at their last frame's centre) whose whole window lies in [start, end)."""
-    return (times - window_s >= start - 1e-6) & (times <= end + 1e-6)
-
-
 def evaluate_agreement(model_path: Path, manifest: Path, root: Path, cache: Path, split: str = "test") -> dict[str, Any]:
     """Student-vs-teacher agreement on ``split``, per teacher window and per track (see the module docstring)."""
     from edgetag.runtime.model import load_model
     from edgetag.training import metrics as M
-    from edgetag.training.data import SkipReport, iter_audio, load_manifest
-    from edgetag.training.cache import TeacherCacheLookup
-    from edgetag.training.evaluate import _features, run_model
+    from edgetag.training.teacher_windows import align
 
     model = load_model(model_path, threads=1)
     card = model.card
-    window_s = card.window_frames * card.frontend.hop_length / card.frontend.sample_rate
-    lookup = TeacherCacheLookup(cache, TEACHER)
-    data = load_manifest(manifest, root=root).select(split)
-    win_s, win_t, win_track, win_package = [], [], [], []
-    # per track: summed decisions and teacher windows over the track's chunks, and their counts
-    tracks: dict[str, list[Any]] = {}
-    report = SkipReport()
-    missing = 0
-    for entry, audio in iter_audio(data, card.frontend.sample_rate, report=report):
-        run = run_model(model, _features(audio, card.frontend))
-        got = lookup.get(entry, 92)
-        if got is None or len(got.scores) == 0 or len(run) == 0:
-            missing += 1
-            continue
-        teacher = got.scores[:, :N_TAGS]
-        for t0, row in zip(got.times, teacher):
-            sel = _inside(run.centre_times, float(t0), float(t0) + 1.0 / got.frame_rate, window_s)
-            if sel.any():
-                win_s.append(run.scores[sel].mean(0))
-                win_t.append(row)
-                win_track.append(entry.path)
-                win_package.append(str(entry.extra.get("package", "")))
-        acc = tracks.setdefault(entry.path, [0.0, 0, 0.0, 0])
-        acc[0] += run.scores.sum(0)
-        acc[1] += len(run)
-        acc[2] += teacher.sum(0)
-        acc[3] += len(teacher)
-    if not win_s:
-        raise RuntimeError(f"no {split} entry had both student decisions and cached teacher windows")
-    trk_s = [a[0] / a[1] for a in tracks.values()]
-    trk_t = [a[2] / a[3] for a in tracks.values()]
+    # the alignment is shared with threshold calibration (`edgetag calibrate`)
+    aligned = align(model, manifest, root, cache, TEACHER, split, columns=range(N_TAGS))
+    win_s, win_t, win_track, win_package = aligned.student, aligned.teacher, aligned.track, aligned.package
+    missing = aligned.missing
+    trk_s, trk_t = aligned.track_means()
     out: dict[str, Any] = {"split": split, "tracks": len(trk_s), "windows": len(win_s), "missing": missing,
-                           "threshold": THRESHOLD, "unreadable": report.n_skipped}
+                           "threshold": THRESHOLD, "unreadable": aligned.unreadable}
     for level, s, t in (("window", win_s, win_t), ("track", trk_s, trk_t)):
         a = M.agreement(np.stack(s), np.stack(t), threshold=THRESHOLD)
         out[level] = {"roc_auc": _finite(a["roc_auc"]), "pr_auc": _finite(a["pr_auc"]), "pearson": _finite(a["pearson"]),
@@ -174,6 +143,13 @@ def _agreement(model: Path, manifest: Path, audio: Path, cache: Path, split: str
     agreement = {**evaluate_agreement(model, manifest, audio, cache, split), "entries_sha1": digest}
     result_file.write_text(json.dumps(agreement, indent=2) + "\n")
     return agreement
+
+
+def check_card(path: Path) -> Any:
+    """The card of an exported file, as the runtime loads it."""
+    from edgetag.runtime.model import load_model
+
+    return load_model(path, threads=1).card
 
 
 def teacher_macs_per_second() -> tuple[float, int]:
@@ -242,6 +218,13 @@ def main(argv: list[str] | None = None) -> int:
         export.mkdir(parents=True, exist_ok=True)
         times["export"] = run_step(["edgetag", "export", str(student), "-o", str(fp32), "--name", "music-tags",
                               "--calib", str(calib), "--eval", str(held), "--int8"], data / "logs" / f"export-{run_dir.name}.log")
+    # Per-tag thresholds chosen on the valid packages (never test), each file on its own scores: the
+    # student's scores sit below the teacher's 0.5, which would leave most tags off (`edgetag calibrate`).
+    for path in (fp32, int8):
+        if "thresholds" not in check_card(path).provenance:
+            times[f"calibrate {path.name}"] = run_step(
+                ["edgetag", "calibrate", str(path), "--data", str(manifest), "--root", str(audio), "--split", "valid",
+                 "--teacher-cache", str(cache), "--teacher", TEACHER], data / "logs" / f"calibrate-{run_dir.name}.log")
 
     t_macs, t_params = teacher_macs_per_second()
     results: dict[str, Any] = {"teacher": {"name": TEACHER, "parameters": t_params, "macs_per_second": t_macs},
