@@ -313,7 +313,7 @@ def _row_result(row: Row, seconds_per_repeat: list[float], us: dict[str, list[fl
 
 
 def _targets(results: list[dict[str, Any]], us: dict[str, list[float]]) -> list[dict[str, Any]]:
-    """The issue's targets: edgetag's streaming cost, and its speed-up over knf streaming and librosa."""
+    """The front end's targets: edgetag's streaming cost, and its speed-up over knf streaming and librosa."""
     by_key = {r["key"]: r for r in results}
     targets = [_target("edgetag_streaming_us_per_frame",
                        f"edgetag streaming, {REFERENCE_PUSH}-sample push(): <= 2 us/frame",
@@ -387,7 +387,7 @@ def format_report(result: dict[str, Any]) -> str:
         out.append(f"knf get_frame returns {result['knf_get_frame_type']} (float32, one call per frame).")
     for name, reason in result["skipped"].items():
         out.append(f"skipped {name}: {reason}")
-    out += ["", "targets (from the issue), judged on the median:"]
+    out += ["", "the front end's targets, judged on the median:"]
     for t in result["targets"]:
         if t["status"] == "N/A":
             out.append(f"  N/A   {t['target']}: {t['reason']}")

@@ -18,7 +18,7 @@ from edgetag.runtime.frontend.filterbank import filterbank_matrix
 
 #: Push sizes of the streaming rows, in samples (10 ms and 32 ms at 16 kHz).
 PUSH_SIZES: tuple[int, ...] = (160, 512)
-#: The push size of the streaming reference row and of the issue's streaming targets.
+#: The push size of the streaming reference row and of the front end's streaming targets.
 REFERENCE_PUSH = 512
 #: The streaming row every streaming row is compared with.
 STREAMING_REFERENCE = f"edgetag_push_{REFERENCE_PUSH}"

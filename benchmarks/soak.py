@@ -18,7 +18,7 @@ the count the model's card implies, and listen's own drop counters.
 
     python -m edgetag.benchmarks.soak --models pitch,music-tags --hours 3 --live-minutes 5 --json soak.json
 
-Target (issue 18): a slope below 1 MB per hour of audio, 0 decisions lost when the consumer keeps up.
+Target: a slope below 1 MB per hour of audio, 0 decisions lost when the consumer keeps up.
 """
 
 from __future__ import annotations
