@@ -273,7 +273,7 @@ class MicSource:
         else:
             raise SourceError(f"device {self.device_name} cannot record float32 audio: {error}")
         self.channels = channels
-        from edgetag.runtime.audio import DownmixCheck
+        from edgetag.runtime.downmix import DownmixCheck
 
         self._downmix = DownmixCheck(f"input device {self.device_name}", rate, lambda msg: self.log(f"warning: {msg}"))
         if rate != self.sample_rate:
@@ -505,7 +505,7 @@ class StdinSource:
         self._stop = threading.Event()
         self._downmix = None
         if channels > 1:
-            from edgetag.runtime.audio import DownmixCheck
+            from edgetag.runtime.downmix import DownmixCheck
 
             to_stderr = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
             self._downmix = DownmixCheck("stdin", self.rate, warn or to_stderr)
