@@ -137,6 +137,17 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
+def _start_readers(proc: Any, run: Any) -> tuple[list[str], threading.Event, list[threading.Thread]]:
+    """Threads that count the decisions on ``proc``'s stdout and keep its stderr (setting the event at "listening")."""
+    err: list[str] = []
+    listening = threading.Event()
+    readers = [threading.Thread(target=_count_lines, args=(proc.stdout, run), daemon=True),
+               threading.Thread(target=_collect_stderr, args=(proc.stderr, err, listening), daemon=True)]
+    for r in readers:
+        r.start()
+    return err, listening, readers
+
+
 def _count_lines(stream: BinaryIO, run: SoakRun) -> None:
     """The consumer that keeps up: read stdout as it comes, count the decisions (one JSON line each)."""
     fd = stream.fileno()
@@ -195,12 +206,7 @@ def soak_stdin(model: str, hours: float, *, threads: int, every: float, log) -> 
     total = int(round(hours * 3600 * rate))
     run = SoakRun(model, "stdin")
     proc = _listen(model, threads, ["--stdin", "--rate", str(rate), "--pcm", "s16le"])
-    err: list[str] = []
-    listening = threading.Event()
-    readers = [threading.Thread(target=_count_lines, args=(proc.stdout, run), daemon=True),
-               threading.Thread(target=_collect_stderr, args=(proc.stderr, err, listening), daemon=True)]
-    for r in readers:
-        r.start()
+    err, listening, readers = _start_readers(proc, run)
     fed = [0]
     done = threading.Event()
 
@@ -252,12 +258,7 @@ def soak_live(model: str, minutes: float, *, threads: int, every: float, log) ->
         return run
     try:
         proc = _listen(model, threads, ["--device", "pulse"], env=mic.env)
-        err: list[str] = []
-        listening = threading.Event()
-        readers = [threading.Thread(target=_count_lines, args=(proc.stdout, run), daemon=True),
-                   threading.Thread(target=_collect_stderr, args=(proc.stderr, err, listening), daemon=True)]
-        for r in readers:
-            r.start()
+        err, listening, readers = _start_readers(proc, run)
         if not listening.wait(60):
             proc.kill()
             proc.wait()
