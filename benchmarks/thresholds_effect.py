@@ -20,11 +20,10 @@ The model file runs once; its decisions are judged under two threshold sets,
   (decision, tag) pairs;
 * events per minute of music: onsets of ``edgetag tag --events`` (the
   runtime's `Smoother` and `Hysteresis`, run over each whole track decision by
-  decision) for each ``--smooth`` and ``--margin``; and, as a model of a rule
-  the runtime does not have yet, the same with minimum on/off durations in
-  seconds (an onset only after the score has stayed at or above the threshold for
-  ``min_on`` s, an offset only after it has stayed below the off level for
-  ``min_off`` s, each stamped at the decision where the run began). Over all
+  decision) for each ``--smooth`` and ``--margin``, and the same with each pair of
+  ``--min-durations`` (the runtime's ``--min-on`` / ``--min-off``: an onset only
+  after the score has stayed at or above the threshold for ``min_on`` s, an
+  offset only after it has stayed below the off level for ``min_off`` s). Over all
   tracks, and over the *steady* ones: tracks where the teacher gives one tag
   in at least 80 % of their windows (one texture throughout, which the
   teacher tags), where an onset is mostly a flicker.
@@ -34,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -46,17 +44,24 @@ def _any_on(scores: np.ndarray, thresholds: np.ndarray) -> float:
     return float((scores >= thresholds).any(axis=1).mean())
 
 
-def hysteresis_states(scores: np.ndarray, thresholds: np.ndarray, margin: float) -> np.ndarray:
-    """[n, C] bool: each tag's state after each decision, by the runtime's own `Hysteresis`."""
+def hysteresis_states(scores: np.ndarray, thresholds: np.ndarray, margin: float, min_on: int = 1,
+                      min_off: int = 1) -> np.ndarray:
+    """[n, C] bool: each tag's state after each decision, by the runtime's own `Hysteresis` (with its
+    minimum runs, in decisions)."""
     from edgetag.runtime.postprocess import Hysteresis
 
     labels = [str(i) for i in range(scores.shape[1])]
-    detector = Hysteresis(labels, thresholds, margin)
+    detector = Hysteresis(labels, thresholds, margin, min_on=min_on, min_off=min_off)
     states = np.zeros(scores.shape, bool)
     for i, row in enumerate(scores):
         detector.update(0.0, row)
         states[i] = detector.active
     return states
+
+
+def onsets(states: np.ndarray) -> int:
+    """Off-to-on changes in a track's [n, C] states."""
+    return int(np.diff(states.astype(np.int8), axis=0, prepend=0).clip(0).sum())
 
 
 def smoothed(scores: np.ndarray, length: int) -> np.ndarray:
@@ -65,27 +70,6 @@ def smoothed(scores: np.ndarray, length: int) -> np.ndarray:
 
     smoother = Smoother(length)
     return np.stack([smoother(row) for row in scores]) if len(scores) else scores
-
-
-def debounced_onsets(scores: np.ndarray, thresholds: np.ndarray, margin: float, min_on: int, min_off: int) -> int:
-    """Onsets of hysteresis with minimum on/off runs (in decisions): a model of the proposed rule.
-
-    A tag turns on once its score has been >= threshold for ``min_on`` decisions in a row and
-    off once it has been < threshold - margin for ``min_off`` decisions in a row.
-    """
-    on_at, off_below = thresholds, thresholds - margin
-    active = np.zeros(scores.shape[1], bool)
-    run_up = np.zeros(scores.shape[1], int)
-    run_down = np.zeros(scores.shape[1], int)
-    onsets = 0
-    for row in scores:
-        run_up = np.where(row >= on_at, run_up + 1, 0)
-        run_down = np.where(row < off_below, run_down + 1, 0)
-        turn_on = ~active & (run_up >= min_on)
-        turn_off = active & (run_down >= min_off)
-        onsets += int(turn_on.sum())
-        active = (active | turn_on) & ~turn_off
-    return onsets
 
 
 def track_scores(model: Any, manifest: str, root: str | None, split: str) -> dict[str, np.ndarray]:
@@ -122,6 +106,7 @@ def _rates(counts: dict[str, int], tracks: dict[str, np.ndarray], names: list[st
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     from edgetag.runtime.model import load_model
+    from edgetag.runtime.postprocess import decisions_for
     from edgetag.training.teacher_windows import align
     from edgetag.training.thresholds import binary_stats
 
@@ -166,14 +151,13 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         for smooth in args.smooth:
             per_track = {path: smoothed(sc, smooth) for path, sc in tracks.items()}
             for margin in args.margin:
-                counts = {n: int(np.diff(hysteresis_states(sc, thresholds, margin).astype(np.int8), axis=0,
-                                         prepend=0).clip(0).sum()) for n, sc in per_track.items()}
+                counts = {n: onsets(hysteresis_states(sc, thresholds, margin)) for n, sc in per_track.items()}
                 key = f"smooth{smooth}_margin{margin:g}"
                 row["events_per_minute"][key] = {g: _rates(counts, tracks, names, interval) for g, names in groups.items()}
                 row.setdefault("steady_track_onsets", {})[key] = {n: counts[n] for n in steady}
                 for min_on, min_off in args.min_durations:
-                    n_on_dec, n_off_dec = (max(1, math.ceil(x / interval - 1e-9)) for x in (min_on, min_off))
-                    counts = {n: debounced_onsets(sc, thresholds, margin, n_on_dec, n_off_dec) for n, sc in per_track.items()}
+                    runs = (decisions_for(min_on, interval), decisions_for(min_off, interval))
+                    counts = {n: onsets(hysteresis_states(sc, thresholds, margin, *runs)) for n, sc in per_track.items()}
                     row["events_per_minute"][f"{key}_minon{min_on:g}_minoff{min_off:g}"] = {
                         g: _rates(counts, tracks, names, interval) for g, names in groups.items()}
         result["sets"][name] = row

@@ -38,7 +38,7 @@ from edgetag.runtime.engine import Decision as EngineDecision
 from edgetag.runtime.engine import Engine
 from edgetag.runtime.model import STREAM_THREADS, load_any_model
 from edgetag.runtime.models import DEFAULT_MODEL, resolve_model
-from edgetag.runtime.pipeline import DecisionPipeline
+from edgetag.runtime.pipeline import DEFAULT_MIN_OFF_S, DEFAULT_MIN_ON_S, DecisionPipeline
 from edgetag.runtime.pipeline import level_gate as card_level_gate
 from edgetag.runtime.pitch import PitchReading, is_pitch_model, reader_for
 from edgetag.runtime.postprocess import top_k
@@ -133,18 +133,19 @@ class Tagger:
     (``edgetag.Tagger(tagger.model)``: ONNX Runtime sessions run concurrently).
     """
 
-    def __init__(self, model: Any, *, smooth: int = 1, margin: float = 0.1, level_gate: float | None = None) -> None:
-        """``model``: a loaded model (`edgetag.runtime.model.load_any_model`); ``smooth``, ``margin`` and
-        ``level_gate`` (dBFS; None: the card's, else -60; ``-math.inf``: none) as the CLI's ``--smooth``,
-        ``--margin`` and ``--level-gate``."""
+    def __init__(self, model: Any, *, smooth: int = 1, margin: float = 0.1, level_gate: float | None = None,
+                 min_on: float = DEFAULT_MIN_ON_S, min_off: float = DEFAULT_MIN_OFF_S) -> None:
+        """``model``: a loaded model (`edgetag.runtime.model.load_any_model`); ``smooth``, ``margin``,
+        ``level_gate`` (dBFS; None: the card's, else -60; ``-math.inf``: none), ``min_on`` and ``min_off``
+        (seconds) as the CLI's ``--smooth``, ``--margin``, ``--level-gate``, ``--min-on`` and ``--min-off``."""
         self._model = model
         self._card = model.card
         self._gate = card_level_gate(self._card) if level_gate is None else float(level_gate)
         self._labels = tuple(self._card.labels)
         self._pitch = is_pitch_model(self._card)
-        self._smooth, self._margin = smooth, margin
+        self._smooth, self._margin, self._min_on, self._min_off = smooth, margin, min_on, min_off
         self._engine = Engine(model)
-        self._start_stream()  # checks smooth and margin
+        self._start_stream()  # checks smooth, margin and the minimum durations
 
     # ------------------------------------------------------------------ facts
     @property
@@ -234,7 +235,8 @@ class Tagger:
         self._reader = reader_for(self._card)  # one pitch decoding per decision, shared as in the CLI
         self._pipeline = DecisionPipeline(self._labels, self._card.thresholds, [_Collector(self._collect)],
                                           smooth=self._smooth, margin=self._margin, reader=self._reader,
-                                          gate_dbfs=self._gate)
+                                          gate_dbfs=self._gate, min_on_s=self._min_on, min_off_s=self._min_off,
+                                          interval_s=self._card.decision_interval_s)
 
     def _run(self, samples: np.ndarray) -> list[TagDecision]:
         for d in self._engine.push(samples):
@@ -300,24 +302,27 @@ def _as_float32(x: np.ndarray) -> np.ndarray:
 
 
 def load(model: str | os.PathLike[str] = DEFAULT_MODEL, *, threads: int | None = STREAM_THREADS, backend: str = "cpu",
-         smooth: int = 1, margin: float = 0.1) -> Tagger:
+         smooth: int = 1, margin: float = 0.1, min_on: float = DEFAULT_MIN_ON_S,
+         min_off: float = DEFAULT_MIN_OFF_S) -> Tagger:
     """Open a model and start a stream: a built-in model's name (``"music-tags"``, ``"pitch"``,
     ``"music-tags-int8"``, ...; see ``edgetag models``) or a model file.
 
     ``threads``: ONNX Runtime intra-op threads (default `STREAM_THREADS`, 1: a decision
     is too small a job for more; None: ONNX Runtime's choice); ``backend``:
-    an execution provider name as ``edgetag tag --backend`` takes; ``smooth``
-    and ``margin``: as ``--smooth`` and ``--margin``. Raises
+    an execution provider name as ``edgetag tag --backend`` takes; ``smooth``,
+    ``margin``, ``min_on`` and ``min_off``: as ``--smooth``, ``--margin``,
+    ``--min-on`` and ``--min-off``. Raises
     `FileNotFoundError` for an unknown name or a missing file, `ValueError`
     for a file that is not a valid edgetag model.
     """
     path = resolve_model(os.fspath(model))
-    return Tagger(load_any_model(path, backend=backend, threads=threads), smooth=smooth, margin=margin)
+    return Tagger(load_any_model(path, backend=backend, threads=threads), smooth=smooth, margin=margin,
+                  min_on=min_on, min_off=min_off)
 
 
 def tag_file(path: str | os.PathLike[str], model: str | os.PathLike[str] | Tagger = DEFAULT_MODEL, *,
              threads: int | None = STREAM_THREADS, backend: str = "cpu", smooth: int = 1, margin: float = 0.1,
-             ) -> list[TagDecision]:
+             min_on: float = DEFAULT_MIN_ON_S, min_off: float = DEFAULT_MIN_OFF_S) -> list[TagDecision]:
     """Every decision of an audio file (any format libsndfile reads), as ``edgetag tag FILE`` makes them.
 
     The file is decoded, averaged to mono and resampled to the model's rate
@@ -327,8 +332,8 @@ def tag_file(path: str | os.PathLike[str], model: str | os.PathLike[str] | Tagge
     """
     from edgetag.runtime.audio import load_audio
 
-    tagger = model if isinstance(model, Tagger) else load(model, threads=threads, backend=backend,
-                                                           smooth=smooth, margin=margin)
+    tagger = model if isinstance(model, Tagger) else load(model, threads=threads, backend=backend, smooth=smooth,
+                                                           margin=margin, min_on=min_on, min_off=min_off)
     tagger.reset()
     rate = tagger.sample_rate
     samples = load_audio(path, rate)

@@ -21,6 +21,7 @@ import numpy as np
 from edgetag.runtime.formats import BACKENDS
 from edgetag.runtime.model import STREAM_THREADS
 from edgetag.runtime.model_commands import cmd_info, cmd_models, cmd_verify
+from edgetag.runtime.pipeline import DEFAULT_MIN_OFF_S, DEFAULT_MIN_ON_S
 
 
 def _gate_dbfs(text: str) -> float:
@@ -158,7 +159,8 @@ def _pipeline(model, writers, args: argparse.Namespace, summary=None, reader=Non
     gate = level_gate(model.card) if args.level_gate is None else args.level_gate
     post = DecisionPipeline(model.card.labels, model.card.thresholds, writers, smooth=args.smooth,
                             margin=args.margin, events_only=args.events, summary=summary, reader=reader,
-                            gate_dbfs=gate)
+                            gate_dbfs=gate, min_on_s=args.min_on, min_off_s=args.min_off,
+                            interval_s=model.card.decision_interval_s)
     _bind_active(post, writers)
     return post
 
@@ -446,6 +448,11 @@ def _add_post_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smooth", type=int, default=1, help="moving average over this many decisions (default 1: none)")
     p.add_argument("--margin", type=_non_negative, default=0.1,
                    help="hysteresis: a tag turns on at its threshold, off below threshold - margin (default 0.1)")
+    p.add_argument("--min-on", type=_non_negative, default=DEFAULT_MIN_ON_S, metavar="SECONDS",
+                   help="a tag turns on only after its score has held its threshold this long; the onset is dated "
+                        f"where that began (default {DEFAULT_MIN_ON_S:g}; 0: at once; pitch notes have their own rule)")
+    p.add_argument("--min-off", type=_non_negative, default=DEFAULT_MIN_OFF_S, metavar="SECONDS",
+                   help=f"a tag turns off only after this long below threshold - margin (default {DEFAULT_MIN_OFF_S:g})")
     p.add_argument("--top-k", type=_positive_int, default=5,
                    help="tags shown in summaries and the live view (default 5)")
     p.add_argument("--scores", choices=("all", "none"), default=None,

@@ -197,33 +197,25 @@ class Span:
 class SpanRecorder:
     """A writer that records when each label was on (pitch models: each note), for the summary for people.
 
-    Given decisions, it reads the labels on from ``active`` (bound by `bind_active`: the state
-    jsonl's ``"active"`` shows); given events (``--events``), it opens and closes spans at the
-    events' times (a note's onset is stamped at its first decision, ``min_decisions`` before it
-    is active). At most ``max_spans`` spans are kept (the rest are counted, and still count in
-    `on_s`), so a long file costs bounded memory.
+    It follows the pipeline's events (``follows_events``): a span runs from an onset to its offset,
+    each dated where its run began (a tag's onset where its score first held the threshold, before
+    ``--min-on`` confirmed it; a note's at its first decision). The decisions it is given add each
+    open note's tuning. At most ``max_spans`` spans are kept (the rest are counted, and still count
+    in `on_s`), so a long file costs bounded memory.
     """
 
-    def __init__(self, *, reader: PitchReader | None = None, active: ActiveLabels | None = None,
-                 max_spans: int = 10_000) -> None:
-        self.read, self.active, self.max_spans = reader, active, max_spans
+    follows_events = True
+
+    def __init__(self, *, reader: PitchReader | None = None, max_spans: int = 10_000) -> None:
+        self.read, self.max_spans = reader, max_spans
         self.spans: list[Span] = []  # closed spans, in the order they ended (for notes: in time order)
         self.more = 0  # closed spans not kept
         self.on_s: dict[str, float] = {}  # seconds on, per label, over every span
         self._open: dict[str, list] = {}  # label -> [start, cents sum, f0 sum, voiced decisions]
         self.last_t = 0.0
 
-    def bind_active(self, active: ActiveLabels) -> None:
-        self.active = active
-
     def decision(self, d: Decision, scores: np.ndarray | None = None) -> None:
         self.last_t = d.t
-        now = set(self.active()) if self.active is not None else set()
-        for label in [lb for lb in self._open if lb not in now]:
-            self._close(label, d.t)
-        for label in now:
-            if label not in self._open:
-                self._open[label] = [d.t, 0.0, 0.0, 0]
         if self.read is not None and self._open:  # a note's tuning: its voiced decisions' cents and f0
             r = self.read(d.scores if scores is None else scores)
             state = self._open.get(r.note)
@@ -340,6 +332,11 @@ def format_pitch_report(summary: dict, file: str | None = None, *, notes: SpanRe
     return "\n".join(lines)
 
 
+def _ms(value: float, digits: int) -> str:
+    """Milliseconds for the live views; "-" before there is any (no decision yet), not "nan ms"."""
+    return f"{value:.{digits}f} ms" if math.isfinite(value) else "-"
+
+
 def score_bar(score: float, threshold: float, style: str, width: int = 30):
     """A score as a bar of ``width`` cells with the tag's threshold marked (``┃``), as rich Text."""
     from rich.text import Text
@@ -365,6 +362,8 @@ class LiveView:
 
         self.sample_rate = sample_rate  # for the catch-up row in seconds
         self.silent = False
+        self.active: ActiveLabels | None = None  # see `bind_active`
+        self.on: frozenset[str] = frozenset()
         self.labels, self.thresholds = tuple(labels), np.asarray(thresholds)
         self.k = min(k, len(self.labels))
         self.source = source
@@ -384,10 +383,16 @@ class LiveView:
         self._live.update(self._render())
         self._live.__exit__(*exc)
 
+    def bind_active(self, active: ActiveLabels) -> None:
+        """Show a tag as on when the stream's event detector holds it on (hysteresis, minimum durations),
+        as jsonl's ``active`` and the events say; unbound, a tag is on while its score is at its threshold."""
+        self.active = active
+
     def decision(self, d: Decision, scores: np.ndarray | None = None) -> None:
         self.scores = d.scores if scores is None else scores
         self.t = d.t
         self.silent = bool(d.extra.get("silent"))
+        self.on = frozenset(self.active()) if self.active is not None else frozenset()
 
     def event(self, e: Event) -> None:
         pass
@@ -409,7 +414,7 @@ class LiveView:
         table.add_column("", min_width=30)
         for label, score in top_k(self.scores, self.labels, self.k):
             threshold = float(self.thresholds[self.labels.index(label)])
-            on = score >= threshold and not self.silent
+            on = (label in self.on if self.active is not None else score >= threshold) and not self.silent
             table.add_row(label, f"{score:.2f}", score_bar(score, threshold, "dim" if self.silent else
                                                            ("bold green" if on else "cyan")))
         if self.silent:
@@ -418,8 +423,8 @@ class LiveView:
         meter_len = 0 if not math.isfinite(level) else int(round(30 * max(0.0, min(1.0, (level + 60) / 60))))
         table.add_row("input", "-inf dBFS" if not math.isfinite(level) else f"{level:.0f} dBFS",
                       Text("▮" * meter_len, style="yellow"))
-        table.add_row("latency", f"p50 {self.latency[0]:.1f} ms", f"p99 {self.latency[1]:.1f} ms")
-        table.add_row("compute", f"p50 {self.compute[0]:.2f} ms", f"p99 {self.compute[1]:.2f} ms")
+        table.add_row("latency", f"p50 {_ms(self.latency[0], 1)}", f"p99 {_ms(self.latency[1], 1)}")
+        table.add_row("compute", f"p50 {_ms(self.compute[0], 2)}", f"p99 {_ms(self.compute[1], 2)}")
         if self.stats is not None:
             s = self.stats
             style = "bold red" if (s.overflows or s.dropped_samples or s.nonfinite_samples) else "dim"
@@ -549,11 +554,12 @@ class TunerView(LiveView):
         conf = 0.0 if r is None else r.confidence
         table.add_row("confidence", Text(f"{conf:4.2f} " + "█" * int(round(20 * max(0.0, min(1.0, conf)))),
                                          style="green" if voiced else "dim"))
-        table.add_row("voicing", Text("VOICED" if voiced else "unvoiced", style="bold green" if voiced else "dim"))
+        table.add_row("voicing", Text("VOICED" if voiced else ("unvoiced: silence (below the level gate)" if self.silent
+                                                               else "unvoiced"), style="bold green" if voiced else "dim"))
         level = -math.inf if self.stats is None else self.stats.level_dbfs
         table.add_row("input", "-inf dBFS" if not math.isfinite(level) else f"{level:.0f} dBFS")
-        table.add_row("latency", f"p50 {self.latency[0]:.1f} ms  p99 {self.latency[1]:.1f} ms")
-        table.add_row("compute", f"p50 {self.compute[0]:.2f} ms  p99 {self.compute[1]:.2f} ms")
+        table.add_row("latency", f"p50 {_ms(self.latency[0], 1)}  p99 {_ms(self.latency[1], 1)}")
+        table.add_row("compute", f"p50 {_ms(self.compute[0], 2)}  p99 {_ms(self.compute[1], 2)}")
         if self.stats is not None:
             s = self.stats
             bad = s.overflows or s.dropped_samples or s.nonfinite_samples

@@ -6,11 +6,17 @@ import math
 
 import numpy as np
 from edgetag.runtime.pitch import NoteTracker
-from edgetag.runtime.postprocess import Hysteresis, Smoother
+from edgetag.runtime.postprocess import Hysteresis, Smoother, decisions_for
 
 #: The level gate when a card sets none: a decision whose audio is quieter than this (RMS, dB re full
 #: scale) is silence. A microphone in a quiet room sits near -70 to -90 dBFS, quiet music near -40.
 DEFAULT_LEVEL_GATE_DBFS = -60.0
+
+#: A tag turns on once its score has held its threshold this long, and off once it has stayed below
+#: the off level this long (seconds; ``--min-on`` / ``--min-off``). On the built-in music-tags' test
+#: music these take raw onsets from 24.4 to about 2.7 per minute (`benchmarks/thresholds_effect.py`).
+DEFAULT_MIN_ON_S = 0.5
+DEFAULT_MIN_OFF_S = 1.0
 
 
 def level_gate(card) -> float:
@@ -26,7 +32,8 @@ class DecisionPipeline:
     (a `ClipSummary` or `edgetag.runtime.pitch.PitchSummary`, optional), turned
     into events (a tag crossing its threshold with ``margin`` of hysteresis, or,
     for a pitch model whose stream decoder is ``reader``, notes starting and
-    ending), and handed to every writer: each decision, or (``events_only``) the events.
+    ending; a tag only after ``min_on_s`` above its threshold and off after ``min_off_s`` below,
+    counted in decisions of ``interval_s``), and handed to every writer: each decision, or (``events_only``) the events.
 
     The level gate: a decision whose audio (`Decision.level_dbfs`) is below ``gate_dbfs`` is
     silence: ``decision.extra["silent"]`` says so, every tag or note still on ends there, no event
@@ -36,14 +43,16 @@ class DecisionPipeline:
     """
 
     def __init__(self, labels, thresholds, writers, *, smooth: int = 1, margin: float = 0.1,
-                 events_only: bool = False, summary=None, reader=None, gate_dbfs: float | None = None) -> None:
+                 events_only: bool = False, summary=None, reader=None, gate_dbfs: float | None = None,
+                 min_on_s: float = 0.0, min_off_s: float = 0.0, interval_s: float = 1.0) -> None:
         self.gate_dbfs = -math.inf if gate_dbfs is None else float(gate_dbfs)
         self.silent_decisions = 0
         self.smoother = Smoother(smooth)
         if reader is not None:
             self.event_detector = NoteTracker(margin=margin, reader=reader)
         else:
-            self.event_detector = Hysteresis(labels, thresholds, margin)
+            self.event_detector = Hysteresis(labels, thresholds, margin, min_on=decisions_for(min_on_s, interval_s),
+                                             min_off=decisions_for(min_off_s, interval_s))
         self.writers = list(writers)
         self.events_only = events_only
         self.summary = summary
@@ -63,16 +72,17 @@ class DecisionPipeline:
         # silence ends whatever was on at once (hysteresis would hold a tag whose threshold is below its margin)
         events = self.event_detector.finish(decision.t) if silent else self.event_detector.update(decision.t, heard)
         for writer in self.writers:
-            if self.events_only:
+            if self.events_only or getattr(writer, "follows_events", False):
                 for event in events:
                     writer.event(event)
-            else:
+            if not self.events_only:
                 writer.decision(decision, scores)
 
     def finish(self) -> None:
-        """End of stream: events still open are closed (and written, with ``events_only``)."""
+        """End of stream: events still open are closed (and written, with ``events_only``, and to the
+        writers that follow events: a writer whose ``follows_events`` is true gets them beside the decisions)."""
         events = self.event_detector.finish(self.last_t)
-        if self.events_only:
-            for writer in self.writers:
+        for writer in self.writers:
+            if self.events_only or getattr(writer, "follows_events", False):
                 for event in events:
                     writer.event(event)

@@ -7,6 +7,7 @@ offline runs. Needs only numpy.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from dataclasses import dataclass
 from typing import Sequence
@@ -63,26 +64,49 @@ class Event:
 class Hysteresis:
     """Per-label on/off state: on when score >= threshold, off when score < threshold - margin.
 
+    With ``min_on`` / ``min_off`` (decisions, default 1) that state is debounced: a label turns
+    on only once the hysteresis has held it on for ``min_on`` decisions in a row, and off once
+    it has held it off for ``min_off`` in a row. So a blip shorter than ``min_on`` is no event
+    and a gap shorter than ``min_off`` does not split one: scores that wander around a threshold
+    on steady music would otherwise flicker on and off several times a minute. Each event is
+    stamped at the decision where its run began (when the sound started, not when the rule was
+    satisfied), so it is reported up to ``min_on - 1`` decisions late but dated right; with
+    both at 1 it is the plain hysteresis.
+
     ``update(t, scores)`` returns the events of that decision; ``finish(t)``
     closes the labels still on (an ``offset`` at the end of the stream).
     """
 
-    def __init__(self, labels: Sequence[str], thresholds: Sequence[float], margin: float = 0.1) -> None:
+    def __init__(self, labels: Sequence[str], thresholds: Sequence[float], margin: float = 0.1,
+                 *, min_on: int = 1, min_off: int = 1) -> None:
         if len(labels) != len(thresholds):
             raise ValueError(f"{len(thresholds)} thresholds for {len(labels)} labels")
         if margin < 0:
             raise ValueError(f"hysteresis margin must be >= 0, got {margin}")
+        for name, n in (("min_on", min_on), ("min_off", min_off)):
+            if int(n) != n or n < 1:
+                raise ValueError(f"{name} must be a whole number of decisions >= 1, got {n!r}")
+        n_labels = len(labels)
         self.labels = tuple(labels)
         self.on_at = np.asarray(thresholds, dtype=np.float64)
         self.off_below = self.on_at - margin
-        self.active = np.zeros(len(self.labels), dtype=bool)
+        self.min_on, self.min_off = int(min_on), int(min_off)
+        self.active = np.zeros(n_labels, dtype=bool)  # the debounced state: what events and ``active`` follow
+        self._held = np.zeros(n_labels, dtype=bool)  # the plain hysteresis state
+        self._run = np.zeros(n_labels, dtype=np.int64)  # decisions ``_held`` has kept its value
+        self._since = np.zeros(n_labels)  # the first decision of that run
 
     def update(self, t: float, scores: np.ndarray) -> list[Event]:
         scores = np.asarray(scores, dtype=np.float64)
-        turn_on = ~self.active & (scores >= self.on_at)
-        turn_off = self.active & (scores < self.off_below)
-        events = [Event(t, self.labels[i], "onset", float(scores[i])) for i in np.flatnonzero(turn_on)]
-        events += [Event(t, self.labels[i], "offset", float(scores[i])) for i in np.flatnonzero(turn_off)]
+        held = np.where(self._held, scores >= self.off_below, scores >= self.on_at)
+        changed = held != self._held
+        self._since = np.where(changed, t, self._since)
+        self._run = np.where(changed, 1, self._run + 1)
+        self._held = held
+        turn_on = ~self.active & held & (self._run >= self.min_on)
+        turn_off = self.active & ~held & (self._run >= self.min_off)
+        events = [Event(float(self._since[i]), self.labels[i], "onset", float(scores[i])) for i in np.flatnonzero(turn_on)]
+        events += [Event(float(self._since[i]), self.labels[i], "offset", float(scores[i])) for i in np.flatnonzero(turn_off)]
         self.active = (self.active | turn_on) & ~turn_off
         return events
 
@@ -91,9 +115,21 @@ class Hysteresis:
         return tuple(self.labels[i] for i in np.flatnonzero(self.active))
 
     def finish(self, t: float) -> list[Event]:
+        """Close every label still on at ``t`` (end of stream, or silence: at once, whatever ``min_off``)."""
         events = [Event(t, self.labels[i], "offset", float("nan")) for i in np.flatnonzero(self.active)]
         self.active[:] = False
+        self._held[:] = False
+        self._run[:] = 0
         return events
+
+
+def decisions_for(seconds: float, interval_s: float) -> int:
+    """A duration in seconds as a whole number of decisions ``interval_s`` apart (at least 1)."""
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise ValueError(f"a minimum duration must be a finite number of seconds >= 0, got {seconds!r}")
+    if not (math.isfinite(interval_s) and interval_s > 0):
+        raise ValueError(f"the decision interval must be > 0 s, got {interval_s!r}")
+    return max(1, math.ceil(seconds / interval_s - 1e-9))
 
 
 def top_k(scores: np.ndarray, labels: Sequence[str], k: int) -> list[tuple[str, float]]:

@@ -419,19 +419,25 @@ def test_tag_on_a_terminal_prints_a_summary_for_people(window_model, tone_wav, t
     assert status == 0 and not shown.strip() and len(decisions) > 50 and summary["summary"]["top"]
 
 
-def test_every_jsonl_decision_names_its_active_tags(window_model, tone_wav, capsys) -> None:
-    """``active``: the tags the events' hysteresis holds on at that decision; kept with --scores none."""
-    assert main(["tag", str(tone_wav), "--model", str(window_model)]) == 0
-    decisions, _ = _jsonl(capsys.readouterr().out)
-    assert main(["tag", str(tone_wav), "--model", str(window_model), "--events"]) == 0
-    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"event"' in line]
+def _active_changes(decisions: list[dict]) -> list[tuple[float, str, str]]:
+    """When each decision's ``active`` labels turn on and off (the end of the stream closes the rest)."""
     changes, before = [], set()
     for d in decisions:
         now = set(d["active"])
         changes += [(d["t"], "offset", lb) for lb in sorted(before - now)]
         changes += [(d["t"], "onset", lb) for lb in sorted(now - before)]
         before = now
-    changes += [(decisions[-1]["t"], "offset", lb) for lb in sorted(before)]
+    return changes + [(decisions[-1]["t"], "offset", lb) for lb in sorted(before)]
+
+
+def test_every_jsonl_decision_names_its_active_tags(window_model, tone_wav, capsys) -> None:
+    """``active``: the tags the events' hysteresis holds on at that decision; kept with --scores none."""
+    raw = ["--min-on", "0", "--min-off", "0"]  # no minimum durations: the events are the active changes
+    assert main(["tag", str(tone_wav), "--model", str(window_model), *raw]) == 0
+    decisions, _ = _jsonl(capsys.readouterr().out)
+    assert main(["tag", str(tone_wav), "--model", str(window_model), "--events", *raw]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"event"' in line]
+    changes = _active_changes(decisions)
     assert len(events) == 6 and sorted(changes) == sorted((e["t"], e["event"], e["label"]) for e in events)
     # on where the score is above the threshold (0.5), by hysteresis (off below 0.4); nothing in silence
     for d in decisions:
@@ -444,14 +450,47 @@ def test_every_jsonl_decision_names_its_active_tags(window_model, tone_wav, caps
             if score < 0.4:
                 assert label not in d["active"], d
 
-    assert main(["tag", str(tone_wav), "--model", str(window_model), "--scores", "none"]) == 0
+    assert main(["tag", str(tone_wav), "--model", str(window_model), "--scores", "none", *raw]) == 0
     lean = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"summary"' not in line]
     assert [(o["t"], o["active"]) for o in lean] == [(d["t"], d["active"]) for d in decisions]
     assert all(set(o) - {"silent"} == {"t", "active"} for o in lean)
-    assert main(["tag", str(tone_wav), "--model", str(window_model), "--scores", "none", "--format", "csv"]) == 0
+    assert main(["tag", str(tone_wav), "--model", str(window_model), "--scores", "none", "--format", "csv",
+                 *raw]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert list(rows[0]) == ["t", "latency_ms", "active"]
     assert [r["active"].split(";") if r["active"] else [] for r in rows] == [d["active"] for d in decisions]
+
+
+def test_minimum_on_duration_holds_back_a_blip(window_model, tmp_path, capsys) -> None:
+    """--min-on (seconds): a blip shorter than it is no event; an onset is dated where its run began,
+    and ``active`` follows the events (confirmed up to min-on later). The rule itself: test_postprocess."""
+    import soundfile as sf
+
+    sr, t = 16000, np.arange(6 * 16000) / 16000
+    on = ((t >= 1.0) & (t < 3.0)) | ((t >= 4.5) & (t < 4.7))  # a low tone for 2 s, and a 0.2 s blip of it
+    wav = tmp_path / "blip.wav"
+    sf.write(wav, (0.3 * np.sin(2 * np.pi * 300 * t) * on).astype(np.float32), sr)
+
+    def events(*flags: str) -> list[tuple[float, str, str]]:
+        assert main(["tag", str(wav), "--model", str(window_model), "--events", *flags]) == 0
+        out = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"event"' in line]
+        return [(e["t"], e["event"], e["label"]) for e in out if e["label"] == "low"]
+
+    raw = events("--min-on", "0", "--min-off", "0")
+    assert [k for _, k, _ in raw] == ["onset", "offset", "onset", "offset"]  # the tone and the blip
+    held = events()  # the defaults: 0.5 s on, 1 s off
+    assert [k for _, k, _ in held] == ["onset", "offset"] and held[0] == raw[0]  # no blip; the onset's date kept
+    assert raw[1][0] <= held[1][0] <= raw[1][0] + 0.2  # the offset: where the level gate found silence
+
+    assert main(["tag", str(wav), "--model", str(window_model)]) == 0
+    decisions, _ = _jsonl(capsys.readouterr().out)
+    step = decisions[1]["t"] - decisions[0]["t"]
+    changes = [c for c in _active_changes(decisions) if c[2] == "low"]
+    assert [c[1] for c in changes] == ["onset", "offset"]
+    assert 0.5 - step - 1e-6 <= changes[0][0] - held[0][0] <= 0.5 + 1e-6  # confirmed after min-on
+    with pytest.raises(SystemExit) as bad:
+        main(["tag", str(wav), "--model", str(window_model), "--min-on", "-1"])
+    assert bad.value.code == 2 and "--min-on: must be a finite number >= 0" in capsys.readouterr().err
 
 
 def test_events_as_csv_are_real_csv(window_model, tmp_path, capsys) -> None:

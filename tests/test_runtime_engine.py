@@ -12,7 +12,7 @@ from conftest import LABELS, TONES, build_model, tone_signal  # noqa: E402
 from edgetag.runtime.engine import Engine, offline_decisions  # noqa: E402
 from edgetag.runtime.frontend import compute_features  # noqa: E402
 from edgetag.runtime.model import load_model  # noqa: E402
-from edgetag.runtime.postprocess import ClipSummary, Hysteresis, Smoother, top_k  # noqa: E402
+from edgetag.runtime.postprocess import ClipSummary, Hysteresis, Smoother, decisions_for, top_k  # noqa: E402
 
 
 def _stream(engine: Engine, samples: np.ndarray, seed: int = 0):
@@ -123,6 +123,26 @@ def test_hysteresis_on_at_threshold_off_below_threshold_minus_margin() -> None:
     assert [(e.t, e.label, e.kind) for e in h.finish(0.5)] == [(0.5, "a", "offset")]
     with pytest.raises(ValueError):
         Hysteresis(("a",), (0.5, 0.5))
+
+
+def test_hysteresis_with_minimum_runs_dates_events_where_the_run_began() -> None:
+    """min_on / min_off decisions debounce the hysteresis state: a run shorter than min_on is no onset, a dip
+    shorter than min_off no offset; each event carries the time of its run's first decision, and
+    ``active`` follows the rule. Scores between the off level and the threshold keep a run going."""
+    h = Hysteresis(("a",), (0.5,), margin=0.1, min_on=3, min_off=2)
+    scores = [0.6, 0.7, 0.1, 0.6, 0.45, 0.45, 0.6, 0.3, 0.6, 0.3, 0.3, 0.3]  # a blip of 2, a run of 4, dips of 1 and 3
+    seen, active = [], []
+    for i, s in enumerate(scores):
+        seen += [(e.t, e.kind) for e in h.update(i / 10, np.array([s]))]
+        active.append(h.active_labels() == ("a",))
+    assert seen == [(0.3, "onset"), (0.9, "offset")]  # the blip ignored, the one-decision dip bridged
+    assert active == [False] * 5 + [True] * 5 + [False] * 2  # on at the 3rd decision of its run, off at the 2nd
+    assert h.finish(1.2) == []
+    assert decisions_for(0.5, 0.1) == 5 and decisions_for(0.0, 0.1) == 1 and decisions_for(0.05, 0.1) == 1
+    with pytest.raises(ValueError, match="min_on"):
+        Hysteresis(("a",), (0.5,), min_on=0)
+    with pytest.raises(ValueError, match="minimum duration"):
+        decisions_for(-1.0, 0.1)
 
 
 def test_smoothing_is_a_moving_average() -> None:
