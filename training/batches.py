@@ -88,6 +88,9 @@ class BatchMaker:
 
     def __init__(self, config: TrainConfig, split: Split, frontend: Any, window: int, silence: np.ndarray, frame_mode: bool) -> None:
         self.config, self.split, self.frontend = config, split, frontend
+        if config.teacher.partial and split.score_tracks and not frame_mode:
+            raise ConfigError("teacher.partial needs frame-level targets (a frame-output student); "
+                              "clip-level targets average a teacher over the crop, which a missing teacher cannot join")
         self.window, self.silence, self.frame_mode = window, silence, frame_mode
         self.augmenter = Augmenter(config.augment, frontend)
         self.student_rate = frontend.frame_rate
@@ -115,7 +118,9 @@ class BatchMaker:
         t0 = offset / self.student_rate + self.centre
         teacher = None
         self.last_teacher_ok = None
-        if s.score_tracks:
+        if s.score_tracks and self.config.teacher.partial:
+            teacher, self.last_teacher_ok = self._partial_targets(idx, w, t0)
+        elif s.score_tracks:
             per = []
             near = torch.ones(w, dtype=torch.bool)
             for track in s.score_tracks:
@@ -133,6 +138,30 @@ class BatchMaker:
                                                  student_offset=t0, teacher_offset=track.offset)
             embs.append(masked_time_mean(aligned, ok & valid))
         return x, valid, teacher, embs
+
+    def _partial_targets(self, idx: int, w: int, t0: float) -> tuple[Tensor, Tensor]:
+        """``teacher.partial``: per frame, the mean of the teachers with a frame near it ([W, C]), and which
+        frames have any ([W]); a teacher without outputs for this row (an empty track) adds nothing."""
+        total, count = None, torch.zeros(w)
+        for track in self.split.score_tracks:
+            scores = track.scores[idx]  # type: ignore[index]
+            if scores.shape[0] == 0:
+                continue
+            aligned, ok = L.align_teacher_frames(torch.from_numpy(scores), track.rate, self.student_rate, w,
+                                                 student_offset=t0, teacher_offset=track.offset)
+            near = (ok & near_teacher_frames(scores.shape[0], track.rate, self.student_rate, w, t0, track.offset)).float()
+            total = aligned * near[:, None] if total is None else total + aligned * near[:, None]
+            count += near
+        if total is None:  # no teacher covers this row
+            total = torch.zeros(w, self._n_teacher_labels())
+        return total / count.clamp_min(1.0)[:, None], count > 0
+
+    def _n_teacher_labels(self) -> int:
+        for track in self.split.score_tracks:
+            for scores in track.scores or []:
+                if scores.shape[0]:
+                    return int(scores.shape[1])
+        raise ValueError("no teacher has outputs for any row")
 
     def make(self, step: int, positions: list[int], indices: list[int], rank: int, augment: bool = True) -> Batch:
         feats, cleans, valids, teachers, embs, oks = [], [], [], [], [], []

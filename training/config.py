@@ -149,6 +149,11 @@ class TeacherSection:
     """Check each cached teacher window against the audio's content hash (decodes every window again:
     minutes per hour of Opus/MP3). False: find windows by manifest path and bounds, trusting that the
     files did not change since `edgetag teach` wrote the cache."""
+    partial: bool = False
+    """Teachers may lack outputs for some rows (``reference-f0`` has none where a row has no f0 annotation):
+    each student frame then learns from the mean of the teachers that have a frame near it, and a row
+    with none adds no soft-target loss. Frame-level targets only. False: every teacher must cover every
+    row, and a frame gets a target only where all of them have one."""
 
 
 @dataclass

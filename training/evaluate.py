@@ -75,7 +75,7 @@ log = logging.getLogger(__name__)
 Pool = Literal["mean", "max"]
 
 #: Teacher frame-0 centre (seconds) for teachers whose names start with these prefixes.
-_KNOWN_TEACHER_OFFSETS = {"crepe": 512 / 16000}
+_KNOWN_TEACHER_OFFSETS = {"crepe": 512 / 16000, "reference-f0": 512 / 16000}
 
 
 # ----------------------------------------------------------------------------- running the student

@@ -50,6 +50,8 @@ class FillSummary:
     world_size: int = 1
     recomputed_bad: int = 0
     """Entries dropped because their shard failed its checksum."""
+    no_annotation: int = 0
+    """Windows an annotation teacher (``reference-f0``) has no reference for: not stored."""
 
     def text(self) -> str:
         lines = [
@@ -62,6 +64,7 @@ class FillSummary:
                 + (f", {self.recomputed_bad} dropped as corrupt" if self.recomputed_bad else "")
             ),
             f"audio {self.audio_seconds:.1f} s decoded in {self.seconds:.1f} s wall",
+            *([f"{self.no_annotation} windows without a reference annotation (not stored)"] if self.no_annotation else []),
             f"cache {self.cache_entries} entries, {self.cache_bytes / 1e6:.2f} MB",
         ]
         if self.skips.n_skipped:
@@ -167,6 +170,7 @@ def fill_cache(
         if not isinstance(manifest, Manifest):
             manifest = load_manifest(manifest, root=root)
         from edgetag.training.teachers import get_teacher
+        from edgetag.training.teachers.reference import AnnotationError
 
         models = [get_teacher(t) if isinstance(t, str) else t for t in teachers]
         for m in models:
@@ -249,10 +253,18 @@ def fill_cache(
                                     "audio_sha256": h,
                                     "frame_rate": float(m.frame_rate),
                                 }
+                                if getattr(m, "reads_annotations", False):  # e.g. reference-f0: no model to run
+                                    targets = m.annotation_scores(entry, manifest.root, ws, we, len(wave))
+                                    if targets is None:
+                                        summary.no_annotation += 1
+                                        continue
+                                    cache.put(key, {"scores": targets.astype(np.float16)}, meta)
+                                    summary.windows_computed += 1
+                                    continue
                                 queue(ti, key, wave, meta)
                 except DiskFullError:
                     raise  # the device, not this clip: stop (the cache resumes after space is freed)
-                except (AudioError, UnsafePathError, OSError) as e:
+                except (AudioError, AnnotationError, UnsafePathError, OSError) as e:
                     reason = skip_reason(e)
                     msg = f"{entry.path} (line {entry.line}): {e}"
                     summary.skips.add_skip(reason, msg)

@@ -127,7 +127,11 @@ def _collect_outputs(config: TrainConfig, index: CacheWindows, manifest: Any, en
                 # stores it once, under one of the paths), the windows found by content.
                 chain = index.chain(ident, entry.path, entry.start, entry.end, window_hash)
             if chain is None:
-                missing.setdefault(ident, []).append(entry.path)
+                if t.partial:  # this teacher has nothing for this row: an empty track, masked in every crop
+                    all_scores.append(np.zeros((0, n_labels), np.float32))
+                    all_embs.append(None)
+                else:
+                    missing.setdefault(ident, []).append(entry.path)
                 continue
             parts_s, parts_e = [], []
             for key, meta in chain:
@@ -143,6 +147,8 @@ def _collect_outputs(config: TrainConfig, index: CacheWindows, manifest: Any, en
                 rate = float(meta["frame_rate"])
             all_scores.append(np.concatenate(parts_s, axis=0))
             all_embs.append(np.concatenate(parts_e, axis=0) if parts_e else None)
+        if rate is None and entries:  # even a partial teacher must cover something
+            missing.setdefault(ident, []).append(entries[0].path)
         collected[ident] = (rate or 1.0, all_scores, all_embs)
     if missing:
         ident, paths = next(iter(missing.items()))
