@@ -25,7 +25,6 @@ never torch.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import numbers
 import os
@@ -40,7 +39,7 @@ from edgetag.runtime.model import STREAM_THREADS, load_any_model
 from edgetag.runtime.models import DEFAULT_MODEL, resolve_model
 from edgetag.runtime.pipeline import DEFAULT_MIN_OFF_S, DEFAULT_MIN_ON_S, DecisionPipeline
 from edgetag.runtime.pipeline import level_gate as card_level_gate
-from edgetag.runtime.pitch import PitchReading, is_pitch_model, reader_for
+from edgetag.runtime.pitch import PitchReading, gated, is_pitch_model, reader_for
 from edgetag.runtime.postprocess import top_k
 from edgetag.runtime.version import package_version
 
@@ -247,9 +246,7 @@ class Tagger:
     def _collect(self, d: EngineDecision, scores: np.ndarray) -> None:
         # the event detector's state after this decision: the same `active` the CLI's jsonl writes
         active = self._pipeline.event_detector.active_labels()
-        pitch = self._reader(scores) if self._reader is not None else None
-        if pitch is not None and d.extra.get("silent"):  # below the level gate: no pitch, whatever the bins say
-            pitch = dataclasses.replace(pitch, voiced=False)
+        pitch = gated(self._reader(scores), bool(d.extra.get("silent"))) if self._reader is not None else None
         scores = np.array(scores, np.float32)
         scores.setflags(write=False)
         self._out.append(TagDecision(t=float(d.t), scores=scores, active=active, labels=self._labels,

@@ -419,6 +419,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
         "overflows": stats.overflows, "dropped_samples": stats.dropped_samples,
         "nonfinite_samples": stats.nonfinite_samples, "skipped_samples": stats.skipped_samples,
         "dropped_decisions": stats.dropped_decisions,
+        # the watchdog: times the worker fell more than MAX_LAG_S behind and skipped audio to catch up
+        "catchups": stats.catchups, "lag_skipped_samples": stats.lag_skipped_samples,
     }
     say(f"{status}: {runner.decisions} decisions over {summary['audio_s']:g} s; compute p50 {comp[0]:.2f} ms "
         f"p99 {comp[1]:.2f} ms; latency p50 {lat[0]:.1f} ms p99 {lat[1]:.1f} ms; {stats.summary()}")

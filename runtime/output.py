@@ -19,7 +19,6 @@
 from __future__ import annotations
 
 import csv
-import dataclasses
 import json
 import math
 import textwrap
@@ -28,7 +27,7 @@ from typing import IO, Callable, Sequence
 
 import numpy as np
 from edgetag.runtime.engine import Decision
-from edgetag.runtime.pitch import PitchReader
+from edgetag.runtime.pitch import PitchReader, gated
 from edgetag.runtime.postprocess import Event, top_k
 
 #: Returns the labels on at the current decision (pitch: the sounding note): the stream's event detector's
@@ -119,14 +118,14 @@ class CsvWriter:
     def decision(self, d: Decision, scores: np.ndarray | None = None) -> None:
         values = d.scores if scores is None else scores
         latency = "" if d.latency_s is None else f"{d.latency_s * 1e3:.3f}"
-        row = ([self.file] if self.file is not None else []) + [f"{d.t:.6f}", latency, *self._extra(values)]
+        row = ([self.file] if self.file is not None else []) + [f"{d.t:.6f}", latency, *self._extra(d, values)]
         row += [f"{float(s):.6f}" for s in values] if self.scores else []
         if self.active_column:
             row.append(";".join(self.active()) if self.active is not None else "")
         self.writer.writerow(row)
         self.out.flush()
 
-    def _extra(self, scores: np.ndarray) -> list[str]:
+    def _extra(self, d: Decision, scores: np.ndarray) -> list[str]:
         return []
 
     def event(self, e: Event) -> None:  # events go to the events stream, not the table
@@ -462,7 +461,7 @@ class PitchJsonlWriter(JsonlWriter):
 
     def decision(self, d: Decision, scores: np.ndarray | None = None) -> None:
         s = d.scores if scores is None else scores
-        self._write(d, {"pitch": self.read(s).to_dict()}, s)
+        self._write(d, {"pitch": gated(self.read(s), bool(d.extra.get("silent"))).to_dict()}, s)
 
 
 class PitchCsvWriter(CsvWriter):
@@ -475,8 +474,8 @@ class PitchCsvWriter(CsvWriter):
         self.read = reader or PitchReader()
         super().__init__(out, labels, file=file, header=header, scores=scores)
 
-    def _extra(self, scores: np.ndarray) -> list[str]:
-        r = self.read(scores)
+    def _extra(self, d: Decision, scores: np.ndarray) -> list[str]:
+        r = gated(self.read(scores), bool(d.extra.get("silent")))
         return [f"{r.f0_hz:.3f}", f"{r.confidence:.4f}", str(int(r.voiced)), r.note, f"{r.cents:.1f}", str(r.midi)]
 
 
@@ -511,9 +510,7 @@ class TunerView(LiveView):
 
     def decision(self, d: Decision, scores: np.ndarray | None = None) -> None:
         super().decision(d, scores)
-        self.reading = self.read(self.scores)
-        if self.silent:  # below the level gate: no pitch, whatever the bins say
-            self.reading = dataclasses.replace(self.reading, voiced=False)
+        self.reading = gated(self.read(self.scores), self.silent)
         if self.reading.voiced:
             self.last_voiced = self.reading
 
@@ -554,8 +551,8 @@ class TunerView(LiveView):
         conf = 0.0 if r is None else r.confidence
         table.add_row("confidence", Text(f"{conf:4.2f} " + "█" * int(round(20 * max(0.0, min(1.0, conf)))),
                                          style="green" if voiced else "dim"))
-        table.add_row("voicing", Text("VOICED" if voiced else ("unvoiced: silence (below the level gate)" if self.silent
-                                                               else "unvoiced"), style="bold green" if voiced else "dim"))
+        status = "VOICED" if voiced else ("unvoiced: silence (below the level gate)" if self.silent else "unvoiced")
+        table.add_row("voicing", Text(status, style="bold green" if voiced else "dim"))
         level = -math.inf if self.stats is None else self.stats.level_dbfs
         table.add_row("input", "-inf dBFS" if not math.isfinite(level) else f"{level:.0f} dBFS")
         table.add_row("latency", f"p50 {_ms(self.latency[0], 1)}  p99 {_ms(self.latency[1], 1)}")

@@ -28,6 +28,7 @@ This module must not import torch: edge devices do not carry it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -147,6 +148,12 @@ def reading(scores: Sequence[float] | np.ndarray, threshold: float = VOICING_THR
     f, c = float(f0), float(conf)
     name, cents, midi = note_of(f)
     return PitchReading(f0_hz=f, confidence=c, voiced=c >= threshold, note=name, cents=cents, midi=midi)
+
+
+def gated(r: PitchReading, silent: bool) -> PitchReading:
+    """``r`` as a stream reports it: unvoiced when its decision was silence (below the level gate,
+    `edgetag.runtime.pipeline`), whatever the bins say; the f0 and note are kept for reference."""
+    return dataclasses.replace(r, voiced=False) if silent and r.voiced else r
 
 
 class PitchReader:

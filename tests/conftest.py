@@ -130,6 +130,40 @@ def tone_signal(rate: int = 16000, seconds: float = WAV_SECONDS, amplitude: floa
     return x.astype(np.float32)
 
 
+@pytest.fixture(scope="module")
+def virtual_mic():
+    """A PulseAudio virtual microphone (tests/virtual_mic.py) for a test module, stopped after it.
+
+    Where this machine cannot run one (no PulseAudio, no PortAudio), the test skips with the reason;
+    with EDGETAG_REQUIRE_VIRTUAL_MIC=1 (CI, which installs them) that is a failure instead.
+    """
+    import os
+
+    from virtual_mic import VirtualMic, VirtualMicUnavailable, missing_tools
+
+    def unavailable(reason: str):
+        if os.environ.get("EDGETAG_REQUIRE_VIRTUAL_MIC") == "1":
+            pytest.fail(f"{reason}, and EDGETAG_REQUIRE_VIRTUAL_MIC=1 says the virtual-microphone tests must run")
+        pytest.skip(reason)
+
+    missing = missing_tools()
+    if missing:
+        unavailable(f"virtual microphone needs {', '.join(missing)} (apt-get install pulseaudio pulseaudio-utils "
+                    "libasound2-plugins libportaudio2)")
+    try:
+        import sounddevice  # noqa: F401
+    except (ImportError, OSError) as exc:
+        unavailable(f"sounddevice/PortAudio unavailable: {exc}")
+    try:
+        mic = VirtualMic().start()
+    except VirtualMicUnavailable as exc:
+        unavailable(f"virtual microphone unavailable: {exc}")
+    try:
+        yield mic
+    finally:
+        mic.stop()
+
+
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("models")

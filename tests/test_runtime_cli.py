@@ -592,3 +592,23 @@ def test_a_silent_file_says_silence_not_too_short(window_model, tmp_path) -> Non
     done = _run("tag", str(quiet), "--model", str(window_model), "--format", "summary")
     text = done.stdout.decode()
     assert done.returncode == 0 and "all below the level gate" in text and "not enough audio" not in text, text
+
+
+def test_pitch_output_is_unvoiced_below_the_level_gate(tmp_path, capsys) -> None:
+    """A tone too quiet for the gate: jsonl and csv say silent and unvoiced, whatever the bins say."""
+    import soundfile as sf
+
+    t = np.arange(2 * 16000) / 16000
+    wav = tmp_path / "quiet.wav"
+    sf.write(wav, (10 ** (-75 / 20) * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)  # -75 dBFS peak
+    assert main(["tag", str(wav), "--model", "pitch", "--format", "jsonl"]) == 0
+    decisions = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"pitch"' in line]
+    assert decisions and all(d["silent"] and not d["pitch"]["voiced"] for d in decisions)
+    assert main(["tag", str(wav), "--model", "pitch", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert rows and all(r["voiced"] == "0" for r in rows)
+    loud = tmp_path / "loud.wav"  # the same tone at -10 dBFS is voiced: the gate, not the model, decided
+    sf.write(loud, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
+    assert main(["tag", str(loud), "--model", "pitch", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert sum(r["voiced"] == "1" for r in rows) > len(rows) // 2

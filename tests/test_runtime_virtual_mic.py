@@ -21,29 +21,10 @@ pytest.importorskip("onnxruntime")
 
 from conftest import LABELS, build_model  # noqa: E402
 from edgetag.runtime.cli import main  # noqa: E402
-from virtual_mic import VirtualMic, VirtualMicUnavailable, missing_tools  # noqa: E402
+from virtual_mic import VirtualMic  # noqa: E402
 
 EDGETAG = [sys.executable, "-m", "edgetag.runtime.cli"]
-
-
-@pytest.fixture(scope="module")
-def virtual_mic():
-    missing = missing_tools()
-    if missing:
-        pytest.skip(f"virtual microphone needs {', '.join(missing)} (apt-get install pulseaudio pulseaudio-utils "
-                    "libasound2-plugins libportaudio2)")
-    try:
-        import sounddevice  # noqa: F401
-    except (ImportError, OSError) as exc:
-        pytest.skip(f"sounddevice/PortAudio unavailable: {exc}")
-    try:
-        mic = VirtualMic().start()
-    except VirtualMicUnavailable as exc:
-        pytest.skip(f"virtual microphone unavailable: {exc}")
-    try:
-        yield mic
-    finally:
-        mic.stop()
+# the `virtual_mic` fixture (conftest.py) starts the PulseAudio daemon, or skips (fails where required)
 
 
 def _decisions(text: str) -> list[dict]:
