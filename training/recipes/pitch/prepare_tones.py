@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Synthetic tones with an exact f0, for the pitch recipe's ``reference-f0`` targets.
 
-    python3 training/recipes/pitch/prepare_tones.py --out /work/data/pitch [--n-train 300] [--n-test 40]
+    python3 training/recipes/pitch/prepare_tones.py --out /work/data/pitch [--n-train 300]
 
 A tuner is judged on steady tones, and a student distilled from CREPE on renders and real audio
 has heard few pure ones, least of all low sines (the shipped student called a 110 Hz sine
@@ -12,7 +12,9 @@ only, to a random smooth spectral envelope; 5-50 ms attacks, 10-100 ms releases;
 -45 to -3 dBFS; white or pink noise at 5-40 dB SNR under 40 % of the clips (the rests then hold
 noise alone). Every clip gets ``X.f0.npy`` (float32 Hz, 0 = no note) at the centres of 1024-sample
 frames every 10 ms, ``(160 j + 512) / 16000`` s, as the renders' annotations, and a row in
-``tones.jsonl`` (``source: tone``, ``score_f0: true``, paths relative to OUT's parent).
+``tones.jsonl`` (train split, ``source: tone``, ``score_f0: true``, paths relative to OUT's parent).
+They are training material only: the tuner is measured on separate steady tones
+(``benchmarks/tuner_sines.py``) and the recipe's evaluation is unchanged.
 
 Deterministic for a given ``--seed``; each clip draws from its own random stream, so asking for
 more clips never changes the ones already written. Nothing here is copied from a dataset: the
@@ -133,7 +135,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="/work/data/pitch", help="data directory (tones/ and tones.jsonl go here)")
     ap.add_argument("--root", default=None, help="manifest paths are relative to this (default: OUT's parent)")
     ap.add_argument("--n-train", type=int, default=300)
-    ap.add_argument("--n-test", type=int, default=40)
     ap.add_argument("--seconds", type=float, default=4.0)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -142,16 +143,15 @@ def main(argv: list[str] | None = None) -> int:
     folder = out / "tones"
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
-    for split, count, offset in (("train", args.n_train, 0), ("test", args.n_test, 1_000_000)):
-        for i in range(count):
-            wav = folder / f"{split}-{i:04d}.wav"
-            side = wav.with_suffix(".f0.npy")
-            x, f0, info = make_clip(args.seed, offset + i, args.seconds)  # test clips: their own streams
-            if not (wav.is_file() and side.is_file()):
-                sf.write(str(wav), x, SAMPLE_RATE, subtype="FLOAT")
-                np.save(side, f0_at_frame_centres(f0))
-            rows.append({"path": str(wav.relative_to(root)), "labels": [], "split": split, "source": "tone",
-                         "f0": str(side.relative_to(root)), "score_f0": True, **info})
+    for i in range(args.n_train):
+        wav = folder / f"train-{i:04d}.wav"
+        side = wav.with_suffix(".f0.npy")
+        x, f0, info = make_clip(args.seed, i, args.seconds)
+        if not (wav.is_file() and side.is_file()):
+            sf.write(str(wav), x, SAMPLE_RATE, subtype="FLOAT")
+            np.save(side, f0_at_frame_centres(f0))
+        rows.append({"path": str(wav.relative_to(root)), "labels": [], "split": "train", "source": "tone",
+                     "f0": str(side.relative_to(root)), "score_f0": True, **info})
     (out / "tones.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     print(f"{len(rows)} tones ({args.seconds:g} s) -> {out / 'tones.jsonl'}", file=sys.stderr)
     return 0

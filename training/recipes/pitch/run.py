@@ -122,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-train-renders", type=int, default=110)
     ap.add_argument("--n-test-renders", type=int, default=24)
     ap.add_argument("--n-valid-renders", type=int, default=24)
+    ap.add_argument("--n-tones", type=int, default=300, help="synthetic tones with exact f0 (4 s each) for training")
     ap.add_argument("--music-train", type=int, default=720,
                     help="10 s game-music excerpts in the train split (prepare_real.py; the test rows never change)")
     ap.add_argument("--teach-procs", type=int, default=1,
@@ -155,6 +156,15 @@ def main(argv: list[str] | None = None) -> int:
     rows = (data / "renders.jsonl").read_text() + (data / "real.jsonl").read_text()
     if not manifest.is_file() or manifest.read_text() != rows:
         manifest.write_text(rows)
+    # tones with an exact f0 (prepare_tones.py) train the student beside manifest.jsonl, which CREPE
+    # full and the evaluation read: train.jsonl is both
+    tones = data / "tones.jsonl"
+    if not tones.is_file() or sum(1 for _ in tones.open()) != args.n_tones:
+        times["prepare_tones"] = step([sys.executable, str(HERE / "prepare_tones.py"), "--out", str(data), "--root", str(root),
+                                       "--n-train", str(args.n_tones)])
+    train_manifest = data / "train.jsonl"
+    if not train_manifest.is_file() or train_manifest.read_text() != rows + tones.read_text():
+        train_manifest.write_text(rows + tones.read_text())
 
     # 2. teacher cache (edgetag teach resumes by itself; the marker, which names the split's rows,
     # skips even the scan until they change)
@@ -166,6 +176,13 @@ def main(argv: list[str] | None = None) -> int:
                                           "--split", split, "--out", str(data / "cache" / split), "--device", args.device,
                                           "--teacher-option", f"hop_length={hop}", "--teacher-option", "return_embeddings=false", *prog])
             done.write_text(marker)
+    # the exact f0 of the renders and tones as targets (reference-f0 reads their annotations: seconds)
+    done = data / "cache" / "train" / "DONE-reference"
+    marker = f"rows_sha1={split_rows_sha1(train_manifest, 'train')}\n"
+    if not (done.is_file() and done.read_text() == marker):
+        times["teach_reference"] = step(["edgetag", "teach", "--teacher", "reference-f0", "--data", str(train_manifest),
+                                         "--root", str(root), "--split", "train", "--out", str(data / "cache" / "train"), *prog])
+        done.write_text(marker)
 
     # 3. distill
     run_dir = data / "runs" / (args.run_name or f"causal_cnn-{args.steps}")
@@ -173,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     if not student.is_file():
         run_dir.mkdir(parents=True, exist_ok=True)
         cmd = ["edgetag", "distill", args.config, f"optim.steps={args.steps}", f"optim.device={args.device}",
-               f"data.manifest={manifest}", f"data.root={root}", f"data.feature_cache={data / 'features'}",
+               f"data.manifest={train_manifest}", f"data.root={root}", f"data.feature_cache={data / 'features'}",
                f"teacher.cache_dir={data / 'cache' / 'train'}", *args.overrides, "--run-dir", str(run_dir)]
         if args.no_progress:
             cmd.append("--no-progress")
@@ -201,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     valid = json.loads((export / "eval-valid.json").read_text())
     full_macs = res["CREPE full"]["macs_per_frame"]
     d = res["_data"]
-    hours_train = _split_hours(manifest, root, "train")
+    hours_train = _split_hours(train_manifest, root, "train")
     setting = {"device": args.device, "train_teacher_hop_samples": args.train_hop, "test_teacher_hop_samples": args.test_hop,
                "steps": args.steps, "threads": 1}
     table = results_table(res, full_macs)
