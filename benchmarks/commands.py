@@ -39,7 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "too); repeatable")
     g = p.add_argument_group("task metric", "mAP / ROC-AUC of each student x backend (and a teacher) on a labelled split")
     g.add_argument("--eval", default=None, metavar="MANIFEST", dest="eval_manifest",
-                   help="labelled CSV/JSONL manifest (edgetag.training.data); without it there is no task metric")
+                   help="labelled CSV/JSONL manifest (edgetag.training.data); without it there is no task metric. "
+                        "A pitch manifest (rows with an f0 sidecar, e.g. the pitch recipe's renders.jsonl) gives "
+                        "the pitch trackers' RPA/RCA instead")
     g.add_argument("--eval-split", default="test", help="split of --eval to score (default test; 'all': every entry)")
     g.add_argument("--eval-root", default=None, help="directory the manifest's paths are relative to (default: its own)")
     g.add_argument("--config", default=None, metavar="TOML",
@@ -49,6 +51,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--teacher", default=None, metavar="NAME", help="teacher in --teacher-cache (e.g. musicnn-mtt)")
     g.add_argument("--label-columns", default=None, metavar="LABEL=COL,...",
                    help="which teacher output column scores each eval label, e.g. cello=43,choir=35")
+    p.add_argument("--peers", nargs="*", default=None, metavar="NAME",
+                   help="pitch trackers from their own wheels to measure beside edgetag's pitch models: swift-f0, "
+                        "fcpe, pesto (no name: all). Cost, latency and, with a pitch --eval manifest, RPA/RCA; a "
+                        "peer that is not installed gets a row that says how to install it")
     p.add_argument("--threads", type=int, default=1, help="threads for the models (torch and ORT intra-op; default 1)")
     p.add_argument("--no-mic", action="store_true", help="skip the virtual-microphone run")
     p.set_defaults(func=run)
@@ -65,13 +71,15 @@ def run(args: argparse.Namespace) -> int:
         unknown = [m for m in models if m not in DEFAULT_STUDENTS]
         if unknown:
             raise ValueError(f"unknown student kind(s) {', '.join(unknown)}; known: {', '.join(DEFAULT_STUDENTS)}")
+    peers = peer_names(args.peers)
     teacher = teacher_mapping(args)
     if teacher["teacher_cache"] and not args.eval_manifest:
         raise ValueError("a teacher task metric needs --eval MANIFEST (the split it is measured on)")
     split = None if args.eval_split == "all" else args.eval_split
     settings = BenchSettings.for_mode(args.quick, threads=args.threads, models=models, mic=not args.no_mic,
                                       checkpoints=tuple(args.checkpoint or ()), onnx_models=tuple(args.onnx_models or ()),
-                                      eval_manifest=args.eval_manifest, eval_root=args.eval_root, **teacher)
+                                      eval_manifest=args.eval_manifest, eval_root=args.eval_root, peers=peers,
+                                      **teacher)
     settings.eval_split = split  # None (every entry) must override the default, which for_mode would skip
     start = time.perf_counter()
     result = run_bench(args.out, settings, log=lambda msg: print(f"[{time.perf_counter() - start:6.1f} s] {msg}",
@@ -83,6 +91,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"wrote {args.out}/{', '.join(written)} in {result['wall_seconds']:.1f} s"
           + (f"; not plotted: {skip}" if skip else ""))
     return 0
+
+
+def peer_names(given: list[str] | None) -> tuple[str, ...] | None:
+    """``--peers``: None when absent, every known peer when given without names, else the names checked."""
+    if given is None:
+        return None
+    from edgetag.benchmarks.pitch_peers import PEERS
+
+    names = tuple(dict.fromkeys(given or PEERS))
+    unknown = [m for m in names if m not in PEERS]
+    if unknown:
+        raise ValueError(f"unknown peer(s) {', '.join(unknown)}; known: {', '.join(PEERS)}")
+    return names
 
 
 def parse_label_columns(text: str) -> tuple[tuple[str, int], ...]:

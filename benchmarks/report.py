@@ -29,7 +29,10 @@ It reuses the existing pieces rather than re-measuring them its own way:
    against `offline_decisions`, and ``edgetag listen`` through the PulseAudio
    virtual microphone (`edgetag.benchmarks.virtual_mic`) at real-time pace;
 4. what users run today: edgetag's CREPE ports (torchcrepe is not importable
-   without torchaudio), the musicnn teacher, librosa and kaldi-native-fbank.
+   without torchaudio), the musicnn teacher, librosa and kaldi-native-fbank;
+5. pitch trackers (``--peers``, or a pitch ``--eval`` manifest): edgetag's pitch models beside
+   CREPE and the peers' own wheels (SwiftF0, FCPE, PESTO), cost, latency and RPA/RCA
+   (`edgetag.benchmarks.pitch_rows`).
 
 Output (``--out``, default ``./bench-report``): report.md, report.json and PNG plots.
 
@@ -54,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from edgetag.benchmarks.measure import import_error
+from edgetag.benchmarks.pitch_rows import PitchEvalSet, bench_pitch_trackers, is_pitch_manifest
 from edgetag.benchmarks.settings import BenchSettings
 from edgetag.benchmarks.streaming import bench_engine, bench_mic
 from edgetag.benchmarks.student_backends import bench_students
@@ -61,7 +65,8 @@ from edgetag.benchmarks.task_metric import EvalData, teacher_task_metric
 from edgetag.benchmarks.worker import THREAD_ENV_VARS
 
 PACKAGES = ("edgetag", "numpy", "torch", "onnx", "onnxruntime", "onnxscript", "librosa", "kaldi-native-fbank",
-            "matplotlib", "soundfile", "sounddevice", "threadpoolctl", "torchcrepe", "torchaudio", "tensorrt")
+            "matplotlib", "soundfile", "sounddevice", "threadpoolctl", "torchcrepe", "torchaudio", "tensorrt",
+            "swift-f0", "torchfcpe", "pesto-pitch")
 
 
 def machine_note(machine: dict[str, Any]) -> str:
@@ -173,8 +178,13 @@ def run_bench(out_dir: str | Path, settings: BenchSettings | None = None,
             t0 = time.perf_counter()
             result["frontend"] = bench_frontends(settings, say)
             result["sections_seconds"]["frontend"] = time.perf_counter() - t0
-        eval_data = None
-        if settings.eval_manifest:
+        eval_data = pitch_eval = None
+        if settings.eval_manifest and is_pitch_manifest(settings):
+            # f0 sidecars, no labels: scored as RPA/RCA in the pitch section, not as tags
+            pitch_eval = PitchEvalSet(settings)  # read first: a bad manifest fails before minutes of timing
+            result["eval"] = {"manifest": settings.eval_manifest, "split": settings.eval_split, "kind": "pitch",
+                              "entries": len(pitch_eval.clips)}
+        elif settings.eval_manifest:
             eval_data = EvalData(settings)  # read first: a bad manifest fails before minutes of timing
             result["eval"] = {"manifest": settings.eval_manifest, "split": settings.eval_split,
                               "entries": len(eval_data.manifest.select(settings.eval_split))
@@ -202,6 +212,14 @@ def run_bench(out_dir: str | Path, settings: BenchSettings | None = None,
             result["teacher_metric"] = teacher_task_metric(settings, eval_data, result.get("teachers"), say)
             result["sections_seconds"]["teacher metric"] = time.perf_counter() - t0
         students = result.get("models", {}).get("students", [])
+        if settings.peers or pitch_eval is not None:
+            t0 = time.perf_counter()
+            try:
+                result["pitch_trackers"] = bench_pitch_trackers(settings, students, pitch_eval, say)
+            except Exception as exc:  # noqa: BLE001 - the other sections still report
+                result["pitch_trackers"] = {"error": f"{type(exc).__name__}: {exc}", "rows": []}
+                missing.append(f"pitch trackers: {exc}")
+            result["sections_seconds"]["pitch trackers"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         result["engine"] = []
         for info in students:

@@ -72,11 +72,18 @@ def _metric_cells(result: dict[str, Any], row: dict[str, Any]) -> tuple[str, str
     if not has_eval(result):
         return NO_EVAL, NO_EVAL
     tm = row.get("task_metric")
+    if not tm and _pitch_eval(result):
+        return "— (pitch --eval: RPA/RCA under Pitch trackers)", "–"
     if not tm:
         return "–", "–"
     if "error" in tm:
         return f"error: {tm['error']}", "–"
     return _f(task_value(row), 4), _f(tm.get("roc_auc"), 4)
+
+
+def _pitch_eval(result: dict[str, Any]) -> bool:
+    """``--eval`` named a pitch manifest (f0 sidecars): scored in the pitch section, not as tags."""
+    return (result.get("eval") or {}).get("kind") == "pitch"
 
 
 def _metric_header(result: dict[str, Any]) -> tuple[str, str]:
@@ -160,6 +167,9 @@ def _task_metric_note(result: dict[str, Any]) -> str:
         return ("Task metric: none in this run (" + ("random-weight students, " if _random_weights(result) else "")
                 + "no `--eval MANIFEST` given), so the column says so; pass a labelled manifest to measure it.")
     ev = result.get("eval", {})
+    if _pitch_eval(result):
+        return (f"Task metric: `{s['eval_manifest']}` is a pitch manifest (f0 sidecars, no labels), so the pitch "
+                "models' RPA and RCA are in the Pitch trackers section, beside CREPE and the peers.")
     return (f"Task metric: `edgetag.training.evaluate.evaluate_model` on split `{s.get('eval_split') or 'all'}` of "
             f"`{s['eval_manifest']}` ({ev.get('entries', '?')} clips): each backend runs its own file the runtime's "
             "way (window and hop from the card, short clips tiled to one window; stateful models over the whole "
@@ -305,6 +315,9 @@ def _alternatives_section(result: dict[str, Any]) -> list[str]:
             rows.append((task, r["teacher"] + (" (edgetag port)" if task == "pitch" else " (teacher)"),
                          f"{r['cpu_ms_per_audio_s']:.1f} ms CPU / s audio", ref[0],
                          f"{r['cpu_ms_per_audio_s'] / ref[1]:.1f}×"))
+    from edgetag.benchmarks.pitch_rows import pitch_alternatives
+
+    rows += pitch_alternatives(result)
     if not rows:
         return []
     out += _table(("task", "alternative", "its cost", "edgetag row compared", "alternative ÷ edgetag"), rows)
@@ -335,7 +348,9 @@ def render_markdown(result: dict[str, Any]) -> str:
     ]
     if result.get("models"):
         lines += [f"**Weights:** {result['models']['weights']}.", ""]
-    lines += _models_section(result) + _teachers_section(result) + _frontend_section(result)
+    from edgetag.benchmarks.pitch_rows import pitch_section
+
+    lines += _models_section(result) + _teachers_section(result) + pitch_section(result) + _frontend_section(result)
     lines += _streaming_section(result) + _alternatives_section(result)
     skip = accuracy_plot_skip_reason(result)
     lines += ["## Plots", "",
@@ -394,6 +409,8 @@ def accuracy_plot_skip_reason(result: dict[str, Any]) -> str | None:
         return None
     if not has_eval(result):
         return "no task metric in this run (pass `--eval MANIFEST` with trained `--checkpoint`/`--model`)"
+    if _pitch_eval(result):
+        return "the pitch --eval gives RPA/RCA, tabled under Pitch trackers, not a tag metric to plot"
     return "no row has both a task metric and a MAC count"
 
 

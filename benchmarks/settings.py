@@ -70,6 +70,10 @@ class BenchSettings:
     crepe_full_seconds: float = 1.0
     teacher_repeats: int = 3
     teacher_macs: bool = True
+    # pitch trackers (`pitch_rows`): peers from their own wheels, timed beside edgetag's pitch models
+    peers: tuple[str, ...] = ()
+    """Keys of `pitch_peers.PEERS` (swift-f0, fcpe, pesto); a missing package gives an explanatory row."""
+    peer_repeats: int = 3
     # streaming
     engine_seconds: float = 60.0
     mic_seconds: float = 10.0
@@ -81,6 +85,7 @@ class BenchSettings:
         if quick:
             base = replace(base, quick=True, frontend_seconds=10.0, frontend_repeats=3, eval_clips=6,
                            eval_seconds=4.0, timed_runs=300, warmup_runs=20, teachers=("crepe-tiny", "musicnn-mtt"),
-                           teacher_seconds=3.0, teacher_repeats=2, engine_seconds=10.0)
+                           teacher_seconds=3.0, teacher_repeats=2, peer_repeats=2,
+                           engine_seconds=10.0)
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
 
