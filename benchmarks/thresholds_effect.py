@@ -11,7 +11,8 @@ The model file runs once; its decisions are judged under two threshold sets,
 
 * decisions with >= 1 tag on (score >= threshold, no smoothing), over every
   decision of every track, and with the runtime's hysteresis (the tag view's
-  ``active``: on at the threshold, off below threshold - margin);
+  ``active``: on at the threshold, off below threshold - margin), without
+  minimum durations and with each ``--min-durations`` pair (first ``--margin``);
 * against the teacher (the decisions inside a teacher window, aligned as
   `edgetag.training.teacher_windows` aligns them, each taking that window's
   tags at 0.5): the share of decisions where the teacher gives >= 1 tag that
@@ -57,6 +58,13 @@ def hysteresis_states(scores: np.ndarray, thresholds: np.ndarray, margin: float,
         detector.update(0.0, row)
         states[i] = detector.active
     return states
+
+
+def _any_active(tracks: dict[str, np.ndarray], thresholds: np.ndarray, margin: float, min_on: int = 1,
+                min_off: int = 1) -> float:
+    """Share of all decisions with >= 1 tag in the hysteresis state (unsmoothed scores, each track from its start)."""
+    return round(float(np.mean(np.concatenate(
+        [hysteresis_states(s, thresholds, margin, min_on, min_off).any(1) for s in tracks.values()]))), 4)
 
 
 def onsets(states: np.ndarray) -> int:
@@ -133,8 +141,11 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         tagged = teacher.any(1)
         row: dict[str, Any] = {
             "any_on": round(_any_on(every, thresholds), 4),
-            "any_active_hysteresis": round(float(np.mean(np.concatenate(
-                [hysteresis_states(s, thresholds, args.margin[0]).any(1) for s in tracks.values()]))), 4),
+            "any_active_hysteresis": _any_active(tracks, thresholds, args.margin[0]),
+            # the same debounced by each --min-durations pair (what ``active`` follows by default)
+            "any_active_min_durations": {f"minon{on:g}_minoff{off:g}": _any_active(
+                tracks, thresholds, args.margin[0], decisions_for(on, interval), decisions_for(off, interval))
+                for on, off in args.min_durations},
             "teacher_tagged_same_tag_on": round(float((on & teacher).any(1)[tagged].mean()), 4),
             "teacher_untagged_any_on": round(float(on.any(1)[~tagged].mean()), 4),
             "micro_precision": round(tp / n_on, 4) if n_on else None,

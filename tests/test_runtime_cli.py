@@ -478,11 +478,11 @@ def test_minimum_on_duration_holds_back_a_blip(window_model, tmp_path, capsys) -
 
     raw = events("--min-on", "0", "--min-off", "0")
     assert [k for _, k, _ in raw] == ["onset", "offset", "onset", "offset"]  # the tone and the blip
-    held = events()  # the defaults: 0.5 s on, 1 s off
+    held = events("--min-on", "0.5")
     assert [k for _, k, _ in held] == ["onset", "offset"] and held[0] == raw[0]  # no blip; the onset's date kept
     assert raw[1][0] <= held[1][0] <= raw[1][0] + 0.2  # the offset: where the level gate found silence
 
-    assert main(["tag", str(wav), "--model", str(window_model)]) == 0
+    assert main(["tag", str(wav), "--model", str(window_model), "--min-on", "0.5"]) == 0
     decisions, _ = _jsonl(capsys.readouterr().out)
     step = decisions[1]["t"] - decisions[0]["t"]
     changes = [c for c in _active_changes(decisions) if c[2] == "low"]
