@@ -153,6 +153,8 @@ def cmd_distill(args: argparse.Namespace) -> int:
         print(f"student   {result.student_path}")
         print(f"state     {result.state_path}")
         print(f"config    sha256 {result.config_hash}")
+        if result.trainable_parameters is not None:
+            print(f"trained   {result.trainable_parameters:,} parameters ({config.method})")
         for key, value in result.metrics.items():
             print(f"{key:<20} {value:.4f}")
     return 0
@@ -161,7 +163,7 @@ def cmd_distill(args: argparse.Namespace) -> int:
 def register_distill(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "distill",
-        help="train a student (labels, KD, KD + embedding regulariser, mean teacher) from a config",
+        help="train a student (labels, KD, KD + embedding regulariser, mean teacher, reprogramming) from a config",
         description=(
             "Train a student from a YAML or TOML config, with dotted KEY=VALUE overrides "
             "(e.g. optim.lr=3e-4 method=kd). The resolved config and its sha256 are written to the "

@@ -1,6 +1,6 @@
 """The training configuration: one schema, read from YAML or TOML, overridable from the command line.
 
-A config file has up to ten sections (every key has a default, so a file only
+A config file has up to eleven sections (every key has a default, so a file only
 says what differs)::
 
     data:        manifest, root, train_split, valid_split, segment_seconds, task, ...
@@ -8,7 +8,7 @@ says what differs)::
     student:     kind (mobilenet | causal_cnn | crnn), params (keyword arguments)
     teacher:     cache_dir, teachers (identities or names), temperature, weights,
                  regulariser (auto | none | conreg | disreg), embedding_teachers
-    method:      labels | kd | kd+conreg | kd+disreg | mean_teacher
+    method:      labels | kd | kd+conreg | kd+disreg | mean_teacher | reprogram | finetune
     optim:       lr, weight_decay, batch_size, steps, warmup_steps, schedule, ema_decay,
                  seed, amp, grad_clip, eval_every, device
     augment:     mixup_alpha, time_masks/time_mask_frames, freq_masks/freq_mask_bins,
@@ -16,6 +16,8 @@ says what differs)::
     sampling:    class_balanced
     checkpoint:  every, keep
     logging:     csv, jsonl, tensorboard, every, progress
+    reprogram:   base_checkpoint, transform, channels, kernel, head_input, max_trainable_parameters
+                 (methods reprogram and finetune only; see `edgetag.training.reprogram`)
 
 A small YAML config::
 
@@ -61,6 +63,7 @@ __all__ = [
     "FrontendSection",
     "LoggingConfig",
     "OptimConfig",
+    "ReprogramSection",
     "SamplingConfig",
     "StudentSection",
     "TeacherSection",
@@ -72,8 +75,10 @@ __all__ = [
     "parse_override",
 ]
 
-METHODS = ("labels", "kd", "kd+conreg", "kd+disreg", "mean_teacher")
-Method = Literal["labels", "kd", "kd+conreg", "kd+disreg", "mean_teacher"]
+METHODS = ("labels", "kd", "kd+conreg", "kd+disreg", "mean_teacher", "reprogram", "finetune")
+Method = Literal["labels", "kd", "kd+conreg", "kd+disreg", "mean_teacher", "reprogram", "finetune"]
+#: Methods that start from a pretrained student (``reprogram.base_checkpoint``) instead of building one.
+BASE_METHODS = ("reprogram", "finetune")
 
 
 class ConfigError(ValueError):
@@ -222,6 +227,28 @@ class LoggingConfig:
 
 
 @dataclass
+class ReprogramSection:
+    """New labels around a pretrained student: ``reprogram`` trains only the input transform and a linear
+    output mapping (the student frozen), ``finetune`` all of it (`edgetag.training.reprogram`)."""
+
+    base_checkpoint: str = ""
+    """The pretrained student (a ``student.pt`` of ``edgetag distill``). Relative paths are relative to the config file."""
+    transform: Literal["none", "affine", "conv", "additive"] = "affine"
+    """On the standardised features, from the identity: ``affine`` (gain and shift per band; any student, no cost
+    on the device), ``conv`` (affine + a residual two-layer convolution), ``additive`` (affine + a value per
+    frame and band: window students; the best measured, benchmarks/reprogram.py)."""
+    channels: int = 8
+    """Hidden channels of the ``conv`` transform."""
+    kernel: list[int] | None = None
+    """``conv`` kernel [frames, bands], odd; default [3, 5], or [1, 5] for a stateful student (one frame at a time)."""
+    head_input: Literal["logits", "embedding"] = "embedding"
+    """What the linear output mapping reads: the student's embedding, or its logits (the paper's; 20 points
+    of macro F1 below on the instruments renders)."""
+    max_trainable_parameters: int = 20000
+    """``reprogram`` refuses to train more parameters than this (transform plus output mapping)."""
+
+
+@dataclass
 class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     frontend: FrontendSection = field(default_factory=FrontendSection)
@@ -233,6 +260,8 @@ class TrainConfig:
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
+    reprogram: ReprogramSection | None = None
+    """Only with a method of `BASE_METHODS`; absent otherwise (and then left out of the config's hash)."""
 
     # ------------------------------------------------------------------ derived
     @property
@@ -361,8 +390,14 @@ def config_from_dict(data: dict[str, Any]) -> TrainConfig:
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:
-    """Plain JSON-able data of a config (the inverse of `config_from_dict`)."""
-    return dataclasses.asdict(config)
+    """Plain JSON-able data of a config (the inverse of `config_from_dict`).
+
+    An absent ``reprogram`` section is left out, so configs written before the section
+    existed keep their hash (and their run directories still resume)."""
+    data = dataclasses.asdict(config)
+    if data.get("reprogram") is None:
+        data.pop("reprogram", None)
+    return data
 
 
 def config_hash(config: TrainConfig) -> str:
@@ -409,6 +444,7 @@ def validate(c: TrainConfig) -> None:
     if t.label_enhance:
         need(c.data.task == "multi_label", "teacher.label_enhance: only for multi_label tasks")
         need(c.uses_teacher_cache, f"teacher.label_enhance: needs a teacher (method {c.method!r} uses none)")
+    _validate_reprogram(c)
     if c.uses_teacher_cache:
         need(t.cache_dir is not None, f"teacher.cache_dir: required by method {c.method!r}")
         need(bool(t.teachers), f"teacher.teachers: method {c.method!r} needs at least one teacher identity")
@@ -422,6 +458,26 @@ def validate(c: TrainConfig) -> None:
          f"student.decision_seconds must be positive, got {c.student.decision_seconds}")
     need(c.student.kind in STUDENTS, f"student.kind: unknown kind {c.student.kind!r}; known: {', '.join(sorted(STUDENTS))}")
     c.frontend_config()  # raises ConfigError on a bad preset or override
+
+
+def _validate_reprogram(c: TrainConfig) -> None:
+    """The ``reprogram`` section belongs to the methods that start from a base checkpoint, and they need it."""
+    r = c.reprogram
+    if c.method not in BASE_METHODS:
+        if r is not None:
+            raise ConfigError(f"reprogram: only used by methods {' and '.join(BASE_METHODS)}, but method is {c.method!r}")
+        return
+    if r is None or not r.base_checkpoint:
+        raise ConfigError(f"reprogram.base_checkpoint: required by method {c.method!r} (the student.pt to start from)")
+    if c.regulariser != "none" or c.uses_teacher_cache:
+        raise ConfigError(f"teacher.regulariser: method {c.method!r} learns from labels only; "
+                          f"set teacher.regulariser to none (got {c.teacher.regulariser!r})")
+    if r.channels < 1:
+        raise ConfigError(f"reprogram.channels: must be >= 1, got {r.channels}")
+    if r.kernel is not None and (len(r.kernel) != 2 or any(k < 1 or k % 2 == 0 for k in r.kernel)):
+        raise ConfigError(f"reprogram.kernel: expected [frames, bands], odd sizes >= 1, got {r.kernel}")
+    if r.max_trainable_parameters < 1:
+        raise ConfigError(f"reprogram.max_trainable_parameters: must be >= 1, got {r.max_trainable_parameters}")
 
 
 # ---------------------------------------------------------------------- files and overrides
@@ -513,15 +569,16 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None, *, base: dict[str, Any] | None = None) -> TrainConfig:
     """Read, override and validate a config.
 
-    Relative ``data.manifest``, ``data.root``, ``data.feature_cache`` and
-    ``teacher.cache_dir`` in a file are made absolute against the file's
+    Relative ``data.manifest``, ``data.root``, ``data.feature_cache``,
+    ``teacher.cache_dir`` and ``reprogram.base_checkpoint`` in a file are made absolute against the file's
     directory, so a run does not depend on the working directory.
     """
     data: dict[str, Any] = dict(base or {})
     if path is not None:
         data = read_config_file(path)
         folder = Path(path).resolve().parent
-        for section, key in (("data", "manifest"), ("data", "root"), ("data", "feature_cache"), ("teacher", "cache_dir")):
+        for section, key in (("data", "manifest"), ("data", "root"), ("data", "feature_cache"), ("teacher", "cache_dir"),
+                             ("reprogram", "base_checkpoint")):
             sec = data.get(section)
             if isinstance(sec, dict) and isinstance(sec.get(key), str) and sec[key] and not Path(sec[key]).is_absolute():
                 sec[key] = str(folder / sec[key])

@@ -18,7 +18,7 @@ from torch import nn
 
 def export_student(config: TrainConfig, data: TrainData, model: TrainModel) -> nn.Module:
     """A fresh CPU student (no DDP or global batch norm) holding the trained weights, in eval mode."""
-    export_model = build_student(config.student.kind, data.frontend.n_bins, len(data.labels), **model.params)
+    export_model = build_student(model.kind or config.student.kind, data.frontend.n_bins, len(data.labels), **model.params)
     export_model.load_state_dict({k: v.detach().cpu() for k, v in model.averaged.state_dict().items()})
     export_model.eval()
     return export_model
@@ -31,14 +31,14 @@ def save_product(config: TrainConfig, data: TrainData, model: TrainModel, export
     manifest_sha = hashlib.sha256(Path(d.manifest).read_bytes()).hexdigest()
     ckpt = StudentCheckpoint(
         student=export_model,
-        kind=config.student.kind,
+        kind=model.kind or config.student.kind,
         params=model.params,
         frontend=data.frontend,
         task=d.task,
         labels=data.labels,
         thresholds=[0.5] * len(data.labels),
         window_frames=data.window,  # StudentCheckpoint makes it 1 (frames per call) for a stateful student
-        hop_frames=1 if model.frame_mode else _decision_hop(config, data.frontend, data.window),
+        hop_frames=1 if model.frame_mode else _decision_hop(config, data.frontend, data.window, model.record),
         provenance={
             "method": config.method,
             "teachers": [tr.identity for tr in data.train.score_tracks],
@@ -50,16 +50,22 @@ def save_product(config: TrainConfig, data: TrainData, model: TrainModel, export
             "steps": o.steps,
             "ema": model.ema is not None,
             "parameters": count_parameters(export_model),
+            "trainable_parameters": model.trainable_parameters,
             "world_size": world,
+            # the base methods: which student was reprogrammed / fine-tuned, and what was trained around it
+            **({"reprogram": model.record} if model.record is not None else {}),
         },
         metrics={k: v for k, v in final_metrics.items() if isinstance(v, (int, float)) and math.isfinite(v)},
     )
     return save_checkpoint(ckpt, path)
 
 
-def _decision_hop(config: TrainConfig, frontend: Any, window: int) -> int:
-    """Frames between a window student's decisions: ``student.decision_seconds``, else half a window."""
+def _decision_hop(config: TrainConfig, frontend: Any, window: int, record: dict[str, Any] | None = None) -> int:
+    """Frames between a window student's decisions: ``student.decision_seconds``, else the base's
+    (reprogram, finetune), else half a window."""
     seconds = config.student.decision_seconds
+    if seconds is None and record is not None:
+        return int(record["base_hop_frames"])
     if seconds is None:
         return max(1, window // 2)
     return max(1, round(seconds * frontend.frame_rate))

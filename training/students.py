@@ -313,6 +313,9 @@ STUDENTS: dict[str, type[Student]] = {
 
 def build_student(kind: str, n_bins: int, n_labels: int, **params: object) -> Student:
     """A student by kind name (see `STUDENTS`) with its keyword parameters."""
+    if kind == "reprogrammed" and kind not in STUDENTS:
+        # the reprogramming wrapper lives in its own module, which imports this one (see its docstring)
+        import edgetag.training.reprogram  # noqa: F401  (registers the kind)
     try:
         cls = STUDENTS[kind]
     except KeyError:
@@ -353,7 +356,7 @@ def macs_per_second(student: Student, frame_rate: float, hop_frames: int = 1) ->
     student.eval()
     try:
         device = student.feature_mean.device
-        if isinstance(student, MobileNetStudent):
+        if student.streaming_mode == "window":  # a fixed window: MobileNet, or a wrapper around one
             example = torch.zeros(1, student.window_frames, student.n_bins, device=device)
             return count_macs(student, example) * frame_rate / hop_frames
         frames = max(1, int(round(frame_rate)))

@@ -44,6 +44,15 @@ class TrainModel:
     """``student.params`` as built (a window student's ``window_frames`` filled in)."""
     frame_mode: bool
     """A stateful student: logits and teacher targets per frame."""
+    kind: str = ""
+    """The student kind the product is rebuilt as (``reprogrammed`` for the base methods)."""
+    record: dict[str, Any] | None = None
+    """The base methods' provenance record (`edgetag.training.reprogram.build_reprogrammed`)."""
+
+    @property
+    def trainable_parameters(self) -> int:
+        """Parameters of the student the optimiser moves (the regulariser's not counted)."""
+        return sum(p.numel() for p in self.student.parameters() if p.requires_grad)
 
     @property
     def averaged(self) -> nn.Module:
@@ -69,24 +78,25 @@ class TrainModel:
 
 
 def build_train_model(config: TrainConfig, data: TrainData, device: torch.device, dist_info: Dist, use_cuda: bool,
-                      fp16_scaling: bool) -> TrainModel:
+                      fp16_scaling: bool, base: Any = None) -> TrainModel:
     """The seeded student (inputs normalised by the training features' moments), its regulariser,
-    EMA, optimiser, schedule and scaler; wrapped for DDP in a distributed run."""
+    EMA, optimiser, schedule and scaler; wrapped for DDP in a distributed run.
+
+    ``base``: the `edgetag.training.reprogram.BaseStudent` of a base method (reprogram, finetune),
+    whose student is wrapped instead of building ``config.student``."""
     o = config.optim
     torch.manual_seed(o.seed)
     np.random.seed(o.seed % (2**32))
     random.seed(o.seed)
-    params = dict(config.student.params)
-    window = data.window
-    is_window = getattr(STUDENTS[config.student.kind], "streaming_mode", "window") == "window"
-    if is_window and params.setdefault("window_frames", window) != window:
-        raise ConfigError(
-            f"student.params.window_frames: {params['window_frames']} but data.segment_seconds gives {window} frames"
-        )
-    try:
-        student = build_student(config.student.kind, data.frontend.n_bins, len(data.labels), **params)
-    except TypeError as exc:
-        raise ConfigError(f"student.params: {exc}") from None
+    record = None
+    if base is not None:
+        from edgetag.training.reprogram import build_reprogrammed
+
+        kind = "reprogrammed"
+        student, params, record = build_reprogrammed(config, base, len(data.labels))
+    else:
+        kind = config.student.kind
+        student, params = _build_student(config, data)
     frame_mode = student.streaming_mode == "stateful"
     mean, std = feature_moments(data.train.features)
     student.feature_mean.copy_(torch.from_numpy(mean).float())
@@ -115,7 +125,23 @@ def build_train_model(config: TrainConfig, data: TrainData, device: torch.device
     optimizer = torch.optim.AdamW(trainable, lr=o.lr, weight_decay=o.weight_decay, eps=o.eps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _lr_lambda(config))
     scaler = torch.amp.GradScaler("cuda", enabled=fp16_scaling)
-    return TrainModel(student, regulariser, ema, net, trainable, optimizer, scheduler, scaler, params, frame_mode)
+    return TrainModel(student, regulariser, ema, net, trainable, optimizer, scheduler, scaler, params, frame_mode,
+                      kind, record)
+
+
+def _build_student(config: TrainConfig, data: TrainData) -> tuple[nn.Module, dict[str, Any]]:
+    """A fresh ``config.student`` and its parameters as built (a window student's window filled in)."""
+    params = dict(config.student.params)
+    window = data.window
+    is_window = getattr(STUDENTS[config.student.kind], "streaming_mode", "window") == "window"
+    if is_window and params.setdefault("window_frames", window) != window:
+        raise ConfigError(
+            f"student.params.window_frames: {params['window_frames']} but data.segment_seconds gives {window} frames"
+        )
+    try:
+        return build_student(config.student.kind, data.frontend.n_bins, len(data.labels), **params), params
+    except TypeError as exc:
+        raise ConfigError(f"student.params: {exc}") from None
 
 
 class Net(nn.Module):

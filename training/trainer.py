@@ -31,6 +31,13 @@ Methods
     ``kd+conreg`` / ``kd+disreg``: plus the teacher-embedding regulariser on
     time-pooled embeddings. ``mean_teacher``: masked labels plus the
     consistency between the student (augmented view) and its EMA (clean view).
+    ``reprogram``: masked labels, for a new label set, through a frozen pretrained
+    student (``reprogram.base_checkpoint``) between a small learnt input transform
+    and a linear output mapping, the only parameters trained (at most
+    ``reprogram.max_trainable_parameters``; `edgetag.training.reprogram`).
+    ``finetune``: the same model with every weight trained (reprogramming's baseline).
+    These two take their student from the base, not from the ``student`` section
+    (only ``student.decision_seconds`` applies; by default they decide as often as the base).
 
 Determinism and resuming
     No randomness comes from a shared stream that a resume could not rebuild:
@@ -66,7 +73,9 @@ Where the parts live
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,7 +85,7 @@ import numpy as np
 import torch
 from edgetag.training import losses as L
 from edgetag.training.batches import Batch, BatchMaker, Sampler, balanced_weights
-from edgetag.training.config import ConfigError, TrainConfig, config_hash
+from edgetag.training.config import BASE_METHODS, ConfigError, TrainConfig, config_hash
 from edgetag.training.distributed import Dist, init_distributed
 from edgetag.training.products import export_student, save_product
 from edgetag.training.run_dir import MetricsLog, prepare_run_dir
@@ -88,6 +97,8 @@ from torch import Tensor
 
 __all__ = ["TrainResult", "latest_checkpoint", "train"]
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class TrainResult:
@@ -98,6 +109,8 @@ class TrainResult:
     resumed_from: int
     config_hash: str
     metrics: dict[str, float]
+    trainable_parameters: int | None = None
+    """Parameters of the student the optimiser moved (the product's card counts all of them)."""
 
 
 def train(
@@ -162,9 +175,22 @@ def _train(config: TrainConfig, run_dir: Path, dist_info: Dist, use_cuda: bool,
     amp = bool(o.amp and device.type == "cuda")
     amp_dtype = torch.float16 if o.amp_dtype == "float16" else torch.bfloat16
     digest = config_hash(config)
+    base = None
+    if config.method in BASE_METHODS:  # a bad base checkpoint fails here, before any feature is computed
+        from edgetag.training.reprogram import load_base
+
+        base = load_base(config)
     prepare_run_dir(run_dir, config, digest, dist_info)
     data = load_train_data(config, run_dir, dist_info)
-    model = build_train_model(config, data, device, dist_info, use_cuda, fp16_scaling=amp and amp_dtype == torch.float16)
+    model = build_train_model(config, data, device, dist_info, use_cuda, fp16_scaling=amp and amp_dtype == torch.float16,
+                              base=base)
+    if dist_info.main:
+        total = sum(p.numel() for p in model.student.parameters())
+        line = f"{config.method}: {model.trainable_parameters:,} of the student's {total:,} parameters are trained"
+        if config.logging.progress:  # beside the progress bar, on stderr
+            print(line, file=sys.stderr, flush=True)
+        else:
+            log.info("%s", line)
     start_step = resume(run_dir, model, digest, dist_info.main)
     weights = balanced_weights(data.train.targets, data.train.mask) if config.sampling.class_balanced else None
     run = _Run(config, run_dir, dist_info, device, amp, amp_dtype, digest, data, model,
@@ -318,4 +344,5 @@ def _finish(run: _Run, last_state_path: Path | None) -> TrainResult:
                                     final_metrics, run_dir / "student.pt")
     run.logger.close()
     run.dist.barrier()
-    return TrainResult(run_dir, student_path, last_state_path, o.steps, run.start_step, run.digest, final_metrics)
+    return TrainResult(run_dir, student_path, last_state_path, o.steps, run.start_step, run.digest, final_metrics,
+                       run.model.trainable_parameters)

@@ -74,11 +74,13 @@ def _note(events: list, ch: int, pitch: int, vel: int, t0: float, t1: float, bas
     events.append((max(off, on + 1), 1, bytes([0x80 | ch, pitch, 0])))
 
 
-def clip_events(rng: random.Random, instruments: list[str], seconds: float, base: int) -> list:
-    """Events for one clip starting at tick ``base``."""
+def clip_events(rng: random.Random, instruments: list[str], seconds: float, base: int,
+                table: dict[str, tuple[int, int, int, str]] | None = None) -> list:
+    """Events for one clip starting at tick ``base``; ``table``: the instruments by name (default
+    `INSTRUMENTS`; benchmarks/reprogram.py renders other General MIDI instruments with it)."""
     events: list = []
     for k, name in enumerate(instruments):
-        program, lo, hi, style = INSTRUMENTS[name]
+        program, lo, hi, style = (table or INSTRUMENTS)[name]
         if style == "drums":
             ch = 9
             step = rng.choice([0.125, 0.25])
