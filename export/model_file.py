@@ -70,14 +70,16 @@ def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] 
 
 
 def record_metrics(path: str | Path, metrics: dict[str, float], provenance: dict[str, Any] | None = None,
-                   thresholds: Sequence[float] | None = None) -> ModelCard:
+                   thresholds: Sequence[float] | None = None, min_durations_s: tuple[float, float] | None = None,
+                   ) -> ModelCard:
     """Add measured metrics (and provenance keys) to the card of an exported file, in place.
 
     For numbers measured after export (e.g. a recipe's held-out evaluation of the
     fp32 and int8 files) and for ``thresholds`` chosen after it (one per label,
     `edgetag.training.thresholds`); the graph is untouched and the file is replaced
     atomically. The card lies outside the integrity digest and the test vector holds
-    scores, not decisions, so both stay valid.
+    scores, not decisions, so both stay valid. ``min_durations_s``: the events' minimum
+    on/off durations for this model (`edgetag.runtime.pipeline.min_durations`).
     """
     import dataclasses
 
@@ -96,6 +98,7 @@ def record_metrics(path: str | Path, metrics: dict[str, float], provenance: dict
         provenance=merged,
         # a wrong count or a value outside [0, 1] is refused here by the card's own validation
         thresholds=card.thresholds if thresholds is None else tuple(float(t) for t in thresholds),
+        min_durations_s=card.min_durations_s if min_durations_s is None else tuple(map(float, min_durations_s)),
     )
     set_card(model, card)
     save_single_file(model, path)

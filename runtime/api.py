@@ -37,7 +37,7 @@ from edgetag.runtime.engine import Decision as EngineDecision
 from edgetag.runtime.engine import Engine
 from edgetag.runtime.model import STREAM_THREADS, load_any_model
 from edgetag.runtime.models import DEFAULT_MODEL, resolve_model
-from edgetag.runtime.pipeline import DEFAULT_MIN_OFF_S, DEFAULT_MIN_ON_S, DecisionPipeline
+from edgetag.runtime.pipeline import DecisionPipeline, min_durations
 from edgetag.runtime.pipeline import level_gate as card_level_gate
 from edgetag.runtime.pitch import PitchReading, gated, is_pitch_model, reader_for
 from edgetag.runtime.postprocess import top_k
@@ -133,16 +133,20 @@ class Tagger:
     """
 
     def __init__(self, model: Any, *, smooth: int = 1, margin: float = 0.1, level_gate: float | None = None,
-                 min_on: float = DEFAULT_MIN_ON_S, min_off: float = DEFAULT_MIN_OFF_S) -> None:
+                 min_on: float | None = None, min_off: float | None = None) -> None:
         """``model``: a loaded model (`edgetag.runtime.model.load_any_model`); ``smooth``, ``margin``,
         ``level_gate`` (dBFS; None: the card's, else -60; ``-math.inf``: none), ``min_on`` and ``min_off``
-        (seconds) as the CLI's ``--smooth``, ``--margin``, ``--level-gate``, ``--min-on`` and ``--min-off``."""
+        (seconds; None: the card's, else 0) as the CLI's ``--smooth``, ``--margin``, ``--level-gate``,
+        ``--min-on`` and ``--min-off``."""
         self._model = model
         self._card = model.card
         self._gate = card_level_gate(self._card) if level_gate is None else float(level_gate)
         self._labels = tuple(self._card.labels)
         self._pitch = is_pitch_model(self._card)
-        self._smooth, self._margin, self._min_on, self._min_off = smooth, margin, min_on, min_off
+        card_on, card_off = min_durations(self._card)
+        self._smooth, self._margin = smooth, margin
+        self._min_on = card_on if min_on is None else min_on
+        self._min_off = card_off if min_off is None else min_off
         self._engine = Engine(model)
         self._start_stream()  # checks smooth, margin and the minimum durations
 
@@ -299,8 +303,8 @@ def _as_float32(x: np.ndarray) -> np.ndarray:
 
 
 def load(model: str | os.PathLike[str] = DEFAULT_MODEL, *, threads: int | None = STREAM_THREADS, backend: str = "cpu",
-         smooth: int = 1, margin: float = 0.1, min_on: float = DEFAULT_MIN_ON_S,
-         min_off: float = DEFAULT_MIN_OFF_S) -> Tagger:
+         smooth: int = 1, margin: float = 0.1, min_on: float | None = None,
+         min_off: float | None = None) -> Tagger:
     """Open a model and start a stream: a built-in model's name (``"music-tags"``, ``"pitch"``,
     ``"music-tags-int8"``, ...; see ``edgetag models``) or a model file.
 
@@ -319,7 +323,7 @@ def load(model: str | os.PathLike[str] = DEFAULT_MODEL, *, threads: int | None =
 
 def tag_file(path: str | os.PathLike[str], model: str | os.PathLike[str] | Tagger = DEFAULT_MODEL, *,
              threads: int | None = STREAM_THREADS, backend: str = "cpu", smooth: int = 1, margin: float = 0.1,
-             min_on: float = DEFAULT_MIN_ON_S, min_off: float = DEFAULT_MIN_OFF_S) -> list[TagDecision]:
+             min_on: float | None = None, min_off: float | None = None) -> list[TagDecision]:
     """Every decision of an audio file (any format libsndfile reads), as ``edgetag tag FILE`` makes them.
 
     The file is decoded, averaged to mono and resampled to the model's rate

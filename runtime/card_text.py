@@ -7,7 +7,7 @@ longer than a line (a path, a hash) overflow rather than being cut.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from edgetag.runtime.model_card import printable
 
@@ -103,9 +103,13 @@ def columns(cells: Sequence[str], indent: str = "  ", gap: int = 4, width: int =
     return out
 
 
-def label_cells(labels: Sequence[str], thresholds: Sequence[float]) -> list[str]:
-    """``label  (threshold)`` per label, the form `columns` lays out."""
-    return [f"{label}  ({threshold:.3g})" for label, threshold in zip(labels, thresholds)]
+def label_cells(labels: Sequence[str], thresholds: Sequence[float],
+                unreliable: Mapping[str, float] | None = None) -> list[str]:
+    """``label  (threshold)`` per label, the form `columns` lays out; a label in ``unreliable`` is marked
+    (`edgetag.runtime.tag_reliability.mark`)."""
+    from edgetag.runtime.tag_reliability import mark
+
+    return [f"{mark(label, unreliable or {})}  ({threshold:.3g})" for label, threshold in zip(labels, thresholds)]
 
 
 def describe_task(card: Any) -> str:

@@ -21,7 +21,6 @@ import numpy as np
 from edgetag.runtime.formats import BACKENDS
 from edgetag.runtime.model import STREAM_THREADS
 from edgetag.runtime.model_commands import cmd_info, cmd_models, cmd_verify
-from edgetag.runtime.pipeline import DEFAULT_MIN_OFF_S, DEFAULT_MIN_ON_S
 
 
 def _gate_dbfs(text: str) -> float:
@@ -154,12 +153,14 @@ def _load(args: argparse.Namespace):
 
 def _pipeline(model, writers, args: argparse.Namespace, summary=None, reader=None):
     """The `DecisionPipeline` of ``tag`` and ``listen``, from the command line's post-processing options."""
-    from edgetag.runtime.pipeline import DecisionPipeline, level_gate
+    from edgetag.runtime.pipeline import DecisionPipeline, level_gate, min_durations
 
     gate = level_gate(model.card) if args.level_gate is None else args.level_gate
+    card_on, card_off = min_durations(model.card)
     post = DecisionPipeline(model.card.labels, model.card.thresholds, writers, smooth=args.smooth,
                             margin=args.margin, events_only=args.events, summary=summary, reader=reader,
-                            gate_dbfs=gate, min_on_s=args.min_on, min_off_s=args.min_off,
+                            gate_dbfs=gate, min_on_s=card_on if args.min_on is None else args.min_on,
+                            min_off_s=card_off if args.min_off is None else args.min_off,
                             interval_s=model.card.decision_interval_s)
     _bind_active(post, writers)
     return post
@@ -216,6 +217,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     from edgetag.runtime.pitch import PitchSummary, is_pitch_model, reader_for
     from edgetag.runtime.postprocess import ClipSummary
     from edgetag.runtime.progress import Progress, is_terminal
+    from edgetag.runtime.tag_reliability import unreliable_tags
 
     if bool(args.files) == args.demo:
         print("edgetag tag: error: give audio FILEs or --demo (a built-in music clip)", file=sys.stderr)
@@ -285,7 +287,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
             else:
                 text = format_summary(result, path, rows=args.top_k if fmt == "summary" else None,
                                       thresholds=dict(zip(card.labels, card.thresholds)), spans=spans,
-                                      duration_s=duration)
+                                      duration_s=duration, unreliable=unreliable_tags(card))
             if fmt == "summary":
                 print(text, file=out, flush=True)
             elif fmt == "jsonl":
@@ -345,12 +347,13 @@ def cmd_listen(args: argparse.Namespace) -> int:
     scores = _scores_wanted(args, pitch)
     if fmt == "live":
         from edgetag.runtime.output import LiveView, TunerView
+        from edgetag.runtime.tag_reliability import unreliable_tags
 
         rate = card.frontend.sample_rate
         live = (TunerView(card.labels, card.thresholds, source=source.describe(), k=args.top_k, reader=reader,
                           sample_rate=rate)
                 if pitch else LiveView(card.labels, card.thresholds, source=source.describe(), k=args.top_k,
-                                       sample_rate=rate))
+                                       sample_rate=rate, unreliable=unreliable_tags(card)))
         writers.append(live)
         if args.output:
             writers.append(make_writer("jsonl", out, card.labels, reader=reader, scores=scores))
@@ -450,11 +453,12 @@ def _add_post_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--smooth", type=int, default=1, help="moving average over this many decisions (default 1: none)")
     p.add_argument("--margin", type=_non_negative, default=0.1,
                    help="hysteresis: a tag turns on at its threshold, off below threshold - margin (default 0.1)")
-    p.add_argument("--min-on", type=_non_negative, default=DEFAULT_MIN_ON_S, metavar="SECONDS",
-                   help="a tag turns on only after its score has held its threshold this long; the onset is dated "
-                        f"where that began (default {DEFAULT_MIN_ON_S:g}; 0: at once; pitch notes have their own rule)")
-    p.add_argument("--min-off", type=_non_negative, default=DEFAULT_MIN_OFF_S, metavar="SECONDS",
-                   help=f"a tag turns off only after this long below threshold - margin (default {DEFAULT_MIN_OFF_S:g})")
+    p.add_argument("--min-on", type=_non_negative, default=None, metavar="SECONDS",
+                   help="a tag turns on only once the hysteresis has held it on this long; the onset is dated where "
+                        "that began (default: the card's, 1 for music-tags, else 0; pitch notes have their own rule)")
+    p.add_argument("--min-off", type=_non_negative, default=None, metavar="SECONDS",
+                   help="a tag turns off only once the hysteresis has held it off this long (default: the card's, "
+                        "2 for music-tags, else 0)")
     p.add_argument("--top-k", type=_positive_int, default=5,
                    help="tags shown in summaries and the live view (default 5)")
     p.add_argument("--scores", choices=("all", "none"), default=None,

@@ -126,6 +126,9 @@ class ModelCard:
     level_gate_dbfs: float | None = None
     """Below this RMS level (dB re full scale) of a decision's audio the runtime reports silence;
     None: the runtime's default (`edgetag.runtime.pipeline.DEFAULT_LEVEL_GATE_DBFS`)."""
+    min_durations_s: tuple[float, float] | None = None
+    """``(on, off)``: how long (s) the hysteresis must hold a tag on before its onset and off before its
+    offset (`edgetag.runtime.postprocess.Hysteresis`; ``--min-on`` / ``--min-off``); None: 0, 0 (none)."""
     embedding: dict[str, Any] = field(default_factory=dict)
     """``{"size": D, "layer": ...}``: the graph's ``embedding`` output (what the final classifier reads;
     `EMBEDDING_NAME`); empty for files without one."""
@@ -228,6 +231,11 @@ class ModelCard:
         gate = self.level_gate_dbfs
         if gate is not None and (isinstance(gate, bool) or not isinstance(gate, (int, float)) or not -200.0 <= gate <= 0.0):
             fail(f"level_gate_dbfs must be a number from -200 to 0 dBFS, got {gate!r}")
+        durations = self.min_durations_s
+        if durations is not None and not (
+                isinstance(durations, (list, tuple)) and len(durations) == 2
+                and all(isinstance(d, (int, float)) and not isinstance(d, bool) and 0.0 <= d <= 60.0 for d in durations)):
+            fail(f"min_durations_s must be [on, off], two numbers of seconds from 0 to 60, got {durations!r}")
         if not isinstance(self.embedding, dict):
             fail("embedding must be a JSON object")
         if self.embedding:
@@ -296,6 +304,7 @@ class ModelCard:
             **({"test_vector": self.test_vector} if self.test_vector else {}),
             **({"embedding": self.embedding} if self.embedding else {}),
             **({"level_gate_dbfs": self.level_gate_dbfs} if self.level_gate_dbfs is not None else {}),
+            **({"min_durations_s": list(self.min_durations_s)} if self.min_durations_s is not None else {}),
         }
 
     def to_json(self, indent: int | None = None) -> str:
@@ -310,7 +319,7 @@ class ModelCard:
             "window_frames", "hop_frames", "thresholds",
         }
         optional = {"states", "provenance", "metrics", "parameters", "macs_per_second", "integrity", "test_vector",
-                    "embedding", "level_gate_dbfs"}
+                    "embedding", "level_gate_dbfs", "min_durations_s"}
         missing = sorted(required - set(data))
         if missing:
             raise ModelCardError(f"invalid model card: missing field(s) {missing}")
@@ -341,6 +350,8 @@ class ModelCard:
                 test_vector=dict(data.get("test_vector", {})),
                 embedding=dict(data.get("embedding", {})),
                 level_gate_dbfs=data.get("level_gate_dbfs"),
+                min_durations_s=(tuple(data["min_durations_s"]) if isinstance(data.get("min_durations_s"), list)
+                                 else data.get("min_durations_s")),
             )
         except (TypeError, KeyError, AttributeError, ValueError, OverflowError) as exc:
             if isinstance(exc, ModelCardError):

@@ -66,6 +66,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         states = ", ".join(f"{s.name}{list(s.shape)}" for s in card.states)
         mode = f"stateful: {card.window_frames} frame(s) per call, states {states}; decision every"
     show(field("streaming", f"{mode} {card.hop_frames} frames ({card.decision_interval_s * 1e3:g} ms)"))
+    if card.min_durations_s is not None:
+        on, off = card.min_durations_s
+        show(field("events", f"a tag turns on after {on:g} s held, off after {off:g} s (--min-on / --min-off)"))
     show(field("params", f"{card.parameters:,}"))
     show(field("MACs", f"{card.macs_per_second:,.0f} per second of audio"))
     # a quantized file's card carries its fp32 file's measurements until a recipe measures it: say whose they are
@@ -87,8 +90,17 @@ def cmd_info(args: argparse.Namespace) -> int:
                   f"f0, note and cents; a frame is voiced when its top score is >= {VOICING_THRESHOLD:g}",
                   " " * 11, " " * 11))
         return 0
+    from edgetag.runtime.tag_reliability import held_out_auc, legend, unreliable_tags
+
+    unreliable = unreliable_tags(card)  # held-out ROC-AUC below 0.75 (provenance -> evaluation -> per_tag)
     show([f"labels     (threshold) {card.n_labels} labels; a tag is on at its threshold"])
-    show(columns(label_cells(card.labels, card.thresholds)))
+    show(columns(label_cells(card.labels, card.thresholds, unreliable)))
+    if unreliable:
+        show(wrap(legend(unreliable), "  ", "    "))
+    unmeasured = card.n_labels - len(held_out_auc(card))
+    if unmeasured < card.n_labels and unmeasured:  # an unmarked tag is not necessarily a measured one: say so
+        show(wrap(f"no held-out AUC, so no mark: {unmeasured} of {card.n_labels} tags (too rare in the held-out "
+                  "music)", "  ", "    "))
     return 0
 
 

@@ -23,12 +23,13 @@ import json
 import math
 import textwrap
 from dataclasses import dataclass
-from typing import IO, Callable, Sequence
+from typing import IO, Callable, Mapping, Sequence
 
 import numpy as np
 from edgetag.runtime.engine import Decision
 from edgetag.runtime.pitch import PitchReader, gated
 from edgetag.runtime.postprocess import Event, top_k
+from edgetag.runtime.tag_reliability import legend, mark
 
 #: Returns the labels on at the current decision (pitch: the sounding note): the stream's event detector's
 #: ``active_labels`` (`edgetag.runtime.postprocess.Hysteresis`, `edgetag.runtime.pitch.NoteTracker`).
@@ -270,23 +271,26 @@ def _span_list(spans: list[Span], long: bool, room: int) -> str:
 
 def format_summary(summary: dict, file: str | None = None, rows: int | None = None, *,
                    thresholds: dict[str, float] | None = None, spans: SpanRecorder | None = None,
-                   duration_s: float | None = None) -> str:
+                   duration_s: float | None = None, unreliable: Mapping[str, float] | None = None) -> str:
     """A clip summary as text: the top labels, then each label's mean and max score (the first ``rows``).
 
     Given the card's ``thresholds`` (by label) and the stream's ``spans``, each row also says the
     threshold and when the label was on: its share of ``duration_s`` and its time spans (seconds,
-    ``m:ss.s`` in files of a minute or more), as many as fit in `TEXT_WIDTH` columns.
+    ``m:ss.s`` in files of a minute or more), as many as fit in `TEXT_WIDTH` columns. Tags in
+    ``unreliable`` (label -> held-out ROC-AUC, `edgetag.runtime.tag_reliability`) are marked, and a
+    last line explains the mark.
     """
+    unreliable = unreliable or {}
     lines = [f"clip summary{f' of {file}' if file else ''}: {summary['decisions']} decisions; "
-             f"top: {', '.join(summary['top'])}"]
-    width = max([len("label"), *(len(label) for label in summary["mean"])])
+             f"top: {', '.join(mark(label, unreliable) for label in summary['top'])}"]
+    width = max([len("label"), *(len(mark(label, unreliable)) for label in summary["mean"])])
     detail = thresholds is not None and spans is not None
     long = (duration_s or 0.0) >= 60.0
     lines.append(f"  {'label':{width}s}   mean    max" + (f"   thr  on ({'m:ss' if long else 's'})" if detail else ""))
     ordered = summary["top"] + sorted((lb for lb in summary["mean"] if lb not in summary["top"]),
                                       key=lambda lb: -summary["mean"][lb])
     for label in ordered[:rows]:
-        row = f"  {label:{width}s}  {summary['mean'][label]:.3f}  {summary['max'][label]:.3f}"
+        row = f"  {mark(label, unreliable):{width}s}  {summary['mean'][label]:.3f}  {summary['max'][label]:.3f}"
         if detail:
             row += f"  {thresholds[label]:.2f}  "
             own = spans.spans_of(label)
@@ -297,6 +301,8 @@ def format_summary(summary: dict, file: str | None = None, rows: int | None = No
                 share = f"{100 * on / duration_s:.0f} %: " if duration_s else ""
                 row += share + _span_list(own, long, max(12, TEXT_WIDTH - len(row) - len(share)))
         lines.append(row)
+    note = legend(unreliable, [*summary["top"], *ordered[:rows]])
+    lines += textwrap.wrap(note, TEXT_WIDTH, initial_indent="  ", subsequent_indent="    ") if note else []
     return "\n".join(lines)
 
 
@@ -355,10 +361,11 @@ class LiveView:
     """A rich Live display of the last decision, the input level, latency and losses."""
 
     def __init__(self, labels: Sequence[str], thresholds: Sequence[float], *, source: str, k: int = 8,
-                 console=None, sample_rate: int | None = None) -> None:
+                 console=None, sample_rate: int | None = None, unreliable: Mapping[str, float] | None = None) -> None:
         from rich.console import Console
         from rich.live import Live
 
+        self.unreliable = unreliable or {}  # label -> held-out ROC-AUC: marked, explained under the table
         self.sample_rate = sample_rate  # for the catch-up row in seconds
         self.silent = False
         self.active: ActiveLabels | None = None  # see `bind_active`
@@ -411,11 +418,13 @@ class LiveView:
         table.add_column("tag")
         table.add_column("score", justify="right")
         table.add_column("", min_width=30)
-        for label, score in top_k(self.scores, self.labels, self.k):
+        shown = top_k(self.scores, self.labels, self.k)
+        for label, score in shown:
             threshold = float(self.thresholds[self.labels.index(label)])
             on = (label in self.on if self.active is not None else score >= threshold) and not self.silent
-            table.add_row(label, f"{score:.2f}", score_bar(score, threshold, "dim" if self.silent else
-                                                           ("bold green" if on else "cyan")))
+            table.add_row(mark(label, self.unreliable), f"{score:.2f}", score_bar(
+                score, threshold, "dim" if self.silent else ("bold green" if on else "cyan")))
+        table.caption = legend(self.unreliable, [label for label, _ in shown]) or None
         if self.silent:
             table.add_row("silence", Text("below the level gate", style="dim"), Text("no tag is on", style="dim"))
         level = -math.inf if self.stats is None else self.stats.level_dbfs

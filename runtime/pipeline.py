@@ -12,12 +12,15 @@ from edgetag.runtime.postprocess import Hysteresis, Smoother, decisions_for
 #: scale) is silence. A microphone in a quiet room sits near -70 to -90 dBFS, quiet music near -40.
 DEFAULT_LEVEL_GATE_DBFS = -60.0
 
-#: A tag turns on once the hysteresis has held it on this long, and off once it has held it off this
-#: long (seconds; ``--min-on`` / ``--min-off``). On the built-in music-tags' 6 h of test music these
-#: take onsets from 24.4 to 4.5 per minute (0.5 s / 1 s: 11.2; `benchmarks/thresholds_effect.py`):
-#: a tag describes a texture that lasts, and one second is little to wait for it.
-DEFAULT_MIN_ON_S = 1.0
-DEFAULT_MIN_OFF_S = 2.0
+def min_durations(card) -> tuple[float, float]:
+    """The card's ``min_durations_s`` (on, off) in seconds, else (0, 0): the plain hysteresis.
+
+    The built-in music-tags cards hold (1, 2): a tag describes a texture that lasts, and on 6 h of test
+    music this takes onsets from 24.4 to 4.5 per minute (0.5 s / 1 s: 11.2; `benchmarks/thresholds_effect.py`).
+    A model of short sounds (an enrolled doorbell) keeps none.
+    """
+    durations = getattr(card, "min_durations_s", None)
+    return (0.0, 0.0) if durations is None else (float(durations[0]), float(durations[1]))
 
 
 def level_gate(card) -> float:

@@ -38,6 +38,8 @@ def test_json_round_trip() -> None:
     assert again.output_level == "frame"
     assert again.decision_interval_s == pytest.approx(0.1)
     assert ModelCard.from_metadata({METADATA_KEY: card.to_json()}) == card
+    timed = _card(min_durations_s=(1.0, 2.0))  # the events' minimum on/off durations survive the round trip
+    assert ModelCard.from_json(timed.to_json()).min_durations_s == (1.0, 2.0)
 
 
 @pytest.mark.parametrize(
@@ -52,6 +54,8 @@ def test_json_round_trip() -> None:
         ({"hop_frames": 0}, "must be >= 1"),
         ({"task": "regression"}, "task must be"),
         ({"format_version": 99}, "format_version 99 is not supported"),
+        ({"min_durations_s": (1.0,)}, "min_durations_s must be"),
+        ({"min_durations_s": (-1.0, 2.0)}, "min_durations_s must be"),
     ],
 )
 def test_contradictions_are_refused(changes: dict, message: str) -> None:

@@ -612,3 +612,18 @@ def test_pitch_output_is_unvoiced_below_the_level_gate(tmp_path, capsys) -> None
     assert main(["tag", str(loud), "--model", "pitch", "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert sum(r["voiced"] == "1" for r in rows) > len(rows) // 2
+
+
+def test_the_cards_minimum_durations_are_the_default(capsys) -> None:
+    """music-tags' card holds 1 s / 2 s: the default of --min-on / --min-off and of the API; a flag overrides it."""
+    import edgetag
+    from edgetag.runtime.model import load_model
+    from edgetag.runtime.models import resolve_model
+    from edgetag.runtime.pipeline import min_durations
+
+    card = load_model(resolve_model("music-tags")).card
+    assert min_durations(card) == (1.0, 2.0)
+    assert main(["info", "music-tags"]) == 0
+    assert "a tag turns on after 1 s held, off after 2 s" in capsys.readouterr().out
+    assert edgetag.load("music-tags")._pipeline.event_detector.min_on == 10  # 1 s of 100 ms decisions
+    assert edgetag.load("music-tags", min_on=0)._pipeline.event_detector.min_on == 1

@@ -31,6 +31,7 @@ Agreement (`agreement`): how well a student reproduces its teacher.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,7 @@ __all__ = [
     "pr_curve",
     "roc_auc",
     "tagging_metrics",
+    "track_bootstrap",
 ]
 
 
@@ -146,6 +148,28 @@ def macro(values: np.ndarray) -> tuple[float, int]:
     values = np.asarray(values, dtype=np.float64)
     ok = ~np.isnan(values)
     return (float(values[ok].mean()) if ok.any() else float("nan")), int((~ok).sum())
+
+
+def track_bootstrap(y_true: np.ndarray, y_score: np.ndarray, track: np.ndarray, n: int = 200,
+                    fn: Callable[[np.ndarray, np.ndarray], float] | None = None, seed: int = 0) -> list[float]:
+    """95 % interval of the macro ``fn`` (default `roc_auc`) over classes when whole tracks are resampled.
+
+    Rows of one track (a track's windows) are not independent, so whole tracks are drawn, with
+    replacement, ``n`` times (seed ``seed``); each draw averages over the classes where ``fn`` is
+    defined in it. ``[nan, nan]`` when no draw has one.
+    """
+    fn = roc_auc if fn is None else fn
+    track = np.asarray(track)
+    rows = [np.flatnonzero(track == t) for t in np.unique(track)]
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(n):
+        pick = np.concatenate([rows[i] for i in rng.integers(0, len(rows), len(rows))])
+        values.append(macro(per_class(fn, y_true[pick], y_score[pick]))[0])
+    if np.all(np.isnan(values)):
+        return [float("nan"), float("nan")]
+    lo, hi = np.nanpercentile(values, [2.5, 97.5])
+    return [float(lo), float(hi)]
 
 
 def f1_scores(
