@@ -7,6 +7,10 @@
 
 #include "edgetag/simd.h"
 
+#if EDGETAG_MULTIVERSION
+#include <immintrin.h>
+#endif
+
 namespace edgetag {
 
 namespace {
@@ -83,9 +87,103 @@ Filterbank::Filterbank(const FrontendConfig& c) : edges_hz_(BandEdgesHz(c)) {
     length_.push_back(last - first + 1);
     weights_.insert(weights_.end(), row.begin() + first, row.begin() + last + 1);
   }
+  for (int g = 0; g * 4 < c.n_bins; ++g) {
+    Group group;
+    int end = 0;
+    group.first = first_bin_[4 * g];
+    for (int b = 0; b < 4 && 4 * g + b < c.n_bins; ++b) {
+      const int m = 4 * g + b;
+      group.first = std::min(group.first, first_bin_[m]);
+      end = std::max(end, first_bin_[m] + length_[m]);
+    }
+    group.count = end - group.first;
+    group.offset = static_cast<int>(weights_by_group_.size());
+    weights_by_group_.resize(weights_by_group_.size() + 4 * static_cast<std::size_t>(group.count), 0.0);
+    for (int b = 0; b < 4; ++b) {
+      const int m = 4 * g + b;
+      group.last_bin[b] = group.first;  // a zero weight on a bin that exists
+      if (m >= c.n_bins) continue;
+      int length = length_[m];
+      if (length % 2 == 1) {
+        --length;
+        group.last_bin[b] = first_bin_[m] + length;
+        group.last_weight[b] = weights_[offset_[m] + length];
+      }
+      for (int k = 0; k < length; ++k) {
+        weights_by_group_[group.offset + 4 * (first_bin_[m] - group.first + k) + b] = weights_[offset_[m] + k];
+      }
+    }
+    groups_.push_back(group);
+  }
 }
 
-EDGETAG_HOT void Filterbank::Apply(const double* spectrum, double* out) const {
+#if EDGETAG_MULTIVERSION
+namespace {
+// The grouped filterbank, bit-identical to ApplySparse's AVX2 clone, whose
+// roundings GCC fixes by how it vectorises that loop: each band is a sequential
+// sum of rounded products (vector multiplies, in-order adds), except that the
+// last bin of an odd-length band is added with an FMA (the scalar epilogue,
+// contracted). The extra zero products leave every sum as it was (a sum that
+// starts at +0 never becomes -0); only a non-finite bin (0 * inf) can differ,
+// and it shows as a NaN: the caller then uses the sparse loop. False if a band
+// is NaN (and, on a CPU without AVX2, always: there the sparse loop is faster).
+__attribute__((target("arch=x86-64-v3"))) bool GroupedBands(const Filterbank::Group* groups, int num_groups,
+                                                            const double* weights, const double* s,
+                                                            double* out, int bands) {
+  __m256d nan = _mm256_setzero_pd();
+  for (int g = 0; g < num_groups; ++g) {
+    const Filterbank::Group& grp = groups[g];
+    const double* w = weights + grp.offset;
+    const double* sp = s + grp.first;
+    const double* const sp_end = sp + grp.count;
+    __m256d acc = _mm256_setzero_pd();
+    // No FMA in the steps (the asm hides the product from contraction): the
+    // sparse loop rounds each product before adding it.
+#define EDGETAG_BAND_STEP(i)                                                                 \
+  {                                                                                          \
+    __m256d p = _mm256_mul_pd(_mm256_broadcast_sd(sp + (i)), _mm256_loadu_pd(w + 4 * (i))); \
+    asm("" : "+x"(p));                                                                       \
+    acc = _mm256_add_pd(acc, p);                                                             \
+  }
+    for (; sp + 4 <= sp_end; sp += 4, w += 16) {
+      EDGETAG_BAND_STEP(0) EDGETAG_BAND_STEP(1) EDGETAG_BAND_STEP(2) EDGETAG_BAND_STEP(3)
+    }
+    for (; sp < sp_end; ++sp, w += 4) EDGETAG_BAND_STEP(0)
+#undef EDGETAG_BAND_STEP
+    // The sparse loop's FMA on an odd band's last bin (a zero weight elsewhere).
+    const __m256d last =
+        _mm256_set_pd(s[grp.last_bin[3]], s[grp.last_bin[2]], s[grp.last_bin[1]], s[grp.last_bin[0]]);
+    acc = _mm256_fmadd_pd(_mm256_loadu_pd(grp.last_weight), last, acc);
+    nan = _mm256_or_pd(nan, _mm256_cmp_pd(acc, acc, _CMP_UNORD_Q));
+    if (4 * g + 4 <= bands) {
+      _mm256_storeu_pd(out + 4 * g, acc);
+    } else {
+      double tail[4];
+      _mm256_storeu_pd(tail, acc);
+      for (int b = 0; 4 * g + b < bands; ++b) out[4 * g + b] = tail[b];
+    }
+  }
+  return _mm256_movemask_pd(nan) == 0;
+}
+
+__attribute__((target("default"))) bool GroupedBands(const Filterbank::Group*, int, const double*, const double*,
+                                                     double*, int) {
+  return false;
+}
+}  // namespace
+#endif
+
+void Filterbank::Apply(const double* spectrum, double* out) const {
+#if EDGETAG_MULTIVERSION
+  if (GroupedBands(groups_.data(), static_cast<int>(groups_.size()), weights_by_group_.data(), spectrum, out,
+                   num_bands())) {
+    return;
+  }
+#endif
+  ApplySparse(spectrum, out);
+}
+
+EDGETAG_HOT void Filterbank::ApplySparse(const double* spectrum, double* out) const {
   const int bands = num_bands();
   for (int m = 0; m < bands; ++m) {
     const double* __restrict w = weights_.data() + offset_[m];

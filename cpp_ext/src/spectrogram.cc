@@ -67,6 +67,13 @@ void LogOf(double* x, int n) {
   }
 }
 
+EDGETAG_HOT void WindowInto(const double* __restrict frame, const double* __restrict w, int win,
+                            double* __restrict dst) {
+  for (int j = 0; j < win; ++j) dst[j] = frame[j] * w[j];
+}
+
+AlignedVector<double> ToAligned(const std::vector<double>& v) { return AlignedVector<double>(v.begin(), v.end()); }
+
 const FrontendConfig& Validated(const FrontendConfig& config) {
   config.Validate();
   return config;
@@ -75,12 +82,14 @@ const FrontendConfig& Validated(const FrontendConfig& config) {
 
 FrameProcessor::FrameProcessor(const FrontendConfig& config)
     : config_(Validated(config)),
-      window_(MakeWindow(config.window, config.win_length, config.window_periodic)),
+      window_(ToAligned(MakeWindow(config.window, config.win_length, config.window_periodic))),
       fft_(config.n_fft),
       filterbank_(config),
       fft_frame_(static_cast<std::size_t>(config.n_fft), 0.0),
       spectrum_(static_cast<std::size_t>(config.NumFftBins()), 0.0),
-      energies_(static_cast<std::size_t>(config.n_bins), 0.0) {}
+      energies_(static_cast<std::size_t>(config.n_bins), 0.0),
+      scratch_(config.remove_dc_offset || config.preemphasis != 0.0 ? static_cast<std::size_t>(config.win_length) : 0,
+               0.0) {}
 
 EDGETAG_HOT void FrameProcessor::Process(double* frame, float* out) {
   const int win = config_.win_length;
@@ -98,7 +107,20 @@ EDGETAG_HOT void FrameProcessor::Process(double* frame, float* out) {
   double* __restrict dst = fft_frame_.data() + config_.WindowOffset();
   const double* __restrict w = window_.data();
   for (int j = 0; j < win; ++j) dst[j] = frame[j] * w[j];
+  Finish(out);
+}
 
+void FrameProcessor::ProcessConst(const double* frame, float* out) {
+  if (!scratch_.empty()) {
+    std::copy(frame, frame + config_.win_length, scratch_.begin());
+    Process(scratch_.data(), out);
+    return;
+  }
+  WindowInto(frame, window_.data(), config_.win_length, fft_frame_.data() + config_.WindowOffset());
+  Finish(out);
+}
+
+EDGETAG_HOT void FrameProcessor::Finish(float* out) {
   fft_.PowerSpectrum(fft_frame_.data(), spectrum_.data());
   if (config_.spectrum == SpectrumKind::kMagnitude) {
     for (double& s : spectrum_) s = std::sqrt(s);

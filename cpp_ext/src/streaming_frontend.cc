@@ -1,5 +1,6 @@
 #include "edgetag/streaming_frontend.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <stdexcept>
@@ -51,10 +52,14 @@ void Convert(const T* src, std::size_t n, double* dst) {
 }
 }  // namespace
 
+// New samples a push converts at a time (beyond the pending ones): large enough
+// that moving the pending samples down after each block costs little.
+constexpr std::size_t kBlockSamples = 2048;
+
 StreamingFrontend::StreamingFrontend(const FrontendConfig& config)
     : processor_(config),
-      pending_samples_(static_cast<std::size_t>(config.win_length), 0.0),
-      frame_(static_cast<std::size_t>(config.win_length), 0.0) {}
+      samples_(static_cast<std::size_t>(config.win_length) + std::max<std::size_t>(
+                   kBlockSamples, static_cast<std::size_t>(config.hop_length)), 0.0) {}
 
 std::size_t StreamingFrontend::NumFramesForPush(std::size_t num_samples) const {
   std::lock_guard<std::mutex> lock(mutex_);
@@ -77,7 +82,6 @@ std::size_t StreamingFrontend::PushImpl(const T* samples, std::size_t n, float* 
   std::lock_guard<std::mutex> lock(mutex_);
   CheckFinite(samples, n);  // before any state changes
   const FrontendConfig& c = config();
-  const std::size_t win = static_cast<std::size_t>(c.win_length);
   const std::size_t hop = static_cast<std::size_t>(c.hop_length);
   const std::size_t total = pending_ + n;
   const std::size_t frames = c.NumFrames(total);
@@ -86,28 +90,24 @@ std::size_t StreamingFrontend::PushImpl(const T* samples, std::size_t n, float* 
                                 std::to_string(frames));
   }
   const std::size_t bins = static_cast<std::size_t>(c.n_bins);
-  for (std::size_t f = 0; f < frames; ++f) {
-    // Frame f covers [f*hop, f*hop + win) of pending samples followed by the new ones.
-    const std::size_t start = f * hop;
-    std::size_t filled = 0;
-    if (start < pending_) {
-      filled = std::min(win, pending_ - start);
-      std::memcpy(frame_.data(), pending_samples_.data() + start, filled * sizeof(double));
+  // Block by block: append new samples after the pending ones, compute every
+  // frame that is complete, keep what the next frame needs (fewer than win).
+  std::size_t done = 0;
+  std::size_t written = 0;
+  while (done < n) {
+    const std::size_t take = std::min(n - done, samples_.size() - pending_);
+    Convert(samples + done, take, samples_.data() + pending_);
+    done += take;
+    const std::size_t held = pending_ + take;
+    const std::size_t block_frames = c.NumFrames(held);
+    for (std::size_t f = 0; f < block_frames; ++f) {
+      processor_.ProcessConst(samples_.data() + f * hop, out + (written + f) * bins);
     }
-    if (filled < win) Convert(samples + (start + filled - pending_), win - filled, frame_.data() + filled);
-    processor_.Process(frame_.data(), out + f * bins);
+    written += block_frames;
+    const std::size_t keep_from = block_frames * hop;
+    pending_ = held - keep_from;
+    if (keep_from > 0) std::memmove(samples_.data(), samples_.data() + keep_from, pending_ * sizeof(double));
   }
-  // Keep what the next frame needs: samples from frames*hop on (fewer than win).
-  const std::size_t keep_from = frames * hop;
-  const std::size_t keep = total - keep_from;
-  if (keep_from < pending_) {
-    std::memmove(pending_samples_.data(), pending_samples_.data() + keep_from,
-                 (pending_ - keep_from) * sizeof(double));
-    Convert(samples, n, pending_samples_.data() + (pending_ - keep_from));
-  } else {
-    Convert(samples + (keep_from - pending_), keep, pending_samples_.data());
-  }
-  pending_ = keep;
   frames_emitted_ += frames;
   return frames;
 }
@@ -131,17 +131,9 @@ void StreamingFrontend::Reset() {
 namespace {
 template <typename T>
 void ComputeFeaturesImpl(const FrontendConfig& config, const T* samples, std::size_t n, float* out) {
-  CheckFinite(samples, n);
-  FrameProcessor processor(config);
-  const std::size_t win = static_cast<std::size_t>(config.win_length);
-  const std::size_t hop = static_cast<std::size_t>(config.hop_length);
-  const std::size_t bins = static_cast<std::size_t>(config.n_bins);
-  std::vector<double> frame(win);
-  const std::size_t frames = config.NumFrames(n);
-  for (std::size_t f = 0; f < frames; ++f) {
-    Convert(samples + f * hop, win, frame.data());
-    processor.Process(frame.data(), out + f * bins);
-  }
+  CheckFinite(samples, n);  // this error before a config error, as always
+  StreamingFrontend stream(config);
+  stream.Push(samples, n, out, config.NumFrames(n));
 }
 }  // namespace
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <random>
 #include <vector>
 
@@ -164,6 +165,37 @@ void TestFilterbankKaldiPeaksAtOne() {
     Filterbank fb(c);
     const auto dense = fb.Dense(c.NumFftBins());
     CHECK_MSG(std::abs(dense[32] - 1.0) <= 1e-12, "logfreq band 0 weight at 1000 Hz is " << dense[32]);
+  }
+}
+
+// An infinite bin makes the bands that weight it infinite and leaves every
+// other band bit for bit as it is without that bin (no 0 * inf = NaN from a
+// band's zero weights, whichever way Apply is computed).
+void TestFilterbankInfiniteBinStaysInItsBands() {
+  for (const auto& c : FilterbankConfigs()) {
+    Filterbank fb(c);
+    const int bins = c.NumFftBins();
+    const auto dense = fb.Dense(bins);
+    std::mt19937 rng(11);
+    std::uniform_real_distribution<double> u(0.0, 1.0);
+    std::vector<double> spec(bins);
+    for (double& v : spec) v = u(rng);
+    std::vector<double> finite(c.n_bins), got(c.n_bins);
+    for (int k = 0; k < bins; k += 7) {
+      std::vector<double> zeroed = spec, with_inf = spec;
+      zeroed[k] = 0.0;
+      with_inf[k] = std::numeric_limits<double>::infinity();
+      fb.Apply(zeroed.data(), finite.data());
+      fb.Apply(with_inf.data(), got.data());
+      for (int m = 0; m < c.n_bins; ++m) {
+        if (dense[static_cast<std::size_t>(m) * bins + k] > 0.0) {
+          CHECK_MSG(std::isinf(got[m]) && got[m] > 0, "bin " << k << " band " << m << ": " << got[m]);
+        } else {
+          CHECK_MSG(got[m] == finite[m] && !std::isnan(got[m]),
+                    "bin " << k << " band " << m << ": " << got[m] << " vs " << finite[m]);
+        }
+      }
+    }
   }
 }
 

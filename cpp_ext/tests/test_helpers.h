@@ -118,6 +118,7 @@ void TestFilterbankEveryBandNonEmpty();
 void TestFilterbankMelScales();
 void TestFilterbankSlaneyConstantArea();
 void TestFilterbankKaldiPeaksAtOne();
+void TestFilterbankInfiniteBinStaysInItsBands();
 // test_spectrogram.cc
 void TestFeaturesMatchDoubleReference();
 // test_streaming_frontend.cc

@@ -33,6 +33,7 @@ const TestCase kTests[] = {
     {"filterbank_mel_scales", TestFilterbankMelScales},
     {"filterbank_slaney_constant_area", TestFilterbankSlaneyConstantArea},
     {"filterbank_kaldi_peaks_at_one", TestFilterbankKaldiPeaksAtOne},
+    {"filterbank_infinite_bin_stays_in_its_bands", TestFilterbankInfiniteBinStaysInItsBands},
     {"streaming_chunk_invariance", TestStreamingChunkInvariance},
     {"input_types_agree", TestInputTypesAgree},
     {"num_frames_for_push_sequence", TestNumFramesForPushSequence},

@@ -10,6 +10,8 @@
 #include <cstddef>
 #include <vector>
 
+#include "edgetag/aligned_vector.h"
+
 namespace edgetag {
 
 class RealFft {
@@ -32,11 +34,11 @@ class RealFft {
   int n_;      // real length
   int half_;   // complex length n/2
   std::vector<int> block_pos_;         // where the first pass writes each 4-point block
-  std::vector<double> twiddle_re_;     // per stage h (4, 8, ... half/2): h values, concatenated
-  std::vector<double> twiddle_im_;
-  std::vector<double> unpack_re_;      // e^{-2 pi i k / n}, k in [0, half)
-  std::vector<double> unpack_im_;
-  std::vector<double> work_re_, work_im_;
+  AlignedVector<double> twiddle_re_;     // per stage h (4, 8, ... half/2): h values, concatenated
+  AlignedVector<double> twiddle_im_;
+  AlignedVector<double> unpack_re_;      // e^{-2 pi i k / n}, k in [0, half)
+  AlignedVector<double> unpack_im_;
+  AlignedVector<double> work_re_, work_im_;
 };
 
 }  // namespace edgetag

@@ -46,9 +46,10 @@ class StreamingFrontend {
   std::size_t PushImpl(const T* samples, std::size_t n, float* out, std::size_t capacity);
 
   FrameProcessor processor_;
-  std::vector<double> pending_samples_;  // capacity win_length
+  // The pending samples (fewer than win_length) at the start, then room for a
+  // block of new ones: each sample is converted once and frames are read in place.
+  AlignedVector<double> samples_;
   std::size_t pending_ = 0;
-  std::vector<double> frame_;            // win_length scratch
   std::uint64_t frames_emitted_ = 0;
   mutable std::mutex mutex_;  // guards the stream state for every method
 };
