@@ -13,6 +13,7 @@ torch = pytest.importorskip("torch")
 sf = pytest.importorskip("soundfile")
 
 from edgetag.training.config import ConfigError, load_config  # noqa: E402
+from test_trainer import write_clip  # noqa: E402
 
 SR = 16000
 BASE_LABELS = ["high", "low", "noise"]
@@ -25,13 +26,7 @@ def _write_clips(root: Path) -> tuple[Path, Path]:
     base_rows, new_rows = [], []
     for i in range(12):
         kind = BASE_LABELS[i % 3]
-        n = int(SR * (0.6 + 0.1 * (i % 4)))
-        t = np.arange(n) / SR
-        if kind == "noise":
-            x = 0.3 * rng.standard_normal(n)
-        else:
-            x = 0.5 * np.sin(2 * np.pi * (3000.0 if kind == "high" else 300.0) * t) + 0.01 * rng.standard_normal(n)
-        sf.write(root / f"clip{i:02d}.wav", x.astype(np.float32), SR, subtype="FLOAT")
+        write_clip(root / f"clip{i:02d}.wav", i, kind, rng)  # the trainer tests' clips
         split = "valid" if i >= 10 else "train"
         row = {"path": f"clip{i:02d}.wav", "start": "", "end": "", "missing": "", "split": split}
         base_rows.append({**row, "labels": kind})

@@ -24,19 +24,24 @@ SR = 16000
 LABELS = ["high", "low", "noise"]
 
 
+def write_clip(path: Path, i: int, kind: str, rng: np.random.Generator) -> None:
+    """Clip ``i`` of the small datasets: 0.6-0.9 s of a 3 kHz ("high") or 300 Hz tone, or noise."""
+    n = int(SR * (0.6 + 0.1 * (i % 4)))
+    t = np.arange(n) / SR
+    if kind == "noise":
+        x = 0.3 * rng.standard_normal(n)
+    else:
+        x = 0.5 * np.sin(2 * np.pi * (3000.0 if kind == "high" else 300.0) * t) + 0.01 * rng.standard_normal(n)
+    sf.write(path, x.astype(np.float32), SR, subtype="FLOAT")
+
+
 def _write_dataset(root: Path) -> Path:
     """12 clips of 0.6-0.9 s: tones at 300 Hz / 3 kHz and noise; some labels missing."""
     rng = np.random.default_rng(0)
     rows = []
     for i in range(12):
         kind = LABELS[i % 3]
-        n = int(SR * (0.6 + 0.1 * (i % 4)))
-        t = np.arange(n) / SR
-        if kind == "noise":
-            x = 0.3 * rng.standard_normal(n)
-        else:
-            x = 0.5 * np.sin(2 * np.pi * (3000.0 if kind == "high" else 300.0) * t) + 0.01 * rng.standard_normal(n)
-        sf.write(root / f"clip{i:02d}.wav", x.astype(np.float32), SR, subtype="FLOAT")
+        write_clip(root / f"clip{i:02d}.wav", i, kind, rng)
         labels = kind
         missing = ""
         if i in (3, 7):
