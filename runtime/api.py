@@ -311,8 +311,8 @@ def load(model: str | os.PathLike[str] = DEFAULT_MODEL, *, threads: int | None =
     ``threads``: ONNX Runtime intra-op threads (default `STREAM_THREADS`, 1: a decision
     is too small a job for more; None: ONNX Runtime's choice); ``backend``:
     an execution provider name as ``edgetag tag --backend`` takes; ``smooth``,
-    ``margin``, ``min_on`` and ``min_off``: as ``--smooth``, ``--margin``,
-    ``--min-on`` and ``--min-off``. Raises
+    ``margin``, ``min_on`` and ``min_off`` (None: the card's): as ``--smooth``,
+    ``--margin``, ``--min-on`` and ``--min-off``. Raises
     `FileNotFoundError` for an unknown name or a missing file, `ValueError`
     for a file that is not a valid edgetag model.
     """

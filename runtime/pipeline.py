@@ -12,6 +12,7 @@ from edgetag.runtime.postprocess import Hysteresis, Smoother, decisions_for
 #: scale) is silence. A microphone in a quiet room sits near -70 to -90 dBFS, quiet music near -40.
 DEFAULT_LEVEL_GATE_DBFS = -60.0
 
+
 def min_durations(card) -> tuple[float, float]:
     """The card's ``min_durations_s`` (on, off) in seconds, else (0, 0): the plain hysteresis.
 
