@@ -1,6 +1,6 @@
 """Reprogramming vs fine-tuning a pretrained student for a new label set, on General MIDI renders.
 
-The question (issue 22): does training only a small input transform and an output
+The question: does training only a small input transform and an output
 mapping around a frozen student (``method = "reprogram"``, Chen & Lerch, MMM 2023)
 come close to fine-tuning the whole student (``method = "finetune"``) for new labels,
 with far fewer trainable parameters?

@@ -20,7 +20,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-#: Held-out ROC-AUC below this marks a tag (issue 21: "tags whose held-out AUC is below 0.75").
+#: Held-out ROC-AUC below this marks a tag: well under it, a tag is barely better than chance against the teacher.
 UNRELIABLE_BELOW = 0.75
 #: Put after an unreliable tag's name.
 MARK = "?"

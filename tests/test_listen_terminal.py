@@ -1,6 +1,6 @@
 """`edgetag listen` as a person runs it: in a terminal, through the virtual microphone, with every built-in model.
 
-Issue 24's acceptance test. For each built-in model, `edgetag listen --model NAME`
+The live view's acceptance test. For each built-in model, `edgetag listen --model NAME`
 runs in a pseudo-terminal of 100x30 (its own session, the pty as its controlling
 terminal, so Ctrl-C is the byte a keyboard sends). A small terminal emulator
 (`Screen`: the cursor moves, erases and colours that rich's Live display uses)
@@ -570,7 +570,7 @@ def test_listen_in_a_terminal(name: str, virtual_mic, clips, tmp_path) -> None:
     assert (stats["overflows"], stats["dropped_samples"], stats["nonfinite_samples"], stats["dropped_decisions"]) \
         == (0, 0, 0, 0), stats
     # the watchdog: half the decisions within its bound; none drifting far past it (a stalled scheduler on a
-    # shared machine may hold one back, so twice the bound; a tuner that drifts, issue 24, reached p99 6 s)
+    # shared machine may hold one back, so twice the bound; a tuner that drifted once reached p99 6 s)
     assert stats["latency_ms_p50"] < MAX_LAG_S * 1e3 and stats["latency_ms_p99"] < 2 * MAX_LAG_S * 1e3, stats
     assert stats["compute_ms_p50"] > 0, stats
     assert stats.get("catchups", catchups) == catchups
