@@ -51,7 +51,7 @@ class FillSummary:
     recomputed_bad: int = 0
     """Entries dropped because their shard failed its checksum."""
     no_annotation: int = 0
-    """Windows an annotation teacher (``reference-f0``) has no reference for: not stored."""
+    """Rows or windows an annotation teacher (``reference-f0``) has no reference for: not stored."""
 
     def text(self) -> str:
         lines = [
@@ -64,7 +64,7 @@ class FillSummary:
                 + (f", {self.recomputed_bad} dropped as corrupt" if self.recomputed_bad else "")
             ),
             f"audio {self.audio_seconds:.1f} s decoded in {self.seconds:.1f} s wall",
-            *([f"{self.no_annotation} windows without a reference annotation (not stored)"] if self.no_annotation else []),
+            *([f"{self.no_annotation} rows or windows without a reference annotation (not stored)"] if self.no_annotation else []),
             f"cache {self.cache_entries} entries, {self.cache_bytes / 1e6:.2f} MB",
         ]
         if self.skips.n_skipped:
@@ -227,6 +227,13 @@ def fill_cache(
             bar = tqdm(total=len(mine), unit="entry", desc=f"teach r{rank}" if world_size > 1 else "teach", dynamic_ncols=True)
         try:
             for entry in mine:
+                # annotation teachers need no audio where a row has no annotation: skip its decoding
+                if all(getattr(m, "reads_annotations", False) and not m.has_annotation(entry) for m, _, _ in info):
+                    summary.no_annotation += 1
+                    summary.skips.n_ok += 1
+                    if bar is not None:
+                        bar.update(1)
+                    continue
                 try:
                     path = manifest.resolve(entry)
                     duration = None

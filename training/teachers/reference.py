@@ -80,13 +80,18 @@ class ReferenceF0(Teacher):
     def num_frames(self, num_samples: int) -> int:
         return 0 if num_samples < 1024 else 1 + (num_samples - 1024) // HOP
 
+    def has_annotation(self, entry: Any) -> bool:
+        """Whether the row carries a reference (checked before its audio is decoded)."""
+        extra = getattr(entry, "extra", {}) or {}
+        return bool(extra.get("f0")) and extra.get("score_f0") is not False
+
     def annotation_scores(self, entry: Any, root: Path, start: float | None, end: float | None,
                           num_samples: int) -> np.ndarray | None:
         """``[frames, 360]`` targets for the window ``[start, end)`` of ``entry`` (``num_samples`` long at 16 kHz),
         frame 0 centred 32 ms after ``start``; None when the row has no reference."""
-        extra = getattr(entry, "extra", {}) or {}
-        if not extra.get("f0") or extra.get("score_f0") is False:
+        if not self.has_annotation(entry):
             return None
+        extra = entry.extra
         path = resolve_under_root(Path(root), str(extra["f0"]))  # a manifest cannot point outside its root
         try:
             track = np.load(path, allow_pickle=False)
