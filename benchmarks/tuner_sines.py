@@ -6,9 +6,12 @@ For each frequency (55 Hz to 1.5 kHz by default, on and off the semitone grid) a
 ``--amplitude`` peak is streamed through the model as ``edgetag listen`` runs it (the Python API,
 one ONNX Runtime thread, default post-processing); the error is the median over the middle second
 (1-2 s) of the voiced decisions' f0 against the true f0, in cents, and ``voiced`` is the share of
-those decisions the model calls voiced. ``--timbre sine`` (default) is a pure sine; ``saw`` a
-band-limited sawtooth (every harmonic at 1/k), as most instruments are richer than a sine.
-Models side by side in one run; the table is Markdown.
+those decisions the model calls voiced. Each model has two columns: the stream's reading (the bins
+and the frame's period, `edgetag.runtime.pitch.decode_with_audio`: what ``tag``, ``listen`` and the
+API print) and the bins alone (`edgetag.runtime.pitch.decode`). ``--timbre sine`` (default) is a
+pure sine; ``saw`` a band-limited sawtooth (every harmonic at 1/k), as most instruments are richer
+than a sine. Models side by side in one run; the table is Markdown. How readings follow real
+timbres detuned off the note grid: `benchmarks/tuner_detune.py`.
 """
 
 from __future__ import annotations
@@ -32,33 +35,34 @@ def tone(f0: float, seconds: float, amplitude: float, timbre: str) -> np.ndarray
     return (amplitude * x / np.abs(x).max()).astype(np.float32)
 
 
-def reading(model: str, f0: float, amplitude: float, timbre: str) -> tuple[float, float]:
-    """(median error in cents over the middle second, share voiced there) of one tone."""
+def readings(model: str, f0: float, amplitude: float, timbre: str) -> list[tuple[float, float]]:
+    """[stream, bins only]: (median error in cents over the middle second, share voiced there) of one tone."""
     import edgetag
+    from edgetag.runtime.pitch import reading
 
     tagger = edgetag.load(model)
     out = tagger.push(tone(f0, 3.0, amplitude, timbre), sample_rate=SAMPLE_RATE)
-    times = np.array([d.t for d in out])
-    middle = [d for d, t in zip(out, times) if 1.0 < t <= 2.0]
-    voiced = [d.pitch.f0_hz for d in middle if d.pitch is not None and d.pitch.voiced]
-    if not voiced:
-        return float("nan"), 0.0
-    return float(np.median(1200 * np.log2(np.asarray(voiced) / f0))), len(voiced) / len(middle)
+    middle = [d for d in out if 1.0 < d.t <= 2.0]
+    result = []
+    for read in (lambda d: d.pitch, lambda d: reading(d.scores)):
+        voiced = [r.f0_hz for r in map(read, middle) if r is not None and r.voiced]
+        result.append((float(np.median(1200 * np.log2(np.asarray(voiced) / f0))), len(voiced) / len(middle))
+                      if voiced else (float("nan"), 0.0))
+    return result
 
 
 def table(models: list[str], frequencies: list[float], amplitude: float, timbre: str) -> str:
-    head = "| f0 (Hz) | " + " | ".join(f"{m}: cents (voiced)" for m in models) + " |"
-    lines = [head, "|---|" + "---|" * len(models)]
-    worst = {m: 0.0 for m in models}
+    columns = [f"{m}{suffix}" for m in models for suffix in (": stream, cents (voiced)", ": bins only")]
+    lines = ["| f0 (Hz) | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
+    worst = [0.0] * len(columns)
     for f0 in frequencies:
-        cells = []
-        for m in models:
-            cents, share = reading(m, f0, amplitude, timbre)
-            worst[m] = max(worst[m], abs(cents) if share else float("inf"))
-            cells.append(f"{cents:+.1f} ({share:.0%})" if share else f"unvoiced ({share:.0%})")
-        lines.append(f"| {f0:g} | " + " | ".join(cells) + " |")
-    lines.append("| worst \\|cents\\| | " + " | ".join(f"{worst[m]:.1f}" if np.isfinite(worst[m]) else "(some unvoiced)"
-                                                for m in models) + " |")
+        cells = [cell for m in models for cell in readings(m, f0, amplitude, timbre)]
+        for i, (cents, share) in enumerate(cells):
+            worst[i] = max(worst[i], abs(cents) if share else float("inf"))
+        lines.append(f"| {f0:g} | " + " | ".join(f"{cents:+.1f} ({share:.0%})" if share else "unvoiced"
+                                                  for cents, share in cells) + " |")
+    lines.append("| worst \\|cents\\| | " + " | ".join(f"{w:.1f}" if np.isfinite(w) else "(some unvoiced)"
+                                                for w in worst) + " |")
     return "\n".join(lines)
 
 

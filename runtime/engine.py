@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from edgetag.runtime.clip import frame_end_sample, run_clip
 from edgetag.runtime.frontend import StreamingFrontend
+from edgetag.runtime.pitch import is_pitch_model
 from edgetag.runtime.sources import level_dbfs
 
 
@@ -46,6 +47,9 @@ class Decision:
     """Output time minus capture time of the last sample used (set by the runner)."""
     level_dbfs: float | None = None
     """RMS level of the audio the decision used, dB re full scale (None: fed frames, not samples)."""
+    audio: np.ndarray | None = None
+    """Pitch models: the samples of the decision's frame, float32 (the pitch decoder measures their period,
+    `edgetag.runtime.pitch.decode_with_audio`); None for other models and for fed frames."""
     extra: dict = field(default_factory=dict)
 
     def scores_dict(self, labels) -> dict[str, float]:
@@ -78,6 +82,7 @@ class Engine:
         # the samples one decision uses (a window model's whole window, a stateful model's last
         # frame), kept so each decision carries the level of its own audio (the level gate)
         self.decision_span = frame_end_sample(self.config, self.window - 1 if self.mode == "window" else 0)
+        self.keeps_audio = is_pitch_model(card) and self.mode == "stateful"  # one frame per decision
         self._tail = np.zeros(0, np.float32)
 
     def reset(self) -> None:
@@ -122,6 +127,8 @@ class Engine:
                 lo = max(hi - self.decision_span, 0)
                 mean = (power[hi] - power[lo]) / max(hi - lo, 1)
                 d.level_dbfs = 10.0 * math.log10(mean) if mean > 0 else -math.inf
+                if self.keeps_audio and hi - lo == self.decision_span:
+                    d.audio = audio[lo:hi].copy()
         self._tail = audio[-self.decision_span :].copy()
 
     def push_frames(self, frames: np.ndarray) -> list[Decision]:

@@ -53,6 +53,7 @@ class DecisionPipeline:
         self.gate_dbfs = -math.inf if gate_dbfs is None else float(gate_dbfs)
         self.silent_decisions = 0
         self.smoother = Smoother(smooth)
+        self.reader = reader
         if reader is not None:
             self.event_detector = NoteTracker(margin=margin, reader=reader)
         else:
@@ -70,6 +71,8 @@ class DecisionPipeline:
         if silent:
             decision.extra["silent"] = True
             self.silent_decisions += 1
+        if self.reader is not None:  # decoded first with the decision's audio (silence: no period to measure)
+            self.reader(scores, None if silent else getattr(decision, "audio", None))
         heard = np.zeros_like(scores) if silent else scores  # what the tags and notes follow
         self.last_t = decision.t
         if self.summary is not None:

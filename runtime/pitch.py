@@ -15,6 +15,16 @@ voiced when confidence >= ``threshold`` (default `VOICING_THRESHOLD`). It is per
 frame, hence causal, and matches ``edgetag.training.teachers.crepe.decode_weighted_argmax``
 (the torch decoder used for evaluation).
 
+A stream decodes with the frame's audio too (`decode_with_audio`, what `reading` does when given
+it): the bins choose the note, and where the frame is a steady tone (NSDF clarity >=
+`STEADY_CLARITY`, `edgetag.runtime.periodicity`) its measured period gives the f0. The bins alone
+lean towards the equal-tempered grid they were trained on (renders detuned by +23 cents read
+-7.5 cents low, by -37 cents +3.6 high; with the period, -2.2 and +0.5) and leave pure low sines
+unvoiced; a tuner needs neither. Where the student is unsure but the tone is steady, the tone's
+own period is the pitch and the frame is voiced (the confidence is then the clarity). Frames that
+are not steady tones (most of polyphonic music, noisy speech) keep the bins' reading: on the
+recipe's held-out real audio RPA/RCA are unchanged (`training/recipes/pitch/README.md`).
+
 Note names use equal temperament with A4 = 440 Hz and sharps (``C#4``); MIDI note
 69 is A4, octaves change at C. ``cents`` is the offset from the nearest note, in
 [-50, +50).
@@ -35,6 +45,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from edgetag.runtime.periodicity import PeriodicityAnalyser
 from edgetag.runtime.postprocess import Event
 
 N_BINS = 360
@@ -46,6 +57,8 @@ PITCH_LABELS: tuple[str, ...] = tuple(f"pitch_bin_{k:03d}" for k in range(N_BINS
 """The label names a pitch model's card carries, in bin order."""
 VOICING_THRESHOLD = 0.5
 """Default confidence at or above which a frame counts as voiced."""
+STEADY_CLARITY = 0.99
+"""NSDF clarity of a frame's period at or above which the frame is a steady tone: its period gives the f0."""
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 A4_HZ = 440.0
 
@@ -116,6 +129,47 @@ def decode(scores: np.ndarray, fmin: float | None = None, fmax: float | None = N
     return 10.0 * np.power(2.0, local / 1200.0), confidence
 
 
+_ANALYSERS: dict[int, PeriodicityAnalyser] = {}
+
+
+def analyser(frame_length: int, sample_rate: int = 16000) -> PeriodicityAnalyser:
+    """The `PeriodicityAnalyser` of frames of ``frame_length`` samples over the bins' range (31.7 Hz to 2 kHz), shared."""
+    key = frame_length * 1_000_000 + sample_rate
+    if key not in _ANALYSERS:
+        f = bin_frequencies()
+        _ANALYSERS[key] = PeriodicityAnalyser(sample_rate, frame_length, float(f[0]), float(f[-1]),
+                                              refine_above=STEADY_CLARITY)
+    return _ANALYSERS[key]
+
+
+def decode_with_audio(scores: np.ndarray, frames: np.ndarray, threshold: float = VOICING_THRESHOLD,
+                      sample_rate: int = 16000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``[n, 360]`` scores and the ``[n, L]`` audio frames they came from -> ``(f0_hz, confidence, clarity)``, each [n].
+
+    `decode`, then per frame: the NSDF maximum within 50 cents of the bins' f0 gives the f0 where its
+    clarity is at least `STEADY_CLARITY`; else, where the bins are below ``threshold`` and the frame's
+    own period (its key maximum) is that clear, that period does, and the confidence becomes the clarity.
+    ``clarity``: the highest of the two, 0 where the frame has no period.
+    """
+    s = np.atleast_2d(np.asarray(scores, dtype=np.float64))
+    x = np.atleast_2d(np.asarray(frames))
+    if len(s) != len(x):
+        raise ValueError(f"{len(s)} frames of scores but {len(x)} frames of audio")
+    f0, confidence = decode(s)
+    clarity = np.zeros(len(s))
+    measure = analyser(x.shape[-1], sample_rate)
+    for i in range(len(s)):
+        near, key = measure.periods(x[i], float(f0[i]))
+        clarity[i] = max(near.clarity, key.clarity)
+        if near.clarity >= STEADY_CLARITY:
+            f0[i] = near.f0_hz
+        elif confidence[i] < threshold and key.clarity >= STEADY_CLARITY:
+            f0[i] = key.f0_hz
+        if clarity[i] >= STEADY_CLARITY:
+            confidence[i] = max(confidence[i], clarity[i])
+    return f0, confidence, clarity
+
+
 def note_of(f0_hz: float) -> tuple[str, float, int]:
     """``(name, cents, midi)`` of the nearest equal-tempered note (A4 = 440 Hz): ``("A4", -3.2, 69)``."""
     if not (f0_hz > 0 and math.isfinite(f0_hz)):
@@ -136,18 +190,31 @@ class PitchReading:
     note: str
     cents: float
     midi: int
+    clarity: float | None = None
+    """How periodic the frame's audio was (NSDF, 0..1; `decode_with_audio`); None when decoded without it."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"f0_hz": round(self.f0_hz, 3), "confidence": round(self.confidence, 4), "voiced": self.voiced,
-                "note": self.note, "cents": round(self.cents, 1), "midi": self.midi}
+        out = {"f0_hz": round(self.f0_hz, 3), "confidence": round(self.confidence, 4), "voiced": self.voiced,
+               "note": self.note, "cents": round(self.cents, 1), "midi": self.midi}
+        if self.clarity is not None:
+            out["clarity"] = round(self.clarity, 4)
+        return out
 
 
-def reading(scores: Sequence[float] | np.ndarray, threshold: float = VOICING_THRESHOLD) -> PitchReading:
-    """Decode one frame's 360 scores into a `PitchReading` (the note is that of the best f0, voiced or not)."""
-    f0, conf = decode(np.asarray(scores))
-    f, c = float(f0), float(conf)
+def reading(scores: Sequence[float] | np.ndarray, threshold: float = VOICING_THRESHOLD,
+            audio: np.ndarray | None = None, sample_rate: int = 16000) -> PitchReading:
+    """Decode one frame's 360 scores into a `PitchReading` (the note is that of the best f0, voiced or not);
+    with the frame's ``audio`` (the samples the scores came from), as `decode_with_audio` does."""
+    clarity = None
+    if audio is None:
+        f0, conf = decode(np.asarray(scores))
+        f, c = float(f0), float(conf)
+    else:
+        f0, conf, clear = decode_with_audio(np.asarray(scores)[None], np.asarray(audio)[None], threshold, sample_rate)
+        f, c, clarity = float(f0[0]), float(conf[0]), float(clear[0])
     name, cents, midi = note_of(f)
-    return PitchReading(f0_hz=f, confidence=c, voiced=c >= threshold, note=name, cents=cents, midi=midi)
+    return PitchReading(f0_hz=f, confidence=c, voiced=c >= threshold, note=name, cents=cents, midi=midi,
+                        clarity=clarity)
 
 
 def gated(r: PitchReading, silent: bool) -> PitchReading:
@@ -160,27 +227,33 @@ class PitchReader:
     """`reading` of a stream's decisions, decoded once however many consumers read one.
 
     The writers, the clip summary, the note events and the tuner view of one stream
-    share a reader; it keeps the last scores array it decoded and hands back the same
-    reading while it is given that same array again. Each decision's scores are a new
-    array (the smoother returns one), so identity is a safe key; the reference it keeps
-    stops the array's id from being reused.
+    share a reader. The decision pipeline reads each decision first, with its audio
+    (`edgetag.runtime.engine.Decision.audio`); the others then ask with the same scores
+    array and get the same reading back. It keeps the last two arrays it decoded (a
+    silent decision's zeros are read beside its scores). Each decision's scores are a new
+    array (the smoother returns one), so identity is a safe key; the references it keeps
+    stop the arrays' ids from being reused.
     """
 
-    def __init__(self, threshold: float = VOICING_THRESHOLD) -> None:
+    def __init__(self, threshold: float = VOICING_THRESHOLD, sample_rate: int = 16000) -> None:
         self.threshold = float(threshold)
-        self._scores: object = None
-        self._reading: PitchReading | None = None
+        self.sample_rate = int(sample_rate)
+        self._recent: list[tuple[object, PitchReading]] = []
 
-    def __call__(self, scores: Sequence[float] | np.ndarray) -> PitchReading:
-        if scores is not self._scores or self._reading is None:
-            self._reading = reading(scores, self.threshold)
-            self._scores = scores
-        return self._reading
+    def __call__(self, scores: Sequence[float] | np.ndarray, audio: np.ndarray | None = None) -> PitchReading:
+        for seen, r in self._recent:
+            if seen is scores:
+                return r
+        r = reading(scores, self.threshold, audio, self.sample_rate)
+        self._recent = [self._recent[-1], (scores, r)] if self._recent else [(scores, r)]
+        return r
 
 
 def reader_for(card: Any) -> PitchReader | None:
     """One `PitchReader` per stream for a pitch model (its consumers share each decoding), else None."""
-    return PitchReader() if is_pitch_model(card) else None
+    if not is_pitch_model(card):
+        return None
+    return PitchReader(sample_rate=card.frontend.sample_rate) if hasattr(card, "frontend") else PitchReader()
 
 
 class PitchSummary:

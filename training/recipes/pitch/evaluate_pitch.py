@@ -17,8 +17,10 @@ Rows: CREPE full, CREPE tiny, and each ONNX student given with ``--student NAME=
 * CPU milliseconds per second of audio, one thread (process time): CREPE at a 10 ms
   hop in batches; students streamed one 10 ms frame per call (front end + model).
 
-All models are decoded with the same weighted-argmax decoder (`edgetag.runtime.pitch.decode`)
-and scored on the same frames: the frames where the CREPE full test cache (hop
+CREPE is decoded with the weighted-argmax decoder (`edgetag.runtime.pitch.decode`); the students
+as a stream decodes them (``--decoder stream``, default: the bins and each frame's period,
+`edgetag.runtime.pitch.decode_with_audio`) or with the bins alone (``--decoder bins``, CREPE's way).
+All are scored on the same frames: the frames where the CREPE full test cache (hop
 ``--hop`` samples) has a frame; student frame ``j`` and CREPE frame ``i`` share a
 centre when ``160 j = hop i`` (both frames start at their hop multiple and are 1024
 samples long). Writes ``--out`` (JSON) and prints a table.
@@ -118,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--student", action="append", default=[], metavar="NAME=PATH", help="an ONNX student (repeatable)")
     ap.add_argument("--split", default="test")
     ap.add_argument("--voicing", type=float, default=0.5, help="CREPE full confidence that makes a reference frame voiced")
+    ap.add_argument("--decoder", choices=("stream", "bins"), default="stream",
+                    help="students: as a stream reads them (bins + each frame's period) or the bins alone")
     ap.add_argument("--timing-seconds", type=float, default=10.0)
     ap.add_argument("--out", default="/work/data/pitch/eval.json")
     ap.add_argument("--no-progress", action="store_true")
@@ -127,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgetag.runtime.audio import load_audio
     from edgetag.runtime.frontend import compute_features
     from edgetag.runtime.model import load_model
-    from edgetag.runtime.pitch import decode
+    from edgetag.runtime.pitch import decode, decode_with_audio
     from edgetag.training.data import load_manifest
     from edgetag.training.cache import TeacherCacheLookup
     from edgetag.training.metrics import pitch_metrics
@@ -173,7 +177,11 @@ def main(argv: list[str] | None = None) -> int:
             logits, _ = model.run(feats[None].astype(np.float32))
             probs = model.scores(logits)[0]
             idx = np.minimum(np.arange(n) * step, len(probs) - 1)
-            est[source][name].append(decode(probs[idx])[0])
+            if args.decoder == "stream":
+                frames = np.lib.stride_tricks.sliding_window_view(np.asarray(wave, np.float32), 1024)[::STUDENT_HOP]
+                est[source][name].append(decode_with_audio(probs[idx], frames[np.minimum(idx, len(frames) - 1)])[0])
+            else:
+                est[source][name].append(decode(probs[idx])[0])
         if source == "render":
             f0_path = Path(args.root) / entry.extra["f0"]
             truth = np.load(f0_path)
@@ -213,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # training/recipes: the recipes' shared helpers
     from recipe_common import split_rows_sha1
 
-    results["_data"].update(rows_sha1=split_rows_sha1(args.manifest, args.split), renders_not_scored=len(off_score), renders_not_scored_programs=sorted(set(off_score)), hop=args.hop, voicing_threshold=args.voicing, decoder="weighted argmax +-4 bins",
+    results["_data"].update(rows_sha1=split_rows_sha1(args.manifest, args.split), renders_not_scored=len(off_score), renders_not_scored_programs=sorted(set(off_score)), hop=args.hop, voicing_threshold=args.voicing, decoder="weighted argmax +-4 bins" + (" and each frame's period (students)" if args.decoder == "stream" else ""),
                             manifest=str(args.manifest), split=args.split)
     Path(args.out).write_text(json.dumps(results, indent=2))
     full_macs = results["CREPE full"]["macs_per_frame"]

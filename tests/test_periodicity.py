@@ -1,0 +1,145 @@
+"""The pitch decoder's signal side: NSDF periods (runtime/periodicity.py) and the tuner's readings through a stream."""
+
+from __future__ import annotations
+
+import math
+import random
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgetag.runtime import pitch as P
+from edgetag.runtime.periodicity import NO_PERIOD, PeriodicityAnalyser
+
+SR = 16000
+TRAINING_RECIPES = Path(__file__).resolve().parents[1] / "training" / "recipes"
+SOUNDFONT = Path("/usr/share/sounds/sf2/FluidR3_GM.sf2")
+
+
+def _tone(f0: float, seconds: float, amplitude: float = 0.3, harmonics: int = 1, phase: float = 0.3) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    x = sum(np.sin(2 * np.pi * k * f0 * t + phase * k) / k for k in range(1, harmonics + 1) if k * f0 < SR / 2 - 500)
+    return (amplitude * x / np.abs(x).max()).astype(np.float32)
+
+
+def _cents(f: float, ref: float) -> float:
+    return 1200.0 * math.log2(f / ref)
+
+
+def _bump(f0: float, peak: float = 0.9) -> np.ndarray:
+    return (peak * np.exp(-0.5 * ((P.bin_cents() - 1200.0 * math.log2(f0 / 10.0)) / 25.0) ** 2)).astype(np.float32)
+
+
+@pytest.mark.parametrize("f0", [33.0, 55.0, 110.0, 261.63, 446.0, 1000.0, 1500.0, 1990.0])
+def test_the_period_of_a_steady_tone_is_within_half_a_cent(f0: float) -> None:
+    analyser = P.analyser(1024)
+    for harmonics in (1, 8):  # a sine and a band-limited sawtooth-like tone
+        x = _tone(f0, 0.2, harmonics=harmonics)
+        near, key = analyser.periods(x[800:1824], near_hz=f0 * 2 ** (25 / 1200))  # the bins 25 cents off
+        assert near.clarity > 0.99 and abs(_cents(near.f0_hz, f0)) < 0.5, (harmonics, near)
+        if f0 < 1900:  # the key maximum finds the period by itself (at 1990 Hz it may take two)
+            assert abs(_cents(key.f0_hz, f0)) < 0.5, (harmonics, key)
+
+
+def test_noise_and_silence_are_not_periodic() -> None:
+    analyser = P.analyser(1024)
+    noise = np.random.default_rng(0).standard_normal(1024).astype(np.float32)
+    near, key = analyser.periods(noise, near_hz=220.0)
+    assert max(near.clarity, key.clarity) < 0.6
+    assert analyser.periods(np.zeros(1024, np.float32), near_hz=220.0) == (NO_PERIOD, NO_PERIOD)
+    with pytest.raises(ValueError, match="1024 samples"):
+        analyser.nsdf(np.zeros(512))
+
+
+def test_the_nsdf_does_not_depend_on_level() -> None:
+    analyser = PeriodicityAnalyser(SR, 1024, 40.0, 1500.0)
+    x = _tone(220.0, 0.1, harmonics=5)[:1024]
+    np.testing.assert_allclose(analyser.nsdf(x), analyser.nsdf(x * 1e-3), atol=1e-6)
+
+
+def test_decoding_with_audio_corrects_the_bins_on_steady_tones_and_leaves_them_elsewhere() -> None:
+    x = _tone(261.63, 0.1)[:1024]
+    noise = np.random.default_rng(1).standard_normal(1024).astype(np.float32) * 0.1
+    scores = np.stack([_bump(261.63 * 2 ** (27 / 1200)),  # the bins 27 cents sharp, confident
+                       _bump(70.0, peak=0.1),  # the bins unsure and lost: the tone is still a tone
+                       _bump(300.0)])  # confident bins over noise: kept
+    f0, confidence, clarity = P.decode_with_audio(scores, np.stack([x, x, noise]))
+    bins_f0, bins_confidence = P.decode(scores)
+    assert abs(_cents(f0[0], 261.63)) < 0.1 and confidence[0] >= clarity[0] > 0.99
+    assert abs(_cents(f0[1], 261.63)) < 0.1 and confidence[1] > 0.99  # voiced by its period
+    assert f0[2] == bins_f0[2] and confidence[2] == bins_confidence[2] and clarity[2] < 0.6
+    r = P.reading(scores[0], audio=x)
+    assert r.voiced and r.note == "C4" and abs(r.cents) < 0.2 and r.to_dict()["clarity"] > 0.99
+    assert "clarity" not in P.reading(scores[0]).to_dict()  # decoded without audio: the bins alone
+
+
+@pytest.mark.parametrize("amplitude", [0.3, 0.01])  # about -10 and -40 dBFS, both above the level gate
+def test_the_tuner_reads_steady_sines_within_three_cents_from_55_hz_to_1_5_khz(amplitude: float) -> None:
+    import edgetag
+
+    for f0 in (55.0, 82.41, 110.0, 146.83, 261.63, 446.0, 659.26, 1500.0):
+        tagger = edgetag.load("pitch")
+        out = tagger.push(_tone(f0, 2.0, amplitude), sample_rate=SR)
+        middle = [d.pitch for d in out if 0.5 < d.t <= 1.5]
+        voiced = [r.f0_hz for r in middle if r.voiced]
+        assert len(voiced) >= 0.95 * len(middle), (f0, amplitude, len(voiced), len(middle))
+        assert abs(_cents(float(np.median(voiced)), f0)) < 3.0, (f0, amplitude, np.median(voiced))
+
+
+def test_a_stream_reads_the_period_of_each_decision_and_jsonl_carries_its_clarity(tmp_path) -> None:
+    import io
+    import json
+
+    from edgetag.runtime.engine import Engine
+    from edgetag.runtime.model import load_model
+    from edgetag.runtime.models import resolve_model
+    from edgetag.runtime.output import make_writer
+    from edgetag.runtime.pipeline import DecisionPipeline
+
+    model = load_model(resolve_model("pitch"), threads=1)
+    reader = P.reader_for(model.card)
+    out = io.StringIO()
+    post = DecisionPipeline(model.card.labels, model.card.thresholds, [make_writer("jsonl", out, model.card.labels,
+                                                                                   reader=reader, scores=False)],
+                            reader=reader, gate_dbfs=-60.0)
+    engine = Engine(model)
+    x = np.concatenate([_tone(446.0, 1.0), np.zeros(SR // 2, np.float32)])
+    for k in range(0, len(x), 512):
+        for d in engine.push(x[k:k + 512]):
+            assert d.audio is not None and len(d.audio) == 1024
+            np.testing.assert_array_equal(d.audio, x[d.end_sample - 1024:d.end_sample])
+            post(d)
+    rows = [json.loads(line) for line in out.getvalue().splitlines() if '"t"' in line]
+    steady = [r["pitch"] for r in rows if 0.3 < r["t"] <= 0.9]
+    assert all(p["voiced"] and p["note"] == "A4" and abs(p["cents"] - 23.5) < 1.0 and p["clarity"] > 0.99 for p in steady)
+    quiet = [r["pitch"] for r in rows if r["t"] > 1.2]
+    assert quiet and not any(p["voiced"] for p in quiet)  # silence: no period measured, nothing voiced
+
+
+@pytest.mark.skipif(shutil.which("fluidsynth") is None or not SOUNDFONT.is_file(),
+                    reason="needs fluidsynth and fluid-soundfont-gm (apt)")
+def test_the_tuner_follows_a_rendered_instrument_detuned_off_the_note_grid(tmp_path) -> None:
+    """A real instrument sample (FluidR3's flute, the pitch recipe's renderer) detuned by +23 cents reads +23."""
+    import edgetag
+    import soxr
+
+    sys.path.insert(0, str(TRAINING_RECIPES))
+    from recipe_common import TICKS_PER_S, render_clips
+
+    events = [(0, 0, bytes([0xC0, 73])), (0, 2, bytes([0x90, 69, 100])), (int(2.5 * TICKS_PER_S), 1, bytes([0x80, 69, 0]))]
+    clip = render_clips(events, 1, 3.0, 3.5, soundfont=str(SOUNDFONT), rate=SR, tmp=tmp_path, name="a4",
+                        rng=random.Random(0), level_db=(-10.0, -10.0), fluidsynth_args=("-R", "0", "-C", "0"))[0]
+
+    def median_reading(x: np.ndarray) -> float:
+        out = edgetag.load("pitch").push(x, sample_rate=SR)
+        voiced = [d.pitch.f0_hz for d in out if 0.8 < d.t <= 2.0 and d.pitch.voiced]
+        assert len(voiced) > 80
+        return float(np.median(voiced))
+
+    plain = median_reading(clip)
+    sharp = median_reading(soxr.resample(clip.astype(np.float64), SR, SR / 2 ** (23 / 1200)).astype(np.float32))
+    assert abs(_cents(sharp, plain) - 23.0) < 3.0, (plain, sharp)
+    assert abs(_cents(plain, 440.0)) < 10.0  # the sample's own tuning: A4, within a few cents
