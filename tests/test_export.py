@@ -409,3 +409,42 @@ def test_cli_export_passes_stream_atol_and_reads_a_manifest_under_root(tmp_path,
         main(["export", str(trained["checkpoint_path"]), "-o", out, "--calib", str(manifest), "--root", str(tmp_path),
               "--stream-atol", "3e-5"])
     assert seen["stream_atol"] == 3e-5 and seen["n_calib"] == 6  # the train split calibrates
+
+
+def test_a_level_normalising_student_exports_and_its_file_ignores_the_input_level(tmp_path, data) -> None:
+    """`level_normalise`: the gain is part of the graph, so the exported file answers the same at any level."""
+    from edgetag.runtime.engine import offline_decisions
+    from edgetag.training.students import MAX_LEVEL_GAIN_DB
+    from edgetag.training.train_data import feature_moments, level_normalised_moments, window_levels
+
+    params = {"width": 0.25, "window_frames": 24, "embedding_dim": 16, "level_normalise": True}
+    ckpt = _checkpoint("mobilenet", params, 24, 12)
+    levels = np.concatenate(window_levels(data["calib"], 24, FRONTEND.log_floor))
+    reference = float(np.median(levels))
+    ckpt.student.level_reference.fill_(reference)
+    ckpt.student.level_floor.fill_(FRONTEND.log_floor)
+    mean, std = level_normalised_moments(data["calib"], 24, FRONTEND.log_floor, reference, MAX_LEVEL_GAIN_DB)
+    ckpt.student.feature_mean.copy_(torch.from_numpy(mean).float())
+    ckpt.student.feature_std.copy_(torch.from_numpy(std + 1e-3).float())
+    assert not np.allclose(mean, feature_moments(data["calib"])[0], atol=1e-3)  # the moments of what it sees
+    ckpt = load_checkpoint(save_checkpoint(ckpt, tmp_path / "level.pt"))  # the buffers survive a checkpoint
+    assert float(ckpt.student.level_reference) == pytest.approx(reference)
+    result = export_onnx(ckpt, tmp_path / "level.onnx", data["calib"][:8])
+    _common_checks(result, tmp_path / "level.onnx", ckpt)
+    model = load_model(tmp_path / "level.onnx")
+    plain = _checkpoint("mobilenet", {k: v for k, v in params.items() if k != "level_normalise"}, 24, 12)
+    _set_stats(plain.student, data["calib"])
+    audio = np.concatenate(data["calib_audio"][:4])
+    at = {gain: np.stack([d.scores for d in offline_decisions(model, (audio * 10 ** (gain / 20)).astype(np.float32))])
+          for gain in (-20, 0, 20)}
+    assert np.abs(at[-20] - at[0]).max() < 1e-3 and np.abs(at[20] - at[0]).max() < 1e-3
+    windows = np.stack([f[:24] for f in data["held"][:8]])
+    # windows loud enough that 20 dB quieter is within the 40 dB of gain and well above the log floor
+    windows = windows[np.concatenate(window_levels(list(windows), 24, FRONTEND.log_floor)) > reference / 10]
+    quieter = np.log(np.maximum(np.exp(windows.astype(np.float64)) - FRONTEND.log_floor, 0) * 1e-2 + FRONTEND.log_floor)
+    with torch.no_grad():  # what the network sees: 20 dB quieter moves a plain student's input, not this one's
+        a, b = torch.from_numpy(windows), torch.from_numpy(quieter.astype(np.float32))
+        assert (plain.student.normalise(a) - plain.student.normalise(b)).abs().min() > 1.0
+        assert len(windows) >= 3 and (ckpt.student.normalise(a) - ckpt.student.normalise(b)).abs().max() < 1e-3
+    with pytest.raises(TypeError):
+        build_student("causal_cnn", N_BINS, 2, channels=8, layers=2, level_normalise=True)  # window students only

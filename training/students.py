@@ -25,6 +25,8 @@ from torch import nn
 from torch.nn import functional as F
 
 StreamingMode = Literal["window", "stateful"]
+MAX_LEVEL_GAIN_DB = 40.0
+"""The most a window's level is raised or lowered by `Student.level_normalised` (power dB)."""
 
 
 @dataclass(frozen=True)
@@ -36,13 +38,22 @@ class StateSpec:
 
 
 class Student(nn.Module):
-    """Base of all students: input normalisation and the streaming contract."""
+    """Base of all students: input normalisation and the streaming contract.
+
+    ``level_normalise`` (window students): each window is first brought to one loudness, as if its
+    audio had been scaled so that its mean band energy is ``level_reference`` (an energy set from the
+    training windows before training; a gain of at most `MAX_LEVEL_GAIN_DB` either way). Features are
+    ``ln(energy + level_floor)`` (the front end's "log" compression), so the gain is exact: energies
+    are recovered, scaled and compressed again. The student's answer then does not depend on how
+    loud the input is (a quiet microphone, a loud file), and because it is part of the network the
+    exported graph carries it: no runtime has to know.
+    """
 
     streaming_mode: StreamingMode
     n_bins: int
     n_labels: int
 
-    def __init__(self, n_bins: int, n_labels: int) -> None:
+    def __init__(self, n_bins: int, n_labels: int, level_normalise: bool = False) -> None:
         super().__init__()
         if n_bins < 1 or n_labels < 1:
             raise ValueError(f"n_bins and n_labels must be positive, got {n_bins} and {n_labels}")
@@ -52,11 +63,25 @@ class Student(nn.Module):
         # stored in the model so the runtime never has to know them.
         self.register_buffer("feature_mean", torch.zeros(n_bins))
         self.register_buffer("feature_std", torch.ones(n_bins))
+        self.level_normalise = bool(level_normalise)
+        if self.level_normalise:
+            self.register_buffer("level_reference", torch.tensor(1.0))  # mean band energy of a window
+            self.register_buffer("level_floor", torch.tensor(1e-6))  # the front end's log floor
+
+    def level_normalised(self, features: torch.Tensor) -> torch.Tensor:
+        """[batch, frames, n_bins] log features -> the same windows at the reference level (see the class)."""
+        energies = (torch.exp(features) - self.level_floor).clamp_min(0.0)
+        mean = energies.mean(dim=(1, 2), keepdim=True).clamp_min(1e-30)
+        limit = 10.0 ** (MAX_LEVEL_GAIN_DB / 10.0)
+        gain = (self.level_reference / mean).clamp(1.0 / limit, limit)
+        return torch.log(energies * gain + self.level_floor)
 
     def normalise(self, features: torch.Tensor) -> torch.Tensor:
-        """[batch, frames, n_bins] -> standardised per band."""
+        """[batch, frames, n_bins] -> standardised per band (after `level_normalised`, when on)."""
         if features.shape[-1] != self.n_bins:
             raise ValueError(f"expected {self.n_bins} feature bins, got {features.shape[-1]}")
+        if self.level_normalise:
+            features = self.level_normalised(features)
         return (features - self.feature_mean) / self.feature_std
 
     def state_specs(self) -> list[StateSpec]:
@@ -140,9 +165,10 @@ class MobileNetStudent(Student):
     streaming_mode: StreamingMode = "window"
 
     def __init__(
-        self, n_bins: int, n_labels: int, window_frames: int = 100, width: float = 1.0, embedding_dim: int = 256
+        self, n_bins: int, n_labels: int, window_frames: int = 100, width: float = 1.0, embedding_dim: int = 256,
+        level_normalise: bool = False,
     ) -> None:
-        super().__init__(n_bins, n_labels)
+        super().__init__(n_bins, n_labels, level_normalise)
         if window_frames < 1:
             raise ValueError(f"window_frames must be positive, got {window_frames}")
         self.window_frames = window_frames

@@ -188,6 +188,36 @@ def load_split_shared(manifest: Any, split: str, frontend: Any, cache_dir: Path,
     return load_split(manifest, split, frontend, cache_dir)
 
 
+def window_levels(feats: list[np.ndarray], window: int, floor: float) -> list[np.ndarray]:
+    """Mean band energy of every whole ``window``-frame chunk of each track (features ``ln(energy + floor)``):
+    [n_chunks] per track, float64; the measure `edgetag.training.students.Student.level_normalised` evens out."""
+    out = []
+    for f in feats:
+        n = len(f) // window
+        energies = np.maximum(np.exp(f[: n * window].astype(np.float64)) - floor, 0.0)
+        out.append(energies.reshape(n, -1).mean(axis=1))
+    return out
+
+
+def level_normalised_moments(feats: list[np.ndarray], window: int, floor: float, reference: float,
+                             max_gain_db: float) -> tuple[np.ndarray, np.ndarray]:
+    """`feature_moments` of the training features as a level-normalising student sees them: each track cut
+    into ``window``-frame chunks, each chunk brought to ``reference`` mean band energy (at most
+    ``max_gain_db`` either way), one track at a time."""
+    limit = 10.0 ** (max_gain_db / 10.0)
+    count, total, squares = 0, 0.0, 0.0
+    for f, levels in zip(feats, window_levels(feats, window, floor)):
+        n = len(levels)
+        if n == 0:
+            continue
+        energies = np.maximum(np.exp(f[: n * window].astype(np.float64)) - floor, 0.0).reshape(n, window, -1)
+        gain = np.clip(reference / np.maximum(levels, 1e-30), 1.0 / limit, limit)[:, None, None]
+        x = np.log(energies * gain + floor).reshape(n * window, -1)
+        count, total, squares = count + len(x), total + x.sum(0), squares + np.square(x).sum(0)
+    mean = total / count
+    return mean, np.sqrt(np.maximum(squares / count - np.square(mean), 0.0))
+
+
 def feature_moments(feats: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Per-bin mean and standard deviation over every frame of ``feats``, in float64
     one track at a time (a float64 copy of 20 h of frames would need 4 GB)."""

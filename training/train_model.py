@@ -98,7 +98,10 @@ def build_train_model(config: TrainConfig, data: TrainData, device: torch.device
         kind = config.student.kind
         student, params = _build_student(config, data)
     frame_mode = student.streaming_mode == "stateful"
-    mean, std = feature_moments(data.train.features)
+    if getattr(student, "level_normalise", False):
+        mean, std = _set_level_reference(student, data)
+    else:
+        mean, std = feature_moments(data.train.features)
     student.feature_mean.copy_(torch.from_numpy(mean).float())
     student.feature_std.copy_(torch.from_numpy(np.maximum(std, 1e-5)).float())
 
@@ -127,6 +130,28 @@ def build_train_model(config: TrainConfig, data: TrainData, device: torch.device
     scaler = torch.amp.GradScaler("cuda", enabled=fp16_scaling)
     return TrainModel(student, regulariser, ema, net, trainable, optimizer, scheduler, scaler, params, frame_mode,
                       kind, record)
+
+
+def _set_level_reference(student: nn.Module, data: TrainData) -> tuple[np.ndarray, np.ndarray]:
+    """A level-normalising student's reference: the median mean band energy of the training windows,
+    so a typical window passes unchanged. Returns the per-band moments of the training features as the
+    student will see them (each window at that level)."""
+    from edgetag.training.students import MAX_LEVEL_GAIN_DB
+    from edgetag.training.train_data import level_normalised_moments, window_levels
+
+    fe = data.frontend
+    if fe.compression != "log" or fe.spectrum != "power":
+        raise ConfigError(f"student.params.level_normalise needs the front end's power spectrum with 'log' "
+                          f"compression (ln(energy + floor)); this front end has {fe.spectrum} and {fe.compression!r}")
+    window = int(student.window_frames)
+    levels = np.concatenate(window_levels(data.train.features, window, fe.log_floor))
+    levels = levels[levels > 0]
+    if len(levels) == 0:
+        raise ConfigError("student.params.level_normalise: the training features hold no window with energy")
+    reference = float(np.median(levels))
+    student.level_reference.fill_(reference)
+    student.level_floor.fill_(float(fe.log_floor))
+    return level_normalised_moments(data.train.features, window, fe.log_floor, reference, MAX_LEVEL_GAIN_DB)
 
 
 def _build_student(config: TrainConfig, data: TrainData) -> tuple[nn.Module, dict[str, Any]]:
