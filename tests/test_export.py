@@ -411,7 +411,7 @@ def test_cli_export_passes_stream_atol_and_reads_a_manifest_under_root(tmp_path,
     assert seen["stream_atol"] == 3e-5 and seen["n_calib"] == 6  # the train split calibrates
 
 
-def test_a_level_normalising_student_exports_and_its_file_ignores_the_input_level(tmp_path, data) -> None:
+def test_a_level_normalising_student_exports_and_its_file_ignores_the_input_level(tmp_path, data, capsys) -> None:
     """`level_normalise`: the gain is part of the graph, so the exported file answers the same at any level."""
     from edgetag.runtime.engine import offline_decisions
     from edgetag.training.students import MAX_LEVEL_GAIN_DB
@@ -448,3 +448,8 @@ def test_a_level_normalising_student_exports_and_its_file_ignores_the_input_leve
         assert len(windows) >= 3 and (ckpt.student.normalise(a) - ckpt.student.normalise(b)).abs().max() < 1e-3
     with pytest.raises(TypeError):
         build_student("causal_cnn", N_BINS, 2, channels=8, layers=2, level_normalise=True)  # window students only
+    from edgetag.runtime.cli import main
+
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "level.onnx")]) == 0
+    assert "brought to one loudness" in capsys.readouterr().out
