@@ -59,7 +59,7 @@ class PeriodicityAnalyser:
         multiples are not searched: a caller that only uses clear periods saves the time)."""
         self.sample_rate = int(sample_rate)
         self.refine_above = float(refine_above)
-        self.tau_min = max(2, int(math.floor(sample_rate / fmax)))
+        self.tau_min = max(2, int(math.ceil(sample_rate / fmax)))
         self.tau_max = int(math.ceil(sample_rate / fmin))
         if self.tau_max * 2 > frame_length:
             # fewer than two periods of the lowest pitch in the frame: lower pitches are not measured
@@ -67,6 +67,8 @@ class PeriodicityAnalyser:
         self.frame_length = int(frame_length)
         self.width = self.frame_length - self.tau_max  # W: samples summed at every lag
         self.n_fft = 1 << int(math.ceil(math.log2(self.frame_length + self.width)))
+        self._hann = np.hanning(self.frame_length)
+        self._spectrum_fft = 4 * (1 << int(math.ceil(math.log2(self.frame_length))))
 
     def nsdf(self, frames: np.ndarray) -> np.ndarray:
         """``[..., frame_length]`` samples -> ``[..., tau_max + 1]`` NSDF at lags 0 .. tau_max (float64)."""
@@ -89,31 +91,51 @@ class PeriodicityAnalyser:
         """``(near, key)`` periods of one frame from one NSDF: ``near``, the NSDF maximum within ``cents``
         of ``near_hz`` (the student's reading; `NO_PERIOD` when none is there or ``near_hz`` is None), and
         ``key``, the key maximum (`KEY_MAXIMUM_RATIO`): the frame's own period. `NO_PERIOD` for a frame
-        with no maximum in range (silence, noise without a negative lobe)."""
+        with no maximum (silence, noise without a negative lobe), and for a key maximum at a lag shorter
+        than ``fmax``'s: a tone above the range (its multiples in range are not its period)."""
         n = self.nsdf(frame)
         maxima = self._maxima(n)
         if len(maxima) == 0:
             return NO_PERIOD, NO_PERIOD
         values = n[maxima]
         k = int(maxima[np.argmax(values >= KEY_MAXIMUM_RATIO * values.max())])
-        key = self._multiple_refined(n, k)
+        key = self._multiple_refined(n, k) if k >= self.tau_min else NO_PERIOD
         near = NO_PERIOD
         if near_hz is not None and near_hz > 0 and math.isfinite(near_hz):
             lag = self.sample_rate / near_hz
             spread = 2.0 ** (cents / 1200.0)
-            inside = maxima[(maxima >= lag / spread - 0.5) & (maxima <= lag * spread + 0.5)]
+            inside = maxima[(maxima >= max(lag / spread - 1, self.tau_min)) & (maxima <= lag * spread + 1)]
             if len(inside):
                 i = int(inside[np.argmax(n[inside])])
-                near = key if i == k else self._multiple_refined(n, i)
+                candidate = key if i == k else self._multiple_refined(n, i)
+                if abs(1200.0 * math.log2(candidate.f0_hz / near_hz)) <= cents:
+                    near = candidate
         return near, key
 
+    def fundamental_share(self, frame: np.ndarray, f0_hz: float, harmonics: int = 5) -> float:
+        """Power of the frame (Hann window) at ``f0_hz`` over that of its strongest of the first ``harmonics``
+        harmonics: 1 for a sine or a sawtooth, near 0 where ``f0_hz`` is a period the frame repeats at
+        without sounding it (two tones a fifth apart, a tone above the range read at a multiple)."""
+        x = np.asarray(frame, dtype=np.float64)
+        spectrum = np.abs(np.fft.rfft((x - x.mean()) * self._hann, self._spectrum_fft)) ** 2
+        step = self.sample_rate / self._spectrum_fft
+        powers = []
+        for h in range(1, harmonics + 1):
+            centre = h * f0_hz / step
+            lo, hi = int(math.floor(centre - 1.5)), int(math.ceil(centre + 1.5)) + 1
+            if lo < 0 or hi > len(spectrum):
+                break
+            powers.append(float(spectrum[lo:hi].max()))
+        return powers[0] / max(powers) if powers and max(powers) > 0 else 0.0
+
     def _maxima(self, n: np.ndarray) -> np.ndarray:
-        """Lags of the positive local maxima of ``n`` in [tau_min, tau_max) after its first negative value
-        (before it, the lobe around lag 0)."""
+        """Lags of the positive local maxima of ``n`` in [2, tau_max) after its first negative value
+        (before it, the lobe around lag 0); those below ``tau_min`` are kept so that a tone above the
+        range is seen as one."""
         negative = np.flatnonzero(n < 0)
         if len(negative) == 0:
             return np.zeros(0, np.int64)
-        lo = max(int(negative[0]), self.tau_min, 1)
+        lo = max(int(negative[0]), 2)
         mid = n[lo : self.tau_max]
         left = n[lo - 1 : self.tau_max - 1]
         right = n[lo + 1 : self.tau_max + 1]

@@ -15,15 +15,15 @@ voiced when confidence >= ``threshold`` (default `VOICING_THRESHOLD`). It is per
 frame, hence causal, and matches ``edgetag.training.teachers.crepe.decode_weighted_argmax``
 (the torch decoder used for evaluation).
 
-A stream decodes with the frame's audio too (`decode_with_audio`, what `reading` does when given
-it): the bins choose the note, and where the frame is a steady tone (NSDF clarity >=
-`STEADY_CLARITY`, `edgetag.runtime.periodicity`) its measured period gives the f0. The bins alone
-lean towards the equal-tempered grid they were trained on (renders detuned by +23 cents read
--7.5 cents low, by -37 cents +3.6 high; with the period, -2.2 and +0.5) and leave pure low sines
-unvoiced; a tuner needs neither. Where the student is unsure but the tone is steady, the tone's
-own period is the pitch and the frame is voiced (the confidence is then the clarity). Frames that
-are not steady tones (most of polyphonic music, noisy speech) keep the bins' reading: on the
-recipe's held-out real audio RPA/RCA are unchanged (`training/recipes/pitch/README.md`).
+A stream decodes with the frame's audio too (`SteadyTone`, through `decode_with_audio` or a
+stream's `PitchReader`): the bins choose the note, and where the frame is a steady tone (NSDF
+clarity >= `STEADY_CLARITY`, `edgetag.runtime.periodicity`) its measured period gives the f0. The
+bins alone lean towards the equal-tempered grid they were trained on (renders detuned by +23 cents
+read -7.5 cents low, by -37 cents +3.6 high; with the period, -2.3 and +0.5) and leave pure low
+sines unvoiced; a tuner needs neither. Where the student is unsure but the frame is a steady tone
+that sounds its fundamental, the tone's own period is the pitch and the frame is voiced (the
+confidence is then the clarity). Frames that are not steady tones (most of polyphonic music, noisy
+speech) keep the bins' reading (`training/recipes/pitch/README.md` measures both on held-out audio).
 
 Note names use equal temperament with A4 = 440 Hz and sharps (``C#4``); MIDI note
 69 is A4, octaves change at C. ``cents`` is the offset from the nearest note, in
@@ -59,6 +59,11 @@ VOICING_THRESHOLD = 0.5
 """Default confidence at or above which a frame counts as voiced."""
 STEADY_CLARITY = 0.99
 """NSDF clarity of a frame's period at or above which the frame is a steady tone: its period gives the f0."""
+STEADY_HOLD = 0.97
+"""The clarity that keeps a stream steady once it is (`SteadyTone`'s hysteresis)."""
+FUNDAMENTAL_SHARE = 0.1
+"""An unsure frame is voiced by its period only if the period's fundamental has at least this share of the
+power of its strongest harmonic (-10 dB): a steady tone that sounds its pitch."""
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 A4_HZ = 440.0
 
@@ -142,31 +147,56 @@ def analyser(frame_length: int, sample_rate: int = 16000) -> PeriodicityAnalyser
     return _ANALYSERS[key]
 
 
+class SteadyTone:
+    """The period side of a stream's pitch decoding, frame after frame (`decode_with_audio`, `PitchReader`).
+
+    Per frame, from the NSDF of its audio (`edgetag.runtime.periodicity`):
+
+    - bins confident (>= the voicing threshold): the NSDF maximum within 50 cents of their f0 gives the
+      f0 when it is a steady tone's (clarity >= `STEADY_CLARITY`);
+    - bins unsure: the frame's own period (its key maximum) gives the f0 and voices the frame when it
+      is that steady and sounds its fundamental (at least `FUNDAMENTAL_SHARE` of the power of its
+      strongest harmonic): a steady tone the student never learnt, such as a pure low sine. The period
+      near the unsure bins' guess is never used: it is often a multiple of the true one.
+
+    Where the period is used, the confidence is raised to its clarity. Once a frame is steady, the next
+    needs only `STEADY_HOLD` (hysteresis: a tone in noise near the threshold does not flicker between
+    the two readings). ``(f0, confidence, clarity)``: the clarity of the period that was considered.
+    """
+
+    def __init__(self, sample_rate: int = 16000) -> None:
+        self.sample_rate = int(sample_rate)
+        self.steady = False
+
+    def __call__(self, f0: float, confidence: float, frame: np.ndarray,
+                 threshold: float = VOICING_THRESHOLD) -> tuple[float, float, float]:
+        measure = analyser(len(frame), self.sample_rate)
+        need = STEADY_HOLD if self.steady else STEADY_CLARITY
+        if confidence >= threshold:
+            period, _ = measure.periods(frame, f0)
+            use = period.clarity >= need
+        else:
+            _, period = measure.periods(frame)
+            use = period.clarity >= need and measure.fundamental_share(frame, period.f0_hz) >= FUNDAMENTAL_SHARE
+        self.steady = use
+        if use:
+            return period.f0_hz, max(confidence, period.clarity), period.clarity
+        return f0, confidence, period.clarity
+
+
 def decode_with_audio(scores: np.ndarray, frames: np.ndarray, threshold: float = VOICING_THRESHOLD,
                       sample_rate: int = 16000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``[n, 360]`` scores and the ``[n, L]`` audio frames they came from -> ``(f0_hz, confidence, clarity)``, each [n].
-
-    `decode`, then per frame: the NSDF maximum within 50 cents of the bins' f0 gives the f0 where its
-    clarity is at least `STEADY_CLARITY`; else, where the bins are below ``threshold`` and the frame's
-    own period (its key maximum) is that clear, that period does, and the confidence becomes the clarity.
-    ``clarity``: the highest of the two, 0 where the frame has no period.
-    """
+    """``[n, 360]`` scores and the ``[n, L]`` audio frames they came from, consecutive frames of one
+    stream -> ``(f0_hz, confidence, clarity)``, each [n]: `decode`, then `SteadyTone` frame by frame."""
     s = np.atleast_2d(np.asarray(scores, dtype=np.float64))
     x = np.atleast_2d(np.asarray(frames))
     if len(s) != len(x):
         raise ValueError(f"{len(s)} frames of scores but {len(x)} frames of audio")
     f0, confidence = decode(s)
     clarity = np.zeros(len(s))
-    measure = analyser(x.shape[-1], sample_rate)
+    tone = SteadyTone(sample_rate)
     for i in range(len(s)):
-        near, key = measure.periods(x[i], float(f0[i]))
-        clarity[i] = max(near.clarity, key.clarity)
-        if near.clarity >= STEADY_CLARITY:
-            f0[i] = near.f0_hz
-        elif confidence[i] < threshold and key.clarity >= STEADY_CLARITY:
-            f0[i] = key.f0_hz
-        if clarity[i] >= STEADY_CLARITY:
-            confidence[i] = max(confidence[i], clarity[i])
+        f0[i], confidence[i], clarity[i] = tone(float(f0[i]), float(confidence[i]), x[i], threshold)
     return f0, confidence, clarity
 
 
@@ -191,27 +221,24 @@ class PitchReading:
     cents: float
     midi: int
     clarity: float | None = None
-    """How periodic the frame's audio was (NSDF, 0..1; `decode_with_audio`); None when decoded without it."""
+    """How periodic the frame's audio was (NSDF, 0..1; `SteadyTone`); None when decoded without it (a silent
+    decision: no period is measured below the level gate)."""
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"f0_hz": round(self.f0_hz, 3), "confidence": round(self.confidence, 4), "voiced": self.voiced,
-               "note": self.note, "cents": round(self.cents, 1), "midi": self.midi}
-        if self.clarity is not None:
-            out["clarity"] = round(self.clarity, 4)
-        return out
+        return {"f0_hz": round(self.f0_hz, 3), "confidence": round(self.confidence, 4), "voiced": self.voiced,
+                "note": self.note, "cents": round(self.cents, 1), "midi": self.midi,
+                "clarity": None if self.clarity is None else round(self.clarity, 4)}
 
 
 def reading(scores: Sequence[float] | np.ndarray, threshold: float = VOICING_THRESHOLD,
-            audio: np.ndarray | None = None, sample_rate: int = 16000) -> PitchReading:
+            audio: np.ndarray | None = None, tone: SteadyTone | None = None) -> PitchReading:
     """Decode one frame's 360 scores into a `PitchReading` (the note is that of the best f0, voiced or not);
-    with the frame's ``audio`` (the samples the scores came from), as `decode_with_audio` does."""
-    clarity = None
-    if audio is None:
-        f0, conf = decode(np.asarray(scores))
-        f, c = float(f0), float(conf)
-    else:
-        f0, conf, clear = decode_with_audio(np.asarray(scores)[None], np.asarray(audio)[None], threshold, sample_rate)
-        f, c, clarity = float(f0[0]), float(conf[0]), float(clear[0])
+    with the frame's ``audio`` (the samples the scores came from), through ``tone`` (a stream's
+    `SteadyTone`; a fresh one when None)."""
+    f0, conf = decode(np.asarray(scores))
+    f, c, clarity = float(f0), float(conf), None
+    if audio is not None:
+        f, c, clarity = (tone or SteadyTone())(f, c, np.asarray(audio), threshold)
     name, cents, midi = note_of(f)
     return PitchReading(f0_hz=f, confidence=c, voiced=c >= threshold, note=name, cents=cents, midi=midi,
                         clarity=clarity)
@@ -237,14 +264,16 @@ class PitchReader:
 
     def __init__(self, threshold: float = VOICING_THRESHOLD, sample_rate: int = 16000) -> None:
         self.threshold = float(threshold)
-        self.sample_rate = int(sample_rate)
+        self.tone = SteadyTone(sample_rate)  # the stream's: its hysteresis runs from decision to decision
         self._recent: list[tuple[object, PitchReading]] = []
 
     def __call__(self, scores: Sequence[float] | np.ndarray, audio: np.ndarray | None = None) -> PitchReading:
         for seen, r in self._recent:
             if seen is scores:
                 return r
-        r = reading(scores, self.threshold, audio, self.sample_rate)
+        if audio is None:
+            self.tone.steady = False  # a decision without audio (silence) ends a steady tone
+        r = reading(scores, self.threshold, audio, self.tone)
         self._recent = [self._recent[-1], (scores, r)] if self._recent else [(scores, r)]
         return r
 

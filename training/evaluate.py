@@ -39,9 +39,11 @@ Reports (each a section of the JSON and of the printed table):
     When the student's labels are CREPE's 360 pitch bins
     (`edgetag.runtime.pitch.is_pitch_model`: ``pitch_bin_NNN`` or the teacher's
     ``31.70Hz`` names) and a teacher cache is given: raw pitch / chroma accuracy and
-    voicing recall / false alarm of the student's f0 (the runtime's weighted-argmax
-    decoder, `edgetag.runtime.pitch.decode`, voiced where the top activation >= ``--voicing-threshold``)
-    against the teacher's f0 decoded the same way, on the student's frames.
+    voicing recall / false alarm of the student's f0 (the bins' weighted-argmax decoder,
+    `edgetag.runtime.pitch.decode`, voiced where the top activation >= ``--voicing-threshold``)
+    against the teacher's f0 decoded the same way, on the student's frames: the bins against the
+    teacher's bins (a stream also reads each frame's period, `edgetag.runtime.pitch.SteadyTone`;
+    ``training/recipes/pitch/evaluate_pitch.py`` scores both ways from audio).
 
 For other callers (``edgetag bench``): `run_model` / `evaluate_model` score any loaded runtime model
 (ONNX on any backend, or `training.torch_backend.TorchModel`) on features from `load_eval_clips`,
@@ -133,7 +135,7 @@ def _nearest(src_times: np.ndarray, values: np.ndarray, dst_times: np.ndarray, r
 
 
 def _decode_pitch(probs: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-    """(f0 Hz, voiced) per frame with the runtime's decoder, the one users' f0 comes from."""
+    """(f0 Hz, voiced) per frame from the bins alone (`edgetag.runtime.pitch.decode`): features carry no audio."""
     from edgetag.runtime.pitch import decode
 
     f0, confidence = decode(np.asarray(probs, dtype=np.float32))

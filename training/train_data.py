@@ -193,9 +193,9 @@ def window_levels(feats: list[np.ndarray], window: int, floor: float) -> list[np
     [n_chunks] per track, float64; the measure `edgetag.training.students.Student.level_normalised` evens out."""
     out = []
     for f in feats:
-        n = len(f) // window
+        n = len(f) // window  # a track shorter than a window has none
         energies = np.maximum(np.exp(f[: n * window].astype(np.float64)) - floor, 0.0)
-        out.append(energies.reshape(n, -1).mean(axis=1))
+        out.append(energies.reshape(n, -1).mean(axis=1) if n else np.zeros(0))
     return out
 
 
@@ -214,6 +214,8 @@ def level_normalised_moments(feats: list[np.ndarray], window: int, floor: float,
         gain = np.clip(reference / np.maximum(levels, 1e-30), 1.0 / limit, limit)[:, None, None]
         x = np.log(energies * gain + floor).reshape(n * window, -1)
         count, total, squares = count + len(x), total + x.sum(0), squares + np.square(x).sum(0)
+    if count == 0:
+        raise ValueError(f"no training track is {window} frames long: nothing to take the moments of")
     mean = total / count
     return mean, np.sqrt(np.maximum(squares / count - np.square(mean), 0.0))
 

@@ -153,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     # per source ("render" / "real"): per row, concatenated est f0 on the scored frames; and the references
     est: dict[str, dict[str, list[np.ndarray]]] = {"render": {r: [] for r in rows}, "real": {r: [] for r in rows}}
     ref: dict[str, list[np.ndarray]] = {"render": [], "real": []}
+    voiced: dict[str, dict[str, list[np.ndarray]]] = {"render": {r: [] for r in students}, "real": {r: [] for r in students}}
     ref_conf: list[np.ndarray] = []
     n_seconds = {"render": 0.0, "real": 0.0}
     off_score: list[int] = []  # programs of renders whose sound does not have the score f0 (prepare_renders)
@@ -177,11 +178,16 @@ def main(argv: list[str] | None = None) -> int:
             logits, _ = model.run(feats[None].astype(np.float32))
             probs = model.scores(logits)[0]
             idx = np.minimum(np.arange(n) * step, len(probs) - 1)
-            if args.decoder == "stream":
+            if args.decoder == "stream":  # every frame in order (the period's hysteresis), scored every `step`th
                 frames = np.lib.stride_tricks.sliding_window_view(np.asarray(wave, np.float32), 1024)[::STUDENT_HOP]
-                est[source][name].append(decode_with_audio(probs[idx], frames[np.minimum(idx, len(frames) - 1)])[0])
+                m = min(len(probs), len(frames))
+                f0, conf, _ = decode_with_audio(probs[:m], frames[:m])
+                sel = np.minimum(idx, m - 1)
+                f0, conf = f0[sel], conf[sel]
             else:
-                est[source][name].append(decode(probs[idx])[0])
+                f0, conf = decode(probs[idx])
+            est[source][name].append(f0)
+            voiced[source][name].append(conf >= args.voicing)
         if source == "render":
             f0_path = Path(args.root) / entry.extra["f0"]
             truth = np.load(f0_path)
@@ -199,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
             m = pitch_metrics(r_all, e_all) if len(r_all) else {}
             results[row][f"{source}_rpa"] = float(m.get("raw_pitch_accuracy", float("nan")))
             results[row][f"{source}_rca"] = float(m.get("raw_chroma_accuracy", float("nan")))
+            if row in students and len(r_all):  # the students' own voicing (confidence >= --voicing)
+                v = pitch_metrics(r_all, e_all, est_voicing=np.concatenate(voiced[source][row]))
+                results[row][f"{source}_voicing_recall"] = float(v["voicing_recall"])
+                results[row][f"{source}_voicing_false_alarm"] = float(v["voicing_false_alarm"])
         results["_data"] = results.get("_data", {})
         results["_data"][f"{source}_seconds"] = round(n_seconds[source], 1)
         results["_data"][f"{source}_frames"] = int(len(r_all))
@@ -233,6 +243,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * r['render_rpa']:>9.2f} {100 * r['render_rca']:>9.2f} {100 * r['real_rpa']:>9.2f} "
               f"{100 * r['real_rca']:>9.2f} {r['cpu_ms_per_s']:>8.1f}")
     for name in students:
+        r = results[name]
+        print(f"{name} voicing (confidence >= {args.voicing:g}), recall / false alarm: renders "
+              f"{100 * r['render_voicing_recall']:.1f} / {100 * r['render_voicing_false_alarm']:.1f}, real "
+              f"{100 * r['real_voicing_recall']:.1f} / {100 * r['real_voicing_false_alarm']:.1f} %")
         for source in ("render", "real"):
             d = results[name].get(f"{source}_vs_tiny")
             if d:
