@@ -6,7 +6,7 @@
 ``--clips`` excerpts of 10 s (tracks longer than 12 s, drawn with a fixed seed from the held-out
 ``--split`` of the music-tag recipe's manifest) are scaled by each ``--gain`` (default -20 and +20 dB,
 in float: no clipping) and tagged whole: a student's clip score is the mean of its decisions
-(`edgetag.runtime.engine.offline_decisions`, what ``edgetag tag`` computes), the teacher's
+(`edgetag.runtime.engine.offline_decisions`: the model's scores, with no level gate), the teacher's
 (``--teacher``: the musicnn MTT + MSD ensemble the student was distilled from, its MTT tags) the mean of
 its 3 s windows. Printed per model and gain: how many clips keep their top-1 tag, and the mean overlap
 of the top 5 with the clip at its own level. The clips' own RMS levels are printed first. One thread.

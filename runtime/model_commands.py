@@ -70,8 +70,8 @@ def cmd_info(args: argparse.Namespace) -> int:
         on, off = card.min_durations_s
         show(field("events", f"a tag turns on after {on:g} s held, off after {off:g} s (--min-on / --min-off)"))
     if card.provenance.get("export", {}).get("student_params", {}).get("level_normalise"):
-        show(field("level", "each window is brought to one loudness inside the model: its tags do not follow "
-                            "the input level (the level gate still does)"))
+        show(field("level", "each window is brought to one loudness inside the model (up to 40 dB either way): "
+                            "its tags do not follow the input level; the level gate still applies"))
     show(field("params", f"{card.parameters:,}"))
     show(field("MACs", f"{card.macs_per_second:,.0f} per second of audio"))
     # a quantized file's card carries its fp32 file's measurements until a recipe measures it: say whose they are

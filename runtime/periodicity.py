@@ -57,6 +57,9 @@ class PeriodicityAnalyser:
     def __init__(self, sample_rate: int, frame_length: int, fmin: float, fmax: float, refine_above: float = 0.0) -> None:
         """``refine_above``: periods whose clarity is below it keep the interpolation at one period (their
         multiples are not searched: a caller that only uses clear periods saves the time)."""
+        if frame_length < 8 or not 0 < fmin < fmax:
+            raise ValueError(f"a periodicity analyser needs frames of >= 8 samples and 0 < fmin < fmax, got "
+                             f"{frame_length}, {fmin}, {fmax}")
         self.sample_rate = int(sample_rate)
         self.refine_above = float(refine_above)
         self.tau_min = max(2, int(math.ceil(sample_rate / fmax)))

@@ -233,6 +233,12 @@ def build_reprogrammed(config: TrainConfig, base: BaseStudent, n_labels: int) ->
     r = config.reprogram
     assert r is not None  # validated
     ckpt = base.checkpoint
+    if getattr(ckpt.student, "level_normalise", False):
+        # its input transform would see raw levels and hand the base affinely rescaled features: the
+        # invariance would be partial and unmeasured, so the combination is refused until it is built
+        raise ConfigError(f"{config.method}: the base student normalises each window's level "
+                          "(student.params.level_normalise), which reprogramming and fine-tuning do not carry yet; "
+                          "use a base without it")
     transform: dict[str, Any] = {"kind": r.transform, "channels": r.channels}
     if r.kernel is not None:
         transform["kernel"] = list(r.kernel)
