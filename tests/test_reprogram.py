@@ -225,3 +225,27 @@ def test_export_round_trip(data, tmp_path, capsys, base) -> None:
             expected = ckpt.student(torch.from_numpy(windows)).numpy()
     assert got.shape == expected.shape and got.shape[-1] == len(NEW_LABELS)
     assert np.abs(got - expected).max() <= 1e-5
+
+
+def test_a_level_normalising_base_trains_with_its_reference_and_is_refused_as_a_base(data, tmp_path) -> None:
+    """The trainer sets `level_reference` (the median window energy of the training features, the moments
+    taken on the normalised windows); reprogramming such a base is refused, not half done."""
+    from edgetag.training.checkpoint import load_checkpoint
+    from edgetag.training.trainer import train
+
+    base_manifest = data["root"] / "base.csv"
+    config = load_config(None, [f"data.manifest={base_manifest}", "student.kind=mobilenet",
+                                "student.params={width: 0.25, embedding_dim: 16, level_normalise: true}",
+                                "optim.steps=4", f"data.feature_cache={data['features']}", *COMMON])
+    path = train(config, tmp_path / "level-base").student_path
+    student = load_checkpoint(path).student
+    assert student.level_normalise and float(student.level_floor) == pytest.approx(1e-6)
+    assert 1e-8 < float(student.level_reference) < 1e3
+    x = torch.randn(2, student.window_frames, 16) - 4.0
+    quieter = torch.log((torch.exp(x) - 1e-6).clamp_min(0) * 0.1 + 1e-6)  # the same windows, 10 dB down
+    with torch.no_grad():
+        assert (student.eval()(x) - student(quieter)).abs().max() < 1e-3
+    reprogram = load_config(None, [f"data.manifest={data['new']}", "method=reprogram", f"reprogram.base_checkpoint={path}",
+                                   f"data.feature_cache={data['features']}", "optim.steps=2", *COMMON])
+    with pytest.raises(ConfigError, match="normalises each window's level"):
+        train(reprogram, tmp_path / "reprogrammed")
