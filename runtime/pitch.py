@@ -19,7 +19,7 @@ A stream decodes with the frame's audio too (`SteadyTone`, through `decode_with_
 stream's `PitchReader`): the bins choose the note, and where the frame is a steady tone (NSDF
 clarity >= `STEADY_CLARITY`, `edgetag.runtime.periodicity`) its measured period gives the f0. The
 bins alone lean towards the equal-tempered grid they were trained on (renders detuned by +23 cents
-read -7.5 cents low, by -37 cents +3.6 high; with the period, -2.3 and +0.5) and leave pure low
+read -7.5 cents low, by -37 cents +3.6 high; with the period, -2.0 and +0.5) and leave pure low
 sines unvoiced; a tuner needs neither. Where the student is unsure but the frame is a steady tone
 that sounds its fundamental, the tone's own period is the pitch and the frame is voiced (the
 confidence is then the clarity). Frames that are not steady tones (most of polyphonic music, noisy
