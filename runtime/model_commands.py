@@ -69,7 +69,8 @@ def cmd_info(args: argparse.Namespace) -> int:
     if card.min_durations_s is not None:
         on, off = card.min_durations_s
         show(field("events", f"a tag turns on after {on:g} s held, off after {off:g} s (--min-on / --min-off)"))
-    if card.provenance.get("export", {}).get("student_params", {}).get("level_normalise"):
+    student_params = card.provenance.get("export", {}).get("student_params", {})
+    if student_params.get("level_normalise") or student_params.get("base", {}).get("params", {}).get("level_normalise"):
         show(field("level", "each window is brought to one loudness inside the model (up to 40 dB either way): "
                             "its tags do not follow the input level; the level gate still applies"))
     show(field("params", f"{card.parameters:,}"))

@@ -227,9 +227,13 @@ def test_export_round_trip(data, tmp_path, capsys, base) -> None:
     assert np.abs(got - expected).max() <= 1e-5
 
 
-def test_a_level_normalising_base_trains_with_its_reference_and_is_refused_as_a_base(data, tmp_path) -> None:
+def test_a_level_normalising_base_trains_with_its_reference_and_reprograms_keeping_it(data, tmp_path, capsys) -> None:
     """The trainer sets `level_reference` (the median window energy of the training features, the moments
-    taken on the normalised windows); reprogramming such a base is refused, not half done."""
+    taken on the normalised windows); a model reprogrammed around such a base keeps its level invariance,
+    in PyTorch and in the exported file."""
+    from edgetag.export.onnx_export import export_onnx
+    from edgetag.runtime.cli import main
+    from edgetag.runtime.model import load_model
     from edgetag.training.checkpoint import load_checkpoint
     from edgetag.training.trainer import train
 
@@ -245,7 +249,18 @@ def test_a_level_normalising_base_trains_with_its_reference_and_is_refused_as_a_
     quieter = torch.log((torch.exp(x) - 1e-6).clamp_min(0) * 0.1 + 1e-6)  # the same windows, 10 dB down
     with torch.no_grad():
         assert (student.eval()(x) - student(quieter)).abs().max() < 1e-3
-    reprogram = load_config(None, [f"data.manifest={data['new']}", "method=reprogram", f"reprogram.base_checkpoint={path}",
-                                   f"data.feature_cache={data['features']}", "optim.steps=2", *COMMON])
-    with pytest.raises(ConfigError, match="normalises each window's level"):
-        train(reprogram, tmp_path / "reprogrammed")
+    for method in ("reprogram", "finetune"):
+        reprogram = load_config(None, [f"data.manifest={data['new']}", f"method={method}", f"reprogram.base_checkpoint={path}",
+                                       f"data.feature_cache={data['features']}", "optim.steps=3", *COMMON])
+        ckpt = load_checkpoint(train(reprogram, tmp_path / method).student_path)
+        model = ckpt.student.eval()
+        assert float(model.base.level_reference) == pytest.approx(float(student.level_reference))
+        with torch.no_grad():
+            assert (model(x) - model(quieter)).abs().max() < 1e-3, method
+    out = tmp_path / "reprogrammed.onnx"
+    export_onnx(ckpt, out)
+    onnx_model = load_model(out)
+    assert np.abs(onnx_model.run(x.numpy())[0] - onnx_model.run(quieter.numpy())[0]).max() < 1e-3
+    capsys.readouterr()
+    assert main(["info", str(out)]) == 0
+    assert "brought to one loudness" in capsys.readouterr().out

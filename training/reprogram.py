@@ -142,6 +142,13 @@ class ReprogrammedStudent(Student):
             self.base.eval()
         return self
 
+    def normalise(self, features: torch.Tensor) -> torch.Tensor:
+        """Standardised with the wrapper's moments, after the base's level normalisation when it has one
+        (`Student.level_normalised` with the base's reference: the transform sees what the base was trained on)."""
+        if getattr(self.base, "level_normalise", False):
+            features = self.base.level_normalised(features)
+        return (features - self.feature_mean) / self.feature_std
+
     def _base_input(self, features: torch.Tensor) -> torch.Tensor:
         # The transform works on standardised features; the base standardises with its own moments again.
         z = self.transform(self.normalise(features))
@@ -233,12 +240,6 @@ def build_reprogrammed(config: TrainConfig, base: BaseStudent, n_labels: int) ->
     r = config.reprogram
     assert r is not None  # validated
     ckpt = base.checkpoint
-    if getattr(ckpt.student, "level_normalise", False):
-        # its input transform would see raw levels and hand the base affinely rescaled features: the
-        # invariance would be partial and unmeasured, so the combination is refused until it is built
-        raise ConfigError(f"{config.method}: the base student normalises each window's level "
-                          "(student.params.level_normalise), which reprogramming and fine-tuning do not carry yet; "
-                          "use a base without it")
     transform: dict[str, Any] = {"kind": r.transform, "channels": r.channels}
     if r.kernel is not None:
         transform["kernel"] = list(r.kernel)

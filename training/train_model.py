@@ -100,6 +100,8 @@ def build_train_model(config: TrainConfig, data: TrainData, device: torch.device
     frame_mode = student.streaming_mode == "stateful"
     if getattr(student, "level_normalise", False):
         mean, std = _set_level_reference(student, data)
+    elif getattr(getattr(student, "base", None), "level_normalise", False):  # around a level-normalising base
+        mean, std = _level_normalised_moments(student.base, data, float(student.base.level_reference))
     else:
         mean, std = feature_moments(data.train.features)
     student.feature_mean.copy_(torch.from_numpy(mean).float())
@@ -136,8 +138,7 @@ def _set_level_reference(student: nn.Module, data: TrainData) -> tuple[np.ndarra
     """A level-normalising student's reference: the median mean band energy of the training windows,
     so a typical window passes unchanged. Returns the per-band moments of the training features as the
     student will see them (each window at that level)."""
-    from edgetag.training.students import MAX_LEVEL_GAIN_DB
-    from edgetag.training.train_data import level_normalised_moments, window_levels
+    from edgetag.training.train_data import window_levels
 
     fe = data.frontend
     if fe.compression != "log" or fe.spectrum != "power":
@@ -151,7 +152,17 @@ def _set_level_reference(student: nn.Module, data: TrainData) -> tuple[np.ndarra
     reference = float(np.median(levels))
     student.level_reference.fill_(reference)
     student.level_floor.fill_(float(fe.log_floor))
-    return level_normalised_moments(data.train.features, window, fe.log_floor, reference, MAX_LEVEL_GAIN_DB)
+    return _level_normalised_moments(student, data, reference)
+
+
+def _level_normalised_moments(student: nn.Module, data: TrainData, reference: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-band moments of the training features with every window brought to ``reference`` (``student``'s
+    window and log floor), as a level-normalising student, or a model around one, sees them."""
+    from edgetag.training.students import MAX_LEVEL_GAIN_DB
+    from edgetag.training.train_data import level_normalised_moments
+
+    return level_normalised_moments(data.train.features, int(student.window_frames), float(student.level_floor),
+                                    reference, MAX_LEVEL_GAIN_DB)
 
 
 def _build_student(config: TrainConfig, data: TrainData) -> tuple[nn.Module, dict[str, Any]]:
