@@ -164,7 +164,7 @@ def edgetag_tracker(path: str, label: str, threads: int) -> PitchTracker:
     Both decode as a stream does, with each frame's audio (`edgetag.runtime.pitch.decode_with_audio`)."""
     from edgetag.runtime.frontend import StreamingFrontend, compute_features
     from edgetag.runtime.model import load_model
-    from edgetag.runtime.pitch import VOICING_THRESHOLD, decode_with_audio
+    from edgetag.runtime.pitch import VOICING_THRESHOLD, SteadyTone, decode, decode_clip
 
     model = load_model(path, threads=threads)
     card = model.card
@@ -175,23 +175,20 @@ def edgetag_tracker(path: str, label: str, threads: int) -> PitchTracker:
         feats = compute_features(wave, fe)
         logits, _ = model.run(feats[None], model.initial_state(1)) if card.streaming_mode == "stateful" \
             else model.run(feats[None])
-        scores = model.scores(logits)[0]
-        audio = np.lib.stride_tricks.sliding_window_view(np.asarray(wave, np.float32), win)[::hop]
-        n = min(len(scores), len(audio))
-        f0, conf, _ = decode_with_audio(scores[:n], audio[:n], sample_rate=fe.sample_rate)
-        times = (np.arange(n) * hop + win / 2) / fe.sample_rate
+        f0, conf, _ = decode_clip(model.scores(logits)[0], wave, fe)
+        times = (np.arange(len(f0)) * hop + win / 2) / fe.sample_rate
         return times, f0, conf >= VOICING_THRESHOLD
 
     def stream(wave: np.ndarray) -> None:
-        front, states, frame = StreamingFrontend(fe), model.initial_state(1), 0
+        front, states, frame, tone = StreamingFrontend(fe), model.initial_state(1), 0, SteadyTone(fe.sample_rate)
         for k in range(0, len(wave), hop):
             frames = front.push(wave[k:k + hop])
             if len(frames):
                 logits, states = model.run(frames[None], states)
                 frame += len(frames)
                 end = (frame - 1) * hop + win  # the last frame's samples end here
-                # an f0 per push, as the peers' streams give
-                decode_with_audio(model.scores(logits[:, -1]), wave[None, end - win:end], sample_rate=fe.sample_rate)
+                f0, conf = decode(model.scores(logits[:, -1])[0])  # an f0 per push, as the peers' streams give
+                tone(float(f0), float(conf), wave[end - win:end])
 
     stateful = card.streaming_mode == "stateful"
     lookahead = (win - win / 2) / fe.sample_rate * 1e3  # causal: the frame's second half, no future frames

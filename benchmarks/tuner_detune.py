@@ -34,7 +34,7 @@ def detuned_errors(model, entries, manifest, root: Path, cents: float) -> tuple[
     import soxr
     from edgetag.runtime.audio import load_audio
     from edgetag.runtime.frontend import compute_features
-    from edgetag.runtime.pitch import VOICING_THRESHOLD, decode, decode_with_audio
+    from edgetag.runtime.pitch import VOICING_THRESHOLD, decode, decode_clip
 
     fe = model.card.frontend
     ratio = 2.0 ** (cents / 1200.0)
@@ -44,13 +44,12 @@ def detuned_errors(model, entries, manifest, root: Path, cents: float) -> tuple[
         wave = soxr.resample(wave, SR, SR / ratio).astype(np.float32)  # played `ratio` faster: `cents` higher
         truth = np.load(root / entry.extra["f0"])
         scores = model.scores(model.run(compute_features(wave, fe)[None], model.initial_state(1))[0])[0]
-        audio = np.lib.stride_tricks.sliding_window_view(wave, fe.win_length)[:: fe.hop_length]
-        n = min(len(scores), len(audio))
+        f_stream = decode_clip(scores, wave, fe)[0]
+        n = len(f_stream)
         source = np.rint(np.arange(n) * ratio).astype(np.int64)  # frame j of the faster clip: score frame j*ratio
         keep = source < len(truth)
         reference = np.where(keep, truth[np.minimum(source, len(truth) - 1)], 0.0) * ratio
         f_bins, confidence = decode(scores[:n])
-        f_stream = decode_with_audio(scores[:n], audio[:n], sample_rate=fe.sample_rate)[0]
         scored = (reference > 0) & (confidence >= VOICING_THRESHOLD)
         scored &= np.abs(_cents(f_bins, reference)) <= 50
         bins_err.append(_cents(f_bins, reference)[scored])

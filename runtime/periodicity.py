@@ -91,29 +91,43 @@ class PeriodicityAnalyser:
         return np.clip(n, -1.0, 1.0)
 
     def periods(self, frame: np.ndarray, near_hz: float | None = None, cents: float = 50.0) -> tuple[Period, Period]:
-        """``(near, key)`` periods of one frame from one NSDF: ``near``, the NSDF maximum within ``cents``
-        of ``near_hz`` (the student's reading; `NO_PERIOD` when none is there or ``near_hz`` is None), and
-        ``key``, the key maximum (`KEY_MAXIMUM_RATIO`): the frame's own period. `NO_PERIOD` for a frame
-        with no maximum (silence, noise without a negative lobe), and for a key maximum at a lag shorter
-        than ``fmax``'s: a tone above the range (its multiples in range are not its period)."""
+        """``(near_period, own_period)`` of one frame from one NSDF (`NO_PERIOD` for ``near`` when
+        ``near_hz`` is None)."""
+        n, maxima = self._nsdf_maxima(frame)
+        return self._near(n, maxima, near_hz, cents), self._own(n, maxima)
+
+    def near_period(self, frame: np.ndarray, near_hz: float, cents: float = 50.0) -> Period:
+        """The NSDF maximum within ``cents`` of ``near_hz`` (the student's reading), refined; `NO_PERIOD`
+        when there is none in range (or the frame has no maximum: silence, noise without a negative lobe)."""
+        return self._near(*self._nsdf_maxima(frame), near_hz, cents)
+
+    def own_period(self, frame: np.ndarray) -> Period:
+        """The frame's own period: its key maximum (`KEY_MAXIMUM_RATIO`), refined. `NO_PERIOD` for a frame
+        with no maximum, and for a key maximum at a lag shorter than ``fmax``'s: a tone above the range
+        (its multiples in range are not its period)."""
+        return self._own(*self._nsdf_maxima(frame))
+
+    def _nsdf_maxima(self, frame: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         n = self.nsdf(frame)
-        maxima = self._maxima(n)
+        return n, self._maxima(n)
+
+    def _own(self, n: np.ndarray, maxima: np.ndarray) -> Period:
         if len(maxima) == 0:
-            return NO_PERIOD, NO_PERIOD
+            return NO_PERIOD
         values = n[maxima]
         k = int(maxima[np.argmax(values >= KEY_MAXIMUM_RATIO * values.max())])
-        key = self._multiple_refined(n, k) if k >= self.tau_min else NO_PERIOD
-        near = NO_PERIOD
-        if near_hz is not None and near_hz > 0 and math.isfinite(near_hz):
-            lag = self.sample_rate / near_hz
-            spread = 2.0 ** (cents / 1200.0)
-            inside = maxima[(maxima >= max(lag / spread - 1, self.tau_min)) & (maxima <= lag * spread + 1)]
-            if len(inside):
-                i = int(inside[np.argmax(n[inside])])
-                candidate = key if i == k else self._multiple_refined(n, i)
-                if abs(1200.0 * math.log2(candidate.f0_hz / near_hz)) <= cents:
-                    near = candidate
-        return near, key
+        return self._multiple_refined(n, k) if k >= self.tau_min else NO_PERIOD
+
+    def _near(self, n: np.ndarray, maxima: np.ndarray, near_hz: float | None, cents: float) -> Period:
+        if len(maxima) == 0 or near_hz is None or not (near_hz > 0 and math.isfinite(near_hz)):
+            return NO_PERIOD
+        lag = self.sample_rate / near_hz
+        spread = 2.0 ** (cents / 1200.0)
+        inside = maxima[(maxima >= max(lag / spread - 1, self.tau_min)) & (maxima <= lag * spread + 1)]
+        if len(inside) == 0:
+            return NO_PERIOD
+        candidate = self._multiple_refined(n, int(inside[np.argmax(n[inside])]))
+        return candidate if abs(1200.0 * math.log2(candidate.f0_hz / near_hz)) <= cents else NO_PERIOD
 
     def fundamental_share(self, frame: np.ndarray, f0_hz: float, harmonics: int = 5) -> float:
         """Power of the frame (Hann window) at ``f0_hz`` over that of its strongest of the first ``harmonics``

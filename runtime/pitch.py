@@ -173,10 +173,10 @@ class SteadyTone:
         measure = analyser(len(frame), self.sample_rate)
         need = STEADY_HOLD if self.steady else STEADY_CLARITY
         if confidence >= threshold:
-            period, _ = measure.periods(frame, f0)
+            period = measure.near_period(frame, f0)
             use = period.clarity >= need
         else:
-            _, period = measure.periods(frame)
+            period = measure.own_period(frame)
             use = period.clarity >= need and measure.fundamental_share(frame, period.f0_hz) >= FUNDAMENTAL_SHARE
         self.steady = use
         if use:
@@ -198,6 +198,21 @@ def decode_with_audio(scores: np.ndarray, frames: np.ndarray, threshold: float =
     for i in range(len(s)):
         f0[i], confidence[i], clarity[i] = tone(float(f0[i]), float(confidence[i]), x[i], threshold)
     return f0, confidence, clarity
+
+
+def decode_clip(scores: np.ndarray, samples: np.ndarray, frontend: Any,
+                threshold: float = VOICING_THRESHOLD) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A whole clip's frame scores ``[n, 360]`` decoded as a stream reads them: frame ``i`` is the
+    samples ``[i * hop, i * hop + win)`` of ``samples`` (the front end's frames, `frontend`).
+    ``(f0_hz, confidence, clarity)`` for the frames that both have (all of them for features of these
+    samples)."""
+    x = np.asarray(samples, dtype=np.float32)
+    if len(x) < frontend.win_length:
+        empty = np.zeros(0)
+        return empty, empty, empty
+    frames = np.lib.stride_tricks.sliding_window_view(x, frontend.win_length)[:: frontend.hop_length]
+    n = min(len(scores), len(frames))
+    return decode_with_audio(np.asarray(scores)[:n], frames[:n], threshold, frontend.sample_rate)
 
 
 def note_of(f0_hz: float) -> tuple[str, float, int]:

@@ -188,15 +188,18 @@ def load_split_shared(manifest: Any, split: str, frontend: Any, cache_dir: Path,
     return load_split(manifest, split, frontend, cache_dir)
 
 
+def _window_energies(f: np.ndarray, window: int, floor: float) -> np.ndarray:
+    """[n_chunks, window, bins] band energies of the whole ``window``-frame chunks of one track (features
+    ``ln(energy + floor)``), float64; none for a track shorter than a window."""
+    n = len(f) // window
+    energies = np.maximum(np.exp(f[: n * window].astype(np.float64)) - floor, 0.0)
+    return energies.reshape(n, window, f.shape[-1])
+
+
 def window_levels(feats: list[np.ndarray], window: int, floor: float) -> list[np.ndarray]:
-    """Mean band energy of every whole ``window``-frame chunk of each track (features ``ln(energy + floor)``):
-    [n_chunks] per track, float64; the measure `edgetag.training.students.Student.level_normalised` evens out."""
-    out = []
-    for f in feats:
-        n = len(f) // window  # a track shorter than a window has none
-        energies = np.maximum(np.exp(f[: n * window].astype(np.float64)) - floor, 0.0)
-        out.append(energies.reshape(n, -1).mean(axis=1) if n else np.zeros(0))
-    return out
+    """Mean band energy of every whole ``window``-frame chunk of each track: [n_chunks] per track, float64;
+    the measure `edgetag.training.students.Student.level_normalised` evens out."""
+    return [_window_energies(f, window, floor).mean(axis=(1, 2)) for f in feats]
 
 
 def level_normalised_moments(feats: list[np.ndarray], window: int, floor: float, reference: float,
@@ -206,13 +209,13 @@ def level_normalised_moments(feats: list[np.ndarray], window: int, floor: float,
     ``max_gain_db`` either way), one track at a time."""
     limit = 10.0 ** (max_gain_db / 10.0)
     count, total, squares = 0, 0.0, 0.0
-    for f, levels in zip(feats, window_levels(feats, window, floor)):
-        n = len(levels)
-        if n == 0:
+    for f in feats:
+        energies = _window_energies(f, window, floor)
+        if len(energies) == 0:
             continue
-        energies = np.maximum(np.exp(f[: n * window].astype(np.float64)) - floor, 0.0).reshape(n, window, -1)
+        levels = energies.mean(axis=(1, 2))
         gain = np.clip(reference / np.maximum(levels, 1e-30), 1.0 / limit, limit)[:, None, None]
-        x = np.log(energies * gain + floor).reshape(n * window, -1)
+        x = np.log(energies * gain + floor).reshape(-1, f.shape[-1])
         count, total, squares = count + len(x), total + x.sum(0), squares + np.square(x).sum(0)
     if count == 0:
         raise ValueError(f"no training track is {window} frames long: nothing to take the moments of")

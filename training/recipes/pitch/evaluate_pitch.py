@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgetag.runtime.audio import load_audio
     from edgetag.runtime.frontend import compute_features
     from edgetag.runtime.model import load_model
-    from edgetag.runtime.pitch import decode, decode_with_audio
+    from edgetag.runtime.pitch import decode, decode_clip
     from edgetag.training.data import load_manifest
     from edgetag.training.cache import TeacherCacheLookup
     from edgetag.training.metrics import pitch_metrics
@@ -179,10 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             probs = model.scores(logits)[0]
             idx = np.minimum(np.arange(n) * step, len(probs) - 1)
             if args.decoder == "stream":  # every frame in order (the period's hysteresis), scored every `step`th
-                frames = np.lib.stride_tricks.sliding_window_view(np.asarray(wave, np.float32), 1024)[::STUDENT_HOP]
-                m = min(len(probs), len(frames))
-                f0, conf, _ = decode_with_audio(probs[:m], frames[:m])
-                sel = np.minimum(idx, m - 1)
+                f0, conf, _ = decode_clip(probs, wave, model.card.frontend)
+                sel = np.minimum(idx, len(f0) - 1)
                 f0, conf = f0[sel], conf[sel]
             else:
                 f0, conf = decode(probs[idx])
