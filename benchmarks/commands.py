@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--quick", action="store_true", help="fewer repetitions and shorter inputs (< 5 minutes)")
     p.add_argument("--out", default="bench-report", help="output folder (default ./bench-report)")
     p.add_argument("--models", nargs="+", default=None, metavar="KIND",
-                   help="random-weight students to build and measure (mobilenet causal_cnn crnn; needs torch): "
+                   help="random-weight students to build and measure (mobilenet plain_cnn causal_cnn crnn; needs torch): "
                         "their cost before training")
     p.add_argument("--checkpoint", action="append", default=None, metavar="CKPT",
                    help="a trained student checkpoint (.pt) to measure instead of random students; repeatable")

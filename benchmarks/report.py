@@ -14,8 +14,8 @@ It reuses the existing pieces rather than re-measuring them its own way:
 
 1. front ends: `edgetag.benchmarks.frontend.run_frontend_benchmark` (edgetag vs
    kaldi-native-fbank vs librosa vs torch) and its `format_report`;
-2. models: each student (``mobilenet`` width 0.5 window 100, ``causal_cnn``,
-   ``crnn``; 64 bins; random weights unless ``--checkpoint``/``--model``) is saved as a
+2. models: each student (``mobilenet`` width 0.5 window 100, ``plain_cnn`` window 100,
+   ``causal_cnn``, ``crnn``; 64 bins; random weights unless ``--checkpoint``/``--model``) is saved as a
    `StudentCheckpoint`, exported with `export_onnx` (parity-verified), then
    `quantize_int8` and `convert_fp16` (their gates run with ``accept_drop``, so
    a drop is reported, not fatal). Each backend -- PyTorch eager

@@ -6,9 +6,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 
-#: Students ``--models`` builds with random weights, and their parameters (``window_frames`` of mobilenet is its window).
+#: Students ``--models`` builds with random weights, and their parameters (``window_frames`` of a window student is its window).
 DEFAULT_STUDENTS: dict[str, dict[str, Any]] = {
     "mobilenet": {"width": 0.5, "window_frames": 100},
+    "plain_cnn": {"window_frames": 100},
     "causal_cnn": {},
     "crnn": {},
 }

@@ -12,8 +12,9 @@
   with int8 ones ONNX Runtime's x86 build leaves many convs as
   DequantizeLinear -> float Conv, weights dequantized on every run, which
   made int8 ~10x slower than fp32). ``plan="auto"`` (the default) builds each
-  plan of `INT8_PLANS` (every conv, or only dense 1x1 convs: int8 depthwise
-  and single-channel stem convs are slower than MLAS's fp32 NCHWc kernels),
+  plan of `INT8_PLANS` (every conv, or only dense convs: int8 depthwise
+  and single-channel stem convs are slower than MLAS's fp32 NCHWc kernels;
+  or dense convs with their ReLUs folded in, for students made of them),
   measures them against fp32 on single-thread ONNX Runtime CPU sessions and
   keeps the fastest that passes the gate; the measured ratio goes into the
   card (``int8_latency_ratio_vs_fp32``) and a warning is printed when int8
@@ -161,7 +162,7 @@ def _quantize_plans(fp32_path: Path, out_path: Path, feeds: Sequence[dict[str, n
             if _quantize_plan(source, target, feeds, name, per_channel):
                 candidates.append((name, target))
             else:
-                say(f"int8: plan {name!r} quantizes nothing in this model; skipped")
+                say(f"int8: plan {name!r} quantizes nothing (new) in this model; skipped")
     finally:
         prepped.unlink(missing_ok=True)
     if not candidates:
@@ -260,6 +261,8 @@ def _record_latency(report: QuantReport, timings: dict[str, float], fp32_path: P
 INT8_PLANS: dict[str, str] = {
     "all": "every Conv, MatMul and Gemm",
     "pointwise": "1x1 / dense Conv (reduction >= 16, spatial > 1), MatMul and Gemm; depthwise, stem and squeeze-excite convs stay float32",
+    "dense-chain": "as 'pointwise', and the Relu after each of those convs folded into its uint8 output range, so that "
+                   "consecutive int8 convs pass uint8 tensors (no DequantizeLinear / QuantizeLinear pair between them)",
 }
 #: ``int8_latency_ratio_vs_fp32`` above 1 + this prints the "slower than fp32" warning.
 LATENCY_TOLERANCE = 0.05
@@ -309,6 +312,19 @@ def plan_layers(model: Any, plan: str) -> tuple[list[str], list[str]]:
     return quantized, kept
 
 
+def plan_activations(model: Any, plan: str) -> list[str]:
+    """Relu nodes of ``model`` that ``plan`` quantizes: under ``dense-chain``, each Relu whose only input
+    is a quantized Conv's output. ONNX Runtime's quantizer then drops the Relu (a uint8 range starting at
+    zero clips the same), and the Conv's uint8 output goes straight to the next int8 layer. Not a Relu after
+    a Gemm: a student's embedding output is such a Relu, and it must stay the float tensor fp32 gives."""
+    if plan != "dense-chain":
+        return []
+    quantized_convs = {n.name for n in model.graph.node if n.op_type == "Conv"} & set(plan_layers(model, plan)[0])
+    made_by = {o: n for n in model.graph.node for o in n.output}
+    return [n.name for n in model.graph.node
+            if n.op_type == "Relu" and made_by.get(n.input[0]) is not None and made_by[n.input[0]].name in quantized_convs]
+
+
 def _quantize_plan(source: Path, target: Path, feeds: Sequence[dict[str, np.ndarray]], plan: str, per_channel: bool) -> bool:
     """Quantize ``source`` into ``target`` under ``plan``; False when the plan selects no layer."""
     import onnx
@@ -321,6 +337,10 @@ def _quantize_plan(source: Path, target: Path, feeds: Sequence[dict[str, np.ndar
     quantized, kept = plan_layers(model, plan)
     if not quantized:
         return False
+    activations = plan_activations(model, plan)
+    if plan == "dense-chain" and not activations:
+        return False  # the same file as plan 'pointwise'
+    other_relus = [n.name for n in model.graph.node if n.op_type == "Relu" and n.name not in activations]
     named = target.with_name(f"{target.name}.in.onnx")
     onnx.save(model, str(named))
     try:
@@ -335,9 +355,10 @@ def _quantize_plan(source: Path, target: Path, feeds: Sequence[dict[str, np.ndar
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,
-            # only the compute layers: a quantized HardSwish / Mul / Add / pool costs a DQ+Q pair each
-            op_types_to_quantize=["Conv", "MatMul", "Gemm"],
-            nodes_to_exclude=kept,
+            # only the compute layers (and, in plan 'dense-chain', the Relus folded into them): a quantized
+            # HardSwish / Mul / Add / pool costs a DQ+Q pair each
+            op_types_to_quantize=["Conv", "MatMul", "Gemm"] + (["Relu"] if activations else []),
+            nodes_to_exclude=kept + (other_relus if activations else []),
             # 7-bit weights: see SATURATION_FREE_WEIGHTS; the int8 result is then the same on every CPU
             reduce_range=True,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},

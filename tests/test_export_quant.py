@@ -1,8 +1,9 @@
 """INT8 plans: which layers are quantized, and that ONNX Runtime fuses every quantized layer.
 
 Structural guarantees only (no timings): a tiny hand-built MobileNet-style graph (single-channel
-stem, depthwise, HardSwish, squeeze-excite, pointwise, Gemm) is quantized with each plan and the
-graph ONNX Runtime actually runs (``optimized_model_filepath``) is inspected.
+stem, depthwise, HardSwish, squeeze-excite, pointwise, Gemm) and a plain ReLU conv stack (the
+``plain_cnn`` student's layout) are quantized with each plan and the graph ONNX Runtime actually
+runs (``optimized_model_filepath``) is inspected.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from edgetag.export.quantize import (  # noqa: E402
     INT8_PLANS,
     _quantize_plan,
     measure_latency_ms,
+    plan_activations,
     plan_layers,
 )
 from edgetag.runtime.verify import cpu_description  # noqa: E402
@@ -140,3 +142,75 @@ def test_latency_helpers(quantized) -> None:
     times = measure_latency_ms([quantized["fp32"], quantized["all"]], quantized["feeds"], rounds=1, per_round=2)
     assert set(times) == {str(quantized["fp32"]), str(quantized["all"])} and all(t > 0 for t in times.values())
     assert isinstance(cpu_description(), str) and cpu_description()
+
+
+def _plain_model(path):
+    """stem (1 channel) -> Relu -> two dense 3x3 convs with Relu -> pool -> Gemm -> Relu (embedding) -> Gemm."""
+    rng = np.random.default_rng(2)
+    inits, nodes = [], []
+
+    def conv(name, x, cin, cout, stride=1):
+        inits.extend([numpy_helper.from_array((rng.standard_normal((cout, cin, 3, 3)) * 0.3).astype(np.float32), f"{name}.w"),
+                      numpy_helper.from_array((rng.standard_normal(cout) * 0.1).astype(np.float32), f"{name}.b")])
+        nodes.append(helper.make_node("Conv", [x, f"{name}.w", f"{name}.b"], [name], name=name,
+                                      kernel_shape=[3, 3], pads=[1] * 4, strides=[stride, stride]))
+        return name
+
+    def relu(x):
+        nodes.append(helper.make_node("Relu", [x], [f"{x}_act"], name=f"{x}_act"))
+        return f"{x}_act"
+
+    x = relu(conv("c3", relu(conv("c2", relu(conv("stem", "x", 1, 16, 2)), 16, 24, 2)), 24, 24))
+    nodes.append(helper.make_node("GlobalAveragePool", [x], ["pool"], name="pool"))
+    nodes.append(helper.make_node("Flatten", ["pool"], ["flat"], name="flat"))
+    for name, (n_in, n_out) in {"emb": (24, 8), "logits": (8, 4)}.items():
+        inits.extend([numpy_helper.from_array(rng.standard_normal((n_in, n_out)).astype(np.float32), f"{name}.w"),
+                      numpy_helper.from_array(np.zeros(n_out, np.float32), f"{name}.b")])
+    nodes.append(helper.make_node("Gemm", ["flat", "emb.w", "emb.b"], ["emb"], name="emb"))
+    relu("emb")
+    nodes.append(helper.make_node("Gemm", ["emb_act", "logits.w", "logits.b"], ["logits"], name="logits"))
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, H, W])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [1, 4]),
+                               helper.make_tensor_value_info("emb_act", TensorProto.FLOAT, [1, 8])], inits)
+    model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], ir_version=9))
+    onnx.save(model, str(path))
+    return model
+
+
+def test_dense_chain_folds_conv_relus_so_int8_layers_chain(tmp_path) -> None:
+    """Plan 'dense-chain' on a plain conv stack: the Relus after the dense convs (not the stem's, not the
+    embedding's) are folded, and ONNX Runtime runs the two int8 convs back to back, without the
+    DequantizeLinear -> QuantizeLinear pair plan 'pointwise' leaves between them (the Q after a
+    float Relu of uint8 input counts as a pair too)."""
+    fp32 = tmp_path / "plain.onnx"
+    model = _plain_model(fp32)
+    assert plan_activations(model, "dense-chain") == ["c2_act", "c3_act"]
+    assert plan_activations(model, "pointwise") == []
+    assert plan_activations(_model(tmp_path / "mobile.onnx"), "dense-chain") == ["expand_act"]
+    rng = np.random.default_rng(3)
+    feeds = [{"x": rng.standard_normal((1, 1, H, W)).astype(np.float32)} for _ in range(8)]
+
+    def requantizations(plan):
+        assert _quantize_plan(fp32, tmp_path / f"{plan}.onnx", feeds, plan, per_channel=True)
+        optimized = _optimized(tmp_path / f"{plan}.onnx", tmp_path)
+        made_by = {o: n for n in optimized.graph.node for o in n.output}
+        ops = Counter(n.op_type for n in optimized.graph.node)
+        assert ops["QLinearConv"] == 2 and _float_convs_on_dequantized_input(optimized) == [], ops
+        def dequantized(name):  # a float tensor that was uint8 just before (DequantizeLinear, maybe then Relu)
+            node = made_by.get(name)
+            if node is not None and node.op_type == "Relu":
+                node = made_by.get(node.input[0])
+            return node is not None and node.op_type == "DequantizeLinear"
+
+        return sum(n.op_type == "QuantizeLinear" and dequantized(n.input[0]) for n in optimized.graph.node), optimized
+
+    pairs_pointwise, _ = requantizations("pointwise")
+    pairs_chain, chained = requantizations("dense-chain")
+    assert pairs_chain == pairs_pointwise - 1  # the pair left is the embedding's (a Relu after a Gemm)
+    made_by = {o: n for n in chained.graph.node for o in n.output}
+    assert any(n.op_type == "QLinearConv" and made_by[n.input[0]].op_type == "QLinearConv" for n in chained.graph.node)
+    ref = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).run(None, feeds[0])
+    got = ort.InferenceSession(str(tmp_path / "dense-chain.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds[0])
+    assert (got[1] >= 0).all()  # the embedding output is still the Relu's
+    assert np.corrcoef(ref[0].ravel(), got[0].ravel())[0, 1] > 0.9
+    assert np.corrcoef(ref[1].ravel(), got[1].ravel())[0, 1] > 0.9

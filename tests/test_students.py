@@ -10,6 +10,7 @@ from edgetag.training.students import (  # noqa: E402
     CausalConvStudent,
     CRNNStudent,
     MobileNetStudent,
+    PlainCNNStudent,
     build_student,
     count_macs,
     count_parameters,
@@ -69,6 +70,24 @@ def test_mobilenet_window_output_and_width() -> None:
         assert small(torch.randn(2, 96, 64)).shape == (2, 50)
         assert small.embed(torch.randn(2, 96, 64)).shape == (2, small.embedding_dim)
     assert count_parameters(small) < count_parameters(large)
+
+
+def test_plain_cnn_window_output_layout_and_cost() -> None:
+    """The int8-shaped student: dense 3x3 layers with ReLU only (what the 'dense-chain' int8 plan folds),
+    and the default layout within the music tagger's budget (<= 9.35 M MACs per 1 s window)."""
+    student = build_student("plain_cnn", n_bins=64, n_labels=50, window_frames=98).eval()
+    _random_stats(student)
+    with torch.no_grad():
+        assert student(torch.randn(2, 98, 64)).shape == (2, 50)
+        assert student.embed(torch.randn(2, 98, 64)).shape == (2, student.embedding_dim)
+    convs = [m for m in student.features if isinstance(m, torch.nn.Conv2d)]
+    assert [c.groups for c in convs] == [1] * len(convs)  # no depthwise layer
+    assert {type(m) for m in student.features} == {torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.ReLU}
+    assert count_macs(student, torch.zeros(1, 98, 64)) <= 9_350_000
+    wide = PlainCNNStudent(n_bins=64, n_labels=50, window_frames=98, width=1.5, head=0)
+    assert count_parameters(wide) > count_parameters(student)
+    with pytest.raises(ValueError, match="one entry per layer"):
+        PlainCNNStudent(n_bins=64, n_labels=50, channels=(16, 32), strides=(2,))
 
 
 def test_size_range_covers_20k_to_5m() -> None:

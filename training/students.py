@@ -3,8 +3,9 @@
 Every student takes front-end features ``[batch, frames, n_bins]`` (the layout
 the runtime produces) and returns logits:
 
-- window mode (`MobileNetStudent`): a fixed window of frames in, one clip
-  score vector out, ``[batch, n_labels]``; the runtime re-runs it every hop.
+- window mode (`MobileNetStudent`, and `PlainCNNStudent` shaped for int8): a
+  fixed window of frames in, one clip score vector out, ``[batch, n_labels]``;
+  the runtime re-runs it every hop.
 - stateful mode (`CausalConvStudent`, `CRNNStudent`): one score vector per
   frame, ``[batch, frames, n_labels]``. `forward_stream` takes only new frames
   plus the state tensors (each causal convolution's left context, the GRU's
@@ -197,6 +198,57 @@ class MobileNetStudent(Student):
         return self.classifier(self.embed(features))
 
 
+class PlainCNNStudent(Student):
+    """Window-mode stack of dense 3x3 convolutions (BatchNorm, ReLU) over a [frames x bins] image,
+    shaped for int8.
+
+    MobileNet's depthwise convolutions, squeeze-excitation and HardSwish are cheap in MACs but run
+    in float32 in an int8 file (ONNX Runtime's int8 depthwise kernels are slower than its fp32 ones),
+    so every int8 layer is wrapped in QuantizeLinear / DequantizeLinear and int8 gains little. Here
+    every layer after the single-channel stem is a dense convolution whose ReLU folds into the int8
+    output range: consecutive layers pass uint8 tensors (`edgetag.export.quantize` plan
+    ``dense-chain``). ``channels`` / ``strides``: one 3x3 layer each (the first is the stem);
+    ``head``: a final 1x1 layer (0: none); ``width`` scales every channel count.
+    """
+
+    streaming_mode: StreamingMode = "window"
+
+    def __init__(
+        self, n_bins: int, n_labels: int, window_frames: int = 100,
+        channels: tuple[int, ...] | list[int] = (16, 24, 48, 48, 96, 96), strides: tuple[int, ...] | list[int] = (2, 2, 2, 1, 2, 1),
+        head: int = 192, width: float = 1.0, embedding_dim: int = 256, level_normalise: bool = False,
+    ) -> None:
+        super().__init__(n_bins, n_labels, level_normalise)
+        if window_frames < 1:
+            raise ValueError(f"window_frames must be positive, got {window_frames}")
+        if not channels or len(channels) != len(strides):
+            raise ValueError(f"channels and strides need one entry per layer, got {list(channels)} and {list(strides)}")
+        self.window_frames = window_frames
+        layers: list[nn.Module] = []
+        c_in = 1
+        for c, stride in zip(channels, strides):
+            c_out = _make_divisible(c * width)
+            layers += [nn.Conv2d(c_in, c_out, 3, int(stride), 1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU()]
+            c_in = c_out
+        if head:
+            last = _make_divisible(head * width)
+            layers += [nn.Conv2d(c_in, last, 1, bias=False), nn.BatchNorm2d(last), nn.ReLU()]
+            c_in = last
+        self.features = nn.Sequential(*layers)
+        self.embedding = nn.Sequential(nn.Linear(c_in, embedding_dim), nn.ReLU())
+        self.classifier = nn.Linear(embedding_dim, n_labels)
+        self.embedding_dim = embedding_dim
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """[batch, window_frames, n_bins] -> [batch, embedding_dim]."""
+        x = self.normalise(features).transpose(1, 2).unsqueeze(1)  # [batch, 1, bins, frames]
+        return self.embedding(self.features(x).mean(dim=(2, 3)))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """[batch, window_frames, n_bins] -> clip logits [batch, n_labels]."""
+        return self.classifier(self.embed(features))
+
+
 # ------------------------------------------------------------------------- stateful students
 class _CausalConv(nn.Module):
     """1-D convolution over time that sees only the past: left context of (kernel-1)*dilation frames."""
@@ -332,6 +384,7 @@ class CRNNStudent(Student):
 
 STUDENTS: dict[str, type[Student]] = {
     "mobilenet": MobileNetStudent,
+    "plain_cnn": PlainCNNStudent,
     "causal_cnn": CausalConvStudent,
     "crnn": CRNNStudent,
 }
