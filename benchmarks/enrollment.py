@@ -49,6 +49,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -87,13 +88,18 @@ def _fetch(packages: tuple[str, ...], data: Path) -> Path:
     """``apt-get download`` + ``dpkg -x`` of each package not unpacked yet; the unpack root."""
     debs, root = data / "debs", data / "pkgs"
     debs.mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)  # dpkg -x creates its target folder, not the folders above it
     for pkg in packages:
         if (root / pkg).is_dir():
             continue
         if not list(debs.glob(f"{pkg}_*.deb")):
             subprocess.run(["apt-get", "download", pkg], cwd=debs, check=True)
         deb = sorted(debs.glob(f"{pkg}_*.deb"))[-1]
-        subprocess.run(["dpkg", "-x", str(deb), str(root / pkg)], check=True)
+        # unpacked beside, then renamed: an interrupted dpkg -x leaves no folder that looks complete
+        partial = root / f".{pkg}.partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        subprocess.run(["dpkg", "-x", str(deb), str(partial)], check=True)
+        partial.rename(root / pkg)
     return root
 
 

@@ -1,8 +1,9 @@
 """The ``embedding`` output: what a student's final classifier reads, exposed beside ``logits``.
 
 Every edgetag student ends in one linear classifier over a feature vector
-(`edgetag.training.students`): `MobileNetStudent`'s ``embedding`` layer
-(Linear + Hardswish, [batch, embedding_dim]), the causal CNN's last block
+(`edgetag.training.students`): the window students' ``embedding`` layer
+(Linear + Hardswish in `MobileNetStudent`, Linear + ReLU in `PlainCNNStudent`;
+[batch, embedding_dim]), the causal CNN's last block
 ([batch, channels, frames], read by a 1x1 Conv), the CRNN's GRU output
 ([batch, frames, hidden], read by a Linear). `find_embedding` locates that
 tensor in an exported graph without torch: it walks back from ``logits``
