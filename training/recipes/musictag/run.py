@@ -9,15 +9,15 @@ point, only does what is missing; the teacher cache and the trainer resume
 inside a step too; steps 1 and 2 always run, and only fetch what is missing):
 
 1. ``python -m edgetag.training.prepare_audio --out AUDIO``: Debian's game
-   soundtracks, the soundtracks inside 18 games' data packages, and speech
-   prompts (30.5 h from 29 packages);
+   soundtracks, the soundtracks inside 18 games' data packages, two packs of
+   band songs, and speech prompts (30.9 h from 31 packages);
 2. ``prepare.py``: the music-only manifest (train 22.5 h from 19 packages;
-   valid 1.5 h from 4 other packages and test 6.0 h from 5 more, whole tracks
+   valid 1.5 h from 4 other packages and test 6.5 h from 7 more, whole tracks
    in 2-minute chunks);
 3. ``edgetag teach --teacher musicnn-mtt+musicnn-msd``: the ensemble's 92 tag
    probabilities and 400-d embeddings per 3 s window, every split;
-4. ``edgetag distill base.toml``: KD + Con-Reg into a MobileNetV3 student with a
-   1 s window;
+4. ``edgetag distill base.toml``: KD + Con-Reg into a level-normalising plain CNN
+   student (``plain_cnn``) with a 1 s window;
 5. ``edgetag export --int8``: fp32 and int8 ONNX (parity-checked, calibrated on
    training music, int8 gated on agreement with fp32 over the test packages);
 6. ``edgetag calibrate`` on the valid packages: per-tag thresholds (max F1
