@@ -8,7 +8,8 @@
   front-end features (at least 100 windows: window students see windows,
   stateful students see chunks of frames together with the state tensors the
   fp32 model carries at that point of the stream, so state ranges are
-  realistic). Only Conv / MatMul / Gemm are quantized (uint8 activations:
+  realistic). Only Conv / MatMul / Gemm are quantized (and, in plan
+  ``dense-chain``, the Relus folded into them; uint8 activations:
   with int8 ones ONNX Runtime's x86 build leaves many convs as
   DequantizeLinear -> float Conv, weights dequantized on every run, which
   made int8 ~10x slower than fp32). ``plan="auto"`` (the default) builds each
@@ -161,11 +162,16 @@ def _quantize_plans(fp32_path: Path, out_path: Path, feeds: Sequence[dict[str, n
             target = out_path if len(plans) == 1 else tmp_dir / f".{out_path.name}.{name}.onnx"
             if _quantize_plan(source, target, feeds, name, per_channel):
                 candidates.append((name, target))
+            elif name == "dense-chain":
+                say("int8: plan 'dense-chain' would equal plan 'pointwise' here (no Relu alone after a dense conv); skipped")
             else:
-                say(f"int8: plan {name!r} quantizes nothing (new) in this model; skipped")
+                say(f"int8: plan {name!r} quantizes nothing in this model; skipped")
     finally:
         prepped.unlink(missing_ok=True)
     if not candidates:
+        if plans == ["dense-chain"]:
+            raise ExportError("int8 plan 'dense-chain': no Relu alone after a dense conv in this model to fold; "
+                              "use plan 'pointwise' (the same layers) or 'auto'")
         raise ExportError("int8: no layer of this model can be quantized (no Conv, MatMul or Gemm)")
     return candidates
 
@@ -261,8 +267,9 @@ def _record_latency(report: QuantReport, timings: dict[str, float], fp32_path: P
 INT8_PLANS: dict[str, str] = {
     "all": "every Conv, MatMul and Gemm",
     "pointwise": "1x1 / dense Conv (reduction >= 16, spatial > 1), MatMul and Gemm; depthwise, stem and squeeze-excite convs stay float32",
-    "dense-chain": "as 'pointwise', and the Relu after each of those convs folded into its uint8 output range, so that "
-                   "consecutive int8 convs pass uint8 tensors (no DequantizeLinear / QuantizeLinear pair between them)",
+    "dense-chain": "as 'pointwise', and the Relu that alone reads a dense conv's output folded into its uint8 range, so "
+                   "that consecutive int8 convs pass uint8 tensors (no DequantizeLinear / QuantizeLinear pair between "
+                   "them); Relus after Gemm / MatMul stay float",
 }
 #: ``int8_latency_ratio_vs_fp32`` above 1 + this prints the "slower than fp32" warning.
 LATENCY_TOLERANCE = 0.05
@@ -313,20 +320,30 @@ def plan_layers(model: Any, plan: str) -> tuple[list[str], list[str]]:
 
 
 def plan_activations(model: Any, plan: str) -> list[str]:
-    """Relu nodes of ``model`` that ``plan`` quantizes: under ``dense-chain``, each Relu whose only input
-    is a quantized Conv's output. ONNX Runtime's quantizer then drops the Relu (a uint8 range starting at
-    zero clips the same), and the Conv's uint8 output goes straight to the next int8 layer. Not a Relu after
-    a Gemm: a student's embedding output is such a Relu, and it must stay the float tensor fp32 gives."""
+    """Relu nodes of ``model`` that ``plan`` quantizes (nodes must be named, as `_quantize_plan` names them):
+    under ``dense-chain``, each Relu that is the only reader of a quantized Conv's output, neither tensor a
+    graph output. ONNX Runtime's quantizer then drops the Relu (a uint8 range starting at zero clips the
+    same) and the Conv's uint8 output goes straight to the next int8 layer; where the Conv's output has other
+    readers (a residual Add) the quantizer keeps the Relu, so it is not folded here either. Not a Relu after
+    a Gemm: a student's embedding output is such a Relu, and it stays the float tensor fp32 gives."""
     if plan != "dense-chain":
         return []
     quantized_convs = {n.name for n in model.graph.node if n.op_type == "Conv"} & set(plan_layers(model, plan)[0])
     made_by = {o: n for n in model.graph.node for o in n.output}
+    readers: dict[str, int] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers[name] = readers.get(name, 0) + 1
+    outputs = {o.name for o in model.graph.output}
     return [n.name for n in model.graph.node
-            if n.op_type == "Relu" and made_by.get(n.input[0]) is not None and made_by[n.input[0]].name in quantized_convs]
+            if n.op_type == "Relu" and n.name and made_by.get(n.input[0]) is not None
+            and made_by[n.input[0]].name in quantized_convs and readers.get(n.input[0]) == 1
+            and n.input[0] not in outputs and n.output[0] not in outputs]
 
 
 def _quantize_plan(source: Path, target: Path, feeds: Sequence[dict[str, np.ndarray]], plan: str, per_channel: bool) -> bool:
-    """Quantize ``source`` into ``target`` under ``plan``; False when the plan selects no layer."""
+    """Quantize ``source`` into ``target`` under ``plan``; False when the plan selects no layer, or (plan
+    ``dense-chain``) no Relu to fold, where it would write plan ``pointwise``'s file."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 

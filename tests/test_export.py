@@ -139,9 +139,15 @@ def _common_checks(result, path: Path, ckpt) -> None:
     print(f"{ckpt.kind}: {result.size_bytes} bytes; " + " | ".join(result.parity.lines()))
 
 
-def test_export_window_student(tmp_path, data) -> None:
-    params = {"width": 0.25, "window_frames": 24, "embedding_dim": 16}
-    ckpt = _checkpoint("mobilenet", params, 24, 12)
+WINDOW_STUDENTS = {
+    "mobilenet": {"width": 0.25, "window_frames": 24, "embedding_dim": 16},
+    "plain_cnn": {"channels": [8, 16, 16], "strides": [2, 2, 1], "head": 16, "window_frames": 24, "embedding_dim": 16},
+}
+
+
+@pytest.mark.parametrize("kind", list(WINDOW_STUDENTS))
+def test_export_window_student(tmp_path, data, kind) -> None:
+    ckpt = _checkpoint(kind, WINDOW_STUDENTS[kind], 24, 12)
     _set_stats(ckpt.student, data["calib"])
     result = export_onnx(ckpt, tmp_path / "mn.onnx", data["calib"][:8])
     _common_checks(result, tmp_path / "mn.onnx", ckpt)
@@ -151,6 +157,29 @@ def test_export_window_student(tmp_path, data) -> None:
     with torch.no_grad():
         expected = ckpt.student(torch.from_numpy(windows)).numpy()
     assert states == [] and np.abs(logits - expected).max() <= 1e-4
+
+
+def test_plain_cnn_int8_runs_its_convs_back_to_back(tmp_path, data) -> None:
+    """The plain CNN through the real exporter and plan 'dense-chain': every dense conv after the stem is
+    int8 and reads the previous one's uint8 output directly; the embedding output is still found."""
+    ckpt = _checkpoint("plain_cnn", WINDOW_STUDENTS["plain_cnn"], 24, 12)
+    _set_stats(ckpt.student, data["calib"])
+    export_onnx(ckpt, tmp_path / "p.onnx", data["calib"][:8])
+    report = quantize_int8(tmp_path / "p.onnx", tmp_path / "p.int8.onnx", data["calib"], data["held"],
+                           plan="dense-chain", accept_drop=True, measure_latency=False)
+    assert report.n_calibration_windows >= 100
+    ort = pytest.importorskip("onnxruntime")
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "p.opt.onnx")
+    ort.InferenceSession(str(tmp_path / "p.int8.onnx"), options, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(options.optimized_model_filepath)
+    made_by = {o: n for n in optimized.graph.node for o in n.output}
+    qconvs = [n for n in optimized.graph.node if n.op_type == "QLinearConv"]
+    assert len(qconvs) == 3  # conv 2 and 3 and the 1x1 head; the single-channel stem stays float
+    assert sum(made_by.get(n.input[0]) is not None and made_by[n.input[0]].op_type == "QLinearConv" for n in qconvs) == 2
+    model = load_model(tmp_path / "p.int8.onnx")
+    assert model.card.provenance["export"]["int8_plan"] == "dense-chain"
+    assert model.embed(np.stack([data["held"][0][:24]]))[0].shape == (1, 16)
 
 
 def test_export_stateful_students(tmp_path, data, trained) -> None:

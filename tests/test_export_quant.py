@@ -206,11 +206,35 @@ def test_dense_chain_folds_conv_relus_so_int8_layers_chain(tmp_path) -> None:
 
     pairs_pointwise, _ = requantizations("pointwise")
     pairs_chain, chained = requantizations("dense-chain")
-    assert pairs_chain == pairs_pointwise - 1  # the pair left is the embedding's (a Relu after a Gemm)
+    assert pairs_pointwise == 2 and pairs_chain == 1  # the pair left is the embedding's (a Relu after a Gemm)
+    relus = {n.name for n in onnx.load(str(tmp_path / "dense-chain.onnx")).graph.node if n.op_type == "Relu"}
+    assert "emb_act" in relus and not {"c2_act", "c3_act"} & relus  # folded: the conv ReLUs; kept: the embedding's
     made_by = {o: n for n in chained.graph.node for o in n.output}
     assert any(n.op_type == "QLinearConv" and made_by[n.input[0]].op_type == "QLinearConv" for n in chained.graph.node)
     ref = ort.InferenceSession(str(fp32), providers=["CPUExecutionProvider"]).run(None, feeds[0])
     got = ort.InferenceSession(str(tmp_path / "dense-chain.onnx"), providers=["CPUExecutionProvider"]).run(None, feeds[0])
-    assert (got[1] >= 0).all()  # the embedding output is still the Relu's
     assert np.corrcoef(ref[0].ravel(), got[0].ravel())[0, 1] > 0.9
     assert np.corrcoef(ref[1].ravel(), got[1].ravel())[0, 1] > 0.9
+
+
+def test_dense_chain_leaves_a_relu_whose_conv_output_is_read_twice(tmp_path) -> None:
+    """A conv output that also feeds a residual Add: ONNX Runtime's quantizer keeps that Relu, so the plan
+    does not count it as folded; a model with nothing to fold makes the named plan fail with a clear line."""
+    model = _plain_model(tmp_path / "plain.onnx")
+    graph = model.graph
+    # c3 = Conv(c2_act) now also read by an Add with c2_act (same shape: 24 channels, stride 1)
+    graph.node.append(helper.make_node("Add", ["c3", "c2_act"], ["residual"], name="residual"))
+    assert plan_activations(model, "dense-chain") == ["c2_act"]
+    from edgetag.export.errors import ExportError
+    from edgetag.export.quantize import _quantize_plans
+
+    no_relu = _plain_model(tmp_path / "plain2.onnx")
+    for node in no_relu.graph.node:
+        if node.op_type == "Relu" and node.name in ("c2_act", "c3_act"):
+            node.op_type = "Sigmoid"
+    onnx.save(no_relu, str(tmp_path / "sigmoid.onnx"))
+    feeds = [{"x": np.random.default_rng(4).standard_normal((1, 1, H, W)).astype(np.float32)} for _ in range(4)]
+    messages = []
+    with pytest.raises(ExportError, match="use plan 'pointwise'"):
+        _quantize_plans(tmp_path / "sigmoid.onnx", tmp_path / "out.onnx", feeds, ["dense-chain"], True, messages.append)
+    assert any("would equal plan 'pointwise'" in m for m in messages)

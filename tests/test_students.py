@@ -88,6 +88,12 @@ def test_plain_cnn_window_output_layout_and_cost() -> None:
     assert count_parameters(wide) > count_parameters(student)
     with pytest.raises(ValueError, match="one entry per layer"):
         PlainCNNStudent(n_bins=64, n_labels=50, channels=(16, 32), strides=(2,))
+    with pytest.raises(ValueError, match="one entry per layer"):
+        PlainCNNStudent(n_bins=64, n_labels=50, channels=16, strides=2)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must be positive"):
+        PlainCNNStudent(n_bins=64, n_labels=50, channels=[16, 32], strides=[2, 0])
+    with pytest.raises(ValueError, match="width must be positive"):
+        PlainCNNStudent(n_bins=64, n_labels=50, width=0.0)
 
 
 def test_size_range_covers_20k_to_5m() -> None:

@@ -5,7 +5,7 @@ says what differs)::
 
     data:        manifest, root, train_split, valid_split, segment_seconds, task, ...
     frontend:    preset, overrides (any FrontendConfig field; sets the sample rate)
-    student:     kind (mobilenet | causal_cnn | crnn), params (keyword arguments)
+    student:     kind (mobilenet | plain_cnn | causal_cnn | crnn), params (keyword arguments)
     teacher:     cache_dir, teachers (identities or names), temperature, weights,
                  regulariser (auto | none | conreg | disreg), embedding_teachers
     method:      labels | kd | kd+conreg | kd+disreg | mean_teacher | reprogram | finetune

@@ -208,7 +208,9 @@ class PlainCNNStudent(Student):
     every layer after the single-channel stem is a dense convolution whose ReLU folds into the int8
     output range: consecutive layers pass uint8 tensors (`edgetag.export.quantize` plan
     ``dense-chain``). ``channels`` / ``strides``: one 3x3 layer each (the first is the stem);
-    ``head``: a final 1x1 layer (0: none); ``width`` scales every channel count.
+    ``head``: a final 1x1 layer (0: none); ``width`` scales every channel count (each rounded to a
+    multiple of 8, as MobileNet's). A layout whose strides bring the map down to 1x1 before its last
+    layers leaves those in float32 (the quantizer treats a 1x1 input as squeeze-excitation).
     """
 
     streaming_mode: StreamingMode = "window"
@@ -221,8 +223,14 @@ class PlainCNNStudent(Student):
         super().__init__(n_bins, n_labels, level_normalise)
         if window_frames < 1:
             raise ValueError(f"window_frames must be positive, got {window_frames}")
-        if not channels or len(channels) != len(strides):
-            raise ValueError(f"channels and strides need one entry per layer, got {list(channels)} and {list(strides)}")
+        if not isinstance(channels, (list, tuple)) or not isinstance(strides, (list, tuple)) \
+                or not channels or len(channels) != len(strides):
+            raise ValueError(f"channels and strides need one entry per layer (lists of equal length), "
+                             f"got {channels!r} and {strides!r}")
+        if any(int(c) < 1 for c in channels) or any(int(st) < 1 for st in strides):
+            raise ValueError(f"channels and strides must be positive, got {list(channels)} and {list(strides)}")
+        if width <= 0 or head < 0:
+            raise ValueError(f"width must be positive and head >= 0 (0: no 1x1 layer), got {width} and {head}")
         self.window_frames = window_frames
         layers: list[nn.Module] = []
         c_in = 1
