@@ -16,8 +16,8 @@ inside a step too; steps 1 and 2 always run, and only fetch what is missing):
    in 2-minute chunks);
 3. ``edgetag teach --teacher musicnn-mtt+musicnn-msd``: the ensemble's 92 tag
    probabilities and 400-d embeddings per 3 s window, every split;
-4. ``edgetag distill base.toml``: KD + Con-Reg into a level-normalising plain CNN
-   student (``plain_cnn``) with a 1 s window;
+4. ``edgetag distill base.toml``: KD + Con-Reg into a plain CNN student shaped for
+   int8 (``plain_cnn``) with a 1 s window;
 5. ``edgetag export --int8``: fp32 and int8 ONNX (parity-checked, calibrated on
    training music, int8 gated on agreement with fp32 over the test packages);
 6. ``edgetag calibrate`` on the valid packages: per-tag thresholds (max F1
