@@ -90,12 +90,6 @@ class PeriodicityAnalyser:
             n = np.where(denominator > 1e-12, 2.0 * r / denominator, 0.0)
         return np.clip(n, -1.0, 1.0)
 
-    def periods(self, frame: np.ndarray, near_hz: float | None = None, cents: float = 50.0) -> tuple[Period, Period]:
-        """``(near_period, own_period)`` of one frame from one NSDF (`NO_PERIOD` for ``near`` when
-        ``near_hz`` is None)."""
-        n, maxima = self._nsdf_maxima(frame)
-        return self._near(n, maxima, near_hz, cents), self._own(n, maxima)
-
     def near_period(self, frame: np.ndarray, near_hz: float, cents: float = 50.0) -> Period:
         """The NSDF maximum within ``cents`` of ``near_hz`` (the student's reading), refined; `NO_PERIOD`
         when there is none in range (or the frame has no maximum: silence, noise without a negative lobe)."""

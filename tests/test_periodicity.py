@@ -38,7 +38,8 @@ def test_the_period_of_a_steady_tone_is_within_half_a_cent(f0: float) -> None:
     analyser = P.analyser(1024)
     for harmonics in (1, 8):  # a sine and a band-limited sawtooth-like tone
         x = _tone(f0, 0.2, harmonics=harmonics)
-        near, key = analyser.periods(x[800:1824], near_hz=f0 * 2 ** (25 / 1200))  # the bins 25 cents off
+        frame = x[800:1824]
+        near, key = analyser.near_period(frame, f0 * 2 ** (25 / 1200)), analyser.own_period(frame)  # the bins 25 cents off
         assert near.clarity > 0.99 and abs(_cents(near.f0_hz, f0)) < 0.5, (harmonics, near)
         if f0 < 1900:  # the key maximum finds the period by itself (at 1990 Hz it may take two)
             assert abs(_cents(key.f0_hz, f0)) < 0.5, (harmonics, key)
@@ -47,9 +48,10 @@ def test_the_period_of_a_steady_tone_is_within_half_a_cent(f0: float) -> None:
 def test_noise_and_silence_are_not_periodic() -> None:
     analyser = P.analyser(1024)
     noise = np.random.default_rng(0).standard_normal(1024).astype(np.float32)
-    near, key = analyser.periods(noise, near_hz=220.0)
+    near, key = analyser.near_period(noise, 220.0), analyser.own_period(noise)
     assert max(near.clarity, key.clarity) < 0.6
-    assert analyser.periods(np.zeros(1024, np.float32), near_hz=220.0) == (NO_PERIOD, NO_PERIOD)
+    silence = np.zeros(1024, np.float32)
+    assert (analyser.near_period(silence, 220.0), analyser.own_period(silence)) == (NO_PERIOD, NO_PERIOD)
     with pytest.raises(ValueError, match="1024 samples"):
         analyser.nsdf(np.zeros(512))
 
@@ -117,7 +119,7 @@ def test_two_tones_a_fifth_apart_are_not_voiced_at_their_missing_fundamental() -
     analyser = P.analyser(1024)
     t = np.arange(1024) / SR
     dyad = (np.sin(2 * np.pi * 220.0 * t) + np.sin(2 * np.pi * 330.0 * t)).astype(np.float32)
-    _, key = analyser.periods(dyad)
+    key = analyser.own_period(dyad)
     assert abs(_cents(key.f0_hz, 110.0)) < 1 and key.clarity > 0.99  # it does repeat every 110 Hz period
     assert analyser.fundamental_share(dyad, key.f0_hz) < P.FUNDAMENTAL_SHARE  # but 110 Hz is not sounded
     f0, confidence, _ = P.decode_with_audio(_bump(110.0, peak=0.1)[None], dyad[None])

@@ -156,23 +156,45 @@ _MOBILENET_V3_SMALL = (
 )
 
 
-class MobileNetStudent(Student):
+class _WindowCNN(Student):
+    """A window student that reads the [frames x bins] window as a one-channel image: ``features`` (a conv
+    stack), the mean over time and frequency, ``embedding`` (Linear + activation) and ``classifier``.
+    Subclasses build the three; ``window_frames`` is the fixed input length the runtime feeds them."""
+
+    streaming_mode: StreamingMode = "window"
+    features: nn.Module
+    embedding: nn.Module
+    classifier: nn.Linear
+
+    def __init__(self, n_bins: int, n_labels: int, window_frames: int, embedding_dim: int, level_normalise: bool) -> None:
+        super().__init__(n_bins, n_labels, level_normalise)
+        if window_frames < 1:
+            raise ValueError(f"window_frames must be positive, got {window_frames}")
+        self.window_frames = window_frames
+        self.embedding_dim = embedding_dim
+
+    def embed(self, features: torch.Tensor) -> torch.Tensor:
+        """[batch, window_frames, n_bins] -> [batch, embedding_dim]."""
+        x = self.normalise(features).transpose(1, 2).unsqueeze(1)  # [batch, 1, bins, frames]
+        return self.embedding(self.features(x).mean(dim=(2, 3)))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        """[batch, window_frames, n_bins] -> clip logits [batch, n_labels]."""
+        return self.classifier(self.embed(features))
+
+
+class MobileNetStudent(_WindowCNN):
     """Window-mode MobileNetV3-style CNN over a [frames x bins] image.
 
     ``width`` scales every channel count (EfficientAT's width multiplier);
     ``window_frames`` is the fixed input length the runtime feeds it.
     """
 
-    streaming_mode: StreamingMode = "window"
-
     def __init__(
         self, n_bins: int, n_labels: int, window_frames: int = 100, width: float = 1.0, embedding_dim: int = 256,
         level_normalise: bool = False,
     ) -> None:
-        super().__init__(n_bins, n_labels, level_normalise)
-        if window_frames < 1:
-            raise ValueError(f"window_frames must be positive, got {window_frames}")
-        self.window_frames = window_frames
+        super().__init__(n_bins, n_labels, window_frames, embedding_dim, level_normalise)
         stem = _make_divisible(16 * width)
         layers: list[nn.Module] = [nn.Conv2d(1, stem, 3, 2, 1, bias=False), nn.BatchNorm2d(stem), nn.Hardswish()]
         c_in = stem
@@ -185,20 +207,9 @@ class MobileNetStudent(Student):
         self.features = nn.Sequential(*layers)
         self.embedding = nn.Sequential(nn.Linear(last, embedding_dim), nn.Hardswish())
         self.classifier = nn.Linear(embedding_dim, n_labels)
-        self.embedding_dim = embedding_dim
-
-    def embed(self, features: torch.Tensor) -> torch.Tensor:
-        """[batch, window_frames, n_bins] -> [batch, embedding_dim]."""
-        x = self.normalise(features).transpose(1, 2).unsqueeze(1)  # [batch, 1, bins, frames]
-        x = self.features(x)
-        return self.embedding(x.mean(dim=(2, 3)))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """[batch, window_frames, n_bins] -> clip logits [batch, n_labels]."""
-        return self.classifier(self.embed(features))
 
 
-class PlainCNNStudent(Student):
+class PlainCNNStudent(_WindowCNN):
     """Window-mode stack of dense 3x3 convolutions (BatchNorm, ReLU) over a [frames x bins] image,
     shaped for int8.
 
@@ -213,16 +224,12 @@ class PlainCNNStudent(Student):
     layers leaves those in float32 (the quantizer treats a 1x1 input as squeeze-excitation).
     """
 
-    streaming_mode: StreamingMode = "window"
-
     def __init__(
         self, n_bins: int, n_labels: int, window_frames: int = 100,
         channels: tuple[int, ...] | list[int] = (16, 24, 48, 48, 96, 96), strides: tuple[int, ...] | list[int] = (2, 2, 2, 1, 2, 1),
         head: int = 192, width: float = 1.0, embedding_dim: int = 256, level_normalise: bool = False,
     ) -> None:
-        super().__init__(n_bins, n_labels, level_normalise)
-        if window_frames < 1:
-            raise ValueError(f"window_frames must be positive, got {window_frames}")
+        super().__init__(n_bins, n_labels, window_frames, embedding_dim, level_normalise)
         if not isinstance(channels, (list, tuple)) or not isinstance(strides, (list, tuple)) \
                 or not channels or len(channels) != len(strides):
             raise ValueError(f"channels and strides need one entry per layer (lists of equal length), "
@@ -231,7 +238,6 @@ class PlainCNNStudent(Student):
             raise ValueError(f"channels and strides must be positive, got {list(channels)} and {list(strides)}")
         if width <= 0 or head < 0:
             raise ValueError(f"width must be positive and head >= 0 (0: no 1x1 layer), got {width} and {head}")
-        self.window_frames = window_frames
         layers: list[nn.Module] = []
         c_in = 1
         for c, stride in zip(channels, strides):
@@ -245,16 +251,6 @@ class PlainCNNStudent(Student):
         self.features = nn.Sequential(*layers)
         self.embedding = nn.Sequential(nn.Linear(c_in, embedding_dim), nn.ReLU())
         self.classifier = nn.Linear(embedding_dim, n_labels)
-        self.embedding_dim = embedding_dim
-
-    def embed(self, features: torch.Tensor) -> torch.Tensor:
-        """[batch, window_frames, n_bins] -> [batch, embedding_dim]."""
-        x = self.normalise(features).transpose(1, 2).unsqueeze(1)  # [batch, 1, bins, frames]
-        return self.embedding(self.features(x).mean(dim=(2, 3)))
-
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        """[batch, window_frames, n_bins] -> clip logits [batch, n_labels]."""
-        return self.classifier(self.embed(features))
 
 
 # ------------------------------------------------------------------------- stateful students
