@@ -179,23 +179,30 @@ def edgetag_tracker(path: str, label: str, threads: int) -> PitchTracker:
         times = (np.arange(len(f0)) * hop + win / 2) / fe.sample_rate
         return times, f0, conf >= VOICING_THRESHOLD
 
+    per_call = card.frames_per_call  # a stateful card may gather N frames per call: N - 1 hops more latency
+
     def stream(wave: np.ndarray) -> None:
-        front, states, frame, tone = StreamingFrontend(fe), model.initial_state(1), 0, SteadyTone(fe.sample_rate)
+        front, states, tone = StreamingFrontend(fe), model.initial_state(1), SteadyTone(fe.sample_rate)
+        pending, frame = np.zeros((0, fe.n_bins), np.float32), 0
         for k in range(0, len(wave), hop):
-            frames = front.push(wave[k:k + hop])
-            if len(frames):
-                logits, states = model.run(frames[None], states)
-                frame += len(frames)
+            pending = np.concatenate([pending, front.push(wave[k:k + hop])])
+            if len(pending) >= per_call:
+                n = len(pending) - len(pending) % per_call
+                logits, states = model.run(pending[None, :n], states)
+                pending, frame = pending[n:], frame + n
                 end = (frame - 1) * hop + win  # the last frame's samples end here
-                f0, conf = decode(model.scores(logits[:, -1])[0])  # an f0 per push, as the peers' streams give
+                f0, conf = decode(model.scores(logits[:, -1])[0])  # an f0 per call, as the peers' streams give
                 tone(float(f0), float(conf), wave[end - win:end])
 
     stateful = card.streaming_mode == "stateful"
-    lookahead = (win - win / 2) / fe.sample_rate * 1e3  # causal: the frame's second half, no future frames
+    # causal: the frame's second half, no future frames; plus the frames gathered after it before its call
+    lookahead = ((win - win / 2) + (per_call - 1) * hop) / fe.sample_rate * 1e3
+    calls = f"one {1e3 * hop / fe.sample_rate:g} ms push, one call" if per_call == 1 else \
+        f"{1e3 * hop / fe.sample_rate:g} ms pushes, one call per {per_call} frames (frames_per_call of its card)"
     return PitchTracker(
         key=Path(path).stem, label=label, kind="edgetag", track=track, hop_ms=1e3 * hop * card.hop_frames / fe.sample_rate,
         lookahead_ms=lookahead if stateful else None,
-        streaming=(f"causal stateful student: one {1e3 * hop / fe.sample_rate:g} ms push, one decision" if stateful
+        streaming=(f"causal stateful student: {calls}" if stateful
                    else f"window of {card.window_frames} frames re-run every hop"),
         stream=stream if stateful else None, stream_push=hop if stateful else None,
         params=card.parameters or None, params_note="model card", package="edgetag", version=_version("edgetag"),

@@ -20,6 +20,7 @@ import gc
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -102,15 +103,42 @@ def on_grid(times: np.ndarray, f0: np.ndarray, voiced: np.ndarray, grid: np.ndar
     return out, voiced[near]
 
 
-def evaluate_tracker(tracker: PitchTracker, data: PitchEvalSet) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Condition:
+    """A change of the eval clips: peak level set to ``peak_dbfs`` (None: as rendered), then white noise at
+    ``snr_db`` under the clip's own RMS (None: none; seeded per clip, the same for every tracker)."""
+
+    name: str
+    peak_dbfs: float | None = None
+    snr_db: float | None = None
+
+    def apply(self, wave: np.ndarray, seed: int) -> np.ndarray:
+        x = wave.astype(np.float64)
+        if self.peak_dbfs is not None:
+            peak = float(np.max(np.abs(x)))
+            x = x * (10 ** (self.peak_dbfs / 20) / peak) if peak > 0 else x
+        if self.snr_db is not None:
+            rms = float(np.sqrt(np.mean(np.square(x))))
+            x = x + np.random.default_rng(seed).standard_normal(len(x)) * rms * 10 ** (-self.snr_db / 20)
+        return x.astype(np.float32)
+
+
+#: What the robustness table measures: the clips as rendered (the main RPA / RCA), each clip's peak at 0, -20
+#: and -40 dBFS, and white noise at 10 dB SNR (the clip as rendered under it).
+CONDITIONS = (Condition("as rendered"), Condition("peak 0 dBFS", peak_dbfs=0.0),
+              Condition("peak -20 dBFS", peak_dbfs=-20.0), Condition("peak -40 dBFS", peak_dbfs=-40.0),
+              Condition("white noise, 10 dB SNR", snr_db=10.0))
+
+
+def evaluate_tracker(tracker: PitchTracker, data: PitchEvalSet, condition: Condition = CONDITIONS[0]) -> dict[str, Any]:
     """RPA / RCA (50 cents) and voicing recall / false alarm over every scored frame, pooled over clips."""
     from edgetag.training.metrics import pitch_metrics
 
     refs, ests, voicings = [], [], []
-    for _path, wave, ref in data.clips:
+    for k, (_path, wave, ref) in enumerate(data.clips):
         idx = np.arange(0, len(ref), tracker.eval_every)
         grid = (idx * 160 + 512) / SR
-        times, f0, voiced = tracker.track(wave)
+        times, f0, voiced = tracker.track(condition.apply(wave, seed=k))
         est, v = on_grid(times, f0, voiced, grid)
         refs.append(ref[idx])
         ests.append(est)
@@ -118,7 +146,7 @@ def evaluate_tracker(tracker: PitchTracker, data: PitchEvalSet) -> dict[str, Any
     m = pitch_metrics(np.concatenate(refs), np.concatenate(ests), est_voicing=np.concatenate(voicings))
     return {"rpa": m["raw_pitch_accuracy"], "rca": m["raw_chroma_accuracy"], "voicing_recall": m["voicing_recall"],
             "voicing_false_alarm": m["voicing_false_alarm"], "frames": m["n_frames"], "voiced_frames": m["n_voiced"],
-            "clips": len(data.clips), "every_nth_frame": tracker.eval_every}
+            "clips": len(data.clips), "every_nth_frame": tracker.eval_every, "condition": condition.name}
 
 
 # --------------------------------------------------------------------------- which trackers
@@ -235,11 +263,14 @@ def bench_pitch_trackers(settings: BenchSettings, students: list[dict[str, Any]]
                 continue
             row["cpu_ms_per_s"] = {mode: _spread(times.get((i, mode), [])) for mode in ("batch", "stream")}
             if data is not None:
-                say(f"pitch trackers: {t.label}: RPA / RCA on {len(data.clips)} clips")
-                try:
-                    row["eval"] = evaluate_tracker(t, data)
-                except Exception as exc:  # noqa: BLE001 - one tracker failing to score is a row, not a failed run
-                    row["eval"] = {"error": f"{type(exc).__name__}: {exc}"}
+                say(f"pitch trackers: {t.label}: RPA / RCA on {len(data.clips)} clips, {len(CONDITIONS)} conditions")
+                row["eval_conditions"] = {}
+                for condition in CONDITIONS:
+                    try:
+                        row["eval_conditions"][condition.name] = evaluate_tracker(t, data, condition)
+                    except Exception as exc:  # noqa: BLE001 - one tracker failing to score is a row, not a failed run
+                        row["eval_conditions"][condition.name] = {"error": f"{type(exc).__name__}: {exc}"}
+                row["eval"] = row["eval_conditions"][CONDITIONS[0].name]
             rows.append(row)
     reference = _ratios(rows)
     return {"rows": rows + absent, "edgetag_source": source, "reference": reference,
@@ -341,12 +372,35 @@ def pitch_section(result: dict[str, Any]) -> list[str]:
                    f"score note (score_f0 false), {ns['no f0 sidecar']} without an f0 sidecar. Raw f0 on every "
                    "frame (voicing is scored separately, in the JSON); peers' frames are interpolated in cents to "
                    "the reference's frame centres. vs edgetag: ratio to the reference row (points in brackets).")
+        out += ["", *_robustness_table(p["rows"])]
     else:
         out.append("RPA / RCA: none in this run (pass `--eval` with a pitch manifest, e.g. the pitch recipe's "
                    "renders.jsonl with `--eval-root`).")
     out += ["", "How each tracker streams:", "", *notes, "",
             f"Peers are optional; install them all without pulling CUDA: `{p['install']}`.", ""]
     return out
+
+
+def _robustness_table(rows: list[dict[str, Any]]) -> list[str]:
+    """RPA of every scored tracker under each `CONDITIONS` entry, with the level and noise differences."""
+    names = [c.name for c in CONDITIONS]
+    header = ("tracker", *(f"RPA, {n}" for n in names), "peak -40 minus 0 dBFS", "noise minus as rendered")
+    lines = ["Level and noise (RPA on the same clips; points):", "",
+             "| " + " | ".join(header) + " |", "|---|" + "---:|" * (len(header) - 1)]
+    for r in rows:
+        cond = r.get("eval_conditions") or {}
+        if r.get("status") != "ok" or not cond:
+            continue
+        rpa = {n: (cond.get(n) or {}).get("rpa") for n in names}
+        diff = lambda a, b: "–" if rpa[a] is None or rpa[b] is None else f"{100 * (rpa[a] - rpa[b]):+.2f}"
+        cells = [_pct(cond.get(n), "rpa") for n in names]
+        lines.append("| " + " | ".join((r["label"], *cells, diff("peak -40 dBFS", "peak 0 dBFS"),
+                                        diff("white noise, 10 dB SNR", "as rendered"))) + " |")
+    lines += ["", "Each clip's peak set to 0 / -20 / -40 dBFS (the renders are at -18 to -1); the noise is white, "
+              "seeded per clip (the same for every tracker), at 10 dB under the rendered clip's RMS. edgetag rows "
+              "decode the model's scores without the runtime's level gate (-60 dBFS RMS by default), which "
+              "reports silence below it."]
+    return lines
 
 
 def pitch_alternatives(result: dict[str, Any]) -> list[tuple[str, str, str, str, str]]:

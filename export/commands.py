@@ -188,7 +188,7 @@ def _write_fp32(args: argparse.Namespace, checkpoint: Any, out: Path, calib: _Cl
     if from_onnx:
         from edgetag.export.model_file import reseal
 
-        card = reseal(args.checkpoint, out, calib.features if calib else None)
+        card = reseal(args.checkpoint, out, calib.features if calib else None, frames_per_call=args.frames_per_call)
         print(f"fp32: wrote {out}: sha256 {card.integrity['sha256'][:16]}..., test vector of "
               f"{card.test_vector['features']['shape'][0]} frames")
         return out.stat().st_size
@@ -196,7 +196,7 @@ def _write_fp32(args: argparse.Namespace, checkpoint: Any, out: Path, calib: _Cl
 
     result = export_onnx(
         checkpoint, out, calib.features if calib else None, name=args.name, opset=args.opset,
-        stream_atol=args.stream_atol, log=lambda line: print(f"fp32: {line}"),
+        stream_atol=args.stream_atol, frames_per_call=args.frames_per_call, log=lambda line: print(f"fp32: {line}"),
     )
     return result.size_bytes
 
@@ -280,4 +280,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--stream-atol", type=float, default=STREAM_ATOL,
                    help=f"stateful models: max abs logit difference of streaming vs offline (default {STREAM_ATOL:g}); "
                         "raise it a little for models whose logits are large, where float32 summation order alone nears it")
+    p.add_argument("--frames-per-call", type=int, default=None, metavar="N",
+                   help="stateful models: new frames the runtime gathers before each model call (default 1). Each "
+                        "frame more adds one hop of latency and saves calls: the per-call overhead dominates small "
+                        "models (the pitch recipe's README has the curve)")
     p.set_defaults(func=cmd_export)

@@ -45,14 +45,32 @@ def save_single_file(model: Any, path: str | Path) -> int:
     return len(data)
 
 
-def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] | None = None) -> ModelCard:
+#: Most new frames a stateful card may ask the runtime to gather per call (32 x 10 ms = 320 ms of added latency).
+MAX_FRAMES_PER_CALL = 32
+
+
+def check_frames_per_call(streaming_mode: str, frames_per_call: int) -> None:
+    """Refuse a frames-per-call setting a model cannot take: window models run on their window."""
+    if streaming_mode != "stateful":
+        raise ExportError("--frames-per-call is for stateful (frame-by-frame) models; a window model runs on its "
+                          "whole window every hop")
+    if not 1 <= frames_per_call <= MAX_FRAMES_PER_CALL:
+        raise ExportError(f"--frames-per-call must be 1 to {MAX_FRAMES_PER_CALL} (frames the runtime waits for before "
+                          f"each model call; each adds one hop of latency), got {frames_per_call}")
+
+
+def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] | None = None,
+           frames_per_call: int | None = None) -> ModelCard:
     """Give an existing fp32 edgetag ONNX file (from an older export) its digest and test vector.
 
     The graph is copied unchanged (no PyTorch parity check: there is no
     checkpoint); ``features`` are real front-end features for the test vector
-    (None: the demo signal through the card's front end). Writes ``path``
-    (which may be ``source``) atomically.
+    (None: the demo signal through the card's front end). ``frames_per_call``: a
+    stateful model's new frames per call, written into the card (the graph takes any
+    number). Writes ``path`` (which may be ``source``) atomically.
     """
+    import dataclasses
+
     import onnx
 
     from edgetag.runtime.model import load_model
@@ -64,6 +82,9 @@ def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] 
     if precision != "fp32":
         raise ExportError(f"{source} is a {precision} file: reseal its fp32 model and quantize that again "
                           "(a test vector's reference scores come from the fp32 graph)")
+    if frames_per_call is not None:
+        check_frames_per_call(card.streaming_mode, frames_per_call)
+        card = dataclasses.replace(card, window_frames=frames_per_call)
     if features is None:
         features = features_of([demo_audio(card.frontend.sample_rate)], card.frontend)
     return seal(model, card, path, verification_frames(list(features), card))

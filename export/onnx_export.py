@@ -43,7 +43,7 @@ import numpy as np
 from edgetag.export.embedding import add_embedding_output
 from edgetag.export.errors import ExportError, ParityError
 from edgetag.export.inputs import _as_feature_list, demo_audio, features_of, verification_frames, windows_of
-from edgetag.export.model_file import _ort_session
+from edgetag.export.model_file import _ort_session, check_frames_per_call
 from edgetag.runtime.sealing import seal, set_card
 from edgetag.runtime.clip import run_chunks
 from edgetag.runtime.frontend import FrontendConfig
@@ -153,14 +153,22 @@ def build_card(
     precision: str = "fp32",
     extra_provenance: dict[str, Any] | None = None,
     extra_metrics: dict[str, float] | None = None,
+    frames_per_call: int | None = None,
 ) -> ModelCard:
-    """The model card of a checkpoint (validated on construction)."""
+    """The model card of a checkpoint (validated on construction).
+
+    ``frames_per_call``: a stateful student's new frames per model call (None: the checkpoint's, 1);
+    `check_frames_per_call` says what it allows.
+    """
     from edgetag.training.students import count_parameters, macs_per_second
 
     student = checkpoint.student
     frontend: FrontendConfig = checkpoint.frontend
     stateful = student.streaming_mode == "stateful"
     window = checkpoint.window_frames
+    if frames_per_call is not None:
+        check_frames_per_call(student.streaming_mode, frames_per_call)
+        window = frames_per_call
     if not stateful and window != student.window_frames:
         raise ExportError(
             f"checkpoint window_frames {window} differs from the student's window_frames {student.window_frames}"
@@ -440,6 +448,7 @@ def export_onnx(
     atol: float = LOGITS_ATOL,
     stream_atol: float = STREAM_ATOL,
     seed: int = 0,
+    frames_per_call: int | None = None,
     log: Callable[[str], None] | None = None,
 ) -> ExportResult:
     """Export a `StudentCheckpoint` to one verified, self-describing ONNX file.
@@ -453,6 +462,8 @@ def export_onnx(
             (features computed with the checkpoint's front end). With
             neither, a deterministic demo signal goes through the front end.
         atol, stream_atol: Parity tolerances (1e-4 logits, 1e-5 streaming).
+        frames_per_call: Stateful students: new frames per model call in the card (None: 1). More
+            frames per call cost less CPU per second of audio (fewer calls) and add a hop of latency each.
 
     Raises:
         ParityError: a parity check failed (the message shows the difference).
@@ -469,7 +480,7 @@ def export_onnx(
         calibration_features = features_of(audio, checkpoint.frontend)
     features = _as_feature_list(calibration_features, student.n_bins)
 
-    card = build_card(checkpoint, name=name)
+    card = build_card(checkpoint, name=name, frames_per_call=frames_per_call)
     model = _to_onnx(student, checkpoint.window_frames, opset)
     if model.graph.initializer and any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer):
         raise ExportError("exporter produced external data; expected a single file")
@@ -496,6 +507,7 @@ def export_onnx(
         name=name,
         extra_provenance={"opset": opset, "batchnorm_nodes_left": leftover_bn},
         extra_metrics=metrics,
+        frames_per_call=frames_per_call,
     )
     card = dataclasses.replace(card, embedding=embedding)
     loaded = seal(model, card, path, verification_frames(features, card))

@@ -168,10 +168,11 @@ class Engine:
         for c in range(n_calls):
             chunk = np.ascontiguousarray(pending[c * step : (c + 1) * step][None])
             logits, self.states = self.model.run(chunk, self.states)
-            for j in range(step):
-                i = self._frames_fed + j
-                if (i + 1) % self.hop == 0:
-                    decisions.append(self._decision(i, self.model.scores(logits[0, j])))
+            decided = [j for j in range(step) if (self._frames_fed + j + 1) % self.hop == 0]
+            if decided:
+                scores = self.model.scores(logits[0, decided])  # one call for the chunk's decisions
+                for j, row in zip(decided, scores):
+                    decisions.append(self._decision(self._frames_fed + j, row))
             self._frames_fed += step
         self._pending = pending[n_calls * step :].copy()
         return decisions

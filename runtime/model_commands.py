@@ -64,7 +64,9 @@ def cmd_info(args: argparse.Namespace) -> int:
         mode = f"window: {card.window_frames} frames ({card.window_frames / fe.frame_rate:g} s), re-run every"
     else:
         states = ", ".join(f"{s.name}{list(s.shape)}" for s in card.states)
-        mode = f"stateful: {card.window_frames} frame(s) per call, states {states}; decision every"
+        wait = card.frames_per_call - 1  # frames gathered before a call: each one a hop later
+        gather = f" (the first waits {wait * 1e3 / fe.frame_rate:g} ms for the rest)" if wait else ""
+        mode = f"stateful: {card.frames_per_call} frame(s) per call{gather}, states {states}; decision every"
     show(field("streaming", f"{mode} {card.hop_frames} frames ({card.decision_interval_s * 1e3:g} ms)"))
     if card.min_durations_s is not None:
         on, off = card.min_durations_s

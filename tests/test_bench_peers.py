@@ -20,7 +20,7 @@ pytest.importorskip("soundfile")
 
 import soundfile as sf  # noqa: E402
 from edgetag.benchmarks.pitch_peers import PEERS, load_tracker, torchaudio_stand_in  # noqa: E402
-from edgetag.benchmarks.pitch_rows import PitchEvalSet, bench_pitch_trackers, on_grid, pitch_section  # noqa: E402
+from edgetag.benchmarks.pitch_rows import CONDITIONS, Condition, PitchEvalSet, bench_pitch_trackers, on_grid, pitch_section  # noqa: E402
 from edgetag.benchmarks.settings import BenchSettings  # noqa: E402
 
 SR = 16000
@@ -146,10 +146,60 @@ def test_peer_rows_cost_latency_and_rpa_beside_edgetag(tmp_path: Path) -> None:
         assert row["cost_ratio_to_edgetag"]["batch"] > 0
         assert row["eval"]["rpa"] > 0.8, row["eval"]  # a clean harmonic tone at 220 Hz
         assert set(row["accuracy_vs_edgetag"]) == {"rpa_ratio", "rca_ratio", "rpa_points", "rca_points"}
+    # the level and noise conditions: a harmonic tone is as easy at -40 dBFS peak, and scored under noise
+    assert list(ref["eval_conditions"]) == [c.name for c in CONDITIONS] and ref["eval_conditions"]["as rendered"] == ref["eval"]
+    for name in ("peak 0 dBFS", "peak -20 dBFS", "peak -40 dBFS"):
+        assert ref["eval_conditions"][name]["rpa"] > 0.8, (name, ref["eval_conditions"][name])
+    assert 0.0 <= ref["eval_conditions"]["white noise, 10 dB SNR"]["rpa"] <= 1.0
     md = "\n".join(pitch_section({"pitch_trackers": result}))
     assert "| edgetag pitch ORT fp32 |" in md and "score_f0 false" in md and "pip install --no-deps" in md
+    assert "Level and noise" in md and "| peak -40 minus 0 dBFS |" in md.replace("RPA, ", "")
     for key in PEERS:
         assert PEERS[key].label in md
+
+
+def test_conditions_set_the_peak_and_add_seeded_noise_at_the_snr() -> None:
+    wave = _tone(2.0, 220.0, level=0.05)
+    quiet = Condition("q", peak_dbfs=-40.0).apply(wave, seed=0)
+    assert np.max(np.abs(quiet)) == pytest.approx(0.01, rel=1e-5)
+    assert np.allclose(quiet / np.max(np.abs(quiet)), wave / np.max(np.abs(wave)), atol=1e-6)  # a gain, nothing else
+    noisy = Condition("n", snr_db=10.0).apply(wave, seed=3)
+    snr = 10 * np.log10(np.mean(wave.astype(np.float64) ** 2) / np.mean((noisy - wave).astype(np.float64) ** 2))
+    assert snr == pytest.approx(10.0, abs=0.2)
+    assert np.array_equal(noisy, Condition("n", snr_db=10.0).apply(wave, seed=3))  # every tracker hears the same noise
+    assert not np.array_equal(noisy, Condition("n", snr_db=10.0).apply(wave, seed=4))
+    assert np.array_equal(Condition("as is").apply(wave, seed=0), wave)
+
+
+def test_a_card_that_gathers_frames_streams_in_calls_of_them_and_says_its_latency(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    from edgetag.benchmarks.pitch_peers import edgetag_tracker
+    from edgetag.export.model_file import reseal
+    from edgetag.runtime.models import resolve_model
+
+    path = tmp_path / "pitch2.onnx"
+    reseal(resolve_model("pitch"), path, frames_per_call=2)
+    one, two = edgetag_tracker(str(resolve_model("pitch")), "one", 1), edgetag_tracker(str(path), "two", 1)
+    assert (one.lookahead_ms, two.lookahead_ms) == (32.0, 42.0) and "one call per 2 frames" in two.streaming
+    wave = _tone(1.0, 220.0)
+    calls = []
+    from edgetag.runtime.model import OnnxModel
+
+    original = OnnxModel.run
+
+    def counting(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(args[0].shape[1])
+        return original(self, *args, **kwargs)
+
+    OnnxModel.run = counting  # type: ignore[method-assign]
+    try:
+        two.stream(wave)
+    finally:
+        OnnxModel.run = original  # type: ignore[method-assign]
+    assert calls and set(calls) == {2}  # 10 ms pushes, one call per two frames
+    t1, f1, v1 = one.track(wave)
+    t2, f2, v2 = two.track(wave)
+    assert np.allclose(f1, f2) and np.array_equal(v1, v2)  # the offline reading does not depend on it
 
 
 def test_a_peer_that_fails_on_the_audio_is_a_row_not_a_failed_run() -> None:

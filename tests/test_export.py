@@ -201,6 +201,40 @@ def test_export_stateful_students(tmp_path, data, trained) -> None:
     assert np.abs(got - expected).max() <= 1e-5
 
 
+def test_frames_per_call_goes_into_a_stateful_card_and_the_engine_calls_in_such_chunks(tmp_path, data, trained) -> None:
+    """``frames_per_call``: the card asks the runtime to gather N frames per model call (fewer calls, N - 1 hops
+    more latency); decisions keep their frames and equal those of one-frame calls; the test vector verifies; window
+    students and out-of-range values are refused; ``reseal`` sets it on an existing fp32 file."""
+    from edgetag.export.errors import ExportError
+    from edgetag.export.model_file import reseal
+    from edgetag.runtime.engine import Engine
+    from edgetag.runtime.verify import verify_model
+
+    result = export_onnx(trained["checkpoint"], tmp_path / "n3.onnx", data["calib"][:4], frames_per_call=3)
+    assert result.card.frames_per_call == 3 and result.card.hop_frames == 5  # a decision every 5th frame, as before
+    three, one = load_model(tmp_path / "n3.onnx"), load_model(trained["path"])
+    assert verify_model(three).passed
+    seq = data["held"][0][:31]
+    calls: list[int] = []
+    original = three.run
+    three.run = lambda x, states=None: (calls.append(x.shape[1]), original(x, states))[1]  # type: ignore[method-assign]
+    engine, reference = Engine(three), Engine(one)
+    got = engine.push_frames(seq[:4]) + engine.push_frames(seq[4:])
+    expected = reference.push_frames(seq)
+    assert calls == [3] * 10 and len(got) == len(expected) == 6  # the 31st frame waits for two more
+    assert np.abs(np.stack([d.scores for d in got]) - np.stack([d.scores for d in expected])).max() <= 1e-5
+    assert [d.end_sample for d in got] == [d.end_sample for d in expected]
+    # an existing fp32 file gets it by a reseal (the graph takes any number of frames)
+    card = reseal(trained["path"], tmp_path / "n2.onnx", data["calib"][:2], frames_per_call=2)
+    assert card.frames_per_call == 2 and verify_model(load_model(tmp_path / "n2.onnx")).passed
+    with pytest.raises(ExportError, match="must be 1 to 32"):
+        export_onnx(trained["checkpoint"], tmp_path / "bad.onnx", data["calib"][:2], frames_per_call=0)
+    window = _checkpoint("plain_cnn", WINDOW_STUDENTS["plain_cnn"], 24, 12)
+    with pytest.raises(ExportError, match="stateful"):
+        export_onnx(window, tmp_path / "w.onnx", data["calib"][:2], frames_per_call=2)
+    assert not (tmp_path / "bad.onnx").exists() and not (tmp_path / "w.onnx").exists()
+
+
 def _perturbed(path: Path, output: str, delta: float):
     """The exported graph with ``delta`` added to one output."""
     from onnx import helper, numpy_helper

@@ -419,6 +419,57 @@ def test_augmentations_deterministic():
     assert torch.allclose(louder, ref, atol=1e-3)
 
 
+def test_noise_augmentation_adds_front_end_noise_at_the_snr():
+    """The noise bank is real noise through the front end; at SNR s the added band energy is s dB under the
+    example's; a sawtooth plus white noise in the feature domain lands where the front end of the noisy audio
+    does (energies add in expectation); seeded; probability 0 and untouched examples stay bit-identical."""
+    from edgetag.runtime.frontend import FrontendConfig, compute_features
+    from edgetag.training.augment import NoiseBank, add_noise
+    from edgetag.training.frontend import decompress
+
+    fe = FrontendConfig.preset("default", n_bins=32)
+    bank = NoiseBank(fe, seconds=2.0)
+    assert bank.energies.shape[0] == 2 and bank.energies.shape[2] == 32 and bool((bank.energies > 0).all())
+    # pink noise puts more of its energy low: its lowest bands over its highest, against white's
+    tilt = lambda e: float(e[:, :4].sum() / e[:, -4:].sum())
+    assert tilt(bank.energies[1]) > 3 * tilt(bank.energies[0])
+    t = np.arange(fe.sample_rate) / fe.sample_rate
+    saw = (0.2 * ((t * 220.0) % 1.0 - 0.5)).astype(np.float32)
+    clean = torch.from_numpy(compute_features(saw, fe))[None].repeat(4, 1, 1)
+    white_only = NoiseBank(fe, seconds=2.0)
+    white_only.energies = white_only.energies[:1]
+    noisy = add_noise(clean, fe, white_only, 1.0, 10.0, 10.0, torch.Generator().manual_seed(0))
+    added = decompress(noisy.double(), fe) - decompress(clean.double(), fe)
+    snr = 10 * torch.log10(decompress(clean.double(), fe).sum(dim=(1, 2)) / added.sum(dim=(1, 2)))
+    assert torch.allclose(snr, torch.full_like(snr, 10.0), atol=0.05)
+    # the same through the real front end: white noise whose band energy is 10 dB under the saw's
+    noise = np.random.default_rng(5).standard_normal(len(saw))
+    e_saw = float(decompress(clean[:1].double(), fe).sum())
+    e_noise = float(decompress(torch.from_numpy(compute_features((0.1 * noise).astype(np.float32), fe)).double(), fe).sum()) / 0.01
+    real = torch.from_numpy(compute_features((saw + noise * np.sqrt(e_saw / e_noise / 10)).astype(np.float32), fe))
+    assert abs(float(noisy[0].mean() - real.mean())) < 0.15 and float((noisy[0] - clean[0]).mean()) > 0.3
+    g = lambda: torch.Generator().manual_seed(7)
+    assert torch.equal(add_noise(clean, fe, bank, 0.5, 0.0, 30.0, g()), add_noise(clean, fe, bank, 0.5, 0.0, 30.0, g()))
+    assert add_noise(clean, fe, bank, 0.0, 0.0, 30.0, g()) is clean
+    batch = clean.repeat(4, 1, 1)  # 16 examples
+    some = add_noise(batch, fe, bank, 0.5, 0.0, 30.0, torch.Generator().manual_seed(1))
+    untouched = [bool(torch.equal(a, b)) for a, b in zip(some, batch)]
+    chosen = (torch.rand(16, generator=torch.Generator().manual_seed(1), dtype=torch.float64) < 0.5).tolist()
+    assert untouched == [not c for c in chosen] and 0 < sum(chosen) < 16  # each example decided on its own
+
+
+def test_noise_augmentation_settings_are_checked(tmp_path):
+    from edgetag.training.config import ConfigError, load_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("data: {manifest: m.csv}\nmethod: labels\n")
+    assert load_config(cfg, ["augment.noise_probability=0.5"]).augment.noise_snr_db == [0.0, 30.0]
+    with pytest.raises(ConfigError, match="augment.noise_probability"):
+        load_config(cfg, ["augment.noise_probability=1.5"])
+    with pytest.raises(ConfigError, match="augment.noise_snr_db"):
+        load_config(cfg, ["augment.noise_snr_db=[20,10]"])
+
+
 def test_cli_distill(dataset, tmp_path, capsys):
     from edgetag.runtime.cli import main
 

@@ -7,6 +7,11 @@ fixed order, so the same generator state gives the same result on any run.
 - `random_gain`: a level change of the *audio* by g dB, applied exactly in the
   feature domain: the compression is inverted to band energies, scaled by
   10^(g/10) (power spectrum) or 10^(g/20) (magnitude), and compressed again.
+- `add_noise`: background noise at a random SNR, added to the band energies: frames of
+  white and pink noise computed once by the real front end (`NoiseBank`), scaled so the
+  summed band energy of noise is ``snr`` dB under the example's. Energies of independent
+  signals add in expectation, so this is the front end of the noisy audio up to the
+  cross terms' random fluctuation. Teacher targets stay those of the clean audio.
 - `time_shift`: circular shift along time by up to ``max_frames`` (frame-aligned
   targets such as teacher frames shift with it).
 - `spec_augment`: SpecAugment-style time and frequency masks filled with each
@@ -28,7 +33,7 @@ from edgetag.runtime.frontend import FrontendConfig
 from edgetag.training.frontend import compress, decompress
 from torch import Tensor
 
-__all__ = ["Augmenter", "mixup", "random_gain", "spec_augment", "time_shift"]
+__all__ = ["Augmenter", "NoiseBank", "add_noise", "mixup", "random_gain", "spec_augment", "time_shift"]
 
 
 def _uniform(generator: torch.Generator, n: int, low: float, high: float) -> Tensor:
@@ -50,6 +55,64 @@ def random_gain(features: Tensor, config: FrontendConfig, low_db: float, high_db
     scale = torch.pow(10.0, gain_db / power).view(-1, *([1] * (features.dim() - 1)))
     x = features.double()
     return compress(decompress(x, config) * scale, config).to(features.dtype)
+
+
+# ------------------------------------------------------------------------------ noise
+class NoiseBank:
+    """Band energies [kinds, frames, bins] of seeded white and pink noise (unit RMS) through the front end."""
+
+    KINDS = ("white", "pink")
+
+    def __init__(self, config: FrontendConfig, seconds: float = 4.0, seed: int = 0) -> None:
+        from edgetag.runtime.frontend import compute_features
+
+        rng = np.random.default_rng(seed)
+        n = int(seconds * config.sample_rate)
+        banks = []
+        for kind in self.KINDS:
+            x = rng.standard_normal(n)
+            if kind == "pink":  # 1/f power: white noise shaped by 1/sqrt(f) in the frequency domain
+                spectrum = np.fft.rfft(x)
+                f = np.arange(len(spectrum), dtype=np.float64)
+                f[0] = 1.0
+                x = np.fft.irfft(spectrum / np.sqrt(f), n)
+            x = (x / np.sqrt(np.mean(np.square(x)))).astype(np.float32)
+            feats = torch.from_numpy(compute_features(x * 0.1, config)).double()
+            banks.append(decompress(feats, config) * (1.0 / 0.1 ** (2 if config.spectrum == "power" else 1)))
+        self.energies = torch.stack(banks)  # exact band energies of unit-RMS noise (the 0.1 keeps off clipping)
+
+    def draw(self, batch: int, frames: int, generator: torch.Generator) -> Tensor:
+        """[batch, frames, bins] of noise energies: a random kind and a random stretch of it per example."""
+        kinds, total, _ = self.energies.shape
+        out = []
+        for _ in range(batch):
+            k = int(_randint(generator, kinds))
+            start = int(_randint(generator, total - frames + 1)) if total > frames else 0
+            piece = self.energies[k, start : start + frames]
+            if piece.shape[0] < frames:  # a crop longer than the bank: repeat it
+                piece = piece.repeat(-(-frames // piece.shape[0]), 1)[:frames]
+            out.append(piece)
+        return torch.stack(out)
+
+
+def add_noise(features: Tensor, config: FrontendConfig, bank: NoiseBank, probability: float, low_db: float,
+              high_db: float, generator: torch.Generator) -> Tensor:
+    """Noise added to each example with ``probability``, at an SNR uniform in [low_db, high_db] (band energies)."""
+    if probability <= 0.0:
+        return features
+    batch, frames = features.shape[0], features.shape[1]
+    chosen = torch.rand(batch, generator=generator, dtype=torch.float64) < probability
+    snr_db = _uniform(generator, batch, low_db, high_db)
+    noise = bank.draw(batch, frames, generator)
+    if not bool(chosen.any()):
+        return features
+    energies = decompress(features.double(), config)
+    # the ratio of summed band values: energies (power spectrum) scale as 10^(snr/10), magnitudes as 10^(snr/20)
+    per_decade = 10.0 if config.spectrum == "power" else 20.0
+    ratio = energies.sum(dim=(1, 2)) / noise.sum(dim=(1, 2)).clamp_min(1e-30)
+    scale = ratio * torch.pow(10.0, -snr_db / per_decade)
+    scale = torch.where(chosen, scale, torch.zeros_like(scale)).view(-1, 1, 1)
+    return compress(energies + scale * noise.to(energies), config).to(features.dtype)
 
 
 # ------------------------------------------------------------------------------ time shift
@@ -138,11 +201,15 @@ class Augmenter:
         self.config = config
         self.frontend = frontend
         self.shift_frames = math.floor(config.time_shift_seconds * frontend.frame_rate)
+        self.noise = NoiseBank(frontend) if config.noise_probability > 0 else None
 
     def example(self, features: Tensor, aligned: Sequence[Tensor | None], generator: torch.Generator) -> tuple[Tensor, list[Tensor | None]]:
-        """Gain, time shift and masks of a batch (one generator; call per example for per-example streams)."""
+        """Gain, noise, time shift and masks of a batch (one generator; call per example for per-example streams)."""
         c = self.config
         x = random_gain(features, self.frontend, float(c.gain_db[0]), float(c.gain_db[1]), generator)
+        if self.noise is not None:
+            x = add_noise(x, self.frontend, self.noise, c.noise_probability, float(c.noise_snr_db[0]),
+                          float(c.noise_snr_db[1]), generator)
         x, aligned = time_shift(x, self.shift_frames, generator, aligned)
         x = spec_augment(x, c.time_masks, c.time_mask_frames, c.freq_masks, c.freq_mask_bins, generator)
         return x, list(aligned)

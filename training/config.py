@@ -12,7 +12,7 @@ says what differs)::
     optim:       lr, weight_decay, batch_size, steps, warmup_steps, schedule, ema_decay,
                  seed, amp, grad_clip, eval_every, device
     augment:     mixup_alpha, time_masks/time_mask_frames, freq_masks/freq_mask_bins,
-                 gain_db, time_shift_seconds
+                 gain_db, time_shift_seconds, noise_probability, noise_snr_db
     sampling:    class_balanced
     checkpoint:  every, keep
     logging:     csv, jsonl, tensorboard, every, progress
@@ -199,6 +199,10 @@ class AugmentConfig:
     """Uniform random gain range [low, high] in dB, applied exactly in the feature domain."""
     time_shift_seconds: float = 0.0
     """Random circular shift of the features (and frame targets) by up to this much."""
+    noise_probability: float = 0.0
+    """Share of examples that get white or pink background noise (`edgetag.training.augment.add_noise`; 0: off)."""
+    noise_snr_db: list[float] = field(default_factory=lambda: [0.0, 30.0])
+    """Uniform SNR range [low, high] in dB of that noise, on summed band energies."""
 
 
 @dataclass
@@ -431,6 +435,9 @@ def validate(c: TrainConfig) -> None:
     need(a.time_masks >= 0 and a.freq_masks >= 0, "augment.time_masks / freq_masks: must be >= 0")
     need(a.time_mask_frames >= 0 and a.freq_mask_bins >= 0, "augment.time_mask_frames / freq_mask_bins: must be >= 0")
     need(len(a.gain_db) == 2 and a.gain_db[0] <= a.gain_db[1], f"augment.gain_db: expected [low, high] with low <= high, got {a.gain_db}")
+    need(0.0 <= a.noise_probability <= 1.0, f"augment.noise_probability: must be in [0, 1], got {a.noise_probability}")
+    need(len(a.noise_snr_db) == 2 and a.noise_snr_db[0] <= a.noise_snr_db[1],
+         f"augment.noise_snr_db: expected [low, high] with low <= high, got {a.noise_snr_db}")
     need(a.time_shift_seconds >= 0, f"augment.time_shift_seconds: must be >= 0, got {a.time_shift_seconds}")
     need(c.checkpoint.every >= 0, f"checkpoint.every: must be >= 0, got {c.checkpoint.every}")
     need(c.checkpoint.keep >= 1, f"checkpoint.keep: must be >= 1, got {c.checkpoint.keep}")

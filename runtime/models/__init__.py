@@ -11,6 +11,10 @@ its card (labels, front end, metrics, provenance) inside; the recipes under
   on the last 1 s of audio.
 - ``pitch``: frame-level pitch over CREPE's 360 bins, distilled from CREPE full
   (``training/recipes/pitch``); ``listen`` shows a tuner.
+- ``pitch-small``: the same task in a student an eighth the size (137,560 parameters),
+  trained with level and noise augmentation and run two frames per call: a quarter of
+  ``pitch``'s CPU for 10 ms more latency (42 ms), closer to CREPE on steady tones and
+  further from it on game music and speech (numbers in the README's Built-in models).
 
 ``NAME-int8`` is the same model quantised to int8 (static, per-channel, 7-bit
 weights, so it computes the same on every CPU), smaller and on most CPUs
@@ -27,7 +31,7 @@ from edgetag.runtime.formats import sibling
 MODELS_DIR = Path(__file__).resolve().parent
 
 #: The shipped models, by the name of their fp32 file.
-BASE_MODELS: tuple[str, ...] = ("music-tags", "pitch")
+BASE_MODELS: tuple[str, ...] = ("music-tags", "pitch", "pitch-small")
 #: name -> file in this folder: each model's fp32 file, and its int8 sibling as NAME-int8 (`runtime.formats`)
 BUILTIN_MODELS: dict[str, str] = {
     name: sibling(f"{base}.onnx", key).name

@@ -15,7 +15,8 @@ Rows: CREPE full, CREPE tiny, and each ONNX student given with ``--student NAME=
   against CREPE full: reference voiced where CREPE full's confidence >= 0.5. CREPE
   full's own row is 100 there by definition;
 * CPU milliseconds per second of audio, one thread (process time): CREPE at a 10 ms
-  hop in batches; students streamed one 10 ms frame per call (front end + model).
+  hop in batches; students streamed through the runtime's engine in 10 ms pushes (front end + model, the
+  card's frames per call).
 
 CREPE is decoded with the weighted-argmax decoder (`edgetag.runtime.pitch.decode`); the students
 as a stream decodes them (``--decoder stream``, default: the bins and each frame's period,
@@ -66,19 +67,16 @@ def crepe_cpu_ms_per_s(model: str, seconds: float) -> float:
 
 
 def student_cpu_ms_per_s(path: str, seconds: float) -> float:
-    """Process-time ms per second of audio: streaming front end + one ONNX call per 10 ms frame, one thread."""
-    from edgetag.runtime.frontend import StreamingFrontend
+    """Process-time ms per second of audio through the runtime's `Engine` (streaming front end, the card's
+    frames per call, model, scores), pushed 10 ms at a time on one thread."""
+    from edgetag.runtime.engine import Engine
     from edgetag.runtime.model import load_model
 
-    model = load_model(path, threads=1)
-    fe = StreamingFrontend(model.card.frontend)
+    engine = Engine(load_model(path, threads=1))
     x = (np.random.default_rng(0).standard_normal(int(seconds * SR)) * 0.1).astype(np.float32)
-    states = model.initial_state()
     t0 = time.process_time()
     for k in range(0, len(x), STUDENT_HOP):
-        frames = fe.push(x[k : k + STUDENT_HOP])
-        if len(frames):
-            _, states = model.run(frames[None].astype(np.float32, copy=False), states)
+        engine.push(x[k : k + STUDENT_HOP])
     return (time.process_time() - t0) * 1e3 / seconds
 
 

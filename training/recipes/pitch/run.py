@@ -21,7 +21,8 @@ the teacher cache and the trainer also resume inside a step):
    writes ``DATA/export/RUN/results.json`` and ``results.md`` and records the measured
    test metrics and the recipe's provenance in both ONNX cards;
 6. with ``--install``: copies both files into ``runtime/models/`` (the built-in ``pitch``
-   and ``pitch-int8``).
+   and ``pitch-int8``); ``--install-as pitch-small`` installs them as that built-in instead
+   (``pitch-small.onnx`` and ``pitch-small.int8.onnx``, cards named ``edgetag-pitch-small``).
 
 Every long step runs with one thread (``OMP_NUM_THREADS=1``) under ``nice``.
 """
@@ -81,8 +82,9 @@ def make_calib_dirs(data: Path, root: Path, n_per_source: int = 24, max_seconds:
                 sf.write(str(path), np.asarray(x, dtype=np.float32), SR, subtype="FLOAT")
 
 
-def export_models(student: Path, fp32: Path, calib: Path, held: Path, stream_atol: float) -> None:
-    """``edgetag export STUDENT -o FP32 --int8 --calib CALIB --eval HELD --stream-atol ATOL``.
+def export_models(student: Path, fp32: Path, calib: Path, held: Path, stream_atol: float, frames_per_call: int = 1,
+                  name: str = "edgetag-pitch") -> None:
+    """``edgetag export STUDENT -o FP32 --int8 --calib CALIB --eval HELD --stream-atol ATOL --frames-per-call N``.
 
     This student's logits reach large magnitudes (360 sigmoids, most bins far below 0),
     where float32 summation-order differences alone come near export's default streaming
@@ -90,8 +92,8 @@ def export_models(student: Path, fp32: Path, calib: Path, held: Path, stream_ato
     3000 steps on 2.5 h), hence ``--stream-atol`` (default 5e-5); every other check, and the int8
     gate, is unchanged.
     """
-    step(["edgetag", "export", str(student), "-o", str(fp32), "--int8", "--name", "edgetag-pitch", "--calib", str(calib),
-          "--eval", str(held), "--stream-atol", f"{stream_atol:g}"])
+    step(["edgetag", "export", str(student), "-o", str(fp32), "--int8", "--name", name, "--calib", str(calib),
+          "--eval", str(held), "--stream-atol", f"{stream_atol:g}", "--frames-per-call", str(frames_per_call)])
 
 
 def results_table(res: dict, full_macs: float) -> str:
@@ -133,9 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run-name", default=None, help="run and export folder name (default: causal_cnn-STEPS)")
     ap.add_argument("--stream-atol", type=float, default=5e-5,
                     help="export check: streaming vs offline logits, max abs (edgetag export's default 1e-5; see export_models)")
+    ap.add_argument("--frames-per-call", type=int, default=1,
+                    help="frames the runtime gathers per model call (card; each adds 10 ms of latency, see README)")
     ap.add_argument("--device", default="cpu", help="teacher and training device (cpu or cuda)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--install", action="store_true", help="copy the exported files into runtime/models/ (the built-in pitch models)")
+    ap.add_argument("--install-as", default=None, metavar="NAME",
+                    help="install as the built-in NAME (e.g. pitch-small; its card is named edgetag-NAME); implies --install")
     ap.add_argument("overrides", nargs="*", help="extra config overrides for the distill step (KEY=VALUE)")
     args = ap.parse_args(argv)
     data = Path(args.data).resolve()
@@ -208,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         make_calib_dirs(data, root)
         export.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
-        export_models(student, fp32, data / "calib" / "train", data / "calib" / "test", args.stream_atol)
+        export_models(student, fp32, data / "calib" / "train", data / "calib" / "test", args.stream_atol,
+                      args.frames_per_call, name=f"edgetag-{args.install_as or 'pitch'}")
         times["export"] = time.perf_counter() - t0
 
     # 5. evaluate (test: the numbers reported; valid: for choosing between runs), tables, cards
@@ -270,15 +277,30 @@ def main(argv: list[str] | None = None) -> int:
                                     + (f"; + {args.n_tones} synthetic tones (prepare_tones.py), exact f0 targets where "
                                        "known" if args.n_tones else ""),
                       "train_hours": round(hours_train, 3), "cpu_setting": setting, "export_stream_atol": args.stream_atol,
+                      "augment": _augment_of(run_dir),
                       "eval": f"{d['render_seconds']:.0f} s held-out renders (score f0), {d['real_seconds']:.0f} s held-out real audio (vs CREPE full)"}
         record_metrics(path, metrics, provenance)
     print(f"metrics and provenance recorded in {fp32} and {int8}")
-    if args.install:
+    if args.install or args.install_as:
         target = HERE.parents[2] / "runtime" / "models"
-        for path in (fp32, int8):
-            shutil.copyfile(path, target / path.name)
-            print(f"installed {target / path.name}")
+        base = args.install_as or "pitch"
+        for path, name in ((fp32, f"{base}.onnx"), (int8, f"{base}.int8.onnx")):
+            shutil.copyfile(path, target / name)
+            print(f"installed {target / name}")
     return 0
+
+
+def _augment_of(run_dir: Path) -> dict:
+    """The run's augmentations that are on (gain, noise, ...), from the config the trainer wrote beside it."""
+    config = run_dir / "config.json"
+    if not config.is_file():
+        return {}
+    a = json.loads(config.read_text()).get("augment", {})
+    keep = {"gain_db": a.get("gain_db") != [0.0, 0.0], "noise_snr_db": bool(a.get("noise_probability")),
+            "noise_probability": bool(a.get("noise_probability")), "mixup_alpha": bool(a.get("mixup_alpha")),
+            "time_masks": bool(a.get("time_masks")), "freq_masks": bool(a.get("freq_masks")),
+            "time_shift_seconds": bool(a.get("time_shift_seconds"))}
+    return {k: a[k] for k, on in keep.items() if on and k in a}
 
 
 def _check_music_train(real_jsonl: Path, music_train: int) -> None:
