@@ -189,16 +189,17 @@ def edgetag_tracker(path: str, label: str, threads: int) -> PitchTracker:
             if len(pending) >= per_call:
                 n = len(pending) - len(pending) % per_call
                 logits, states = model.run(pending[None, :n], states)
+                f0s, confs = decode(model.scores(logits[0]))
+                for j in range(n):  # every frame decided, as the runtime does (the peers give one f0 per push)
+                    end = (frame + j) * hop + win  # frame `frame + j`'s samples end here
+                    tone(float(f0s[j]), float(confs[j]), wave[end - win:end])
                 pending, frame = pending[n:], frame + n
-                end = (frame - 1) * hop + win  # the last frame's samples end here
-                f0, conf = decode(model.scores(logits[:, -1])[0])  # an f0 per call, as the peers' streams give
-                tone(float(f0), float(conf), wave[end - win:end])
 
     stateful = card.streaming_mode == "stateful"
     # causal: the frame's second half, no future frames; plus the frames gathered after it before its call
     lookahead = ((win - win / 2) + (per_call - 1) * hop) / fe.sample_rate * 1e3
     calls = f"one {1e3 * hop / fe.sample_rate:g} ms push, one call" if per_call == 1 else \
-        f"{1e3 * hop / fe.sample_rate:g} ms pushes, one call per {per_call} frames (frames_per_call of its card)"
+        f"{1e3 * hop / fe.sample_rate:g} ms pushes, one call per {per_call} frames (frames_per_call of its card), every frame decoded"
     return PitchTracker(
         key=Path(path).stem, label=label, kind="edgetag", track=track, hop_ms=1e3 * hop * card.hop_frames / fe.sample_rate,
         lookahead_ms=lookahead if stateful else None,

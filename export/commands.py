@@ -125,8 +125,9 @@ def _add_embedding(args: argparse.Namespace, out: Path) -> int:
     """``--add-embedding``: an edgetag ONNX file of any precision copied with an ``embedding`` output, resealed."""
     if Path(args.checkpoint).suffix.lower() != ".onnx":
         raise ValueError("--add-embedding takes an edgetag .onnx file (a checkpoint's export has the output already)")
-    if args.int8 or args.fp16 or args.tensorrt or args.calib:
-        raise ValueError("--add-embedding changes one file as it is: give no --int8, --fp16, --tensorrt or --calib")
+    if args.int8 or args.fp16 or args.tensorrt or args.calib or args.frames_per_call is not None:
+        raise ValueError("--add-embedding changes one file as it is: give no --int8, --fp16, --tensorrt, --calib "
+                         "or --frames-per-call")
     from edgetag.export.embedding import add_embedding_to_file
 
     card = add_embedding_to_file(args.checkpoint, out)
@@ -191,6 +192,7 @@ def _write_fp32(args: argparse.Namespace, checkpoint: Any, out: Path, calib: _Cl
         card = reseal(args.checkpoint, out, calib.features if calib else None, frames_per_call=args.frames_per_call)
         print(f"fp32: wrote {out}: sha256 {card.integrity['sha256'][:16]}..., test vector of "
               f"{card.test_vector['features']['shape'][0]} frames")
+        _warn_stale_siblings(out, card, args)
         return out.stat().st_size
     from edgetag.export.onnx_export import export_onnx
 
@@ -199,6 +201,20 @@ def _write_fp32(args: argparse.Namespace, checkpoint: Any, out: Path, calib: _Cl
         stream_atol=args.stream_atol, frames_per_call=args.frames_per_call, log=lambda line: print(f"fp32: {line}"),
     )
     return result.size_bytes
+
+
+def _warn_stale_siblings(out: Path, card: Any, args: argparse.Namespace) -> None:
+    """A resealed fp32 file whose int8 / fp16 siblings (not rebuilt now) gather another number of frames."""
+    from edgetag.runtime.model import load_model
+
+    for precision, rebuilt in (("int8", args.int8), ("fp16", args.fp16)):
+        other = sibling(out, precision)
+        if rebuilt or not other.is_file():
+            continue
+        theirs = load_model(other).card.frames_per_call
+        if theirs != card.frames_per_call:
+            print(f"note: {other} still runs {theirs} frame(s) per call, {out} now {card.frames_per_call}: "
+                  f"add --{precision} --calib DATA to rebuild it from the resealed file")
 
 
 def _write_int8_fp16(args: argparse.Namespace, out: Path, calib: _Clips | None, held: _Clips | None,

@@ -87,7 +87,33 @@ def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] 
         card = dataclasses.replace(card, window_frames=frames_per_call)
     if features is None:
         features = features_of([demo_audio(card.frontend.sample_rate)], card.frontend)
-    return seal(model, card, path, verification_frames(list(features), card))
+    frames = verification_frames(list(features), card)
+    if card.streaming_mode == "stateful" and card.frames_per_call > 1:
+        check_chunked_calls(source, card, frames)
+    return seal(model, card, path, frames)
+
+
+#: Largest score difference allowed between N-frame and one-frame calls of a stateful model (float rounding).
+CHUNKED_SCORES_ATOL = 1e-5
+
+
+def check_chunked_calls(source: str | Path, card: ModelCard, frames: np.ndarray) -> float:
+    """Raise `ExportError` unless ``frames`` streamed in calls of ``card.frames_per_call`` frames give the scores
+    of one-frame calls (within `CHUNKED_SCORES_ATOL`); returns the largest difference."""
+    import dataclasses
+
+    from edgetag.runtime.model import OnnxModel
+    from edgetag.runtime.verify import stream_scores
+
+    session = _ort_session(source)
+    gathered = stream_scores(OnnxModel.from_session(session, card), frames)
+    single = stream_scores(OnnxModel.from_session(session, dataclasses.replace(card, window_frames=1)), frames)
+    n = len(gathered)  # the last frames may wait for a whole call
+    diff = float(np.max(np.abs(gathered - single[:n]))) if n else float("inf")
+    if not n or diff > CHUNKED_SCORES_ATOL:
+        raise ExportError(f"calls of {card.frames_per_call} frames give other scores than one-frame calls (max "
+                          f"{diff:.3g} > {CHUNKED_SCORES_ATOL:g}): this graph does not stream in chunks")
+    return diff
 
 
 def record_metrics(path: str | Path, metrics: dict[str, float], provenance: dict[str, Any] | None = None,

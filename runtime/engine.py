@@ -83,6 +83,10 @@ class Engine:
         # frame), kept so each decision carries the level of its own audio (the level gate)
         self.decision_span = frame_end_sample(self.config, self.window - 1 if self.mode == "window" else 0)
         self.keeps_audio = is_pitch_model(card) and self.mode == "stateful"  # one frame per decision
+        # audio kept from earlier pushes: a decision's span, plus the frames a stateful call gathers
+        # (the first frame of a chunk ends up to frames_per_call hops before the push that completes it)
+        gathered = self.frames_per_call * self.config.hop_length if self.mode == "stateful" else 0
+        self._tail_keep = self.decision_span + gathered
         self._tail = np.zeros(0, np.float32)
 
     def reset(self) -> None:
@@ -129,7 +133,7 @@ class Engine:
                 d.level_dbfs = 10.0 * math.log10(mean) if mean > 0 else -math.inf
                 if self.keeps_audio and hi - lo == self.decision_span:
                     d.audio = audio[lo:hi].copy()
-        self._tail = audio[-self.decision_span :].copy()
+        self._tail = audio[-self._tail_keep :].copy()
 
     def push_frames(self, frames: np.ndarray) -> list[Decision]:
         """Append front-end frames float32 [n, n_bins] directly (what `push` does after the front end).

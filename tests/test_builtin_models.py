@@ -96,7 +96,9 @@ def test_shipped_model_decides_every_hop_while_streaming(name: str) -> None:
     gather = card.frames_per_call - 1 if card.streaming_mode == "stateful" else 0
     bound = (card.hop_frames + 1 + gather) * fe.hop_length + fe.win_length
     assert worst <= bound, f"{name}: a decision came {worst} samples late"
-    assert gather <= 1, f"{name}: gathers {gather + 1} frames per call, more than the 50 ms a tuner allows"
+    if card.streaming_mode == "stateful":  # a tuner: the frame's second half and the frames gathered after it
+        latency_ms = 1e3 * (fe.win_length / 2 + gather * fe.hop_length) / fe.sample_rate
+        assert latency_ms <= 50.0, f"{name}: {latency_ms:g} ms of algorithmic latency, over the 50 ms a tuner allows"
 
 
 def _sung_a3(path: Path, seconds: float = 2.0) -> Path:
@@ -180,7 +182,8 @@ def test_shipped_cards_hold_no_path_of_the_training_machine(name: str) -> None:
     found = [(where, text) for where, text in _strings(card) if absolute.search(text)]
     assert not found, found
     # what it was: the recipe's --data folder's (the pitch recipe trains on train.jsonl: manifest.jsonl + any tones)
-    assert card["provenance"]["data"]["manifest"] in ("manifest.jsonl", "train.jsonl")
+    names = ("manifest.jsonl", "train.jsonl") if name.startswith("pitch") else ("manifest.jsonl",)
+    assert card["provenance"]["data"]["manifest"] in names
 
 
 def test_info_and_models_fit_in_80_columns_and_read_as_fields(capsys: pytest.CaptureFixture[str]) -> None:
@@ -194,8 +197,8 @@ def test_info_and_models_fit_in_80_columns_and_read_as_fields(capsys: pytest.Cap
         assert not long, (name, long)
         # provenance: one field per line, nested fields indented below their key
         at = out.index("provenance")
-        assert "  data:" in out[at:] and any(line in out[at:] for line in ("    manifest: manifest.jsonl",
-                                                                           "    manifest: train.jsonl"))
+        manifests = ("manifest.jsonl", "train.jsonl") if name.startswith("pitch") else ("manifest.jsonl",)
+        assert "  data:" in out[at:] and any(f"    manifest: {m}" in out[at:] for m in manifests)
         task = next(line for line in out if line.startswith("task "))
         if name.startswith("pitch"):
             assert task == "task       pitch, 360 bins from 31.7 Hz to 2.0 kHz, decoded to f0/note/cents"

@@ -201,7 +201,8 @@ def test_export_stateful_students(tmp_path, data, trained) -> None:
     assert np.abs(got - expected).max() <= 1e-5
 
 
-def test_frames_per_call_goes_into_a_stateful_card_and_the_engine_calls_in_such_chunks(tmp_path, data, trained) -> None:
+def test_frames_per_call_goes_into_a_stateful_card_and_the_engine_calls_in_such_chunks(tmp_path, data, trained, monkeypatch,
+                                                                                       capsys) -> None:
     """``frames_per_call``: the card asks the runtime to gather N frames per model call (fewer calls, N - 1 hops
     more latency); decisions keep their frames and equal those of one-frame calls; the test vector verifies; window
     students and out-of-range values are refused; ``reseal`` sets it on an existing fp32 file."""
@@ -210,23 +211,46 @@ def test_frames_per_call_goes_into_a_stateful_card_and_the_engine_calls_in_such_
     from edgetag.runtime.engine import Engine
     from edgetag.runtime.verify import verify_model
 
-    result = export_onnx(trained["checkpoint"], tmp_path / "n3.onnx", data["calib"][:4], frames_per_call=3)
-    assert result.card.frames_per_call == 3 and result.card.hop_frames == 5  # a decision every 5th frame, as before
-    three, one = load_model(tmp_path / "n3.onnx"), load_model(trained["path"])
-    assert verify_model(three).passed
+    # 10 frames per call, a decision every 5th frame: each call makes two decisions
+    result = export_onnx(trained["checkpoint"], tmp_path / "n10.onnx", data["calib"][:4], frames_per_call=10)
+    assert result.card.frames_per_call == 10 and result.card.hop_frames == 5
+    ten, one = load_model(tmp_path / "n10.onnx"), load_model(trained["path"])
+    assert verify_model(ten).passed
     seq = data["held"][0][:31]
     calls: list[int] = []
-    original = three.run
-    three.run = lambda x, states=None: (calls.append(x.shape[1]), original(x, states))[1]  # type: ignore[method-assign]
-    engine, reference = Engine(three), Engine(one)
+    original = ten.run
+    ten.run = lambda x, states=None: (calls.append(x.shape[1]), original(x, states))[1]  # type: ignore[method-assign]
+    engine, reference = Engine(ten), Engine(one)
     got = engine.push_frames(seq[:4]) + engine.push_frames(seq[4:])
     expected = reference.push_frames(seq)
-    assert calls == [3] * 10 and len(got) == len(expected) == 6  # the 31st frame waits for two more
+    assert calls == [10] * 3 and len(got) == len(expected) == 6  # the 31st frame waits for nine more
     assert np.abs(np.stack([d.scores for d in got]) - np.stack([d.scores for d in expected])).max() <= 1e-5
     assert [d.end_sample for d in got] == [d.end_sample for d in expected]
     # an existing fp32 file gets it by a reseal (the graph takes any number of frames)
     card = reseal(trained["path"], tmp_path / "n2.onnx", data["calib"][:2], frames_per_call=2)
     assert card.frames_per_call == 2 and verify_model(load_model(tmp_path / "n2.onnx")).passed
+    # the reseal compared two-frame with one-frame calls on the test vector's frames; a graph whose scores
+    # moved with the chunking would be refused (here: no difference is small enough)
+    from edgetag.export import model_file
+    from edgetag.runtime.verify import decode_array
+
+    frames = decode_array(card.test_vector["features"], "features")
+    assert model_file.check_chunked_calls(tmp_path / "n2.onnx", card, frames) <= 1e-5
+    monkeypatch.setattr(model_file, "CHUNKED_SCORES_ATOL", -1.0)
+    with pytest.raises(ExportError, match="calls of 2 frames give other scores"):
+        reseal(trained["path"], tmp_path / "n2b.onnx", data["calib"][:2], frames_per_call=2)
+    assert not (tmp_path / "n2b.onnx").exists()
+    monkeypatch.undo()
+    # the command line: a reseal that changes N says which sibling it left at the old N
+    import shutil
+
+    from edgetag.runtime.cli import main
+
+    shutil.copyfile(trained["path"], tmp_path / "cli.onnx")
+    shutil.copyfile(trained["path"], tmp_path / "cli.int8.onnx")  # stands in for an int8 file at one frame per call
+    assert main(["export", str(tmp_path / "cli.onnx"), "-o", str(tmp_path / "cli.onnx"), "--frames-per-call", "2"]) == 0
+    assert "cli.int8.onnx still runs 1 frame(s) per call" in capsys.readouterr().out
+    assert load_model(tmp_path / "cli.onnx").card.frames_per_call == 2
     with pytest.raises(ExportError, match="must be 1 to 32"):
         export_onnx(trained["checkpoint"], tmp_path / "bad.onnx", data["calib"][:2], frames_per_call=0)
     window = _checkpoint("plain_cnn", WINDOW_STUDENTS["plain_cnn"], 24, 12)

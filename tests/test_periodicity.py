@@ -193,3 +193,33 @@ def test_the_tuner_follows_a_rendered_instrument_detuned_off_the_note_grid(tmp_p
     sharp = median_reading(soxr.resample(clip.astype(np.float64), SR, SR / 2 ** (23 / 1200)).astype(np.float32))
     assert abs(_cents(sharp, plain) - 23.0) < 3.0, (plain, sharp)
     assert abs(_cents(plain, 440.0)) < 10.0  # the sample's own tuning: A4, within a few cents
+
+
+@pytest.mark.parametrize("frames_per_call", [2, 3])
+def test_a_card_that_gathers_frames_reads_a_steady_tone_as_one_frame_calls_do(tmp_path: Path, frames_per_call: int) -> None:
+    """A stateful pitch card that gathers N frames per call, pushed 10 ms at a time (what `listen` does):
+    every decision keeps its frame's audio, so the period reading holds (a tone that flickered between
+    442.7 and 446.0 Hz when the first frames of a chunk lost their audio) and equals N = 1's."""
+    pytest.importorskip("onnx")
+    import edgetag
+    from edgetag.export.model_file import reseal
+    from edgetag.runtime.models import resolve_model
+
+    gathered = tmp_path / "pitch-n.onnx"
+    reseal(resolve_model("pitch"), gathered, frames_per_call=frames_per_call)
+    t = np.arange(16000) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 446.0 * t)).astype(np.float32)
+    readings = {}
+    for key, model in (("one", "pitch"), ("gathered", gathered)):
+        tagger = edgetag.load(str(model), threads=1)
+        got = []
+        for start in range(0, len(tone), 160):
+            got += tagger.push(tone[start : start + 160], sample_rate=16000)
+        readings[key] = [d.pitch for d in got]
+    one, gathered_readings = readings["one"], readings["gathered"]
+    assert len(gathered_readings) >= len(one) - frames_per_call and len(gathered_readings) > 80
+    steady = [r for r in gathered_readings[10:] if r.voiced]
+    assert len(steady) == len(gathered_readings[10:]), "every frame of the steady tone is voiced"
+    assert all(abs(r.f0_hz - 446.0) < 0.3 for r in steady), sorted({round(r.f0_hz, 1) for r in steady})
+    for a, b in zip(one, gathered_readings):
+        assert a.f0_hz == pytest.approx(b.f0_hz, abs=1e-3) and a.voiced == b.voiced

@@ -95,3 +95,12 @@ def test_run_refuses_a_folder_drawn_with_other_train_music(tmp_path):
         run._check_music_train(real, 720)
     assert run._has_split(real, "test") and not run._has_split(real, "valid")
     assert not run._has_split(tmp_path / "missing.jsonl", "train")
+
+
+def test_install_as_names_only_built_in_pitch_models() -> None:
+    from edgetag.runtime.models import BASE_MODELS
+
+    run = load_script(PREPARE_REAL.with_name("run.py"), "recipe_pitch_run")
+    assert set(run.PITCH_BUILTINS) <= set(BASE_MODELS) and "music-tags" not in run.PITCH_BUILTINS
+    with pytest.raises(SystemExit):
+        run.main(["--install-as", "pitch_small"])  # a typo is refused before anything runs

@@ -451,6 +451,8 @@ def test_noise_augmentation_adds_front_end_noise_at_the_snr():
     g = lambda: torch.Generator().manual_seed(7)
     assert torch.equal(add_noise(clean, fe, bank, 0.5, 0.0, 30.0, g()), add_noise(clean, fe, bank, 0.5, 0.0, 30.0, g()))
     assert add_noise(clean, fe, bank, 0.0, 0.0, 30.0, g()) is clean
+    with pytest.raises(ValueError, match="power-spectrum"):
+        NoiseBank(FrontendConfig.preset("default", n_bins=32, spectrum="magnitude"))
     batch = clean.repeat(4, 1, 1)  # 16 examples
     some = add_noise(batch, fe, bank, 0.5, 0.0, 30.0, torch.Generator().manual_seed(1))
     untouched = [bool(torch.equal(a, b)) for a, b in zip(some, batch)]

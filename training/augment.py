@@ -10,8 +10,11 @@ fixed order, so the same generator state gives the same result on any run.
 - `add_noise`: background noise at a random SNR, added to the band energies: frames of
   white and pink noise computed once by the real front end (`NoiseBank`), scaled so the
   summed band energy of noise is ``snr`` dB under the example's. Energies of independent
-  signals add in expectation, so this is the front end of the noisy audio up to the
-  cross terms' random fluctuation. Teacher targets stay those of the clean audio.
+  signals add in expectation (power-spectrum front ends; magnitude ones are refused), so
+  this is the front end of the noisy audio up to the cross terms' random fluctuation.
+  The SNR is one of band energies, not of the waveform: white noise at 10 dB waveform SNR
+  under a 220 Hz sawtooth is 17.8 dB under it in the pitch front end's log-frequency bands
+  (measured), whose narrow low bands hold the tone. Teacher targets stay those of the clean audio.
 - `time_shift`: circular shift along time by up to ``max_frames`` (frame-aligned
   targets such as teacher frames shift with it).
 - `spec_augment`: SpecAugment-style time and frequency masks filled with each
@@ -59,13 +62,21 @@ def random_gain(features: Tensor, config: FrontendConfig, low_db: float, high_db
 
 # ------------------------------------------------------------------------------ noise
 class NoiseBank:
-    """Band energies [kinds, frames, bins] of seeded white and pink noise (unit RMS) through the front end."""
+    """Band energies [kinds, frames, bins] of seeded white and pink noise through the front end.
+
+    16 s of each kind (1,600 frames at a 10 ms hop): each example draws its own stretch, so a student
+    does not learn one noise texture. Power-spectrum front ends only: energies of independent signals
+    add in expectation, magnitudes do not.
+    """
 
     KINDS = ("white", "pink")
 
-    def __init__(self, config: FrontendConfig, seconds: float = 4.0, seed: int = 0) -> None:
+    def __init__(self, config: FrontendConfig, seconds: float = 16.0, seed: int = 0) -> None:
         from edgetag.runtime.frontend import compute_features
 
+        if config.spectrum != "power":
+            raise ValueError(f"noise augmentation needs a power-spectrum front end (energies add), got {config.spectrum!r}: "
+                             "set augment.noise_probability = 0")
         rng = np.random.default_rng(seed)
         n = int(seconds * config.sample_rate)
         banks = []
@@ -76,10 +87,9 @@ class NoiseBank:
                 f = np.arange(len(spectrum), dtype=np.float64)
                 f[0] = 1.0
                 x = np.fft.irfft(spectrum / np.sqrt(f), n)
-            x = (x / np.sqrt(np.mean(np.square(x)))).astype(np.float32)
-            feats = torch.from_numpy(compute_features(x * 0.1, config)).double()
-            banks.append(decompress(feats, config) * (1.0 / 0.1 ** (2 if config.spectrum == "power" else 1)))
-        self.energies = torch.stack(banks)  # exact band energies of unit-RMS noise (the 0.1 keeps off clipping)
+            x = (x / np.sqrt(np.mean(np.square(x)))).astype(np.float32)  # unit RMS (add_noise rescales anyway)
+            banks.append(decompress(torch.from_numpy(compute_features(x, config)).double(), config))
+        self.energies = torch.stack(banks)
 
     def draw(self, batch: int, frames: int, generator: torch.Generator) -> Tensor:
         """[batch, frames, bins] of noise energies: a random kind and a random stretch of it per example."""
@@ -97,7 +107,8 @@ class NoiseBank:
 
 def add_noise(features: Tensor, config: FrontendConfig, bank: NoiseBank, probability: float, low_db: float,
               high_db: float, generator: torch.Generator) -> Tensor:
-    """Noise added to each example with ``probability``, at an SNR uniform in [low_db, high_db] (band energies)."""
+    """Noise added to each example with ``probability``, its summed band energy ``snr`` dB under the example's,
+    ``snr`` uniform in [low_db, high_db] (a power-spectrum front end: `NoiseBank`)."""
     if probability <= 0.0:
         return features
     batch, frames = features.shape[0], features.shape[1]
@@ -107,12 +118,11 @@ def add_noise(features: Tensor, config: FrontendConfig, bank: NoiseBank, probabi
     if not bool(chosen.any()):
         return features
     energies = decompress(features.double(), config)
-    # the ratio of summed band values: energies (power spectrum) scale as 10^(snr/10), magnitudes as 10^(snr/20)
-    per_decade = 10.0 if config.spectrum == "power" else 20.0
+    noise = noise.to(energies.device)
     ratio = energies.sum(dim=(1, 2)) / noise.sum(dim=(1, 2)).clamp_min(1e-30)
-    scale = ratio * torch.pow(10.0, -snr_db / per_decade)
-    scale = torch.where(chosen, scale, torch.zeros_like(scale)).view(-1, 1, 1)
-    return compress(energies + scale * noise.to(energies), config).to(features.dtype)
+    scale = ratio * torch.pow(10.0, -snr_db.to(energies.device) / 10.0)
+    scale = torch.where(chosen.to(energies.device), scale, torch.zeros_like(scale)).view(-1, 1, 1)
+    return compress(energies + scale * noise, config).to(features.dtype)
 
 
 # ------------------------------------------------------------------------------ time shift

@@ -35,6 +35,7 @@ import shutil
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 # The recipes are scripts of a source checkout, not part of the installed package: their shared
 # helpers (training/recipes/recipe_common.py) are found next to them.
@@ -53,6 +54,8 @@ def step(cmd: list[str], log: Path | None = None) -> float:
 
 HERE = Path(__file__).resolve().parent
 SR = 16000
+#: The built-in pitch models `--install-as` may write (edgetag.runtime.models.BASE_MODELS).
+PITCH_BUILTINS = ("pitch", "pitch-small")
 
 
 def make_calib_dirs(data: Path, root: Path, n_per_source: int = 24, max_seconds: float = 6.0) -> None:
@@ -140,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--device", default="cpu", help="teacher and training device (cpu or cuda)")
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--install", action="store_true", help="copy the exported files into runtime/models/ (the built-in pitch models)")
-    ap.add_argument("--install-as", default=None, metavar="NAME",
-                    help="install as the built-in NAME (e.g. pitch-small; its card is named edgetag-NAME); implies --install")
+    ap.add_argument("--install-as", default=None, choices=PITCH_BUILTINS,
+                    help="install as this built-in (its card is named edgetag-NAME); implies --install")
     ap.add_argument("overrides", nargs="*", help="extra config overrides for the distill step (KEY=VALUE)")
     args = ap.parse_args(argv)
     data = Path(args.data).resolve()
@@ -210,12 +213,16 @@ def main(argv: list[str] | None = None) -> int:
     # 4. export (fp32 + int8)
     export = data / "export" / run_dir.name  # one export and evaluation per run: other steps never reuse stale files
     fp32, int8 = export / "pitch.onnx", export / "pitch.int8.onnx"
+    name = f"edgetag-{args.install_as or 'pitch'}"
+    if fp32.is_file() and int8.is_file() and _stale_export(fp32, name, args.frames_per_call):
+        for path in (fp32, int8, export / "eval.json", export / "eval-valid.json"):
+            path.unlink(missing_ok=True)  # exported for another name or frames per call: export and time again
     if not (fp32.is_file() and int8.is_file()):
         make_calib_dirs(data, root)
         export.mkdir(parents=True, exist_ok=True)
         t0 = time.perf_counter()
         export_models(student, fp32, data / "calib" / "train", data / "calib" / "test", args.stream_atol,
-                      args.frames_per_call, name=f"edgetag-{args.install_as or 'pitch'}")
+                      args.frames_per_call, name=name)
         times["export"] = time.perf_counter() - t0
 
     # 5. evaluate (test: the numbers reported; valid: for choosing between runs), tables, cards
@@ -290,7 +297,19 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _augment_of(run_dir: Path) -> dict:
+def _stale_export(fp32: Path, name: str, frames_per_call: int) -> bool:
+    """Whether an existing export was made with another card name or frames per call than asked now."""
+    from edgetag.runtime.model import load_model
+
+    card = load_model(fp32).card
+    if card.name == name and card.frames_per_call == frames_per_call:
+        return False
+    print(f"{fp32.parent}: exported as {card.name!r} with {card.frames_per_call} frame(s) per call; asked for "
+          f"{name!r} with {frames_per_call}: exporting again")
+    return True
+
+
+def _augment_of(run_dir: Path) -> dict[str, Any]:
     """The run's augmentations that are on (gain, noise, ...), from the config the trainer wrote beside it."""
     config = run_dir / "config.json"
     if not config.is_file():
