@@ -88,13 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     from edgetag.runtime.models import resolve_model
 
     results = {}
-    for spec in args.model:
-        path = Path(resolve_model(spec))
-        results[path.name] = measure(path, args)
-        print(f"{path.name}: {results[path.name]['windows']} windows of {results[path.name]['tracks']} tracks, "
-              f"{results[path.name]['cpu_s']} s CPU", file=sys.stderr)
+    paths = [Path(resolve_model(spec)) for spec in args.model]
+    names = [p.name for p in paths]
+    for path in paths:
+        # the file name labels a column; two files of one name (an old and a new music-tags.onnx) get their paths
+        key = path.name if names.count(path.name) == 1 else str(path)
+        results[key] = measure(path, args)
+        print(f"{key}: {results[key]['windows']} windows of {results[key]['tracks']} tracks, "
+              f"{results[key]['cpu_s']} s CPU", file=sys.stderr)
         if args.write_card:
-            write_card(path, results[path.name])
+            write_card(path, results[key])
             print(f"wrote the per-tag held-out figures into {path}'s card", file=sys.stderr)
     print(table(results))
     print()

@@ -8,7 +8,7 @@ genre (it also implies a voice, but the tag names the style), ``choir`` and
 instrument) and ``solo`` go with the rest.
 
 `tag_agreement` scores the student per tag against the teacher, with the
-music-tag recipe's protocol (``training/recipes/musictag/run.py``, the 0.956
+music-tag recipe's protocol (``training/recipes/musictag/run.py``, the
 of the README): one row per teacher window (2.99 s; the student's score is
 the mean of its decisions whose 1 s lies inside it, as
 `edgetag.training.teacher_windows.align` lines them up), the teacher's tags
