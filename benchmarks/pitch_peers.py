@@ -160,11 +160,13 @@ def torchaudio_stand_in() -> Iterator[str]:
 
 # --------------------------------------------------------------------------- edgetag and CREPE
 def edgetag_tracker(path: str, label: str, threads: int) -> PitchTracker:
-    """An edgetag pitch model file (ONNX): offline = whole-clip features + one run; stream = 1 hop per push.
+    """An edgetag pitch model file (ONNX): offline = whole-clip features + one run; stream = the runtime's
+    `Engine` fed one hop per push, every decision read by a `PitchReader` with its audio, as ``listen`` does.
     Both decode as a stream does, with each frame's audio (`edgetag.runtime.pitch.decode_with_audio`)."""
-    from edgetag.runtime.frontend import StreamingFrontend, compute_features
+    from edgetag.runtime.engine import Engine
+    from edgetag.runtime.frontend import compute_features
     from edgetag.runtime.model import load_model
-    from edgetag.runtime.pitch import VOICING_THRESHOLD, SteadyTone, decode, decode_clip
+    from edgetag.runtime.pitch import VOICING_THRESHOLD, PitchReader, decode_clip
 
     model = load_model(path, threads=threads)
     card = model.card
@@ -182,18 +184,10 @@ def edgetag_tracker(path: str, label: str, threads: int) -> PitchTracker:
     per_call = card.frames_per_call  # a stateful card may gather N frames per call: N - 1 hops more latency
 
     def stream(wave: np.ndarray) -> None:
-        front, states, tone = StreamingFrontend(fe), model.initial_state(1), SteadyTone(fe.sample_rate)
-        pending, frame = np.zeros((0, fe.n_bins), np.float32), 0
+        engine, read = Engine(model), PitchReader(sample_rate=fe.sample_rate)
         for k in range(0, len(wave), hop):
-            pending = np.concatenate([pending, front.push(wave[k:k + hop])])
-            if len(pending) >= per_call:
-                n = len(pending) - len(pending) % per_call
-                logits, states = model.run(pending[None, :n], states)
-                f0s, confs = decode(model.scores(logits[0]))
-                for j in range(n):  # every frame decided, as the runtime does (the peers give one f0 per push)
-                    end = (frame + j) * hop + win  # frame `frame + j`'s samples end here
-                    tone(float(f0s[j]), float(confs[j]), wave[end - win:end])
-                pending, frame = pending[n:], frame + n
+            for d in engine.push(wave[k:k + hop]):  # every frame decided (the peers give one f0 per push)
+                read(d.scores, d.audio)
 
     stateful = card.streaming_mode == "stateful"
     # causal: the frame's second half, no future frames; plus the frames gathered after it before its call

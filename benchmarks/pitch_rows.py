@@ -361,7 +361,8 @@ def pitch_section(result: dict[str, Any]) -> list[str]:
             f"{a['seconds_each']:g} s; median [min–max] of {p['repeats']} rounds, round-robin over the trackers. batch = "
             "each tracker's whole-clip call (edgetag: front end on the clip + one model run over all frames); "
             "stream = the clip pushed one hop at a time through its streaming interface, an f0 decoded per push "
-            "(edgetag: C++ streaming front end + one ORT call per 10 ms frame, state carried). ÷ edgetag: this row's "
+            "(edgetag: the runtime's engine, as `listen` runs it: C++ streaming front end, one ORT call per 10 ms frame or "
+            "per the card's frames per call, state carried, every decision read with its frame's period). ÷ edgetag: this row's "
             f"median over {p['reference']}'s in the same mode (> 1: edgetag is cheaper).",
             "Lookahead: audio a tracker needs after a frame's centre before that frame's f0 is final (add one push "
             f"for a stream); hop: its decision interval. edgetag rows: {p['edgetag_source']}."]

@@ -12,7 +12,7 @@ its card (labels, front end, metrics, provenance) inside; the recipes under
 - ``pitch``: frame-level pitch over CREPE's 360 bins, distilled from CREPE full
   (``training/recipes/pitch``); ``listen`` shows a tuner.
 - ``pitch-small``: the same task in a student an eighth the size (137,560 parameters),
-  trained with level and noise augmentation and run two frames per call: a third of
+  trained with level and noise augmentation and run two frames per call: under half
   ``pitch``'s streaming CPU for 10 ms more latency (42 ms), as accurate on the recipe's
   renders, steadier across levels, further from CREPE on game music and speech (numbers
   in the README's Built-in models).
