@@ -101,6 +101,11 @@ def is_pitch_model(card_or_labels: Any) -> bool:
     return level == "frame"
 
 
+_CENTS = bin_cents()
+_CENTS.flags.writeable = False
+_WINDOW = np.arange(-4, 5)  # the bins averaged around the argmax
+
+
 def decode(scores: np.ndarray, fmin: float | None = None, fmax: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``[..., 360]`` scores -> ``(f0_hz, confidence)``, each ``[...]`` float64.
 
@@ -121,16 +126,25 @@ def decode(scores: np.ndarray, fmin: float | None = None, fmax: float | None = N
         if not keep.any():
             raise ValueError(f"no pitch bin lies in [{fmin}, {fmax}] Hz")
         s = s * keep
+    if s.ndim == 1:
+        # one frame, a stream's decision: slices instead of the batched gathers (a tenth of the time);
+        # the same nine products summed in the same order, so the result is the batched path's to the bit
+        i = int(s.argmax())
+        if 4 <= i < N_BINS - 4:
+            w = s[i - 4 : i + 5]
+            total = w.sum()
+            local = (w * _CENTS[i - 4 : i + 5]).sum() / total if total > 0 else _CENTS[i]
+            return 10.0 * np.power(2.0, local / 1200.0), s[i]
     index = s.argmax(axis=-1)
     confidence = np.take_along_axis(s, index[..., None], axis=-1)[..., 0]
-    padded = np.pad(s, [(0, 0)] * (s.ndim - 1) + [(4, 4)])
-    cents = np.pad(bin_cents(), (4, 4))
-    window = index[..., None] + np.arange(9)  # positions in the padded axis
-    w = np.take_along_axis(padded, window, axis=-1)
+    window = index[..., None] + _WINDOW
+    inside = (window >= 0) & (window < N_BINS)  # bins past either end weigh nothing
+    window = np.clip(window, 0, N_BINS - 1)
+    w = np.take_along_axis(s, window, axis=-1) * inside
     total = w.sum(axis=-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        local = (w * cents[window]).sum(axis=-1) / total
-    local = np.where(total > 0, local, bin_cents()[index])
+        local = (w * _CENTS[window]).sum(axis=-1) / total
+    local = np.where(total > 0, local, _CENTS[index])
     return 10.0 * np.power(2.0, local / 1200.0), confidence
 
 

@@ -50,6 +50,19 @@ def test_decode_batches_edges_and_zero_frames() -> None:
         P.decode(two, fmin=5000.0)
 
 
+
+def test_decode_of_one_frame_is_the_batched_row_to_the_bit() -> None:
+    # a stream decodes frame by frame (a fast path), a clip all at once: the two must not differ
+    rng = np.random.default_rng(3)
+    s = rng.random((400, 360)) ** 8
+    s[0] = 0.0
+    for row, peak in zip(s[1:], [0, 1, 2, 3, 4, 355, 356, 357, 358, 359]):  # argmax at and near both ends
+        row[peak] = 2.0
+    batched = P.decode(s)
+    for i, row in enumerate(s):
+        one = P.decode(row)
+        assert (one[0], one[1]) == (batched[0][i], batched[1][i]), i
+
 def test_decode_matches_torch_teacher_decoder() -> None:
     torch = pytest.importorskip("torch")
     from edgetag.training.teachers.crepe import decode_weighted_argmax
