@@ -93,3 +93,61 @@ def test_a_stored_evaluation_is_measured_again_when_its_split_changes(tmp_path, 
     again = run._agreement(model, manifest, tmp_path, tmp_path, "test")
     assert calls == ["test", "test"] and again["windows"] == 2
     assert again["entries_sha1"] == run.split_rows_sha1(manifest, "test") != first["entries_sha1"]
+
+
+VOICES = PREPARE.with_name("voices.py")
+
+
+def test_a_voice_track_has_speech_in_turns_and_one_stretch_without(tmp_path):
+    np = pytest.importorskip("numpy")
+    voices = load_script(VOICES, "recipe_musictag_voices")
+    sr = voices.SR
+    prompts = [np.full(int(1.5 * sr), 0.1, np.float32), np.full(int(0.7 * sr), -0.2, np.float32)]
+    for seed in range(20):
+        track, intervals = voices.speech_track(prompts, 30 * sr, np.random.default_rng(seed))
+        assert len(track) == 30 * sr and intervals
+        spoken = np.zeros(len(track), bool)
+        for start, end in intervals:
+            assert 0 <= start < end <= 30.0
+            spoken[round(start * sr):round(end * sr)] = True
+        assert np.array_equal(spoken, track != 0)  # the intervals are exactly where the voice is
+        # the longest stretch without a voice is the quiet one (8-12 s; or more where it meets a pause)
+        edges = np.flatnonzero(np.diff(np.concatenate([[1], spoken.astype(int), [1]])))
+        longest = max(b - a for a, b in zip(edges[::2], edges[1::2])) / sr
+        assert longest >= voices.QUIET_S[0]
+
+
+def test_only_the_train_mixes_join_the_training_split(tmp_path):
+    prep = _prepare_module()
+    mixes = tmp_path / "voices.jsonl"
+    mixes.write_text("".join(json.dumps({"path": f"voice-mixes/{s}/m{i}.wav", "split": s, "package": "asterisk-x",
+                                         "duration": 30.0, "speech": [[1.0, 2.0]]}) + "\n"
+                             for i, s in enumerate(["train", "train", "valid", "test"])))
+    entries = prep.voice_mixes(mixes)
+    assert [e.path for e in entries] == ["voice-mixes/train/m0.wav", "voice-mixes/train/m1.wav"]
+    assert all(e.split == "train" and e.missing_all and e.extra["package"] == "voice-mix/asterisk-x" for e in entries)
+    with pytest.raises(FileNotFoundError, match="voices.py"):
+        prep.voice_mixes(tmp_path / "none.jsonl")
+
+
+def test_voice_thresholds_leave_at_most_the_share_on_even_with_float32_ties():
+    np = pytest.importorskip("numpy")
+    voices = load_script(VOICES, "recipe_musictag_voices")
+    rng = np.random.default_rng(0)
+    quiet = np.round(rng.random(1000), 2).astype(np.float32)  # many equal scores, as an int8 model gives
+    voiced = (0.9 + 0.1 * rng.random(400)).astype(np.float32)
+    scores, truth = np.concatenate([quiet, voiced]), np.r_[np.zeros(1000, int), np.ones(400, int)]
+    threshold, voiced_on, quiet_on = voices.voice_thresholds(scores, truth)
+    # the runtime compares float32 scores with the card's float: the same share either way
+    assert (quiet >= threshold).mean() == (quiet.astype(np.float64) >= threshold).mean() == quiet_on <= 0.05
+    assert voiced_on == (voiced >= threshold).mean() > 0.4
+    with pytest.raises(ValueError, match="with and without"):
+        voices.voice_thresholds(voiced, np.ones(len(voiced), int))
+
+
+def test_a_decision_is_voiced_silent_or_left_out_by_how_much_speech_its_window_holds():
+    np = pytest.importorskip("numpy")
+    voices = load_script(VOICES, "recipe_musictag_voices")
+    speech = [[1.0, 2.0], [5.0, 5.2]]
+    times = np.array([1.0, 1.5, 2.0, 3.5, 5.1, 5.6, 7.0])  # each decision's 1 s window ends there
+    assert voices.decision_truth(speech, times, 1.0).tolist() == [0, 1, 1, 0, -1, -1, 0]

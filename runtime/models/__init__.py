@@ -9,6 +9,10 @@ its card (labels, front end, metrics, provenance) inside; the recipes under
 - ``music-tags``: the 50 MagnaTagATune tags, distilled from the musicnn
   MTT + MSD ensemble (``training/recipes/musictag``); a decision every 100 ms
   on the last 1 s of audio.
+- ``music-tags-voices``: the same network and teacher, also trained on real speech mixed
+  over the music (``run.py --voices``): its vocal tags rise when someone sings or speaks over
+  the music (``music-tags``' fall), at a little less agreement with the teacher on the
+  instrumental valid packages (numbers in the README's Built-in models).
 - ``pitch``: frame-level pitch over CREPE's 360 bins, distilled from CREPE full
   (``training/recipes/pitch``); ``listen`` shows a tuner.
 - ``pitch-small``: the same task in a student an eighth the size (137,560 parameters),
@@ -32,7 +36,7 @@ from edgetag.runtime.formats import sibling
 MODELS_DIR = Path(__file__).resolve().parent
 
 #: The shipped models, by the name of their fp32 file.
-BASE_MODELS: tuple[str, ...] = ("music-tags", "pitch", "pitch-small")
+BASE_MODELS: tuple[str, ...] = ("music-tags", "music-tags-voices", "pitch", "pitch-small")
 #: name -> file in this folder: each model's fp32 file, and its int8 sibling as NAME-int8 (`runtime.formats`)
 BUILTIN_MODELS: dict[str, str] = {
     name: sibling(f"{base}.onnx", key).name

@@ -81,14 +81,30 @@ def select(audio: Path, train_hours: float | None, eval_seconds: float) -> tuple
     return chosen, hours
 
 
+def voice_mixes(voices: Path) -> list[ManifestEntry]:
+    """The train mixes of ``voices.py``'s list, as training entries (package ``voice-mix/SPEECH-PACKAGE``)."""
+    if not voices.is_file():
+        raise FileNotFoundError(f"{voices} not found: run training/recipes/musictag/voices.py first")
+    rows = [json.loads(line) for line in voices.read_text().splitlines() if line.strip()]
+    return [ManifestEntry(path=r["path"], split="train", missing_all=True,
+                          extra={"package": f"voice-mix/{r['package']}", "duration": r["duration"]})
+            for r in rows if r["split"] == "train"]
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--audio", type=Path, default=Path("/work/data/edgetag-audio"), help="prepare_audio's folder")
     ap.add_argument("--out", type=Path, default=Path("/work/data/musictag"))
     ap.add_argument("--train-hours", type=float, default=None, help="cap on training music (default: all of it)")
     ap.add_argument("--eval-seconds", type=float, default=120.0, help="valid/test chunk length (whole files are used)")
+    ap.add_argument("--voices", type=Path, default=None,
+                    help="voices.py's list of speech-over-music mixes: its train mixes join the training split")
     args = ap.parse_args(argv)
     entries, hours = select(args.audio, args.train_hours, args.eval_seconds)
+    if args.voices is not None:
+        mixes = voice_mixes(args.voices)
+        entries += mixes
+        hours["train"] += sum(float(e.extra["duration"]) for e in mixes) / 3600
     args.out.mkdir(parents=True, exist_ok=True)
     path = write_manifest(args.out / "manifest.jsonl", entries, extra_columns=("package", "duration"))
     packages = {s: sorted({e.extra["package"] for e in entries if e.split == s}) for s in ("train", "valid", "test")}

@@ -28,7 +28,14 @@ inside a step too; steps 1 and 2 always run, and only fetch what is missing):
    without looking at the test packages (a stored measure is taken again when its
    split's entries change);
 7. with ``--install``: copies both files into ``runtime/models/`` as the
-   built-in ``music-tags`` and ``music-tags-int8``.
+   built-in ``music-tags`` and ``music-tags-int8``; ``--install-as music-tags-voices`` exports
+   them under that name (again, if they were exported under another) and installs them as it.
+
+With ``--voices``, ``voices.py`` first writes 2 h of real speech mixed over the training music (and
+held-out mixes over the valid and test music, for `benchmarks/voice_presence.py`), step 2 adds
+the training mixes to the training split (the teacher labels them like the music), and after step 6
+the thresholds of the voice tags (vocal, vocals, voice) are set from the valid mixes (``voices.py
+--thresholds``: on in at most 5 % of the decisions over music alone).
 
 Evaluation (agreement with the teacher on held-out music): on every test track, the model runs as
 ``edgetag tag`` would (a decision every 100 ms on the last 1 s). Each teacher
@@ -68,6 +75,9 @@ REPO = HERE.parents[2]
 TEACHER = "musicnn-mtt+musicnn-msd"
 N_TAGS = 50  # MagnaTagATune's tags: the ensemble's first 50 columns
 THRESHOLD = 0.5
+#: The built-in taggers ``--install-as`` may write (edgetag.runtime.models.BASE_MODELS): the default, and the
+#: one trained with voices over the music (``--voices``).
+TAGGER_BUILTINS = ("music-tags", "music-tags-voices")
 
 
 def evaluate_agreement(model_path: Path, manifest: Path, root: Path, cache: Path, split: str = "test") -> dict[str, Any]:
@@ -170,7 +180,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--teach-procs", type=int, default=1,
                     help="teacher-cache processes (torchrun; the shipped cache used 2, one per CPU core)")
     ap.add_argument("--install", action="store_true", help="copy the exported files into runtime/models/")
+    ap.add_argument("--install-as", default=None, choices=TAGGER_BUILTINS,
+                    help="install as this built-in (exported under its name; default with --install: music-tags)")
     ap.add_argument("--run-name", default=None, help="run and export folder name (default: student-STEPS)")
+    ap.add_argument("--voices", action="store_true",
+                    help="train on speech mixed over the training music too (voices.py: 2 h of mixes)")
     ap.add_argument("overrides", nargs="*", help="extra config overrides (KEY=VALUE)")
     args = ap.parse_args(argv)
     audio, data = args.audio.resolve(), args.data.resolve()
@@ -184,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     # held-out packages were added gets them, and the steps below measure only what changed.
     times["prepare_audio"] = run_step([sys.executable, "-m", "edgetag.training.prepare_audio", "--out", str(audio)])
     run_step([sys.executable, str(HERE / "prepare.py"), "--audio", str(audio), "--out", str(data)])
+    if args.voices:  # the mixes are drawn from the music-only manifest's splits, then join its training split
+        if not (data / "voices.jsonl").is_file():
+            times["voices"] = run_step([sys.executable, str(HERE / "voices.py"), "--audio", str(audio), "--data", str(data)])
+        run_step([sys.executable, str(HERE / "prepare.py"), "--audio", str(audio), "--out", str(data),
+                  "--voices", str(data / "voices.jsonl")])
     # teach.done holds the digest of the manifest it covered: a manifest with more entries
     # (held-out packages added) runs the teacher again, which computes only the new windows.
     manifest_sha1 = hashlib.sha1(manifest.read_bytes()).hexdigest()
@@ -204,12 +223,17 @@ def main(argv: list[str] | None = None) -> int:
 
     export = data / "export" / run_dir.name  # one export per run: a run with other steps never reuses stale files
     fp32, int8 = export / "music-tags.onnx", export / "music-tags.int8.onnx"
+    builtin = args.install_as or "music-tags"  # the card's name
+    if fp32.is_file() and check_card(fp32).name != builtin:  # exported under another name: export, calibrate, measure again
+        print(f"{export}: exported as {check_card(fp32).name!r}, asked for {builtin!r}: exporting again")
+        for path in export.glob("music-tags*"):
+            path.unlink()
     if not int8.is_file():
         data_info = json.loads((data / "data.json").read_text())
         calib = audio / "packages" / data_info["packages"]["train"][-1]  # real training music
         held = audio / "packages" / data_info["packages"]["test"][0]
         export.mkdir(parents=True, exist_ok=True)
-        times["export"] = run_step(["edgetag", "export", str(student), "-o", str(fp32), "--name", "music-tags",
+        times["export"] = run_step(["edgetag", "export", str(student), "-o", str(fp32), "--name", builtin,
                               "--calib", str(calib), "--eval", str(held), "--int8"], data / "logs" / f"export-{run_dir.name}.log")
     # Per-tag thresholds chosen on the valid packages (never test), each file on its own scores: the
     # student's scores sit below the teacher's 0.5, which would leave most tags off (`edgetag calibrate`).
@@ -218,6 +242,11 @@ def main(argv: list[str] | None = None) -> int:
             times[f"calibrate {path.name}"] = run_step(
                 ["edgetag", "calibrate", str(path), "--data", str(manifest), "--root", str(audio), "--split", "valid",
                  "--teacher-cache", str(cache), "--teacher", TEACHER], data / "logs" / f"calibrate-{run_dir.name}.log")
+    if args.voices:  # the voice tags' thresholds from where the voice is in the valid mixes (voices.py)
+        for path in (fp32, int8):
+            if "voice_thresholds" not in check_card(path).provenance:
+                run_step([sys.executable, str(HERE / "voices.py"), "--audio", str(audio), "--data", str(data),
+                          "--thresholds", str(path)])
 
     t_macs, t_params = teacher_macs_per_second()
     results: dict[str, Any] = {"teacher": {"name": TEACHER, "parameters": t_params, "macs_per_second": t_macs},
@@ -272,11 +301,11 @@ def main(argv: list[str] | None = None) -> int:
     table = "\n".join(lines)
     (export / "results.md").write_text(table + "\n")
     print(table)
-    if args.install:
+    if args.install or args.install_as:
         target = REPO / "runtime" / "models"
-        for path in (fp32, int8):
-            shutil.copyfile(path, target / path.name)
-            print(f"installed {target / path.name}")
+        for path, installed in ((fp32, f"{builtin}.onnx"), (int8, f"{builtin}.int8.onnx")):
+            shutil.copyfile(path, target / installed)
+            print(f"installed {target / installed}")
     return 0
 
 
