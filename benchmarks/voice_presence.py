@@ -22,9 +22,13 @@ drawn with a fixed seed). One thread.
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.util
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 
@@ -32,37 +36,24 @@ SR = 16000
 VOICES = Path(__file__).resolve().parents[1] / "training" / "recipes" / "musictag" / "voices.py"
 
 
-def _voices_module():
-    import importlib.util
-
+@functools.cache
+def _voices_module() -> ModuleType:
+    """The recipe's ``voices.py`` (a script of the source tree, not a package module): its rules."""
     spec = importlib.util.spec_from_file_location("musictag_voices", VOICES)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-TEACHER_WINDOW_S = 47872 / SR  # musicnn's patch
-VOICED_SHARE = 0.5
+TEACHER_WINDOW_S = 47872 / SR  # musicnn's patch (edgetag.training.teachers.musicnn.PATCH_SAMPLES; torch-free here)
 
 
 def window_truth(speech: list[list[float]], n_windows: int) -> np.ndarray:
-    """Per teacher window: 1 voiced (>= VOICED_SHARE speech), 0 without voice, -1 in between."""
-    out = np.full(n_windows, -1, np.int64)
-    for w in range(n_windows):
-        a, b = w * TEACHER_WINDOW_S, (w + 1) * TEACHER_WINDOW_S
-        covered = sum(max(0.0, min(b, e) - max(a, s)) for s, e in speech)
-        out[w] = 1 if covered >= VOICED_SHARE * (b - a) else 0 if covered == 0 else -1
-    return out
+    """Per teacher window: 1 voiced (half or more speech), 0 without voice, -1 in between (`voices.py`'s rule)."""
+    ends = TEACHER_WINDOW_S * np.arange(1, n_windows + 1)
+    return _voices_module().decision_truth(speech, ends, TEACHER_WINDOW_S)
 
 
-def roc_auc(y: np.ndarray, s: np.ndarray) -> float:
-    """Mann-Whitney ROC-AUC (ties count half)."""
-    pos, neg = s[y == 1], s[y == 0]
-    if len(pos) == 0 or len(neg) == 0:
-        return float("nan")
-    greater = (pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()
-    return float(greater / (len(pos) * len(neg)))
-
-
-def student_windows(spec: str):
+def student_scorer(spec: str) -> tuple[list[str], Callable[[np.ndarray, int], np.ndarray]]:
+    """(labels, per-window scores of a clip): the mean of the decisions whose window lies in each teacher window."""
     from edgetag.runtime.engine import offline_decisions
     from edgetag.runtime.model import load_model
     from edgetag.runtime.models import resolve_model
@@ -96,8 +87,12 @@ def voice_tags_on(spec: str, rows: list[dict], audio: Path, music: list[tuple[st
     model = load_model(resolve_model(spec), threads=1)
     card = model.card
     window_s = card.window_frames * card.frontend.hop_length / card.frontend.sample_rate
+    missing = [t for t in voices.VOICE_TAGS if t not in card.labels]
+    if missing:
+        raise SystemExit(f"{spec}: not a music tagger with the voice tags (no {', '.join(missing)})")
     columns = [list(card.labels).index(t) for t in voices.VOICE_TAGS]
-    thresholds = np.asarray(card.thresholds, np.float32)[columns] if card.thresholds else np.full(len(columns), 0.5, np.float32)
+    # float64, as the runtime compares them (`edgetag.runtime.postprocess`)
+    thresholds = np.asarray(card.thresholds, np.float64)[columns] if card.thresholds else np.full(len(columns), 0.5)
     on, truth = [], []
     for r in rows:
         decisions = offline_decisions(model, load_audio(audio / r["path"], SR))
@@ -125,7 +120,8 @@ def music_stretches(manifest: Path, split: str, n: int, seconds: float = 60.0, s
     return out
 
 
-def teacher_windows(labels: list[str]):
+def teacher_scorer(labels: list[str]) -> Callable[[np.ndarray, int], np.ndarray]:
+    """Per-window scores of a clip from the musicnn MTT + MSD ensemble, columns in ``labels``' order."""
     import torch
     from edgetag.training.teachers import get_teacher
     from edgetag.training.teachers.ensemble import EnsembleTeacher
@@ -143,6 +139,7 @@ def teacher_windows(labels: list[str]):
 
 
 def main(argv: list[str] | None = None) -> int:
+    from edgetag.training.metrics import roc_auc
     from edgetag.training.tag_families import FAMILIES
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -167,14 +164,14 @@ def main(argv: list[str] | None = None) -> int:
     scorers = {}
     labels: list[str] | None = None
     for m in models:
-        model_labels, scorer = student_windows(m)
+        model_labels, scorer = student_scorer(m)
         if labels is not None and model_labels != labels:
             ap.error(f"{m}: its labels differ from {models[0]}'s; compare models with one label set")
         name = m if not Path(m).suffix else f"{Path(m).parent.name}/{Path(m).name}"  # a file: its run folder too
         labels, scorers[name] = model_labels, scorer
     assert labels is not None
     if args.teacher:
-        scorers["teacher (musicnn MTT + MSD)"] = teacher_windows(labels)
+        scorers["teacher (musicnn MTT + MSD)"] = teacher_scorer(labels)
 
     truth, scores = [], {name: [] for name in scorers}
     for r in rows:

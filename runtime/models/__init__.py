@@ -10,9 +10,9 @@ its card (labels, front end, metrics, provenance) inside; the recipes under
   MTT + MSD ensemble (``training/recipes/musictag``); a decision every 100 ms
   on the last 1 s of audio.
 - ``music-tags-voices``: the same network and teacher, also trained on real speech mixed
-  over the music (``run.py --voices``): its vocal tags rise when someone sings or speaks over
-  the music (``music-tags``' fall), at a little less agreement with the teacher on the
-  instrumental valid packages (numbers in the README's Built-in models).
+  over the music (``run.py --voices``): its vocal tags rise when someone speaks over the
+  music (``music-tags``' fall; singing was not available to measure), at a little less
+  agreement with the teacher on the instrumental valid packages (README, Built-in models).
 - ``pitch``: frame-level pitch over CREPE's 360 bins, distilled from CREPE full
   (``training/recipes/pitch``); ``listen`` shows a tuner.
 - ``pitch-small``: the same task in a student an eighth the size (137,560 parameters),

@@ -28,8 +28,8 @@ inside a step too; steps 1 and 2 always run, and only fetch what is missing):
    without looking at the test packages (a stored measure is taken again when its
    split's entries change);
 7. with ``--install``: copies both files into ``runtime/models/`` as the
-   built-in ``music-tags`` and ``music-tags-int8``; ``--install-as music-tags-voices`` exports
-   them under that name (again, if they were exported under another) and installs them as it.
+   built-in ``music-tags`` and ``music-tags-int8`` (with ``--voices``: ``music-tags-voices``, the
+   name the files are exported under; an export under another name is made again).
 
 With ``--voices``, ``voices.py`` first writes 2 h of real speech mixed over the training music (and
 held-out mixes over the valid and test music, for `benchmarks/voice_presence.py`), step 2 adds
@@ -181,12 +181,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="teacher-cache processes (torchrun; the shipped cache used 2, one per CPU core)")
     ap.add_argument("--install", action="store_true", help="copy the exported files into runtime/models/")
     ap.add_argument("--install-as", default=None, choices=TAGGER_BUILTINS,
-                    help="install as this built-in (exported under its name; default with --install: music-tags)")
+                    help="install as this built-in (exported under its name; with --install: music-tags, or "
+                         "music-tags-voices for a run with --voices)")
     ap.add_argument("--run-name", default=None, help="run and export folder name (default: student-STEPS)")
     ap.add_argument("--voices", action="store_true",
                     help="train on speech mixed over the training music too (voices.py: 2 h of mixes)")
     ap.add_argument("overrides", nargs="*", help="extra config overrides (KEY=VALUE)")
     args = ap.parse_args(argv)
+    if args.install_as and (args.install_as == "music-tags-voices") != args.voices:
+        ap.error("music-tags-voices is the run with --voices, music-tags the run without: "
+                 f"--install-as {args.install_as} {'needs' if not args.voices else 'does not go with'} --voices")
     audio, data = args.audio.resolve(), args.data.resolve()
     data.mkdir(parents=True, exist_ok=True)
     (data / "logs").mkdir(exist_ok=True)
@@ -213,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
                                   env={"OMP_NUM_THREADS": "1"} if args.teach_procs > 1 else None)
         teach_done.write_text(manifest_sha1 + "\n")
 
-    run_dir = data / "runs" / (args.run_name or f"student-{args.steps}")
+    # a run with voices trains on another manifest: never the same default folder as one without
+    run_dir = data / "runs" / (args.run_name or f"student{'-voices' if args.voices else ''}-{args.steps}")
     student = run_dir / "student.pt"
     if not student.is_file():
         times["distill"] = run_step(["edgetag", "distill", args.config, f"data.manifest={manifest}", f"data.root={audio}",
@@ -223,9 +228,10 @@ def main(argv: list[str] | None = None) -> int:
 
     export = data / "export" / run_dir.name  # one export per run: a run with other steps never reuses stale files
     fp32, int8 = export / "music-tags.onnx", export / "music-tags.int8.onnx"
-    builtin = args.install_as or "music-tags"  # the card's name
-    if fp32.is_file() and check_card(fp32).name != builtin:  # exported under another name: export, calibrate, measure again
-        print(f"{export}: exported as {check_card(fp32).name!r}, asked for {builtin!r}: exporting again")
+    builtin = args.install_as or ("music-tags-voices" if args.voices else "music-tags")  # the card's name
+    stale = [p for p in (fp32, int8) if p.is_file() and check_card(p).name != builtin]
+    if stale:  # exported under another name: export, calibrate, measure again
+        print(f"{export}: exported as {check_card(stale[0]).name!r}, asked for {builtin!r}: exporting again")
         for path in export.glob("music-tags*"):
             path.unlink()
     if not int8.is_file():

@@ -32,8 +32,8 @@ come from the teacher, as for the music); valid and test mixes are for evaluatio
 
 which sets the thresholds of the voice tags (`VOICE_TAGS`: those that say a voice is there, not
 whose) from the valid mixes: the student's decisions whose 1 s holds no speech are music alone,
-and the threshold is their (1 - `FALSE_ON`) quantile, so over music without a voice the tag is on
-in at most that share of decisions; the card records it, with the share of the decisions half or
+and the threshold is the lowest that leaves at most `FALSE_ON` of them on (the rule of `edgetag
+calibrate`'s fallback tags), so over music without a voice the tag is on in at most that share; the card records it, with the share of the decisions half or
 more voiced that it turns on (`provenance.voice_thresholds`). The teacher, binarised at 0.5, never
 gives these tags on speech over music (its scores rise, to about 0.1), so `edgetag calibrate` leaves
 them at its fallback, which the student's scores do not reach.
@@ -90,14 +90,15 @@ def decision_truth(speech: list[list[float]], times: np.ndarray, window_s: float
 
 def voice_thresholds(scores: np.ndarray, truth: np.ndarray, false_on: float = FALSE_ON) -> tuple[float, float, float]:
     """(threshold, share of voiced decisions on, share of voiceless decisions on) for one tag's ``scores``:
-    the threshold is the voiceless decisions' (1 - ``false_on``) quantile (higher ones on)."""
-    scores = np.asarray(scores, np.float32)  # what the runtime compares: float32 scores
+    the lowest threshold that leaves at most ``false_on`` of the voiceless decisions on
+    (`edgetag.training.thresholds.rate_threshold`, the rule of `edgetag calibrate`'s fallback tags)."""
+    from edgetag.training.thresholds import rate_threshold
+
+    scores = np.asarray(scores, np.float64)
     quiet, voiced = scores[truth == 0], scores[truth == 1]
     if len(quiet) == 0 or len(voiced) == 0:
         raise ValueError("voice thresholds need decisions with and without a voice")
-    # the next float32 above that decision's score: a score equal to it is off whether the comparison
-    # runs in float32 or float64 (numpy compares float32 arrays with a Python float in float32)
-    threshold = float(np.nextafter(np.quantile(quiet, 1.0 - false_on, method="higher"), np.float32(np.inf)))
+    threshold = rate_threshold(quiet, false_on)
     return threshold, float((voiced >= threshold).mean()), float((quiet >= threshold).mean())
 
 
@@ -121,7 +122,7 @@ def write_voice_thresholds(model_path: Path, rows: list[dict], audio: Path, spli
         raise ValueError(f"no {split} mixes")
     scores, truth = [], []
     for r in mixes:
-        decisions = offline_decisions(model, load_audio(audio / r["path"], SR))
+        decisions = offline_decisions(model, load_audio(audio / r["path"], card.frontend.sample_rate))
         scores.append(np.stack([d.scores for d in decisions]))
         truth.append(decision_truth(r["speech"], np.array([d.t for d in decisions]), window_s))
     s, y = np.concatenate(scores), np.concatenate(truth)
@@ -134,8 +135,8 @@ def write_voice_thresholds(model_path: Path, rows: list[dict], audio: Path, spli
         per_tag[tag] = {"threshold": threshold, "voiced_on": round(recall, 4), "voiceless_on": round(on_quiet, 4),
                         "replaced": earlier.get(tag, {}).get("replaced", round(thresholds[j], 4))}
         thresholds[j] = threshold
-    record = {"rule": f"over the {split} mixes' decisions without speech (music alone) the tag is on in at most "
-                      f"{FALSE_ON:.0%} (their {1 - FALSE_ON:g} quantile); voiced_on: the share of decisions "
+    record = {"rule": f"the lowest threshold at which the tag is on in at most {FALSE_ON:.0%} of the {split} mixes' "
+                      f"decisions without speech (music alone); voiced_on: the share of decisions "
                       f"whose 1 s is at least {VOICED_SHARE:.0%} speech that it turns on",
               "split": split, "mixes": len(mixes), "speakers": sorted({r["speaker"] for r in mixes}),
               "voiced_decisions": int((y == 1).sum()), "voiceless_decisions": int((y == 0).sum()), "tags": per_tag}
@@ -190,7 +191,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="set these models' voice-tag thresholds from the valid mixes (written before), then stop")
     args = ap.parse_args(argv)
     if args.thresholds:
-        rows = [json.loads(line) for line in (args.data / "voices.jsonl").read_text().splitlines() if line.strip()]
+        listing = args.data / "voices.jsonl"
+        if not listing.is_file():
+            ap.error(f"{listing} not found: run this script without --thresholds first (it writes the mixes)")
+        rows = [json.loads(line) for line in listing.read_text().splitlines() if line.strip()]
         for path in args.thresholds:
             record = write_voice_thresholds(path, rows, args.audio)
             print(f"{path}: " + ", ".join(f"{t} {v['threshold']:.3f} (voiced {v['voiced_on']:.0%} on, without voice "
@@ -201,13 +205,21 @@ def main(argv: list[str] | None = None) -> int:
     import soundfile as sf
     from edgetag.runtime.audio import AudioReadError, load_audio
 
-    rows = [json.loads(line) for line in (args.data / "manifest.jsonl").read_text().splitlines() if line.strip()]
+    if args.seconds < QUIET_S[1] + 4:
+        ap.error(f"--seconds must be at least {QUIET_S[1] + 4:g}: a mix holds a stretch of up to {QUIET_S[1]:g} s "
+                 "without speech and speech besides")
+    source = args.data / "manifest.jsonl"
+    if not source.is_file():
+        ap.error(f"{source} not found: run training/recipes/musictag/prepare.py (or run.py) first")
+    rows = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
     n = int(args.seconds * SR)
     out_rows = []
     for split, count in (("train", args.train_mixes), ("valid", args.eval_mixes), ("test", args.eval_mixes)):
         music = sorted({(r["path"], float(r.get("start") or 0.0), float(r.get("start") or 0.0) + float(r["duration"]))
                         for r in rows if r["split"] == split})  # a chunk's duration runs from its start
         music = [m for m in music if m[2] - m[1] >= args.seconds + 1]
+        if count and not music:
+            ap.error(f"{source}: no {split} music of at least {args.seconds + 1:g} s to mix over")
         speakers = [s for s in SPEAKERS if s.split == split]
         prompts = {}
         for s in speakers:
@@ -219,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
                 except AudioReadError as exc:  # a few packages hold empty prompt files
                     print(f"  skipped: {exc}", flush=True)
             prompts[s] = [c for c in clips if len(c) >= MIN_PROMPT_S * SR and np.abs(c).max() > 0]
+            if not prompts[s]:
+                ap.error(f"{s.package}: no prompt of at least {MIN_PROMPT_S:g} s with sound")
             print(f"{split}: {s.name} ({s.language}) {len(prompts[s])} prompts, "
                   f"{sum(map(len, prompts[s])) / SR / 60:.1f} min", flush=True)
         folder = args.audio / "voice-mixes" / split
