@@ -70,7 +70,7 @@ class TagDecision:
     """float32 [n_labels], card label order (read-only)."""
     active: tuple[str, ...]
     """Labels on after this decision: a tag turns on at its card threshold and off below
-    threshold - margin (what ``--events`` reports). Pitch models: the sounding note, e.g. ``("A4",)``,
+    threshold - margin, the margin at most half the threshold (what ``--events`` reports). Pitch models: the sounding note, e.g. ``("A4",)``,
     or ``()``."""
     labels: tuple[str, ...] = field(repr=False)
     """The model's labels, in the order of ``scores``."""

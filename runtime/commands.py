@@ -452,7 +452,8 @@ def _add_post_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--events", action="store_true", help="print onset/offset events instead of every decision")
     p.add_argument("--smooth", type=int, default=1, help="moving average over this many decisions (default 1: none)")
     p.add_argument("--margin", type=_non_negative, default=0.1,
-                   help="hysteresis: a tag turns on at its threshold, off below threshold - margin (default 0.1)")
+                   help="hysteresis: a tag turns on at its threshold, off below threshold - margin (default 0.1; "
+                        "at most half the threshold)")
     p.add_argument("--min-on", type=_non_negative, default=None, metavar="SECONDS",
                    help="a tag turns on only once the hysteresis has held it on this long; the onset is dated where "
                         "that began (default: the card's, 1 for music-tags, else 0; pitch notes have their own rule)")

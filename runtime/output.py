@@ -274,7 +274,8 @@ def format_summary(summary: dict, file: str | None = None, rows: int | None = No
                    duration_s: float | None = None, unreliable: Mapping[str, float] | None = None) -> str:
     """A clip summary as text: the top labels, then each label's mean and max score (the first ``rows``).
 
-    Given the card's ``thresholds`` (by label) and the stream's ``spans``, each row also says the
+    Given the card's ``thresholds`` (by label) and the stream's ``spans``, the rows go on with every
+    other label that was on at some point (longest first), and each row also says the
     threshold and when the label was on: its share of ``duration_s`` and its time spans (seconds,
     ``m:ss.s`` in files of a minute or more), as many as fit in `TEXT_WIDTH` columns. Tags in
     ``unreliable`` (label -> held-out ROC-AUC, `edgetag.runtime.tag_reliability`) are marked, and a
@@ -289,7 +290,13 @@ def format_summary(summary: dict, file: str | None = None, rows: int | None = No
     lines.append(f"  {'label':{width}s}   mean    max" + (f"   thr  on ({'m:ss' if long else 's'})" if detail else ""))
     ordered = summary["top"] + sorted((lb for lb in summary["mean"] if lb not in summary["top"]),
                                       key=lambda lb: -summary["mean"][lb])
-    for label in ordered[:rows]:
+    shown = ordered[:rows]
+    if detail:
+        # a tag that was on belongs in the summary even where its mean score is low (a voice tag's
+        # threshold can be 0.03): after the top rows, the others that were on, longest first
+        shown += sorted((lb for lb in ordered[len(shown):] if spans.on_s.get(lb, 0.0) > 0),
+                        key=lambda lb: -spans.on_s[lb])
+    for label in shown:
         row = f"  {mark(label, unreliable):{width}s}  {summary['mean'][label]:.3f}  {summary['max'][label]:.3f}"
         if detail:
             row += f"  {thresholds[label]:.2f}  "
@@ -301,7 +308,7 @@ def format_summary(summary: dict, file: str | None = None, rows: int | None = No
                 share = f"{100 * on / duration_s:.0f} %: " if duration_s else ""
                 row += share + _span_list(own, long, max(12, TEXT_WIDTH - len(row) - len(share)))
         lines.append(row)
-    note = legend(unreliable, [*summary["top"], *ordered[:rows]])
+    note = legend(unreliable, [*summary["top"], *shown])
     lines += textwrap.wrap(note, TEXT_WIDTH, initial_indent="  ", subsequent_indent="    ") if note else []
     return "\n".join(lines)
 

@@ -64,6 +64,10 @@ class Event:
 class Hysteresis:
     """Per-label on/off state: on when score >= threshold, off when score < threshold - margin.
 
+    The margin is at most half the threshold (off below ``threshold - min(margin, threshold / 2)``):
+    a tag whose threshold is below the margin (`music-tags-voices`' voice tags: 0.03 to 0.06) would
+    otherwise never turn off, since no score is below zero.
+
     With ``min_on`` / ``min_off`` (decisions, default 1) that state is debounced: a label turns
     on only once the hysteresis has held it on for ``min_on`` decisions in a row, and off once
     it has held it off for ``min_off`` in a row. So a blip shorter than ``min_on`` is no event
@@ -89,7 +93,7 @@ class Hysteresis:
         n_labels = len(labels)
         self.labels = tuple(labels)
         self.on_at = np.asarray(thresholds, dtype=np.float64)
-        self.off_below = self.on_at - margin
+        self.off_below = self.on_at - np.minimum(margin, self.on_at / 2)
         self.min_on, self.min_off = int(min_on), int(min_off)
         self.active = np.zeros(n_labels, dtype=bool)  # the debounced state: what events and ``active`` follow
         self._held = np.zeros(n_labels, dtype=bool)  # the plain hysteresis state

@@ -125,6 +125,16 @@ def test_hysteresis_on_at_threshold_off_below_threshold_minus_margin() -> None:
         Hysteresis(("a",), (0.5, 0.5))
 
 
+def test_a_threshold_below_the_margin_still_turns_off() -> None:
+    # music-tags-voices' voice tags sit at 0.03-0.06: threshold - 0.1 is below any score, so the margin
+    # is capped at half the threshold
+    h = Hysteresis(("voice", "drums"), (0.04, 0.5), margin=0.1)
+    track = [(0.0, [0.05, 0.6]), (0.1, [0.021, 0.41]), (0.2, [0.019, 0.39]), (0.3, [0.0, 0.0])]
+    events = [(e.t, e.label, e.kind) for t, s in track for e in h.update(t, np.array(s))]
+    assert events == [(0.0, "voice", "onset"), (0.0, "drums", "onset"), (0.2, "voice", "offset"),
+                      (0.2, "drums", "offset")]
+
+
 def test_hysteresis_with_minimum_runs_dates_events_where_the_run_began() -> None:
     """min_on / min_off decisions debounce the hysteresis state: a run shorter than min_on is no onset, a dip
     shorter than min_off no offset; each event carries the time of its run's first decision, and

@@ -207,3 +207,20 @@ def test_builtin_music_tags_cards_hold_their_own_held_out_per_tag_auc(name: str)
     windows = evaluation["per_tag_columns"].index("positive_windows")
     assert all(row[windows] >= MIN_POSITIVE_WINDOWS for row in evaluation["per_tag"].values())
     assert unreliable_tags(card) == {label: v for label, v in auc.items() if v < 0.75}
+
+
+def test_summary_shows_every_tag_that_was_on_even_with_a_low_mean_score() -> None:
+    # music-tags-voices' voice tags have thresholds near 0.05: on for half a song, still last by mean score
+    from edgetag.runtime.output import SpanRecorder, format_summary
+    from edgetag.runtime.postprocess import Event
+
+    labels = ["drums", "techno", "beat", "voice", "piano"]
+    summary = {"decisions": 100, "top": labels[:2], "mean": dict(zip(labels, [0.4, 0.3, 0.2, 0.03, 0.01])),
+               "max": dict.fromkeys(labels, 0.5)}
+    spans = SpanRecorder()
+    for e in [Event(1.0, "voice", "onset", 0.06), Event(6.0, "voice", "offset", 0.01)]:
+        spans.event(e)
+    text = format_summary(summary, rows=2, thresholds=dict.fromkeys(labels, 0.05), spans=spans,
+                          duration_s=10.0).splitlines()
+    assert [line.split()[0] for line in text[2:]] == ["drums", "techno", "voice"]  # beat was never on: not shown
+    assert text[-1].endswith("50 %: 1.0-6.0")
