@@ -426,6 +426,11 @@ class LiveView:
         table.add_column("score", justify="right")
         table.add_column("", min_width=30)
         shown = top_k(self.scores, self.labels, self.k)
+        if self.active is not None and not self.silent:
+            # a tag that is on is shown even below the top k (a voice tag's threshold can be 0.03)
+            listed = {label for label, _ in shown}
+            shown += [(label, float(self.scores[self.labels.index(label)]))
+                      for label in self.labels if label in self.on and label not in listed]
         for label, score in shown:
             threshold = float(self.thresholds[self.labels.index(label)])
             on = (label in self.on if self.active is not None else score >= threshold) and not self.silent

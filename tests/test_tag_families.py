@@ -168,6 +168,20 @@ def test_live_view_marks_unreliable_tags_on_screen() -> None:
     assert f"low{MARK}" not in hidden and "unreliable" not in hidden
 
 
+def test_live_view_shows_a_tag_that_is_on_below_the_top_k() -> None:
+    from edgetag.runtime.engine import Decision
+    from edgetag.runtime.output import LiveView
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    with LiveView(LABELS, (0.5, 0.5, 0.05), source="test", k=2,
+                  console=Console(file=buffer, force_terminal=False, width=80)) as view:
+        view.bind_active(lambda: ("high",))  # the event detector holds 'high' on at its low threshold
+        view.decision(Decision(1.0, 16000, np.array([0.9, 0.3, 0.06], np.float32)))
+    rows = [line.split("│")[1].strip() for line in buffer.getvalue().splitlines() if line.count("│") >= 3]
+    assert rows[:3] == ["low", "mid", "high"]
+
+
 def test_card_record_keeps_the_builtin_file_verifiable(tmp_path) -> None:
     """benchmarks/tag_families.py --write-card goes through record_metrics: digest and test vector still hold."""
     pytest.importorskip("onnxruntime")
