@@ -408,10 +408,13 @@ def check_common(view: View, gate: float) -> None:
 
 
 def check_tags(view: View, card) -> None:
-    """The top tags, best first, each with its score as a bar and its card threshold marked (``┃``)."""
+    """The top tags, best first, then any other tag that is on, each with its score as a bar and its card
+    threshold marked (``┃``)."""
     thresholds = dict(zip(card.labels, card.thresholds))
-    assert len(view.tags) == min(5, len(card.labels)), view.text  # --top-k's default
-    assert [r.score for r in view.tags] == sorted((r.score for r in view.tags), reverse=True), view.text
+    k = min(5, len(card.labels))  # --top-k's default
+    top, more = view.tags[:k], view.tags[k:]
+    assert len(top) == k and all(r.on and r.score <= top[-1].score for r in more), view.text
+    assert [r.score for r in top] == sorted((r.score for r in top), reverse=True), view.text
     for row in view.tags:
         assert row.label in thresholds, view.text
         assert 0.0 <= row.score <= 1.0, view.text
