@@ -29,6 +29,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 
@@ -52,8 +53,10 @@ def window_truth(speech: list[list[float]], n_windows: int) -> np.ndarray:
     return _voices_module().decision_truth(speech, ends, TEACHER_WINDOW_S)
 
 
-def student_scorer(spec: str) -> tuple[list[str], Callable[[np.ndarray, int], np.ndarray]]:
-    """(labels, per-window scores of a clip): the mean of the decisions whose window lies in each teacher window."""
+def student_scorer(spec: str) -> tuple[Any, Callable[[np.ndarray, int], np.ndarray], list[tuple[np.ndarray, np.ndarray]]]:
+    """(model, per-window scores of a clip, the decisions of every clip scored so far as (times, scores)):
+    a window's score is the mean of the decisions whose window lies in it; the decisions are kept for
+    `voice_tags_on`, so each clip runs once."""
     from edgetag.runtime.engine import offline_decisions
     from edgetag.runtime.model import load_model
     from edgetag.runtime.models import resolve_model
@@ -61,30 +64,31 @@ def student_scorer(spec: str) -> tuple[list[str], Callable[[np.ndarray, int], np
 
     model = load_model(resolve_model(spec), threads=1)
     window_s = model.card.window_frames * model.card.frontend.hop_length / model.card.frontend.sample_rate
+    seen: list[tuple[np.ndarray, np.ndarray]] = []
 
     def score(x: np.ndarray, n_windows: int) -> np.ndarray:
         decisions = offline_decisions(model, x)
         times = np.array([d.t for d in decisions])
         scores = np.stack([d.scores for d in decisions])
+        seen.append((times, scores))
         rows = []
         for w in range(n_windows):
             keep = inside(times, w * TEACHER_WINDOW_S, (w + 1) * TEACHER_WINDOW_S, window_s)
             rows.append(scores[keep].mean(0) if keep.any() else np.full(scores.shape[1], np.nan))
         return np.stack(rows)
 
-    return list(model.card.labels), score
+    return model, score, seen
 
 
-def voice_tags_on(spec: str, rows: list[dict], audio: Path, music: list[tuple[str, float, float]]) -> dict[str, list[float]]:
-    """Per voice tag: the share of decisions on at the card's threshold over [voiced, voiceless] mix
-    decisions and (when ``music`` holds stretches) over music alone."""
+def voice_tags_on(spec: str, model: Any, mixes: list[tuple[np.ndarray, np.ndarray]], rows: list[dict], audio: Path,
+                  music: list[tuple[str, float, float]]) -> dict[str, list[float]]:
+    """Per voice tag: the share of decisions on at the card's threshold over [voiced, voiceless] decisions
+    of the mixes (``mixes``: each row's (times, scores), as `student_scorer` kept them) and (when ``music``
+    holds stretches) over music alone."""
     from edgetag.runtime.audio import load_audio
     from edgetag.runtime.engine import offline_decisions
-    from edgetag.runtime.model import load_model
-    from edgetag.runtime.models import resolve_model
 
     voices = _voices_module()
-    model = load_model(resolve_model(spec), threads=1)
     card = model.card
     window_s = card.window_frames * card.frontend.hop_length / card.frontend.sample_rate
     missing = [t for t in voices.VOICE_TAGS if t not in card.labels]
@@ -93,12 +97,8 @@ def voice_tags_on(spec: str, rows: list[dict], audio: Path, music: list[tuple[st
     columns = [list(card.labels).index(t) for t in voices.VOICE_TAGS]
     # float64, as the runtime compares them (`edgetag.runtime.postprocess`)
     thresholds = np.asarray(card.thresholds, np.float64)[columns] if card.thresholds else np.full(len(columns), 0.5)
-    on, truth = [], []
-    for r in rows:
-        decisions = offline_decisions(model, load_audio(audio / r["path"], SR))
-        on.append(np.stack([d.scores[columns] for d in decisions]) >= thresholds)
-        truth.append(voices.decision_truth(r["speech"], np.array([d.t for d in decisions]), window_s))
-    mix_on, y = np.concatenate(on), np.concatenate(truth)
+    mix_on = np.concatenate([scores[:, columns] for _, scores in mixes]) >= thresholds
+    y = np.concatenate([voices.decision_truth(r["speech"], times, window_s) for r, (times, _) in zip(rows, mixes)])
     alone = [np.stack([d.scores[columns] for d in offline_decisions(model, load_audio(audio / path, SR, a, b))]) >= thresholds
              for path, a, b in music]
     music_on = np.concatenate(alone) if alone else np.zeros((0, len(columns)), bool)
@@ -162,13 +162,15 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"{args.voices} has no {args.split} mixes")
     models = args.model or ["music-tags"]
     scorers = {}
+    students = {}  # name -> (model, the decisions its scorer kept)
     labels: list[str] | None = None
     for m in models:
-        model_labels, scorer = student_scorer(m)
+        model, scorer, kept = student_scorer(m)
+        model_labels = list(model.card.labels)
         if labels is not None and model_labels != labels:
             ap.error(f"{m}: its labels differ from {models[0]}'s; compare models with one label set")
         name = m if not Path(m).suffix else f"{Path(m).parent.name}/{Path(m).name}"  # a file: its run folder too
-        labels, scorers[name] = model_labels, scorer
+        labels, scorers[name], students[m] = model_labels, scorer, (model, kept)
     assert labels is not None
     if args.teacher:
         scorers["teacher (musicnn MTT + MSD)"] = teacher_scorer(labels)
@@ -211,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| model | " + " | ".join(_voices_module().VOICE_TAGS) + " |")
     print("|---|" + "---|" * len(_voices_module().VOICE_TAGS))
     for m in models:
-        on = voice_tags_on(m, rows, args.audio, music)
+        on = voice_tags_on(m, *students[m], rows, args.audio, music)
         print(f"| {m} | " + " | ".join(" / ".join(f"{100 * v:.1f} %" for v in shares if v == v) for shares in on.values()) + " |")
     return 0
 
