@@ -56,6 +56,29 @@ def test_noise_and_silence_are_not_periodic() -> None:
         analyser.nsdf(np.zeros(512))
 
 
+def _nsdf_by_definition(x: np.ndarray, tau_max: int) -> np.ndarray:
+    x = np.asarray(x, np.float64) - np.mean(x, dtype=np.float64)
+    width = len(x) - tau_max
+    head = x[:width]
+    n = np.zeros(tau_max + 1)
+    for tau in range(tau_max + 1):
+        shifted = x[tau:tau + width]
+        m = np.dot(head, head) + np.dot(shifted, shifted)
+        n[tau] = np.clip(2.0 * np.dot(head, shifted) / m, -1.0, 1.0) if m > 1e-12 else 0.0
+    return n
+
+
+def test_the_nsdf_is_its_definition_for_every_sample_type() -> None:
+    """The C++ core's FFT route gives the sums of the definition (float32, float64 and int16 frames alike)."""
+    analyser = P.analyser(1024)
+    rng = np.random.default_rng(3)
+    for x in (_tone(146.83, 0.1, harmonics=4)[:1024] + 0.05 * rng.standard_normal(1024).astype(np.float32),
+              rng.standard_normal(1024), (8000 * _tone(988.0, 0.1)[:1024]).astype(np.int16)):
+        np.testing.assert_allclose(analyser.nsdf(x), _nsdf_by_definition(x, analyser.tau_max), rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match="1024 samples, got shape \\(2, 1024\\)"):
+        analyser.own_period(np.zeros((2, 1024), np.float32))
+
+
 def test_the_nsdf_does_not_depend_on_level() -> None:
     analyser = PeriodicityAnalyser(SR, 1024, 40.0, 1500.0)
     x = _tone(220.0, 0.1, harmonics=5)[:1024]

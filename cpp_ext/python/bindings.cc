@@ -1,4 +1,4 @@
-// pybind11 bindings of the front end: argument checks and conversions only.
+// pybind11 bindings of the front end and the pitch decoder's periodicity: argument checks and conversions only.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -8,6 +8,7 @@
 
 #include "edgetag/fft.h"
 #include "edgetag/filterbank.h"
+#include "edgetag/periodicity.h"
 #include "edgetag/streaming_frontend.h"
 
 namespace py = pybind11;
@@ -152,10 +153,23 @@ std::size_t PushInto(edgetag::StreamingFrontend& self, const py::array& samples,
                      computes_frames);
 }
 
+using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
+
+// A frame for a periodicity analyser: 1-D, frame_length samples (converted to float64 if it is not).
+const double* CheckFrame(const edgetag::PeriodicityAnalyser& self, const DoubleArray& frame) {
+  if (frame.ndim() != 1 || frame.shape(0) != self.frame_length()) {
+    std::string shape = "(";
+    for (py::ssize_t d = 0; d < frame.ndim(); ++d) shape += (d ? ", " : "") + std::to_string(frame.shape(d));
+    throw py::value_error("frames must have " + std::to_string(self.frame_length()) + " samples, got shape " +
+                          shape + (frame.ndim() == 1 ? ",)" : ")"));
+  }
+  return frame.data();
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "edgetag C++ core: the streaming spectrogram front end.";
+  m.doc() = "edgetag C++ core: the streaming spectrogram front end, and the NSDF periods of the pitch decoder.";
 
   py::class_<edgetag::StreamingFrontend>(m, "StreamingFrontend")
       .def(py::init([](const py::object& config) {
@@ -224,4 +238,44 @@ PYBIND11_MODULE(_core, m) {
         return py::make_tuple(re, im);
       },
       py::arg("x"), "Real FFT of a power-of-two length frame (real and imaginary parts).");
+
+  py::class_<edgetag::PeriodicityAnalyser>(m, "PeriodicityAnalyser")
+      .def(py::init([](int sample_rate, int frame_length, double fmin, double fmax, double refine_above,
+                       double key_maximum_ratio, double multiple_keep) {
+             return std::make_unique<edgetag::PeriodicityAnalyser>(edgetag::PeriodicitySettings{
+                 sample_rate, frame_length, fmin, fmax, refine_above, key_maximum_ratio, multiple_keep});
+           }),
+           py::arg("sample_rate"), py::arg("frame_length"), py::arg("fmin"), py::arg("fmax"),
+           py::arg("refine_above"), py::arg("key_maximum_ratio"), py::arg("multiple_keep"))
+      .def_property_readonly("tau_min", &edgetag::PeriodicityAnalyser::tau_min)
+      .def_property_readonly("tau_max", &edgetag::PeriodicityAnalyser::tau_max)
+      .def(
+          "nsdf",
+          [](edgetag::PeriodicityAnalyser& self, const DoubleArray& frame) {
+            const double* x = CheckFrame(self, frame);
+            py::array_t<double> out(self.tau_max() + 1);
+            self.Nsdf(x, out.mutable_data());
+            return out;
+          },
+          py::arg("frame"))
+      .def(
+          "near_period",
+          [](edgetag::PeriodicityAnalyser& self, const DoubleArray& frame, double near_hz, double cents) {
+            const auto p = self.NearPeriod(CheckFrame(self, frame), near_hz, cents);
+            return py::make_tuple(p.f0_hz, p.clarity);
+          },
+          py::arg("frame"), py::arg("near_hz"), py::arg("cents"))
+      .def(
+          "own_period",
+          [](edgetag::PeriodicityAnalyser& self, const DoubleArray& frame) {
+            const auto p = self.OwnPeriod(CheckFrame(self, frame));
+            return py::make_tuple(p.f0_hz, p.clarity);
+          },
+          py::arg("frame"))
+      .def(
+          "fundamental_share",
+          [](edgetag::PeriodicityAnalyser& self, const DoubleArray& frame, double f0_hz, int harmonics) {
+            return self.FundamentalShare(CheckFrame(self, frame), f0_hz, harmonics);
+          },
+          py::arg("frame"), py::arg("f0_hz"), py::arg("harmonics"));
 }

@@ -144,6 +144,9 @@ void TestCApiFramesEqualTheCore();
 void TestCApiCreateErrors();
 void TestCApiFailedPushLeavesTheStreamUnchanged();
 void TestCApiLastErrorIsPerThread();
+void TestNsdfMatchesItsDefinition();
+void TestPeriodOfASteadyToneAndOfSilence();
+void TestPeriodicityRejectsBadSettingsAndAllocatesNothingPerFrame();
 
 }  // namespace edgetag_test
 

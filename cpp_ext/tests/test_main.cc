@@ -53,6 +53,9 @@ const TestCase kTests[] = {
     {"c_api_create_errors", TestCApiCreateErrors},
     {"c_api_failed_push_leaves_the_stream_unchanged", TestCApiFailedPushLeavesTheStreamUnchanged},
     {"c_api_last_error_is_per_thread", TestCApiLastErrorIsPerThread},
+    {"nsdf_matches_its_definition", TestNsdfMatchesItsDefinition},
+    {"period_of_a_steady_tone_and_of_silence", TestPeriodOfASteadyToneAndOfSilence},
+    {"periodicity_bad_settings_and_no_allocation", TestPeriodicityRejectsBadSettingsAndAllocatesNothingPerFrame},
 };
 
 // Runs the tests whose names contain `filter` (all if null); returns the exit status.
