@@ -17,6 +17,7 @@ import numpy as np
 
 from edgetag.export.errors import ExportError
 from edgetag.export.inputs import demo_audio, features_of, verification_frames
+from edgetag.export.stream_layout import to_time_major
 from edgetag.runtime.atomic import atomic_write
 from edgetag.runtime.model_card import ModelCard
 from edgetag.runtime.sealing import read_card, seal, set_card
@@ -64,8 +65,11 @@ def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] 
     """Give an existing fp32 edgetag ONNX file (from an older export) its digest and test vector.
 
     The graph is copied unchanged (no PyTorch parity check: there is no
-    checkpoint); ``features`` are real front-end features for the test vector
-    (None: the demo signal through the card's front end). ``frames_per_call``: a
+    checkpoint), except that a causal-conv student's streaming graph traced
+    channel-major is rewritten time-major (`edgetag.export.stream_layout`, checked
+    against the source graph on ``features``); ``features`` are real front-end
+    features for the checks and the test vector (None: the demo signal through
+    the card's front end). ``frames_per_call``: a
     stateful model's new frames per call, written into the card (the graph takes any
     number). Writes ``path`` (which may be ``source``) atomically.
     """
@@ -87,9 +91,10 @@ def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] 
         card = dataclasses.replace(card, window_frames=frames_per_call)
     if features is None:
         features = features_of([demo_audio(card.frontend.sample_rate)], card.frontend)
+    model, card, _ = to_time_major(model, card, list(features))
     frames = verification_frames(list(features), card)
     if card.streaming_mode == "stateful" and card.frames_per_call > 1:
-        check_chunked_calls(source, card, frames)
+        check_chunked_calls(model.SerializeToString(), card, frames)
     return seal(model, card, path, frames)
 
 
@@ -97,7 +102,7 @@ def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] 
 CHUNKED_SCORES_ATOL = 1e-5
 
 
-def check_chunked_calls(source: str | Path, card: ModelCard, frames: np.ndarray) -> float:
+def check_chunked_calls(source: str | Path | bytes, card: ModelCard, frames: np.ndarray) -> float:
     """Raise `ExportError` unless ``frames`` streamed in calls of ``card.frames_per_call`` frames give the scores
     of one-frame calls (within `CHUNKED_SCORES_ATOL`); returns the largest difference."""
     import dataclasses

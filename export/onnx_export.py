@@ -16,11 +16,17 @@ metadata carries the model card (`edgetag.runtime.model_card`) under
 - the written file does not load with `edgetag.runtime.model.load_model`
   (card validation and card-vs-graph check).
 
+A causal-conv student's streaming graph is then rewritten time-major
+(`edgetag.export.stream_layout`: MatMuls instead of per-channel Convs, states
+``[batch, context, channels]``) and checked against the traced graph on the
+same features, streamed call by call.
+
 Graph layout (format version 1 of the card): input ``features`` float32
 ``[batch, frames, n_bins]``; output ``logits`` ``[batch, n_labels]`` (window
 students: frames fixed to ``window_frames``) or ``[batch, frames, n_labels]``
 (stateful students, frames dynamic); states ``{name}_in`` / ``{name}_out``
-``[batch, *shape]`` in `Student.state_specs` order; ``embedding``, what the
+``[batch, *shape]`` in `Student.state_specs` order (the card's shapes: a causal-conv
+student's are time-major, ``[context, channels]``, see below); ``embedding``, what the
 student's classifier reads (`Student.embed`: ``[batch, size]`` or
 ``[batch, frames, size]``), located in the traced graph by
 `edgetag.export.embedding` and checked against ``student.embed`` like the logits. The student is exported in
@@ -44,6 +50,7 @@ from edgetag.export.embedding import add_embedding_output
 from edgetag.export.errors import ExportError, ParityError
 from edgetag.export.inputs import _as_feature_list, demo_audio, features_of, verification_frames, windows_of
 from edgetag.export.model_file import _ort_session, check_frames_per_call
+from edgetag.export.stream_layout import TIME_MAJOR, to_time_major
 from edgetag.runtime.sealing import seal, set_card
 from edgetag.runtime.clip import run_chunks
 from edgetag.runtime.frontend import FrontendConfig
@@ -502,14 +509,21 @@ def export_onnx(
     }
     if parity.stream_chunk1_max_abs is not None:
         metrics["export_stream_max_abs"] = max(parity.stream_chunk1_max_abs, parity.stream_random_max_abs or 0.0)
+    extra_provenance: dict[str, Any] = {"opset": opset, "batchnorm_nodes_left": leftover_bn}
+    model, streaming_card, layout_diff = to_time_major(model, card, features)
+    if layout_diff is not None:
+        say(f"streaming graph rewritten time-major (MatMuls; states [context, channels]): max difference "
+            f"{layout_diff:.2g} from the traced graph")
+        extra_provenance["stream_layout"] = TIME_MAJOR
+        metrics["export_layout_max_abs"] = layout_diff
     card = build_card(
         checkpoint,
         name=name,
-        extra_provenance={"opset": opset, "batchnorm_nodes_left": leftover_bn},
+        extra_provenance=extra_provenance,
         extra_metrics=metrics,
         frames_per_call=frames_per_call,
     )
-    card = dataclasses.replace(card, embedding=embedding)
+    card = dataclasses.replace(card, embedding=embedding, states=streaming_card.states)
     loaded = seal(model, card, path, verification_frames(features, card))
     if json.loads(loaded.to_json()) != json.loads(card.to_json()) | {"integrity": loaded.integrity,
                                                                       "test_vector": loaded.test_vector}:

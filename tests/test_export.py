@@ -123,7 +123,14 @@ def _common_checks(result, path: Path, ckpt) -> None:
     card = json.loads({p.key: p.value for p in model.metadata_props}[METADATA_KEY])
     assert card["labels"] == ckpt.labels and card["frontend"] == ckpt.frontend.to_dict()
     assert card["streaming_mode"] == ckpt.student.streaming_mode
-    assert card["states"] == [{"name": s.name, "shape": list(s.shape)} for s in ckpt.student.state_specs()]
+    # a causal-conv student's streaming graph is written time-major: its states [context, channels]
+    time_major = ckpt.kind == "causal_cnn"
+    assert card["states"] == [{"name": s.name, "shape": list(s.shape)[::-1] if time_major else list(s.shape)}
+                              for s in ckpt.student.state_specs()]
+    assert (card["provenance"]["export"].get("stream_layout") == "time-major") == time_major
+    if time_major:
+        assert not [n for n in model.graph.node if n.op_type == "Conv"]
+        assert card["metrics"]["export_layout_max_abs"] <= 1e-4
     assert len(card["provenance"]["config_hash"]) == 16 and card["provenance"]["teacher"] == "synthetic"
     assert card["parameters"] > 0 and card["macs_per_second"] > 0
     assert card["metrics"]["roc_auc"] == 0.9 and card["metrics"]["export_parity_max_abs"] <= 1e-4
@@ -201,6 +208,56 @@ def test_export_stateful_students(tmp_path, data, trained) -> None:
     assert np.abs(got - expected).max() <= 1e-5
 
 
+def test_a_channel_major_stateful_file_is_rewritten_time_major_with_the_same_stream(tmp_path, data, trained,
+                                                                                  monkeypatch) -> None:
+    """A causal CNN's graph as traced (per-channel Convs, states [channels, context]: the files exported before
+    the rewrite existed) becomes time-major on a reseal: MatMuls, states [context, channels], the same scores,
+    embeddings and states frame by frame; graphs of another shape are left alone."""
+    from edgetag.export import stream_layout
+    from edgetag.export.model_file import reseal
+    from edgetag.runtime.engine import Engine
+    from edgetag.runtime.sealing import read_card
+
+    with monkeypatch.context() as patch:  # the export as it was: the traced graph written as it is
+        patch.setattr(onnx_export, "to_time_major", lambda model, card, features: (model, card, None))
+        export_onnx(trained["checkpoint"], tmp_path / "traced.onnx", data["calib"][:4])
+    traced = onnx.load(str(tmp_path / "traced.onnx"))
+    traced_card = read_card(traced)
+    assert [list(s.shape) for s in traced_card.states] == [[8, 2], [8, 4]]
+    assert [n.attribute for n in traced.graph.node if n.op_type == "Conv" and any(a.i == 8 for a in n.attribute
+                                                                                  if a.name == "group")]
+    card = reseal(tmp_path / "traced.onnx", tmp_path / "time_major.onnx", data["calib"][:3])
+    assert [list(s.shape) for s in card.states] == [[2, 8], [4, 8]]
+    assert card.provenance["export"]["stream_layout"] == "time-major"
+    assert not [n for n in onnx.load(str(tmp_path / "time_major.onnx")).graph.node if n.op_type == "Conv"]
+    before, after = load_model(tmp_path / "traced.onnx"), load_model(tmp_path / "time_major.onnx")
+    assert verify_model(after).passed
+    seq = data["held"][1]
+    got, expected = Engine(after).push_frames(seq), Engine(before).push_frames(seq)
+    assert len(got) == len(expected) > 5
+    assert np.abs(np.stack([d.scores for d in got]) - np.stack([d.scores for d in expected])).max() <= 1e-5
+    assert np.abs(after.embed(seq[None])[0] - before.embed(seq[None])[0]).max() <= 1e-5
+    # already time-major, a window model, a graph whose depthwise conv is not one: not rewritten
+    assert stream_layout.time_major_stream(onnx.load(str(tmp_path / "time_major.onnx")), card) is None
+    from edgetag.runtime.models import resolve_model
+
+    music_tags = onnx.load(str(resolve_model("music-tags")))
+    assert stream_layout.time_major_stream(music_tags, read_card(music_tags)) is None
+    odd = onnx.load(str(tmp_path / "traced.onnx"))
+    for node in odd.graph.node:
+        for a in node.attribute:
+            if node.op_type == "Conv" and a.name == "group" and a.i == 8:
+                a.i = 1
+    assert stream_layout.time_major_stream(odd, traced_card) is None
+    # a rewrite that computed other values would be refused, not written
+    rewritten, new_card = stream_layout.time_major_stream(traced, traced_card)
+    weight = next(t for t in rewritten.graph.initializer if t.name == "tm/pointwise1_b")
+    weight.CopyFrom(onnx.numpy_helper.from_array(onnx.numpy_helper.to_array(weight) + 1e-3, weight.name))
+    with pytest.raises(ExportError, match="time-major rewrite .* computes other values"):
+        stream_layout.check_same_stream(traced.SerializeToString(), traced_card, rewritten.SerializeToString(),
+                                        new_card, data["calib"][:2])
+
+
 def test_frames_per_call_goes_into_a_stateful_card_and_the_engine_calls_in_such_chunks(tmp_path, data, trained, monkeypatch,
                                                                                        capsys) -> None:
     """``frames_per_call``: the card asks the runtime to gather N frames per model call (fewer calls, N - 1 hops
@@ -259,35 +316,28 @@ def test_frames_per_call_goes_into_a_stateful_card_and_the_engine_calls_in_such_
     assert not (tmp_path / "bad.onnx").exists() and not (tmp_path / "w.onnx").exists()
 
 
-def _perturbed(path: Path, output: str, delta: float):
-    """The exported graph with ``delta`` added to one output."""
+def _perturbed(model, output: str, delta: float):
+    """A traced graph (as the tracer gives it, before the export adds its embedding output) with ``delta``
+    added to one output."""
     from onnx import helper, numpy_helper
 
-    model = onnx.load(str(path))
-    # as the tracer gives it: without the embedding output, which the export adds
-    keep = [o for o in model.graph.output if o.name != "embedding"]
-    del model.graph.output[:]
-    model.graph.output.extend(keep)
-    nodes = [n for n in model.graph.node if "embedding" not in n.output]
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
     for node in model.graph.node:
         node.output[:] = [f"{o}__raw" if o == output else o for o in node.output]
     model.graph.initializer.append(numpy_helper.from_array(np.array(delta, np.float32), "delta__c"))
     model.graph.node.append(helper.make_node("Add", [f"{output}__raw", "delta__c"], [output]))
-    del model.metadata_props[:]
     return model
 
 
 def test_broken_export_fails(tmp_path, monkeypatch, data, trained) -> None:
     ckpt = trained["checkpoint"]
+    traced = onnx_export._to_onnx
     # logits off by 1e-3: the fp32 parity check names the difference
-    monkeypatch.setattr(onnx_export, "_to_onnx", lambda *a, **k: _perturbed(trained["path"], "logits", 1e-3))
+    monkeypatch.setattr(onnx_export, "_to_onnx", lambda *a, **k: _perturbed(traced(*a, **k), "logits", 1e-3))
     with pytest.raises(ParityError, match=r"max abs difference 0\.001 exceeds 0\.0001"):
         export_onnx(ckpt, tmp_path / "bad.onnx", data["calib"][:4])
     assert not (tmp_path / "bad.onnx").exists()
     # a state off by 1e-4: offline runs agree, streaming does not
-    monkeypatch.setattr(onnx_export, "_to_onnx", lambda *a, **k: _perturbed(trained["path"], "conv1_out", 1e-4))
+    monkeypatch.setattr(onnx_export, "_to_onnx", lambda *a, **k: _perturbed(traced(*a, **k), "conv1_out", 1e-4))
     with pytest.raises(ParityError, match=r"chunks of 1 frame vs PyTorch offline.*max abs difference"):
         export_onnx(ckpt, tmp_path / "bad.onnx", data["calib"][:4])
 
