@@ -159,7 +159,7 @@ def _load_model(path: str) -> tuple[Any, bool]:
 
         checkpoint = load_model(path).card  # has .frontend and .labels, all _load_source reads
         print(f"fp32 model: {path} ({checkpoint.name}, {checkpoint.streaming_mode}, "
-              f"{checkpoint.n_labels} labels); graph kept as it is, no PyTorch parity check")
+              f"{checkpoint.n_labels} labels): resealed without a PyTorch parity check (no checkpoint)")
     else:
         from edgetag.training.checkpoint import load_checkpoint
 
@@ -189,7 +189,14 @@ def _write_fp32(args: argparse.Namespace, checkpoint: Any, out: Path, calib: _Cl
     if from_onnx:
         from edgetag.export.model_file import reseal
 
+        from edgetag.export.stream_layout import TIME_MAJOR
+        from edgetag.runtime.model import load_model
+
+        layout_before = load_model(args.checkpoint).card.provenance.get("export", {}).get("stream_layout")
         card = reseal(args.checkpoint, out, calib.features if calib else None, frames_per_call=args.frames_per_call)
+        if card.provenance.get("export", {}).get("stream_layout") == TIME_MAJOR != layout_before:
+            print("fp32: the streaming graph is rewritten time-major (MatMuls; states [context, channels]), "
+                  "its stream checked against the source graph's")
         print(f"fp32: wrote {out}: sha256 {card.integrity['sha256'][:16]}..., test vector of "
               f"{card.test_vector['features']['shape'][0]} frames")
         _warn_stale_siblings(out, card, args)

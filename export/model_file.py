@@ -91,7 +91,9 @@ def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] 
         card = dataclasses.replace(card, window_frames=frames_per_call)
     if features is None:
         features = features_of([demo_audio(card.frontend.sample_rate)], card.frontend)
-    model, card, _ = to_time_major(model, card, list(features))
+    model, card, layout_diff = to_time_major(model, card, list(features))
+    if layout_diff is not None:
+        card = dataclasses.replace(card, metrics={**card.metrics, "export_layout_max_abs": layout_diff})
     frames = verification_frames(list(features), card)
     if card.streaming_mode == "stateful" and card.frames_per_call > 1:
         check_chunked_calls(model.SerializeToString(), card, frames)

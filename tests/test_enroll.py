@@ -107,8 +107,11 @@ def test_builtin_models_have_an_embedding_beside_unchanged_logits(name: str) -> 
     # it is what the classifier reads: the classifier's weights on it give the logits
     graph = onnx.load(str(resolve_model(name))).graph
     weights = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
-    w, b = weights["inner.classifier.weight"], weights["inner.classifier.bias"]
-    w = w.reshape(w.shape[0], -1)  # Linear [labels, D]; 1x1 Conv [labels, D, 1]
+    if "tm/classifier_w" in weights:  # a time-major streaming graph (export/stream_layout.py): MatMul [D, labels]
+        w, b = weights["tm/classifier_w"].T, weights["tm/classifier_b"]
+    else:
+        w, b = weights["inner.classifier.weight"], weights["inner.classifier.bias"]
+        w = w.reshape(w.shape[0], -1)  # Linear [labels, D]; 1x1 Conv [labels, D, 1]
     np.testing.assert_allclose(embedding @ w.T + b, logits, atol=1e-4)
 
 
