@@ -82,7 +82,8 @@ def _pointwise(graph: _Graph, node: Any | None, c_in: int) -> tuple[np.ndarray, 
     if node is None or node.op_type != "Conv" or len(node.input) != 3 or _attr(node, "group", 1) != 1:
         return None
     w, b = graph.weight(node.input[1]), graph.weight(node.input[2])
-    if w is None or b is None or w.ndim != 3 or w.shape[1:] != (c_in, 1) or any(_attr(node, "pads", [0, 0])):
+    if (w is None or b is None or w.ndim != 3 or w.shape[1:] != (c_in, 1) or any(_attr(node, "pads", [0, 0]))
+            or list(_attr(node, "strides", [1])) != [1]):
         return None
     return w[:, :, 0], b
 
@@ -100,7 +101,7 @@ def _read_structure(model: Any, card: ModelCard) -> tuple[np.ndarray, np.ndarray
                                                          list[_Block], tuple[np.ndarray, np.ndarray]] | None:
     """The traced causal-conv student's parameters, or None when ``model`` is not one."""
     g = _Graph(model)
-    sub = g.only_reader(INPUT_NAME, "Sub") or g.reader(INPUT_NAME, "Sub")
+    sub = g.reader(INPUT_NAME, "Sub")  # the input's other reader, if any, is a Shape
     if sub is None or sub.input[0] != INPUT_NAME:
         return None
     div = g.only_reader(sub.output[0], "Div")
