@@ -235,7 +235,7 @@ def check_same_stream(before: bytes, card_before: ModelCard, after: bytes, card_
                       features: Sequence[np.ndarray], atol: float = REWRITE_ATOL) -> float:
     """Largest difference of scores, embeddings and states between the two graphs streamed over ``features``
     (the first `CHECK_FRAMES` frames of up to `CHECK_CLIPS` clips, each in calls of 1, then of 3 frames,
-    states fed back); `ExportError` beyond ``atol``."""
+    states fed back; then the clips cut to one length as a batch); `ExportError` beyond ``atol``."""
     from edgetag.export.model_file import _ort_session
     from edgetag.runtime.model import OnnxModel
 
@@ -256,6 +256,13 @@ def check_same_stream(before: bytes, card_before: ModelCard, after: bytes, card_
                     diffs.append(np.abs(embedding_a - embedding_b).max())
                 worst = max(worst, *map(float, diffs))
                 states = [next_a, next_b]
+    clips = [c[:CHECK_FRAMES] for c in list(features)[:CHECK_CLIPS]]
+    if len(clips) > 1:  # the clips as one batch, from the zero state
+        common = min(len(c) for c in clips)
+        batch = np.ascontiguousarray(np.stack([c[:common] for c in clips]), np.float32)
+        (logits_a, states_a), (logits_b, states_b) = (m.run(batch) for m in models)
+        worst = max(worst, float(np.abs(logits_a - logits_b).max()),
+                    *(float(np.abs(np.swapaxes(x, 1, 2) - y).max()) for x, y in zip(states_a, states_b)))
     if not np.isfinite(worst) or worst > atol:
         raise ExportError(f"the time-major rewrite of the streaming graph computes other values than the traced "
                           f"graph (max difference {worst:.3g} > {atol:g}): a bug in edgetag's exporter, please report it")
