@@ -282,7 +282,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("checkpoint", help="student checkpoint (.pt written by training), or an fp32 edgetag .onnx file "
-                   "to re-seal (digest, test vector) and quantize without its checkpoint")
+                   "to re-seal (digest, test vector; a causal CNN traced channel-major is rewritten time-major, "
+                   "checked against the source graph) and quantize without its checkpoint")
     p.add_argument("-o", "--output", required=True, help="output ONNX file (fp32)")
     p.add_argument("--calib", metavar="MANIFEST_OR_DIR",
                    help="real audio for parity checks and calibration: a manifest (CSV/JSONL) or a folder of audio files")

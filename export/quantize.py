@@ -158,7 +158,15 @@ def _quantize_plans(fp32_path: Path, out_path: Path, feeds: Sequence[dict[str, n
             source = prepped
         except Exception:  # noqa: BLE001 - pre-processing is an optimisation; quantize the export as is
             source = fp32_path
+        import onnx
+
+        graph = onnx.load(str(source))
         for name in plans:
+            if name == "pointwise" and any(kept == "all" for kept, _ in candidates) \
+                    and not plan_layers(graph, "pointwise")[1]:  # it keeps no layer in float: plan 'all' again
+                say("int8: plan 'pointwise' would equal plan 'all' here (no depthwise, stem or squeeze-excitation "
+                    "conv to keep in float); skipped")
+                continue
             target = out_path if len(plans) == 1 else tmp_dir / f".{out_path.name}.{name}.onnx"
             if _quantize_plan(source, target, feeds, name, per_channel):
                 candidates.append((name, target))

@@ -77,11 +77,19 @@ def _attr(node: Any, name: str, default: Any) -> Any:
     return default
 
 
+def _conv_weights(graph: _Graph, node: Any) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """A Conv's weight and bias (zeros where the exporter dropped an all-zero bias); None where not constant."""
+    w = graph.weight(node.input[1])
+    has_bias = len(node.input) > 2 and node.input[2]
+    b = graph.weight(node.input[2]) if has_bias else (None if w is None else np.zeros(w.shape[0]))
+    return w, b
+
+
 def _pointwise(graph: _Graph, node: Any | None, c_in: int) -> tuple[np.ndarray, np.ndarray] | None:
-    """(weight [c_out, c_in], bias [c_out]) of a 1x1 Conv with a bias, else None."""
-    if node is None or node.op_type != "Conv" or len(node.input) != 3 or _attr(node, "group", 1) != 1:
+    """(weight [c_out, c_in], bias [c_out]) of a 1x1 Conv, else None."""
+    if node is None or node.op_type != "Conv" or _attr(node, "group", 1) != 1:
         return None
-    w, b = graph.weight(node.input[1]), graph.weight(node.input[2])
+    w, b = _conv_weights(graph, node)
     if (w is None or b is None or w.ndim != 3 or w.shape[1:] != (c_in, 1) or any(_attr(node, "pads", [0, 0]))
             or list(_attr(node, "strides", [1])) != [1]):
         return None
@@ -123,7 +131,7 @@ def _read_structure(model: Any, card: ModelCard) -> tuple[np.ndarray, np.ndarray
         state_out = g.producer.get(state.output_name)
         if depthwise is None or state_out is None or state_out.op_type != "Slice" or state_out.input[0] != concat.output[0]:
             return None
-        w, b = g.weight(depthwise.input[1]), g.weight(depthwise.input[2]) if len(depthwise.input) == 3 else None
+        w, b = _conv_weights(g, depthwise)
         dilation = int(_attr(depthwise, "dilations", [1])[0])
         if (w is None or b is None or w.shape[:2] != (channels, 1) or _attr(depthwise, "group", 1) != channels
                 or any(_attr(depthwise, "pads", [0, 0])) or list(_attr(depthwise, "strides", [1])) != [1]
@@ -221,6 +229,7 @@ def time_major_stream(model: Any, card: ModelCard) -> tuple[Any, ModelCard] | No
     rewritten = helper.make_model(graph, opset_imports=list(model.opset_import), producer_name=model.producer_name,
                                   doc_string=model.doc_string)
     rewritten.ir_version = model.ir_version
+    rewritten.producer_version = model.producer_version
     for entry in model.metadata_props:
         rewritten.metadata_props.add(key=entry.key, value=entry.value)
     export = {**card.provenance.get("export", {}), "stream_layout": TIME_MAJOR}
@@ -249,24 +258,29 @@ def check_same_stream(before: bytes, card_before: ModelCard, after: bytes, card_
             for start in range(0, len(clip), per_call):
                 chunk = np.ascontiguousarray(clip[None, start:start + per_call], np.float32)
                 (logits_a, next_a), (logits_b, next_b) = (m.run(chunk, s) for m, s in zip(models, states))
-                diffs = [np.abs(logits_a - logits_b).max()]
-                diffs += [np.abs(np.swapaxes(x, 1, 2) - y).max() for x, y in zip(next_a, next_b)]
+                diffs = [_difference(logits_a, logits_b)]
+                diffs += [_difference(np.swapaxes(x, 1, 2), y) for x, y in zip(next_a, next_b)]
                 if card_before.embedding:
                     (embedding_a, _), (embedding_b, _) = (m.embed(chunk, s) for m, s in zip(models, states))
-                    diffs.append(np.abs(embedding_a - embedding_b).max())
-                worst = max(worst, *map(float, diffs))
+                    diffs.append(_difference(embedding_a, embedding_b))
+                worst = max(worst, *diffs)
                 states = [next_a, next_b]
     clips = [c[:CHECK_FRAMES] for c in list(features)[:CHECK_CLIPS]]
     if len(clips) > 1:  # the clips as one batch, from the zero state
         common = min(len(c) for c in clips)
         batch = np.ascontiguousarray(np.stack([c[:common] for c in clips]), np.float32)
         (logits_a, states_a), (logits_b, states_b) = (m.run(batch) for m in models)
-        worst = max(worst, float(np.abs(logits_a - logits_b).max()),
-                    *(float(np.abs(np.swapaxes(x, 1, 2) - y).max()) for x, y in zip(states_a, states_b)))
+        worst = max(worst, _difference(logits_a, logits_b),
+                    *(_difference(np.swapaxes(x, 1, 2), y) for x, y in zip(states_a, states_b)))
     if not np.isfinite(worst) or worst > atol:
         raise ExportError(f"the time-major rewrite of the streaming graph computes other values than the traced "
                           f"graph (max difference {worst:.3g} > {atol:g}): a bug in edgetag's exporter, please report it")
     return worst
+
+
+def _difference(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest absolute difference of two outputs of one shape (inf for outputs of other shapes)."""
+    return float(np.max(np.abs(a - b))) if a.shape == b.shape else float("inf")
 
 
 def to_time_major(model: Any, card: ModelCard, features: Sequence[np.ndarray]) -> tuple[Any, ModelCard, float | None]:

@@ -71,7 +71,8 @@ class PeriodicityAnalyser:
     """NSDF periods of frames of ``frame_length`` samples at ``sample_rate``, lags for ``fmin``..``fmax`` Hz.
 
     The arithmetic runs in the C++ core (`edgetag._core.PeriodicityAnalyser`: FFTs and work buffers made
-    once, nothing allocated per frame); frames of any float or int dtype are read as float64. One analyser
+    once, nothing allocated there per frame); frames of any float or int dtype are read as float64 (a
+    copy for any other dtype). One frame per call: ``[frame_length]`` samples. One analyser
     is shared by the streams of a process (`edgetag.runtime.pitch.analyser`): each call holds the GIL.
     """
 
@@ -91,9 +92,11 @@ class PeriodicityAnalyser:
         """``[frame_length]`` samples -> ``[tau_max + 1]`` NSDF at lags 0 .. tau_max (float64)."""
         return self._core.nsdf(np.asarray(frame))
 
-    def near_period(self, frame: np.ndarray, near_hz: float, cents: float = 50.0) -> Period:
+    def near_period(self, frame: np.ndarray, near_hz: float | None, cents: float = 50.0) -> Period:
         """The NSDF maximum within ``cents`` of ``near_hz`` (the student's reading), refined; `NO_PERIOD`
         when there is none in range (or the frame has no maximum: silence, noise without a negative lobe)."""
+        if near_hz is None:  # no guess to look near
+            return NO_PERIOD
         return Period(*self._core.near_period(np.asarray(frame), float(near_hz), float(cents)))
 
     def own_period(self, frame: np.ndarray) -> Period:

@@ -1,4 +1,6 @@
-"""Pitch models in the runtime: 360 CREPE bins -> f0, confidence, note name and cents (numpy only).
+"""Pitch models in the runtime: 360 CREPE bins -> f0, confidence, note name and cents.
+
+The bins are decoded in numpy; the frame's period (`edgetag.runtime.periodicity`) in the C++ core.
 
 A pitch model is a frame-level model whose labels are the 360 pitch bins of CREPE,
 named ``pitch_bin_000`` .. ``pitch_bin_359`` in this order (`PITCH_LABELS`; the

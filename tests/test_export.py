@@ -131,6 +131,9 @@ def _common_checks(result, path: Path, ckpt) -> None:
     if time_major:
         assert not [n for n in model.graph.node if n.op_type == "Conv"]
         assert card["metrics"]["export_layout_max_abs"] <= 1e-4
+    # the embedding record names a tensor of the written graph
+    named = card["embedding"]["layer"].split("tensor '")[1].split("'")[0]
+    assert named in {o for n in model.graph.node for o in n.output}, card["embedding"]["layer"]
     assert len(card["provenance"]["config_hash"]) == 16 and card["provenance"]["teacher"] == "synthetic"
     assert card["parameters"] > 0 and card["macs_per_second"] > 0
     assert card["metrics"]["roc_auc"] == 0.9 and card["metrics"]["export_parity_max_abs"] <= 1e-4
@@ -256,6 +259,31 @@ def test_a_channel_major_stateful_file_is_rewritten_time_major_with_the_same_str
     with pytest.raises(ExportError, match="time-major rewrite .* computes other values"):
         stream_layout.check_same_stream(traced.SerializeToString(), traced_card, rewritten.SerializeToString(),
                                         new_card, data["calib"][:2])
+
+
+def test_a_fresh_causal_cnn_whose_biases_fold_to_zero_is_written_time_major(tmp_path, data) -> None:
+    """An untrained causal CNN (batch norms at their initial statistics: folded 1x1 biases of zero, which the
+    exporter drops) is rewritten like a trained one and matches PyTorch streamed."""
+    ckpt = _checkpoint("causal_cnn", {"channels": 8, "layers": 2}, 1, 5)
+    for module in ckpt.student.modules():
+        if isinstance(module, torch.nn.Conv1d) and module.bias is not None and module.groups > 1:
+            torch.nn.init.zeros_(module.bias)  # the depthwise biases too
+    result = export_onnx(ckpt, tmp_path / "fresh.onnx", data["calib"][:3])
+    assert result.card.provenance["export"]["stream_layout"] == "time-major"
+    assert result.parity.stream_chunk1_max_abs <= 1e-5 and result.parity.stream_state_max_abs <= 1e-4
+
+
+def test_a_rewrite_that_fails_its_check_leaves_the_traced_graph(tmp_path, data, trained, monkeypatch, capsys) -> None:
+    from edgetag.export import stream_layout
+
+    monkeypatch.setattr(stream_layout, "REWRITE_ATOL", -1.0)  # every difference is too large
+    monkeypatch.setattr(stream_layout.check_same_stream, "__defaults__", (-1.0,))
+    result = export_onnx(trained["checkpoint"], tmp_path / "traced.onnx", data["calib"][:3], log=print)
+    assert "stays as traced" in capsys.readouterr().out
+    assert "stream_layout" not in result.card.provenance["export"]
+    assert [list(s.shape) for s in result.card.states] == [list(s.shape) for s in trained["checkpoint"].student.state_specs()]
+    assert [n for n in onnx.load(str(tmp_path / "traced.onnx")).graph.node if n.op_type == "Conv"]
+    assert verify_model(load_model(tmp_path / "traced.onnx")).passed
 
 
 def test_frames_per_call_goes_into_a_stateful_card_and_the_engine_calls_in_such_chunks(tmp_path, data, trained, monkeypatch,
@@ -414,6 +442,12 @@ def test_int8_gate(tmp_path, data, trained, plan) -> None:
     assert card.integrity["sha256"] and card.test_vector["precision"] == "int8"
     assert verify_model(load_model(tmp_path / "m.int8.onnx")).passed
     if plan == "pointwise":
+        # the time-major graph has no depthwise conv for 'pointwise' to keep in float: 'auto' builds it once
+        said: list[str] = []
+        auto = quantize_int8(*args, plan="auto", log=said.append)
+        assert any("plan 'pointwise' would equal plan 'all'" in line for line in said), said
+        assert load_model(tmp_path / "m.int8.onnx").card.provenance["export"]["int8_plan"] == "all"
+        assert auto.relative_drop <= 0.01
         return
     # an impossible gate (the int8 model would have to beat fp32 by 50 %) fires with both numbers
     with pytest.raises(QuantizationGateError, match=r"roc_auc_macro fp32 \d\.\d+ vs int8 \d\.\d+, relative drop"):

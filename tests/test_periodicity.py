@@ -79,6 +79,55 @@ def test_the_nsdf_is_its_definition_for_every_sample_type() -> None:
         analyser.own_period(np.zeros((2, 1024), np.float32))
 
 
+def _random_frames(n: int, seed: int) -> list[np.ndarray]:
+    """Tones (sines, harmonic, detuned, with noise), white and brown noise, silence, DC, int16."""
+    rng = np.random.default_rng(seed)
+    frames: list[np.ndarray] = [np.zeros(1024, np.float32), np.full(1024, 0.3, np.float32)]
+    for i in range(n):
+        kind = i % 4
+        if kind == 0:
+            x = rng.standard_normal(1024)
+        elif kind == 1:
+            x = np.cumsum(rng.standard_normal(1024))  # brown noise: often no negative NSDF value
+        else:
+            f0 = float(np.exp(rng.uniform(np.log(25.0), np.log(2500.0))))
+            t = (np.arange(1024) + rng.integers(0, 10000)) / SR
+            x = sum(np.sin(2 * np.pi * k * f0 * t + rng.uniform(0, 6)) / k ** rng.uniform(0.5, 2)
+                    for k in range(1, int(rng.integers(1, 8)) + 1) if k * f0 < 7500)
+            x = np.asarray(x, float) + rng.standard_normal(1024) * 10 ** rng.uniform(-4, 0)
+        x = x * 10 ** rng.uniform(-3, 0)
+        frames.append(np.round(x * 3000).astype(np.int16) if i % 11 == 0 else x.astype(np.float32))
+    return frames
+
+
+def test_the_c_plus_plus_periods_are_those_of_the_numpy_reference() -> None:
+    """The C++ core against the numpy implementation it replaced (tests/periodicity_reference.py), on random
+    tones and noises, with guesses near, far and invalid, and both refinement settings."""
+    from periodicity_reference import ReferenceAnalyser
+
+    rng = np.random.default_rng(5)
+    f = P.bin_frequencies()
+    for refine_above in (0.0, P.STEADY_CLARITY):
+        args = (SR, 1024, float(f[0]), float(f[-1]))
+        new, old = PeriodicityAnalyser(*args, refine_above=refine_above), ReferenceAnalyser(*args, refine_above=refine_above)
+        for x in _random_frames(300, seed=int(refine_above * 100)):
+            np.testing.assert_allclose(new.nsdf(x), old.nsdf(x), rtol=0, atol=1e-12)
+            own = old.own_period(x)
+            for guess in (float(np.exp(rng.uniform(np.log(30.0), np.log(2000.0)))), own.f0_hz * 1.01, 0.0, -5.0,
+                          float("nan"), float("inf")):
+                a, b = new.near_period(x, guess), old.near_period(x, guess)
+                assert a.clarity == pytest.approx(b.clarity, abs=1e-9) and a.f0_hz == pytest.approx(b.f0_hz, rel=1e-9)
+            a = new.own_period(x)
+            assert a.clarity == pytest.approx(own.clarity, abs=1e-9) and a.f0_hz == pytest.approx(own.f0_hz, rel=1e-9)
+            if own.f0_hz > 0:
+                assert new.fundamental_share(x, own.f0_hz) == pytest.approx(old.fundamental_share(x, own.f0_hz), abs=1e-9)
+    assert new.near_period(x, None) == NO_PERIOD  # no guess
+    for bad in (float("nan"), float("inf"), -1.0, 0.0, 1e300):
+        assert new.fundamental_share(x, bad) == 0.0
+    tiny = PeriodicityAnalyser(SR, 1024, 1e-6, 2000.0)  # lags bounded before they reach an int
+    assert tiny.tau_max == 512 and len(tiny.nsdf(x)) == 513
+
+
 def test_the_nsdf_does_not_depend_on_level() -> None:
     analyser = PeriodicityAnalyser(SR, 1024, 40.0, 1500.0)
     x = _tone(220.0, 0.1, harmonics=5)[:1024]

@@ -25,19 +25,24 @@ PeriodicitySettings Checked(const PeriodicitySettings& s) {
   return s;
 }
 
+// Lags are bounded in double before the cast: a tiny fmin or fmax would overflow an int.
 int TauMax(const PeriodicitySettings& s) {
   // fewer than two periods of the lowest pitch in the frame: lower pitches are not measured
-  return std::min(static_cast<int>(std::ceil(s.sample_rate / s.fmin)), s.frame_length / 2);
+  return static_cast<int>(std::min(std::ceil(s.sample_rate / s.fmin), static_cast<double>(s.frame_length / 2)));
+}
+
+int TauMin(const PeriodicitySettings& s) {
+  return static_cast<int>(std::max(2.0, std::min(std::ceil(s.sample_rate / s.fmax), static_cast<double>(s.frame_length))));
 }
 }  // namespace
 
 PeriodicityAnalyser::PeriodicityAnalyser(const PeriodicitySettings& settings)
     : settings_(Checked(settings)),
-      tau_min_(std::max(2, static_cast<int>(std::ceil(settings.sample_rate / settings.fmax)))),
-      tau_max_(TauMax(settings)),
-      width_(settings.frame_length - tau_max_),
-      n_fft_(NextPowerOfTwo(settings.frame_length + width_)),
-      spectrum_fft_(4 * NextPowerOfTwo(settings.frame_length)),
+      tau_min_(TauMin(settings_)),
+      tau_max_(TauMax(settings_)),
+      width_(settings_.frame_length - tau_max_),
+      n_fft_(NextPowerOfTwo(settings_.frame_length + width_)),
+      spectrum_fft_(4 * NextPowerOfTwo(settings_.frame_length)),
       fft_(n_fft_),
       spectrum_(spectrum_fft_) {
   const int bins = n_fft_ / 2 + 1;
@@ -124,7 +129,8 @@ Period PeriodicityAnalyser::MultipleRefined(int i) const {
   // short period a steady tone's harmonics fall between samples; some multiple lands on a whole lag).
   const double sr = settings_.sample_rate;
   const double tau = Parabola(i);
-  const int count = static_cast<int>(std::floor(tau_max_ / tau));
+  int count = static_cast<int>(std::floor(tau_max_ / tau));
+  while (count > 0 && count * tau > tau_max_) --count;  // as Python's tau_max // tau where the division rounds up
   double clarity = nsdf_[i];
   for (int k = 1; k <= count; ++k) {
     const auto m = static_cast<long>(std::nearbyint(tau * k));
@@ -178,6 +184,7 @@ Period PeriodicityAnalyser::OwnPeriod(const double* frame) {
 }
 
 double PeriodicityAnalyser::FundamentalShare(const double* frame, double f0_hz, int harmonics) {
+  if (!(f0_hz > 0.0 && std::isfinite(f0_hz))) return 0.0;
   const int n = settings_.frame_length;
   double mean = 0.0;
   for (int j = 0; j < n; ++j) mean += frame[j];
@@ -186,13 +193,14 @@ double PeriodicityAnalyser::FundamentalShare(const double* frame, double f0_hz, 
   for (int j = 0; j < n; ++j) padded_[j] = (frame[j] - mean) * hann_[j];
   spectrum_.PowerSpectrum(padded_.data(), power_.data());
   const double step = static_cast<double>(settings_.sample_rate) / spectrum_fft_;
-  const long bins = static_cast<long>(power_.size());
+  const double bins = static_cast<double>(power_.size());
   double first = 0.0, strongest = 0.0;
   int found = 0;
   for (int h = 1; h <= harmonics; ++h) {
     const double centre = h * f0_hz / step;
-    const long lo = static_cast<long>(std::floor(centre - 1.5)), hi = static_cast<long>(std::ceil(centre + 1.5)) + 1;
-    if (lo < 0 || hi > bins) break;
+    const double lo_bin = std::floor(centre - 1.5), hi_bin = std::ceil(centre + 1.5) + 1.0;
+    if (lo_bin < 0.0 || hi_bin > bins) break;  // compared in double: no cast of an out-of-range value
+    const auto lo = static_cast<long>(lo_bin), hi = static_cast<long>(hi_bin);
     const double p = *std::max_element(power_.begin() + lo, power_.begin() + hi);
     if (found++ == 0) first = p;
     strongest = std::max(strongest, p);
