@@ -172,7 +172,7 @@ def test_listen_ctrl_c_ends_cleanly(window_model, tone_wav) -> None:
 
     proc = subprocess.Popen(EDGETAG + ["listen", "--model", str(window_model), "--file", str(tone_wav), "--realtime",
                                        "--format", "jsonl"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     assert "listening on" in proc.stderr.readline()
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)
@@ -544,6 +544,14 @@ def tone_wav_path(tmp_path):
     return path
 
 
+def _default_sigint() -> None:
+    """In the child, before exec: SIGINT back to its default action. Tests run as a background job (a CI
+    script started with ``&``) inherit SIGINT ignored, and a Python started so installs no KeyboardInterrupt."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_in_tag_is_one_line_and_exit_130(window_model, tmp_path) -> None:
     """A real SIGINT while tag writes decisions: no traceback, one line, status 130 (128 + SIGINT)."""
     import signal
@@ -551,7 +559,7 @@ def test_ctrl_c_in_tag_is_one_line_and_exit_130(window_model, tmp_path) -> None:
 
     wav = _long_wav(tmp_path / "long.wav", 120)  # 2,400 decisions: more jsonl than a pipe holds
     proc = subprocess.Popen(EDGETAG + ["tag", str(wav), "--model", str(window_model)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     assert proc.stdout.readline().startswith('{"t"')
     time.sleep(0.5)  # it is blocked writing into the full pipe, mid-file
     proc.send_signal(signal.SIGINT)
