@@ -20,11 +20,12 @@ voicing), the NSDF near the student's f0 gives the cents; where the student is u
 frame is clearly periodic (clarity >= `CLARITY_VOICED`), the NSDF's own period is the pitch.
 
 How it is computed (`edgetag._core.PeriodicityAnalyser`, C++): the lag products come from real FFTs
-of the frame and of its first W samples, zero-padded so that no lag wraps around; the product of
+of the frame and of its first W samples, zero-padded to a power of two >= L (no product of a lag up
+to tau_max wraps around: the head is zero from W on); the product of
 their spectra goes back to lags through a forward FFT (the Hartley identity). Each step keeps numpy's
 float64 arithmetic (the NSDF agrees with numpy's to about 1e-15); the maxima, the key maximum and
-the refinement at multiples follow the definitions below. A periodic frame's reading takes about 0.02 ms on one core of the development
-VM (numpy took 0.14-0.21 ms).
+the refinement at multiples follow the definitions below. A frame's reading takes 0.01-0.02 ms on one core of the development VM (numpy
+took 0.14-0.21 ms).
 
 The method:
 

@@ -41,7 +41,9 @@ PeriodicityAnalyser::PeriodicityAnalyser(const PeriodicitySettings& settings)
       tau_min_(TauMin(settings_)),
       tau_max_(TauMax(settings_)),
       width_(settings_.frame_length - tau_max_),
-      n_fft_(NextPowerOfTwo(settings_.frame_length + width_)),
+      // A circular correlation of length N >= L wraps no product: the head is zero from W on, and
+      // j + tau <= W - 1 + tau_max = L - 1 for every lag asked for.
+      n_fft_(std::max(4, NextPowerOfTwo(settings_.frame_length))),
       spectrum_fft_(4 * NextPowerOfTwo(settings_.frame_length)),
       fft_(n_fft_),
       spectrum_(spectrum_fft_) {
@@ -69,7 +71,7 @@ void PeriodicityAnalyser::ComputeNsdf(const double* frame) {
     energy_[j + 1] = energy_[j] + centred_[j] * centred_[j];
   }
   // r[tau] = sum_{j < W} x[j] x[j + tau]: the spectrum of the frame times the conjugate of its head's
-  // (both zero-padded to n_fft >= L + W: no lag wraps around)
+  // (both zero-padded to n_fft >= L: no product of a lag <= tau_max wraps around)
   std::fill(padded_.begin(), padded_.begin() + n_fft_, 0.0);
   std::copy(centred_.begin(), centred_.end(), padded_.begin());
   fft_.Forward(padded_.data(), whole_re_.data(), whole_im_.data());
