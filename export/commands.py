@@ -158,8 +158,14 @@ def _load_model(path: str) -> tuple[Any, bool]:
         from edgetag.runtime.model import load_model
 
         checkpoint = load_model(path).card  # has .frontend and .labels, all _load_source reads
+        precision = checkpoint.provenance.get("export", {}).get("precision", "fp32")
+        if precision != "fp32":  # before anything is said or computed
+            from edgetag.export.errors import ExportError
+
+            raise ExportError(f"{path} is an {precision} file: reseal its fp32 model and quantize that again "
+                              "(a test vector's reference scores come from the fp32 graph)")
         print(f"fp32 model: {path} ({checkpoint.name}, {checkpoint.streaming_mode}, "
-              f"{checkpoint.n_labels} labels): resealed without a PyTorch parity check (no checkpoint)")
+              f"{checkpoint.n_labels} labels): to be resealed without a PyTorch parity check (no checkpoint)")
     else:
         from edgetag.training.checkpoint import load_checkpoint
 

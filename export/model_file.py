@@ -85,7 +85,7 @@ def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] 
     card = read_card(model)
     precision = card.provenance.get("export", {}).get("precision", "fp32")
     if precision != "fp32":
-        raise ExportError(f"{source} is a {precision} file: reseal its fp32 model and quantize that again "
+        raise ExportError(f"{source} is an {precision} file: reseal its fp32 model and quantize that again "
                           "(a test vector's reference scores come from the fp32 graph)")
     if frames_per_call is not None:
         check_frames_per_call(card.streaming_mode, frames_per_call)

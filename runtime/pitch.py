@@ -170,10 +170,12 @@ class SteadyTone:
 
     - bins confident (>= the voicing threshold): the NSDF maximum within 50 cents of their f0 gives the
       f0 when it is a steady tone's (clarity >= `STEADY_CLARITY`);
-    - bins unsure: the frame's own period (its key maximum) gives the f0 and voices the frame when it
-      is that steady and sounds its fundamental (at least `FUNDAMENTAL_SHARE` of the power of its
-      strongest harmonic): a steady tone the student never learnt, such as a pure low sine. The period
-      near the unsure bins' guess is never used: it is often a multiple of the true one.
+    - otherwise (bins unsure, or confident with no steady period near them): the frame's own period
+      (its key maximum) gives the f0 and voices the frame when it is that steady and sounds its
+      fundamental (at least `FUNDAMENTAL_SHARE` of the power of its strongest harmonic): a steady tone
+      the student never learnt, such as a pure low sine it reads a tone or two off (`pitch-small` read
+      a 55 Hz sine as 63.7 Hz, confident). The period near unsure bins' guess is never used: it is
+      often a multiple of the true one.
 
     Where the period is used, the confidence is raised to its clarity. Once a frame is steady, the next
     needs only `STEADY_HOLD` (hysteresis: a tone in noise near the threshold does not flicker between
@@ -188,12 +190,16 @@ class SteadyTone:
                  threshold: float = VOICING_THRESHOLD) -> tuple[float, float, float]:
         measure = analyser(len(frame), self.sample_rate)
         need = STEADY_HOLD if self.steady else STEADY_CLARITY
+        use = False
         if confidence >= threshold:
             period = measure.near_period(frame, f0)
             use = period.clarity >= need
-        else:
-            period = measure.own_period(frame)
-            use = period.clarity >= need and measure.fundamental_share(frame, period.f0_hz) >= FUNDAMENTAL_SHARE
+        if not use:  # bins unsure, or sure with no steady period near them: a steady tone they misread?
+            own = measure.own_period(frame)
+            if own.clarity >= need and measure.fundamental_share(frame, own.f0_hz) >= FUNDAMENTAL_SHARE:
+                period, use = own, True
+            elif confidence < threshold:
+                period = own
         self.steady = use
         if use:
             return period.f0_hz, max(confidence, period.clarity), period.clarity
