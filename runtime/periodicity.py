@@ -80,9 +80,13 @@ class PeriodicityAnalyser:
     def __init__(self, sample_rate: int, frame_length: int, fmin: float, fmax: float, refine_above: float = 0.0) -> None:
         """``refine_above``: periods whose clarity is below it keep the interpolation at one period (their
         multiples are not searched: a caller that only uses clear periods saves the time)."""
-        if frame_length < 8 or not 0 < fmin < fmax:
-            raise ValueError(f"a periodicity analyser needs frames of >= 8 samples and 0 < fmin < fmax, got "
-                             f"{frame_length}, {fmin}, {fmax}")
+        if int(sample_rate) != sample_rate or sample_rate <= 0:
+            raise ValueError(f"a periodicity analyser needs a positive whole sample rate, got {sample_rate!r}")
+        if int(frame_length) != frame_length or frame_length < 8 or not 0 < fmin < fmax:
+            raise ValueError(f"a periodicity analyser needs frames of >= 8 samples (a whole number) and "
+                             f"0 < fmin < fmax, got {frame_length!r}, {fmin}, {fmax}")
+        if not 0.0 <= refine_above <= 1.0:  # a clarity (NaN fails too)
+            raise ValueError(f"refine_above is a clarity from 0 to 1, got {refine_above!r}")
         self.sample_rate = int(sample_rate)
         self.frame_length = int(frame_length)
         self._core = _core.PeriodicityAnalyser(self.sample_rate, self.frame_length, float(fmin), float(fmax),
@@ -110,4 +114,6 @@ class PeriodicityAnalyser:
         """Power of the frame (Hann window) at ``f0_hz`` over that of its strongest of the first ``harmonics``
         harmonics: 1 for a sine or a sawtooth, near 0 where ``f0_hz`` is a period the frame repeats at
         without sounding it (two tones a fifth apart, a tone above the range read at a multiple)."""
+        if int(harmonics) != harmonics or harmonics < 1:
+            raise ValueError(f"harmonics must be a whole number >= 1, got {harmonics!r}")
         return self._core.fundamental_share(np.asarray(frame), float(f0_hz), int(harmonics))

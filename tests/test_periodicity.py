@@ -126,6 +126,13 @@ def test_the_c_plus_plus_periods_are_those_of_the_numpy_reference() -> None:
         assert new.fundamental_share(x, bad) == 0.0
     tiny = PeriodicityAnalyser(SR, 1024, 1e-6, 2000.0)  # lags bounded before they reach an int
     assert tiny.tau_max == 512 and len(tiny.nsdf(x)) == 513
+    for args, kwargs, message in (((0, 1024, 50.0, 100.0), {}, "sample rate"), ((SR, 1024.5, 50.0, 100.0), {}, "whole"),
+                                  ((SR, 1024, 100.0, 50.0), {}, "fmin < fmax"),
+                                  ((SR, 1024, 50.0, 100.0), {"refine_above": float("nan")}, "clarity")):
+        with pytest.raises(ValueError, match=message):
+            PeriodicityAnalyser(*args, **kwargs)
+    with pytest.raises(ValueError, match="harmonics"):
+        new.fundamental_share(x, 440.0, harmonics=0)
 
 
 def test_the_nsdf_does_not_depend_on_level() -> None:
