@@ -154,16 +154,12 @@ def _require_packages(tensorrt: bool) -> None:
 def _load_model(path: str) -> tuple[Any, bool]:
     """(the checkpoint, or an fp32 edgetag file's card; whether it is an ONNX file), described on stdout."""
     from_onnx = Path(path).suffix.lower() == ".onnx"
-    if from_onnx:  # an fp32 edgetag file: its graph is kept, its card gains a digest and a test vector
+    if from_onnx:  # an fp32 edgetag file: resealed (`edgetag.export.model_file.reseal`), its card gains a test vector
+        from edgetag.export.model_file import require_fp32
         from edgetag.runtime.model import load_model
 
         checkpoint = load_model(path).card  # has .frontend and .labels, all _load_source reads
-        precision = checkpoint.provenance.get("export", {}).get("precision", "fp32")
-        if precision != "fp32":  # before anything is said or computed
-            from edgetag.export.errors import ExportError
-
-            raise ExportError(f"{path} is an {precision} file: reseal its fp32 model and quantize that again "
-                              "(a test vector's reference scores come from the fp32 graph)")
+        require_fp32(checkpoint, path)  # before anything is said or computed
         print(f"fp32 model: {path} ({checkpoint.name}, {checkpoint.streaming_mode}, "
               f"{checkpoint.n_labels} labels): to be resealed without a PyTorch parity check (no checkpoint)")
     else:
@@ -196,9 +192,8 @@ def _write_fp32(args: argparse.Namespace, checkpoint: Any, out: Path, calib: _Cl
         from edgetag.export.model_file import reseal
 
         from edgetag.export.stream_layout import TIME_MAJOR
-        from edgetag.runtime.model import load_model
 
-        layout_before = load_model(args.checkpoint).card.provenance.get("export", {}).get("stream_layout")
+        layout_before = checkpoint.provenance.get("export", {}).get("stream_layout")  # the source's card
         card = reseal(args.checkpoint, out, calib.features if calib else None, frames_per_call=args.frames_per_call)
         if card.provenance.get("export", {}).get("stream_layout") == TIME_MAJOR != layout_before:
             print("fp32: the streaming graph is rewritten time-major (MatMuls; states [context, channels]), "

@@ -60,6 +60,14 @@ def check_frames_per_call(streaming_mode: str, frames_per_call: int) -> None:
                           f"each model call; each adds one hop of latency), got {frames_per_call}")
 
 
+def require_fp32(card: ModelCard, source: str | Path) -> None:
+    """`ExportError` unless ``card`` is an fp32 file's: only those are resealed."""
+    precision = card.provenance.get("export", {}).get("precision", "fp32")
+    if precision != "fp32":
+        raise ExportError(f"{source} is an {precision} file: reseal its fp32 model and quantize that again "
+                          "(a test vector's reference scores come from the fp32 graph)")
+
+
 def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] | None = None,
            frames_per_call: int | None = None) -> ModelCard:
     """Give an existing fp32 edgetag ONNX file (from an older export) its digest and test vector.
@@ -83,10 +91,7 @@ def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] 
     load_model(source)  # refuses a corrupt or contradictory file before anything is written
     model = onnx.load(str(source))
     card = read_card(model)
-    precision = card.provenance.get("export", {}).get("precision", "fp32")
-    if precision != "fp32":
-        raise ExportError(f"{source} is an {precision} file: reseal its fp32 model and quantize that again "
-                          "(a test vector's reference scores come from the fp32 graph)")
+    require_fp32(card, source)
     if frames_per_call is not None:
         check_frames_per_call(card.streaming_mode, frames_per_call)
         card = dataclasses.replace(card, window_frames=frames_per_call)

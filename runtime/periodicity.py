@@ -110,6 +110,11 @@ class PeriodicityAnalyser:
         (its multiples in range are not its period)."""
         return Period(*self._core.own_period(np.asarray(frame)))
 
+    def periods(self, frame: np.ndarray, near_hz: float, cents: float = 50.0) -> tuple[Period, Period]:
+        """``(near_period, own_period)`` of ``frame`` from one NSDF (a stream asks for both on a frame)."""
+        near, own = self._core.periods(np.asarray(frame), float(near_hz), float(cents))
+        return Period(*near), Period(*own)
+
     def fundamental_share(self, frame: np.ndarray, f0_hz: float, harmonics: int = 5) -> float:
         """Power of the frame (Hann window) at ``f0_hz`` over that of its strongest of the first ``harmonics``
         harmonics: 1 for a sine or a sawtooth, near 0 where ``f0_hz`` is a period the frame repeats at

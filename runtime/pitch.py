@@ -190,16 +190,15 @@ class SteadyTone:
                  threshold: float = VOICING_THRESHOLD) -> tuple[float, float, float]:
         measure = analyser(len(frame), self.sample_rate)
         need = STEADY_HOLD if self.steady else STEADY_CLARITY
-        use = False
         if confidence >= threshold:
-            period = measure.near_period(frame, f0)
+            period, own = measure.periods(frame, f0)  # one NSDF for both
             use = period.clarity >= need
-        if not use:  # bins unsure, or sure with no steady period near them: a steady tone they misread?
-            own = measure.own_period(frame)
-            if own.clarity >= need and measure.fundamental_share(frame, own.f0_hz) >= FUNDAMENTAL_SHARE:
-                period, use = own, True
-            elif confidence < threshold:
-                period = own
+        else:
+            period = own = measure.own_period(frame)
+            use = False
+        # bins unsure, or sure with no steady period near them: a steady tone they misread?
+        if not use and own.clarity >= need and measure.fundamental_share(frame, own.f0_hz) >= FUNDAMENTAL_SHARE:
+            period, use = own, True
         self.steady = use
         if use:
             return period.f0_hz, max(confidence, period.clarity), period.clarity

@@ -116,6 +116,7 @@ def test_the_c_plus_plus_periods_are_those_of_the_numpy_reference() -> None:
             for guess in (float(np.exp(rng.uniform(np.log(30.0), np.log(2000.0)))), own.f0_hz * 1.01, 0.0, -5.0,
                           float("nan"), float("inf")):
                 a, b = new.near_period(x, guess), old.near_period(x, guess)
+                assert new.periods(x, guess) == (a, new.own_period(x))  # one NSDF for both
                 assert a.clarity == pytest.approx(b.clarity, abs=1e-9) and a.f0_hz == pytest.approx(b.f0_hz, rel=1e-9)
             a = new.own_period(x)
             assert a.clarity == pytest.approx(own.clarity, abs=1e-9) and a.f0_hz == pytest.approx(own.f0_hz, rel=1e-9)

@@ -273,6 +273,13 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("frame"))
       .def(
+          "periods",
+          [](edgetag::PeriodicityAnalyser& self, const DoubleArray& frame, double near_hz, double cents) {
+            const auto [near, own] = self.Periods(CheckFrame(self, frame), near_hz, cents);
+            return py::make_tuple(py::make_tuple(near.f0_hz, near.clarity), py::make_tuple(own.f0_hz, own.clarity));
+          },
+          py::arg("frame"), py::arg("near_hz"), py::arg("cents"))
+      .def(
           "fundamental_share",
           [](edgetag::PeriodicityAnalyser& self, const DoubleArray& frame, double f0_hz, int harmonics) {
             return self.FundamentalShare(CheckFrame(self, frame), f0_hz, harmonics);

@@ -157,6 +157,20 @@ Period PeriodicityAnalyser::MultipleRefined(int i) const {
 
 Period PeriodicityAnalyser::NearPeriod(const double* frame, double near_hz, double cents) {
   ComputeNsdf(frame);
+  return NearFromNsdf(near_hz, cents);
+}
+
+Period PeriodicityAnalyser::OwnPeriod(const double* frame) {
+  ComputeNsdf(frame);
+  return OwnFromNsdf();
+}
+
+std::pair<Period, Period> PeriodicityAnalyser::Periods(const double* frame, double near_hz, double cents) {
+  ComputeNsdf(frame);
+  return {NearFromNsdf(near_hz, cents), OwnFromNsdf()};
+}
+
+Period PeriodicityAnalyser::NearFromNsdf(double near_hz, double cents) const {
   if (maxima_.empty() || !(near_hz > 0.0 && std::isfinite(near_hz))) return {};
   const double lag = settings_.sample_rate / near_hz;
   const double spread = std::pow(2.0, cents / 1200.0);
@@ -170,8 +184,7 @@ Period PeriodicityAnalyser::NearPeriod(const double* frame, double near_hz, doub
   return std::abs(1200.0 * std::log2(candidate.f0_hz / near_hz)) <= cents ? candidate : Period{};
 }
 
-Period PeriodicityAnalyser::OwnPeriod(const double* frame) {
-  ComputeNsdf(frame);
+Period PeriodicityAnalyser::OwnFromNsdf() const {
   if (maxima_.empty()) return {};
   double highest = nsdf_[maxima_[0]];
   for (const int m : maxima_) highest = std::max(highest, nsdf_[m]);

@@ -7,6 +7,7 @@
 // analyser must not be used by two threads at once.
 #pragma once
 
+#include <utility>
 #include <vector>
 
 #include "edgetag/aligned_vector.h"
@@ -44,11 +45,15 @@ class PeriodicityAnalyser {
   Period NearPeriod(const double* frame, double near_hz, double cents);
   // The frame's key maximum, refined; {0, 0} without one or when it is shorter than fmax's lag.
   Period OwnPeriod(const double* frame);
+  // Both of the above from one NSDF of the frame: {near, own}.
+  std::pair<Period, Period> Periods(const double* frame, double near_hz, double cents);
   // Power (Hann window) at f0_hz over that of the strongest of the first `harmonics` harmonics.
   double FundamentalShare(const double* frame, double f0_hz, int harmonics);
 
  private:
   void ComputeNsdf(const double* frame);  // into nsdf_, maxima into maxima_
+  Period NearFromNsdf(double near_hz, double cents) const;  // on nsdf_ and maxima_
+  Period OwnFromNsdf() const;
   Period MultipleRefined(int i) const;
   double Parabola(int i) const;
 
