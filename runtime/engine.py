@@ -87,13 +87,22 @@ class Engine:
         # (the first frame of a chunk ends up to frames_per_call hops before the push that completes it)
         gathered = self.frames_per_call * self.config.hop_length if self.mode == "stateful" else 0
         self._tail_keep = self.decision_span + gathered
-        self._tail = np.zeros(0, np.float32)
+        # the recent audio, float32, in one buffer that pushes append to (moved back to its start when
+        # full, so a push costs a copy of itself, not of the tail); _audio[:_audio_len] ends at `samples`
+        self._audio = np.zeros(4 * self._tail_keep + 4096, np.float32)
+        self._audio_len = 0
+        self._decided_offsets = self._decided_in_call()
+
+    def _decided_in_call(self) -> list[list[int]]:
+        """Stateful mode: for each phase (frames fed so far, mod hop), the frames of a call that are decisions."""
+        step, hop = self.frames_per_call, self.hop
+        return [[j for j in range(step) if (phase + j + 1) % hop == 0] for phase in range(hop)]
 
     def reset(self) -> None:
         self.frontend.reset()
         self.frames = self._frames_fed = self.samples = 0
         self._pending = self._pending[:0]
-        self._tail = self._tail[:0]
+        self._audio_len = 0
         self.states = self.model.initial_state(1)
 
     def frame_end_sample(self, frame: int) -> int:
@@ -111,29 +120,44 @@ class Engine:
         if n_new > len(self._frames_buf):
             self._frames_buf = np.zeros((max(n_new, 2 * len(self._frames_buf)), self.config.n_bins), np.float32)
         got = self.frontend.push_into(samples, self._frames_buf)
-        decisions = self.push_frames(self._frames_buf[:got])
-        self._set_levels(samples, decisions)
+        frames = self._frames_buf[:got]  # float32, C-contiguous, n_bins wide: push_frames' checks hold
+        decisions = self._push_window(frames) if self.mode == "window" else self._push_stateful(frames)
+        self._keep_audio(samples, decisions)
         self.samples += len(samples)
-        elapsed = time.perf_counter() - start
-        for d in decisions:
-            d.compute_s = elapsed / len(decisions)
+        if decisions:
+            share = (time.perf_counter() - start) / len(decisions)
+            for d in decisions:
+                d.compute_s = share
         return decisions
 
-    def _set_levels(self, samples: np.ndarray, decisions: list[Decision]) -> None:
-        """Each decision's `Decision.level_dbfs`, from the samples it used; keeps the tail later ones need."""
-        x = samples.astype(np.float32) / 32768.0 if samples.dtype == np.int16 else samples.astype(np.float32, copy=False)
-        audio = np.concatenate([self._tail, x]) if len(self._tail) else x
-        first = self.samples + len(samples) - len(audio)  # stream index of audio[0]
-        if decisions:
-            power = np.concatenate([[0.0], np.cumsum(np.square(audio, dtype=np.float64))])
-            for d in decisions:
-                hi = min(max(d.end_sample - first, 0), len(audio))
-                lo = max(hi - self.decision_span, 0)
-                mean = (power[hi] - power[lo]) / max(hi - lo, 1)
-                d.level_dbfs = 10.0 * math.log10(mean) if mean > 0 else -math.inf
-                if self.keeps_audio and hi - lo == self.decision_span:
-                    d.audio = audio[lo:hi].copy()
-        self._tail = audio[-self._tail_keep :].copy()
+    def _keep_audio(self, samples: np.ndarray, decisions: list[Decision]) -> None:
+        """Appends ``samples`` to the recent audio; sets each decision's `Decision.level_dbfs` (and, pitch
+        models, `Decision.audio`) from the samples it used."""
+        n = len(samples)
+        if self._audio_len + n > len(self._audio):  # keep the tail later decisions need, at the start
+            keep = min(self._audio_len, self._tail_keep)
+            if keep + n > len(self._audio):
+                grown = np.zeros(2 * (keep + n), np.float32)
+                grown[:keep] = self._audio[self._audio_len - keep : self._audio_len]
+                self._audio = grown
+            else:
+                self._audio[:keep] = self._audio[self._audio_len - keep : self._audio_len]
+            self._audio_len = keep
+        end = self._audio_len + n
+        if samples.dtype == np.int16:
+            np.multiply(samples, np.float32(1 / 32768), out=self._audio[self._audio_len : end])
+        else:
+            self._audio[self._audio_len : end] = samples
+        self._audio_len = end
+        first = self.samples + n - end  # stream index of _audio[0]
+        for d in decisions:
+            hi = min(max(d.end_sample - first, 0), end)
+            lo = max(hi - self.decision_span, 0)
+            span = self._audio[lo:hi]
+            mean = float(np.dot(span, span)) / max(hi - lo, 1)
+            d.level_dbfs = 10.0 * math.log10(mean) if mean > 0 else -math.inf
+            if self.keeps_audio and hi - lo == self.decision_span:
+                d.audio = span.copy()
 
     def push_frames(self, frames: np.ndarray) -> list[Decision]:
         """Append front-end frames float32 [n, n_bins] directly (what `push` does after the front end).
@@ -170,9 +194,8 @@ class Engine:
         step = self.frames_per_call
         n_calls = len(pending) // step
         for c in range(n_calls):
-            chunk = np.ascontiguousarray(pending[c * step : (c + 1) * step][None])
-            logits, self.states = self.model.run(chunk, self.states)
-            decided = [j for j in range(step) if (self._frames_fed + j + 1) % self.hop == 0]
+            logits, self.states = self.model.run(pending[None, c * step : (c + 1) * step], self.states)
+            decided = self._decided_offsets[self._frames_fed % self.hop]
             if decided:
                 scores = self.model.scores(logits[0, decided])  # one call for the chunk's decisions
                 for j, row in zip(decided, scores):

@@ -1,6 +1,7 @@
 """Pitch models in the runtime: 360 CREPE bins -> f0, confidence, note name and cents.
 
-The bins are decoded in numpy; the frame's period (`edgetag.runtime.periodicity`) in the C++ core.
+A stream's frame (its bins and its audio) is read in one call to the C++ core (`SteadyTone`); bins
+without audio are decoded in numpy (`decode`).
 
 A pitch model is a frame-level model whose labels are the 360 pitch bins of CREPE,
 named ``pitch_bin_000`` .. ``pitch_bin_359`` in this order (`PITCH_LABELS`; the
@@ -47,7 +48,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgetag.runtime.periodicity import PeriodicityAnalyser
+from edgetag import _core
+from edgetag.runtime.periodicity import KEY_MAXIMUM_RATIO, MULTIPLE_KEEP, PeriodicityAnalyser
 from edgetag.runtime.postprocess import Event
 
 N_BINS = 360
@@ -66,6 +68,10 @@ STEADY_HOLD = 0.97
 FUNDAMENTAL_SHARE = 0.1
 """An unsure frame is voiced by its period only if the period's fundamental has at least this share of the
 power of its strongest harmonic (-10 dB): a steady tone that sounds its pitch."""
+HARMONICS = 5
+"""Harmonics of a period the fundamental share compares (`PeriodicityAnalyser.fundamental_share`)."""
+NEAR_CENTS = 50.0
+"""A period within this of confident bins' f0 is the one near them (`PeriodicityAnalyser.periods`)."""
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 A4_HZ = 440.0
 
@@ -166,7 +172,7 @@ def analyser(frame_length: int, sample_rate: int = 16000) -> PeriodicityAnalyser
 class SteadyTone:
     """The period side of a stream's pitch decoding, frame after frame (`decode_with_audio`, `PitchReader`).
 
-    Per frame, from the NSDF of its audio (`edgetag.runtime.periodicity`):
+    Per frame, from the bins' reading (`decode`) and the NSDF of its audio (`edgetag.runtime.periodicity`):
 
     - bins confident (>= the voicing threshold): the NSDF maximum within 50 cents of their f0 gives the
       f0 when it is a steady tone's (clarity >= `STEADY_CLARITY`);
@@ -179,46 +185,59 @@ class SteadyTone:
 
     Where the period is used, the confidence is raised to its clarity. Once a frame is steady, the next
     needs only `STEADY_HOLD` (hysteresis: a tone in noise near the threshold does not flicker between
-    the two readings). ``(f0, confidence, clarity)``: the clarity of the period that was considered.
+    the two readings). A frame is read in one call to the C++ core (`edgetag._core.PitchReader`: the
+    decoding, the periods and these rules), a stream's per-decision cost; ``steady`` carries the
+    hysteresis from frame to frame.
     """
 
     def __init__(self, sample_rate: int = 16000) -> None:
         self.sample_rate = int(sample_rate)
-        self.steady = False
+        self._reader: _core.PitchReader | None = None  # made for the first frame's length
+        self._frame_length = 0
 
-    def __call__(self, f0: float, confidence: float, frame: np.ndarray,
-                 threshold: float = VOICING_THRESHOLD) -> tuple[float, float, float]:
-        measure = analyser(len(frame), self.sample_rate)
-        need = STEADY_HOLD if self.steady else STEADY_CLARITY
-        if confidence >= threshold:
-            period, own = measure.periods(frame, f0)  # one NSDF for both
-            use = period.clarity >= need
-        else:
-            period = own = measure.own_period(frame)
-            use = False
-        # bins unsure, or sure with no steady period near them: a steady tone they misread?
-        if not use and own.clarity >= need and measure.fundamental_share(frame, own.f0_hz) >= FUNDAMENTAL_SHARE:
-            period, use = own, True
-        self.steady = use
-        if use:
-            return period.f0_hz, max(confidence, period.clarity), period.clarity
-        return f0, confidence, period.clarity
+    @property
+    def steady(self) -> bool:
+        return self._reader is not None and self._reader.steady
+
+    @steady.setter
+    def steady(self, value: bool) -> None:
+        if self._reader is not None:
+            self._reader.steady = bool(value)
+
+    def _for(self, frame_length: int) -> _core.PitchReader:
+        reader = self._reader
+        if reader is None or self._frame_length != frame_length:
+            analyser(frame_length, self.sample_rate)  # checks the settings, with the analyser's messages
+            f = bin_frequencies()
+            reader = _core.PitchReader(self.sample_rate, frame_length, float(f[0]), float(f[-1]), STEADY_CLARITY,
+                                       KEY_MAXIMUM_RATIO, MULTIPLE_KEEP, _CENTS, STEADY_CLARITY, STEADY_HOLD,
+                                       FUNDAMENTAL_SHARE, HARMONICS, NEAR_CENTS)
+            reader.steady = self.steady
+            self._reader, self._frame_length = reader, frame_length
+        return reader
+
+    def read(self, scores: np.ndarray, frame: np.ndarray, threshold: float = VOICING_THRESHOLD) -> tuple[float, float, float]:
+        """One frame's ``[360]`` scores and its audio (the samples they came from) -> ``(f0, confidence,
+        clarity)``: the clarity of the period that was considered (0.0: none)."""
+        return self._for(len(frame)).read(scores, frame, float(threshold))
+
+    def read_frames(self, scores: np.ndarray, frames: np.ndarray,
+                    threshold: float = VOICING_THRESHOLD) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`read` of ``[n, 360]`` scores and their ``[n, L]`` frames, consecutive frames of one stream -> three [n]."""
+        return self._for(frames.shape[-1]).read_frames(scores, frames, float(threshold))
 
 
 def decode_with_audio(scores: np.ndarray, frames: np.ndarray, threshold: float = VOICING_THRESHOLD,
                       sample_rate: int = 16000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``[n, 360]`` scores and the ``[n, L]`` audio frames they came from, consecutive frames of one
     stream -> ``(f0_hz, confidence, clarity)``, each [n]: `decode`, then `SteadyTone` frame by frame."""
-    s = np.atleast_2d(np.asarray(scores, dtype=np.float64))
-    x = np.atleast_2d(np.asarray(frames))
+    s = np.ascontiguousarray(np.atleast_2d(scores))
+    x = np.ascontiguousarray(np.atleast_2d(frames))
     if len(s) != len(x):
         raise ValueError(f"{len(s)} frames of scores but {len(x)} frames of audio")
-    f0, confidence = decode(s)
-    clarity = np.zeros(len(s))
-    tone = SteadyTone(sample_rate)
-    for i in range(len(s)):
-        f0[i], confidence[i], clarity[i] = tone(float(f0[i]), float(confidence[i]), x[i], threshold)
-    return f0, confidence, clarity
+    if s.shape[-1] != N_BINS:
+        raise ValueError(f"pitch scores must end in {N_BINS} bins, got shape {s.shape}")
+    return SteadyTone(sample_rate).read_frames(s, x, threshold)
 
 
 def decode_clip(scores: np.ndarray, samples: np.ndarray, frontend: Any,
@@ -271,10 +290,11 @@ def reading(scores: Sequence[float] | np.ndarray, threshold: float = VOICING_THR
     """Decode one frame's 360 scores into a `PitchReading` (the note is that of the best f0, voiced or not);
     with the frame's ``audio`` (the samples the scores came from), through ``tone`` (a stream's
     `SteadyTone`; a fresh one when None)."""
-    f0, conf = decode(np.asarray(scores))
-    f, c, clarity = float(f0), float(conf), None
-    if audio is not None:
-        f, c, clarity = (tone or SteadyTone())(f, c, np.asarray(audio), threshold)
+    if audio is None:
+        f0, conf = decode(np.asarray(scores))
+        f, c, clarity = float(f0), float(conf), None
+    else:
+        f, c, clarity = (tone or SteadyTone()).read(np.asarray(scores), np.asarray(audio), threshold)
     name, cents, midi = note_of(f)
     return PitchReading(f0_hz=f, confidence=c, voiced=c >= threshold, note=name, cents=cents, midi=midi,
                         clarity=clarity)

@@ -141,3 +141,33 @@ def _parabola(y: np.ndarray, i: int) -> float:
     if curvature >= 0:
         return float(i)
     return i + 0.5 * (a - c) / curvature
+
+
+def reference_steady_reading(scores: np.ndarray, frames: np.ndarray, threshold: float = 0.5,
+                             sample_rate: int = 16000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The stream's reading of ``[n, 360]`` scores and their ``[n, L]`` frames as `SteadyTone` computed it in
+    Python before its rules moved to the C++ core (`edgetag._core.PitchReader`): numpy `decode`, then per
+    frame the period near confident bins, else the frame's own period if it is steady and sounds its
+    fundamental, with the hysteresis between frames. The oracle of that port."""
+    from edgetag.runtime import pitch as P
+
+    f = P.bin_frequencies()
+    measure = ReferenceAnalyser(sample_rate, frames.shape[-1], float(f[0]), float(f[-1]), refine_above=P.STEADY_CLARITY)
+    f0, confidence = P.decode(np.asarray(scores, np.float64))
+    clarity = np.zeros(len(f0))
+    steady = False
+    for i, frame in enumerate(np.asarray(frames, np.float64)):
+        need = P.STEADY_HOLD if steady else P.STEADY_CLARITY
+        if confidence[i] >= threshold:
+            period, own = measure.near_period(frame, float(f0[i])), measure.own_period(frame)
+            use = period.clarity >= need
+        else:
+            period = own = measure.own_period(frame)
+            use = False
+        if not use and own.clarity >= need and measure.fundamental_share(frame, own.f0_hz) >= P.FUNDAMENTAL_SHARE:
+            period, use = own, True
+        steady = use
+        if use:
+            f0[i], confidence[i] = period.f0_hz, max(confidence[i], period.clarity)
+        clarity[i] = period.clarity
+    return f0, confidence, clarity

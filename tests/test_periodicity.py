@@ -100,6 +100,44 @@ def _random_frames(n: int, seed: int) -> list[np.ndarray]:
     return frames
 
 
+def test_a_streams_reading_in_c_plus_plus_follows_the_python_rules() -> None:
+    """`SteadyTone` (one C++ call per frame: decoding, periods, rules, hysteresis) against the rules in
+    Python and numpy that it replaced (tests/periodicity_reference.py), on random frames with bins near,
+    at octaves of and far from their period, sure and unsure, and on a tone in noise frame after frame
+    (its clarity crosses the steady thresholds: the hysteresis)."""
+    from periodicity_reference import reference_steady_reading
+
+    rng = np.random.default_rng(8)
+    analyser = P.analyser(1024)
+    frames = [x.astype(np.float32) for x in _random_frames(240, seed=3)]
+    t = np.arange(SR * 2) / SR
+    tone = np.sin(2 * np.pi * 440.0 * t) + np.sin(2 * np.pi * 880.0 * t) / 2
+    noisy = (0.2 * tone + rng.standard_normal(len(t)) * np.linspace(0.0, 0.3, len(t))).astype(np.float32)
+    frames += [noisy[k:k + 1024] for k in range(0, len(noisy) - 1024, 160)]
+    scores = []
+    for x in frames:
+        own = analyser.own_period(x).f0_hz or 220.0
+        guess = own * float(rng.choice([1.0, 2.0, 0.5, 1.02, np.exp(rng.uniform(-2.0, 2.0))]))
+        scores.append(_bump(float(np.clip(guess, 32.0, 2000.0)), peak=float(rng.uniform(0.05, 1.0))))
+    scores, frames = np.stack(scores), np.stack(frames)
+    got, want = P.decode_with_audio(scores, frames), reference_steady_reading(scores, frames)
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-9, atol=0)  # f0
+    np.testing.assert_allclose(got[1], want[1], rtol=0, atol=1e-9)  # confidence
+    np.testing.assert_allclose(got[2], want[2], rtol=0, atol=1e-9)  # clarity
+    used = np.abs(got[0] / P.decode(scores)[0] - 1) > 1e-6
+    assert 0.2 < used.mean() < 0.9  # both the bins' and the period's readings are exercised
+    tone_reader = P.SteadyTone()  # a stream, one frame per call, reads as the batch does
+    one_by_one = np.array([tone_reader.read(s, x) for s, x in zip(scores, frames)])
+    np.testing.assert_array_equal(one_by_one.T, np.stack(got))
+    reader = P.SteadyTone()._for(1024)
+    for s in scores[:200]:  # the bins alone: numpy's decoding, up to the last rounding of its power of two
+        assert reader.decode(s) == pytest.approx(tuple(map(float, P.decode(s))), rel=1e-15)
+    with pytest.raises(ValueError, match=r"scores \[360\] and frames \[1024\]"):
+        tone_reader.read(scores[0][:100], frames[0])
+    with pytest.raises(ValueError, match="360 bins"):
+        P.decode_with_audio(scores[:, :100], frames)
+
+
 def test_the_c_plus_plus_periods_are_those_of_the_numpy_reference() -> None:
     """The C++ core against the numpy implementation it replaced (tests/periodicity_reference.py), on random
     tones and noises, with guesses near, far and invalid, and both refinement settings."""

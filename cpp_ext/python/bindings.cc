@@ -1,14 +1,18 @@
 // pybind11 bindings of the front end and the pitch decoder's periodicity: argument checks and conversions only.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
 
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "edgetag/fft.h"
 #include "edgetag/filterbank.h"
 #include "edgetag/periodicity.h"
+#include "edgetag/pitch_reader.h"
 #include "edgetag/streaming_frontend.h"
 
 namespace py = pybind11;
@@ -153,19 +157,46 @@ std::size_t PushInto(edgetag::StreamingFrontend& self, const py::array& samples,
                      computes_frames);
 }
 
+std::string ShapeText(const py::array& a) {
+  std::string shape = "(";
+  for (py::ssize_t d = 0; d < a.ndim(); ++d) shape += (d ? ", " : "") + std::to_string(a.shape(d));
+  return shape + (a.ndim() == 1 ? ",)" : ")");
+}
+
 using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
 // A frame for a periodicity analyser: 1-D, frame_length samples (converted to float64 if it is not).
 const double* CheckFrame(const edgetag::PeriodicityAnalyser& self, const DoubleArray& frame) {
   if (frame.ndim() != 1 || frame.shape(0) != self.frame_length()) {
-    std::string shape = "(";
-    for (py::ssize_t d = 0; d < frame.ndim(); ++d) shape += (d ? ", " : "") + std::to_string(frame.shape(d));
     throw py::value_error("frames must have " + std::to_string(self.frame_length()) + " samples, got shape " +
-                          shape + (frame.ndim() == 1 ? ",)" : ")"));
+                          ShapeText(frame));
   }
   return frame.data();
 }
 
+
+
+// Calls f with a typed pointer to a float32 or float64 C-contiguous array (anything else: its float64 copy).
+template <typename F>
+auto WithFloats(const py::array& a, F&& f) {
+  if (py::isinstance<py::array_t<float, py::array::c_style>>(a)) return f(static_cast<const float*>(a.data()));
+  if (py::isinstance<py::array_t<double, py::array::c_style>>(a)) return f(static_cast<const double*>(a.data()));
+  const DoubleArray copy = DoubleArray::ensure(a);
+  if (!copy) throw py::type_error("expected an array of numbers");
+  return f(copy.data());
+}
+
+// One frame's scores and audio, or n of each ([n, bins] and [n, frame_length]): checked against the reader.
+void CheckReaderInput(const edgetag::PitchReader& self, const py::array& scores, const py::array& frames, int ndim) {
+  const bool ok = scores.ndim() == ndim && frames.ndim() == ndim && scores.shape(ndim - 1) == self.num_bins() &&
+                  frames.shape(ndim - 1) == self.frame_length() && (ndim == 1 || scores.shape(0) == frames.shape(0));
+  if (!ok) {
+    const std::string n = ndim == 1 ? "" : "n, ";
+    throw py::value_error("a pitch reader takes scores [" + n + std::to_string(self.num_bins()) + "] and frames [" + n +
+                          std::to_string(self.frame_length()) + "], got shapes " + ShapeText(scores) + " and " +
+                          ShapeText(frames));
+  }
+}
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
@@ -285,4 +316,66 @@ PYBIND11_MODULE(_core, m) {
             return self.FundamentalShare(CheckFrame(self, frame), f0_hz, harmonics);
           },
           py::arg("frame"), py::arg("f0_hz"), py::arg("harmonics"));
+  py::class_<edgetag::PitchReader>(m, "PitchReader")
+      .def(py::init([](int sample_rate, int frame_length, double fmin, double fmax, double refine_above,
+                       double key_maximum_ratio, double multiple_keep, std::vector<double> bin_cents,
+                       double steady_clarity, double steady_hold, double fundamental_share, int harmonics,
+                       double near_cents) {
+             edgetag::PitchReaderSettings settings;
+             settings.periodicity = {sample_rate, frame_length, fmin, fmax, refine_above, key_maximum_ratio,
+                                     multiple_keep};
+             settings.bin_cents = std::move(bin_cents);
+             settings.steady_clarity = steady_clarity;
+             settings.steady_hold = steady_hold;
+             settings.fundamental_share = fundamental_share;
+             settings.harmonics = harmonics;
+             settings.near_cents = near_cents;
+             return std::make_unique<edgetag::PitchReader>(std::move(settings));
+           }),
+           py::arg("sample_rate"), py::arg("frame_length"), py::arg("fmin"), py::arg("fmax"),
+           py::arg("refine_above"), py::arg("key_maximum_ratio"), py::arg("multiple_keep"), py::arg("bin_cents"),
+           py::arg("steady_clarity"), py::arg("steady_hold"), py::arg("fundamental_share"), py::arg("harmonics"),
+           py::arg("near_cents"))
+      .def_property("steady", &edgetag::PitchReader::steady, &edgetag::PitchReader::set_steady)
+      .def(
+          "decode",
+          [](const edgetag::PitchReader& self, const py::array& scores) {
+            if (scores.ndim() != 1 || scores.shape(0) != self.num_bins()) {
+              throw py::value_error("scores must be [" + std::to_string(self.num_bins()) + "], got shape " +
+                                    ShapeText(scores));
+            }
+            const auto r = WithFloats(scores, [&](const auto* s) { return self.Decode(s); });
+            return py::make_tuple(r.f0_hz, r.confidence);
+          },
+          py::arg("scores"))
+      .def(
+          "read",
+          [](edgetag::PitchReader& self, const py::array& scores, const py::array& frame, double threshold) {
+            CheckReaderInput(self, scores, frame, 1);
+            const auto r = WithFloats(scores, [&](const auto* s) {
+              return WithFloats(frame, [&](const auto* x) { return self.Read(s, x, threshold); });
+            });
+            return py::make_tuple(r.f0_hz, r.confidence, r.clarity);
+          },
+          py::arg("scores"), py::arg("frame"), py::arg("threshold"))
+      .def(
+          "read_frames",
+          [](edgetag::PitchReader& self, const py::array& scores, const py::array& frames, double threshold) {
+            CheckReaderInput(self, scores, frames, 2);
+            const auto n = scores.shape(0);
+            py::array_t<double> f0(n), confidence(n), clarity(n);
+            WithFloats(scores, [&](const auto* s) {
+              return WithFloats(frames, [&](const auto* x) {
+                for (py::ssize_t i = 0; i < n; ++i) {
+                  const auto r = self.Read(s + i * self.num_bins(), x + i * self.frame_length(), threshold);
+                  f0.mutable_at(i) = r.f0_hz;
+                  confidence.mutable_at(i) = r.confidence;
+                  clarity.mutable_at(i) = r.clarity;
+                }
+                return 0;
+              });
+            });
+            return py::make_tuple(f0, confidence, clarity);
+          },
+          py::arg("scores"), py::arg("frames"), py::arg("threshold"));
 }

@@ -34,6 +34,16 @@ int TauMax(const PeriodicitySettings& s) {
 int TauMin(const PeriodicitySettings& s) {
   return static_cast<int>(std::max(2.0, std::min(std::ceil(s.sample_rate / s.fmax), static_cast<double>(s.frame_length))));
 }
+// The mean with four accumulators: no chain of dependent additions through the whole frame.
+double Mean(const double* x, int n) {
+  double sums[4] = {0.0, 0.0, 0.0, 0.0};
+  int j = 0;
+  for (; j + 4 <= n; j += 4) {
+    for (int k = 0; k < 4; ++k) sums[k] += x[j + k];
+  }
+  for (; j < n; ++j) sums[0] += x[j];
+  return ((sums[0] + sums[1]) + (sums[2] + sums[3])) / n;
+}
 }  // namespace
 
 PeriodicityAnalyser::PeriodicityAnalyser(const PeriodicitySettings& settings)
@@ -62,14 +72,24 @@ PeriodicityAnalyser::PeriodicityAnalyser(const PeriodicitySettings& settings)
 
 void PeriodicityAnalyser::ComputeNsdf(const double* frame) {
   const int n = settings_.frame_length;
-  double mean = 0.0;
-  for (int j = 0; j < n; ++j) mean += frame[j];
-  mean /= n;
+  const double mean = Mean(frame, n);
+  for (int j = 0; j < n; ++j) centred_[j] = frame[j] - mean;
+  // The running energy, its two halves summed side by side (two chains of dependent additions
+  // instead of one through the frame), the first half's total then added to the second's.
+  const int mid = n / 2;
+  double low = 0.0, high = 0.0;
   energy_[0] = 0.0;
-  for (int j = 0; j < n; ++j) {
-    centred_[j] = frame[j] - mean;
-    energy_[j + 1] = energy_[j] + centred_[j] * centred_[j];
+  for (int j = 0; j < mid; ++j) {
+    low += centred_[j] * centred_[j];
+    energy_[j + 1] = low;
+    high += centred_[mid + j] * centred_[mid + j];
+    energy_[mid + j + 1] = high;
   }
+  for (int j = 2 * mid; j < n; ++j) {  // an odd frame's last sample
+    high += centred_[j] * centred_[j];
+    energy_[j + 1] = high;
+  }
+  for (int j = mid + 1; j <= n; ++j) energy_[j] += low;
   // r[tau] = sum_{j < W} x[j] x[j + tau]: the spectrum of the frame times the conjugate of its head's
   // (both zero-padded to n_fft >= L: no product of a lag <= tau_max wraps around)
   std::fill(padded_.begin(), padded_.begin() + n_fft_, 0.0);
@@ -201,9 +221,7 @@ Period PeriodicityAnalyser::OwnFromNsdf() const {
 double PeriodicityAnalyser::FundamentalShare(const double* frame, double f0_hz, int harmonics) {
   if (!(f0_hz > 0.0 && std::isfinite(f0_hz))) return 0.0;
   const int n = settings_.frame_length;
-  double mean = 0.0;
-  for (int j = 0; j < n; ++j) mean += frame[j];
-  mean /= n;
+  const double mean = Mean(frame, n);
   std::fill(padded_.begin(), padded_.begin() + spectrum_fft_, 0.0);
   for (int j = 0; j < n; ++j) padded_[j] = (frame[j] - mean) * hann_[j];
   spectrum_.PowerSpectrum(padded_.data(), power_.data());

@@ -148,6 +148,12 @@ void TestNsdfMatchesItsDefinition();
 void TestPeriodOfASteadyToneAndOfSilence();
 void TestPeriodicityRejectsBadSettingsAndAllocatesNothingPerFrame();
 
+// test_pitch_reader.cc
+void TestPitchReaderDecodesTheBins();
+void TestPitchReaderReadsASteadyTonesPeriod();
+void TestPitchReaderHysteresis();
+void TestPitchReaderRejectsBadSettingsAndAllocatesNothingPerFrame();
+
 }  // namespace edgetag_test
 
 #endif  // EDGETAG_TESTS_TEST_HELPERS_H_

@@ -1,0 +1,88 @@
+#include "edgetag/pitch_reader.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <tuple>
+#include <string>
+#include <utility>
+
+namespace edgetag {
+
+namespace {
+PitchReaderSettings Checked(PitchReaderSettings s) {
+  if (s.bin_cents.size() < 9) {
+    throw std::invalid_argument("a pitch reader needs at least 9 bins, got " + std::to_string(s.bin_cents.size()));
+  }
+  if (s.harmonics < 1) throw std::invalid_argument("a pitch reader needs harmonics >= 1");
+  return s;
+}
+
+// Nine terms summed as numpy's pairwise sum does for n = 9: eight partial sums, combined as a tree,
+// then the ninth.
+inline double SumOfNine(const double* v) {
+  return (((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]))) + v[8];
+}
+}  // namespace
+
+PitchReader::PitchReader(PitchReaderSettings settings)
+    : settings_(Checked(std::move(settings))),
+      analyser_(settings_.periodicity),
+      frame_(settings_.periodicity.frame_length, 0.0) {}
+
+template <typename Score>
+PitchFrame PitchReader::Decode(const Score* scores) const {
+  const int n = num_bins();
+  int best = 0;
+  for (int k = 1; k < n; ++k) {
+    if (static_cast<double>(scores[k]) > static_cast<double>(scores[best])) best = k;  // first maximum wins
+  }
+  double weights[9], weighted[9];
+  for (int j = 0; j < 9; ++j) {
+    const int k = best - 4 + j;
+    const bool inside = k >= 0 && k < n;  // bins past either end weigh nothing
+    const int clipped = std::clamp(k, 0, n - 1);
+    weights[j] = inside ? static_cast<double>(scores[clipped]) : 0.0;
+    weighted[j] = weights[j] * settings_.bin_cents[clipped];
+  }
+  const double total = SumOfNine(weights);
+  const double cents = total > 0.0 ? SumOfNine(weighted) / total : settings_.bin_cents[best];
+  return {10.0 * std::pow(2.0, cents / 1200.0), static_cast<double>(scores[best]), 0.0};
+}
+
+template <typename Score, typename Sample>
+PitchFrame PitchReader::Read(const Score* scores, const Sample* frame, double threshold) {
+  const PitchFrame bins = Decode(scores);
+  std::copy(frame, frame + frame_length(), frame_.begin());
+  return Steady(bins, threshold);
+}
+
+PitchFrame PitchReader::Steady(PitchFrame bins, double threshold) {
+  const double need = steady_ ? settings_.steady_hold : settings_.steady_clarity;
+  Period period, own;
+  bool use = false;
+  if (bins.confidence >= threshold) {  // bins sure: the steady period near their f0, if there is one
+    std::tie(period, own) = analyser_.Periods(frame_.data(), bins.f0_hz, settings_.near_cents);
+    use = period.clarity >= need;
+  } else {
+    own = period = analyser_.OwnPeriod(frame_.data());
+  }
+  // bins unsure, or sure with no steady period near them: a steady tone (sounding its fundamental) they misread?
+  if (!use && own.clarity >= need &&
+      analyser_.FundamentalShare(frame_.data(), own.f0_hz, settings_.harmonics) >= settings_.fundamental_share) {
+    period = own;
+    use = true;
+  }
+  steady_ = use;
+  if (use) return {period.f0_hz, std::max(bins.confidence, period.clarity), period.clarity};
+  return {bins.f0_hz, bins.confidence, period.clarity};
+}
+
+template PitchFrame PitchReader::Decode<float>(const float*) const;
+template PitchFrame PitchReader::Decode<double>(const double*) const;
+template PitchFrame PitchReader::Read<float, float>(const float*, const float*, double);
+template PitchFrame PitchReader::Read<float, double>(const float*, const double*, double);
+template PitchFrame PitchReader::Read<double, float>(const double*, const float*, double);
+template PitchFrame PitchReader::Read<double, double>(const double*, const double*, double);
+
+}  // namespace edgetag
