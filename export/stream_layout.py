@@ -10,8 +10,10 @@ same weights laid out time-major compute the block as
     taps_k = window[:, k * dilation : k * dilation + frames]             (Slice, k = 0 .. kernel - 1)
     h     += relu((sum_k taps_k * w_k) @ P.T + (P @ b_depthwise + b_pointwise))
 
-with the state ``[batch, context, channels]`` (the last ``context`` frames of the window), and
-the input projection and classifier as MatMuls. Measured with ONNX Runtime 1.32 on one thread of
+with the state ``[batch, context, channels]`` (the last ``context`` frames of the window); the
+last tap is the block's input itself (no Slice), the input normalisation is folded into the
+projection's weights (one MatMul and its bias), the classifier is a MatMul, and the ``embedding``
+output is the last block's sum itself (no Identity node). Measured with ONNX Runtime 1.32 on one thread of
 the development VM: ``pitch-small`` (112 channels, 2 frames per call) 184 -> 81 us per call,
 ``pitch`` (384 channels, 1 frame) 499 -> 328 us.
 
@@ -185,10 +187,14 @@ def time_major_stream(model: Any, card: ModelCard) -> tuple[Any, ModelCard] | No
         return output
 
     time_axis = weight("tm/time_axis", np.array([1]), np.int64)
-    x = node("Sub", [INPUT_NAME, weight("tm/feature_mean", mean)], "tm/centred")
-    x = node("Div", [x, weight("tm/feature_std", std)], "tm/normalised")
-    h = node("Add", [node("MatMul", [x, weight("tm/project_w", w_project.T)], "tm/project"),
-                     weight("tm/project_b", b_project)], "tm/h0")
+    w_in, b_in, x = w_project.T, b_project, INPUT_NAME
+    if np.all(np.isfinite(std)) and np.all(np.abs(std) > 1e-12):  # the normalisation folded into the projection
+        w_in, b_in = w_in / std[:, None], b_in - (mean / std) @ w_in
+    else:  # a zero or non-finite std: kept as traced, so the graph computes what the trace does
+        x = node("Div", [node("Sub", [x, weight("tm/feature_mean", mean)], "tm/centred"),
+                         weight("tm/feature_std", std)], "tm/normalised")
+    h = node("Add", [node("MatMul", [x, weight("tm/project_w", w_in)], "tm/project"),
+                     weight("tm/project_b", b_in)], "tm/h0")
     states = []
     for i, block in enumerate(blocks):
         context, kernel = block.state.shape[1], block.depthwise.shape[1]
@@ -196,20 +202,21 @@ def time_major_stream(model: Any, card: ModelCard) -> tuple[Any, ModelCard] | No
         taps = []
         for k in range(kernel):
             start, end = k * block.dilation, -(kernel - 1 - k) * block.dilation or _END
-            tap = node("Slice", [window, weight(f"tm/start{i}_{k}", np.array([start]), np.int64),
-                                 weight(f"tm/end{i}_{k}", np.array([end]), np.int64), time_axis], f"tm/tap{i}_{k}")
+            # the last tap is the window's last `frames` rows: the block's input itself
+            tap = h if k == kernel - 1 else node("Slice", [
+                window, weight(f"tm/start{i}_{k}", np.array([start]), np.int64),
+                weight(f"tm/end{i}_{k}", np.array([end]), np.int64), time_axis], f"tm/tap{i}_{k}")
             taps.append(node("Mul", [tap, weight(f"tm/depthwise{i}_{k}", block.depthwise[:, k])], f"tm/tapw{i}_{k}"))
         node("Slice", [window, weight(f"tm/keep{i}", np.array([-context]), np.int64),
                        weight(f"tm/end{i}", np.array([_END]), np.int64), time_axis], block.state.output_name)
         mixed = node("Sum", taps, f"tm/depthwise{i}") if len(taps) > 1 else taps[0]
         y = node("MatMul", [mixed, weight(f"tm/pointwise{i}_w", block.pointwise.T)], f"tm/pointwise{i}")
         y = node("Relu", [node("Add", [y, weight(f"tm/pointwise{i}_b", block.bias)], f"tm/biased{i}")], f"tm/relu{i}")
-        h = node("Add", [h, y], f"tm/h{i + 1}")
+        last = i == len(blocks) - 1 and card.embedding  # the embedding output is the last block's sum itself
+        h = node("Add", [h, y], EMBEDDING_NAME if last else f"tm/h{i + 1}")
         states.append(StateTensor(block.state.name, (context, block.pointwise.shape[0])))
     node("Add", [node("MatMul", [h, weight("tm/classifier_w", w_classifier.T)], "tm/classify"),
                  weight("tm/classifier_b", b_classifier)], OUTPUT_NAME)
-    if card.embedding:
-        node("Identity", [h], EMBEDDING_NAME)
 
     def value(name: str, dims: list[Any]) -> Any:
         return helper.make_tensor_value_info(name, TensorProto.FLOAT, dims)
@@ -234,7 +241,7 @@ def time_major_stream(model: Any, card: ModelCard) -> tuple[Any, ModelCard] | No
         rewritten.metadata_props.add(key=entry.key, value=entry.value)
     export = {**card.provenance.get("export", {}), "stream_layout": TIME_MAJOR}
     embedding = card.embedding and {**card.embedding, "layer": f"input of the final classifier (MatMul 'tm/classify'): "
-                                                          f"tensor '{h}' from Add '{h}'"}
+                                                          f"tensor '{h}' from Add 'tm/{h.removeprefix('tm/')}'"}
     new_card = dataclasses.replace(card, states=tuple(states), embedding=embedding,
                                    provenance={**card.provenance, "export": export})
     return rewritten, new_card

@@ -73,7 +73,9 @@ class Engine:
         # window mode: a ring of the last `window` frames, laid out twice so a
         # contiguous window is always a slice (no copy per frame).
         self._ring = np.zeros((2 * self.window, n_bins), np.float32)
-        self._pending = np.zeros((0, n_bins), np.float32)  # stateful: frames not yet fed
+        # stateful: the frames gathered for the next call (the first _n_pending rows)
+        self._chunk = np.zeros((1, self.frames_per_call, n_bins), np.float32)
+        self._n_pending = 0
         self._frames_buf = np.zeros((64, n_bins), np.float32)
         self.frames = 0  # frames produced by the front end
         self._frames_fed = 0  # stateful: frames given to the model
@@ -93,16 +95,17 @@ class Engine:
         self._audio_len = 0
         self._decided_offsets = self._decided_in_call()
 
-    def _decided_in_call(self) -> list[list[int]]:
-        """Stateful mode: for each phase (frames fed so far, mod hop), the frames of a call that are decisions."""
+    def _decided_in_call(self) -> list[tuple[list[int], list[int] | slice]]:
+        """Stateful mode: for each phase (frames fed so far, mod hop), the frames of a call that are decisions,
+        and how to take their rows of the call's logits (a slice, a view, where every frame is one)."""
         step, hop = self.frames_per_call, self.hop
-        return [[j for j in range(step) if (phase + j + 1) % hop == 0] for phase in range(hop)]
+        decided = [[j for j in range(step) if (phase + j + 1) % hop == 0] for phase in range(hop)]
+        return [(d, slice(None) if len(d) == step else d) for d in decided]
 
     def reset(self) -> None:
         self.frontend.reset()
         self.frames = self._frames_fed = self.samples = 0
-        self._pending = self._pending[:0]
-        self._audio_len = 0
+        self._n_pending = self._audio_len = 0
         self.states = self.model.initial_state(1)
 
     def frame_end_sample(self, frame: int) -> int:
@@ -110,7 +113,7 @@ class Engine:
 
     def _decision(self, frame: int, scores: np.ndarray) -> Decision:
         end = self.frame_end_sample(frame)
-        return Decision(t=end / self.config.sample_rate, end_sample=end, scores=scores.astype(np.float32))
+        return Decision(t=end / self.config.sample_rate, end_sample=end, scores=np.asarray(scores, np.float32))
 
     def push(self, samples: np.ndarray) -> list[Decision]:
         """Append samples; returns the decisions they complete (possibly none)."""
@@ -190,18 +193,26 @@ class Engine:
     def _push_stateful(self, frames: np.ndarray) -> list[Decision]:
         decisions = []
         self.frames += len(frames)
-        pending = np.concatenate([self._pending, frames]) if len(self._pending) else frames
-        step = self.frames_per_call
-        n_calls = len(pending) // step
-        for c in range(n_calls):
-            logits, self.states = self.model.run(pending[None, c * step : (c + 1) * step], self.states)
-            decided = self._decided_offsets[self._frames_fed % self.hop]
+        step, i = self.frames_per_call, 0
+        while i < len(frames):
+            if self._n_pending == 0 and len(frames) - i >= step:  # a whole call's frames: no copy
+                chunk = frames[None, i : i + step]
+                i += step
+            else:  # gather the call's frames across pushes
+                take = min(step - self._n_pending, len(frames) - i)
+                self._chunk[0, self._n_pending : self._n_pending + take] = frames[i : i + take]
+                self._n_pending += take
+                i += take
+                if self._n_pending < step:
+                    break
+                chunk, self._n_pending = self._chunk, 0
+            logits, self.states = self.model.run(chunk, self.states)
+            decided, rows = self._decided_offsets[self._frames_fed % self.hop]
             if decided:
-                scores = self.model.scores(logits[0, decided])  # one call for the chunk's decisions
+                scores = self.model.scores(logits[0, rows])  # one call for the chunk's decisions
                 for j, row in zip(decided, scores):
                     decisions.append(self._decision(self._frames_fed + j, row))
             self._frames_fed += step
-        self._pending = pending[n_calls * step :].copy()
         return decisions
 
 

@@ -112,15 +112,20 @@ class OnnxModel:
             )
         except ModelCardError as exc:
             raise ModelCardError(f"{self.path}: {exc}") from None
-        self._output_names = [OUTPUT_NAME] + [s.output_name for s in self.card.states]
+        self._set_names()
 
     @classmethod
     def from_session(cls, session: Any, card: ModelCard, *, backend: str = "cpu") -> OnnxModel:
         """A model around a session its caller opened (the export's checks), with ``card`` already read."""
         model = cls.__new__(cls)
         model.path, model.card, model.session, model.backend = None, card, session, backend
-        model._output_names = [OUTPUT_NAME] + [s.output_name for s in card.states]
+        model._set_names()
         return model
+
+    def _set_names(self) -> None:
+        """The graph's output and state input names, looked up once (`run` feeds them on every call)."""
+        self._output_names = [OUTPUT_NAME] + [s.output_name for s in self.card.states]
+        self._state_inputs = [s.input_name for s in self.card.states]
 
     def initial_state(self, batch: int = 1) -> list[np.ndarray]:
         """Zero state tensors (stateful models; empty for window models)."""
@@ -177,10 +182,9 @@ class OnnxModel:
         else:
             if states is None:
                 states = self.initial_state(features.shape[0])
-            if len(states) != len(card.states):
-                raise ValueError(f"expected {len(card.states)} state tensors, got {len(states)}")
-            for spec, state in zip(card.states, states):
-                feeds[spec.input_name] = state
+            if len(states) != len(self._state_inputs):
+                raise ValueError(f"expected {len(self._state_inputs)} state tensors, got {len(states)}")
+            feeds.update(zip(self._state_inputs, states))
         return feeds
 
     def scores(self, logits: np.ndarray) -> np.ndarray:

@@ -57,8 +57,11 @@ def scores_from_logits(logits: np.ndarray, task: Task) -> np.ndarray:
     logits = np.asarray(logits)
     if logits.dtype != np.float64:
         logits = logits.astype(np.float32, copy=False)
-    if task == "multi_label":
-        return 1.0 / (1.0 + np.exp(-logits))
+    if task == "multi_label":  # 1 / (1 + exp(-x)), in one buffer (a stream calls this per decision)
+        scores = np.negative(logits)
+        np.exp(scores, out=scores)
+        scores += 1.0
+        return np.reciprocal(scores, out=scores)
     shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return shifted / shifted.sum(axis=-1, keepdims=True)
 

@@ -232,7 +232,11 @@ def test_a_channel_major_stateful_file_is_rewritten_time_major_with_the_same_str
     card = reseal(tmp_path / "traced.onnx", tmp_path / "time_major.onnx", data["calib"][:3])
     assert [list(s.shape) for s in card.states] == [[2, 8], [4, 8]]
     assert card.provenance["export"]["stream_layout"] == "time-major"
-    assert not [n for n in onnx.load(str(tmp_path / "time_major.onnx")).graph.node if n.op_type == "Conv"]
+    ops = [n.op_type for n in onnx.load(str(tmp_path / "time_major.onnx")).graph.node]
+    # no Conv; the normalisation folded into the projection; per block two tap Slices (the third tap is the
+    # block's input) and the state's; the embedding is the last sum itself
+    assert "Conv" not in ops and "Sub" not in ops and "Div" not in ops and "Identity" not in ops
+    assert ops.count("Slice") == 2 * 3 and ops.count("MatMul") == 2 + 2
     before, after = load_model(tmp_path / "traced.onnx"), load_model(tmp_path / "time_major.onnx")
     assert verify_model(after).passed
     seq = data["held"][1]
@@ -252,6 +256,15 @@ def test_a_channel_major_stateful_file_is_rewritten_time_major_with_the_same_str
             if node.op_type == "Conv" and a.name == "group" and a.i == 8:
                 a.i = 1
     assert stream_layout.time_major_stream(odd, traced_card) is None
+    # a feature std of zero is not folded: the graph keeps the traced Sub and Div
+    flat = onnx.load(str(tmp_path / "traced.onnx"))
+    div = next(n for n in flat.graph.node if n.op_type == "Div")
+    std = next(t for t in flat.graph.initializer if t.name == div.input[1])
+    zeroed = onnx.numpy_helper.to_array(std).copy()
+    zeroed.flat[0] = 0.0
+    std.CopyFrom(onnx.numpy_helper.from_array(zeroed, std.name))
+    kept, _ = stream_layout.time_major_stream(flat, traced_card)
+    assert [n.op_type for n in kept.graph.node][:3] == ["Sub", "Div", "MatMul"]
     # a rewrite that computed other values would be refused, not written
     rewritten, new_card = stream_layout.time_major_stream(traced, traced_card)
     weight = next(t for t in rewritten.graph.initializer if t.name == "tm/pointwise1_b")
