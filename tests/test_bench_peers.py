@@ -153,7 +153,9 @@ def test_peer_rows_cost_latency_and_rpa_beside_edgetag(tmp_path: Path) -> None:
     assert ref["eval_conditions"]["white noise, 10 dB SNR"]["rpa"] > 0.8  # a harmonic tone 10 dB over white noise
     md = "\n".join(pitch_section({"pitch_trackers": result}))
     assert "| edgetag pitch ORT fp32 |" in md and "score_f0 false" in md and "pip install --no-deps" in md
-    assert "Level and noise" in md and "| peak -40 minus 0 dBFS | noise minus as rendered |" in md
+    assert "Level and noise" in md and "| noise minus as rendered | the same, frames above the noise |" in md
+    heard = ref["eval_conditions"]["as rendered"]
+    assert heard["voiced_frames_above_noise"] == heard["voiced_frames"] and heard["rpa_above_noise"] == heard["rpa"]
     for key in PEERS:
         assert PEERS[key].label in md
 
@@ -169,6 +171,13 @@ def test_conditions_set_the_peak_and_add_seeded_noise_at_the_snr() -> None:
     assert np.array_equal(noisy, Condition("n", snr_db=10.0).apply(wave, seed=3))  # every tracker hears the same noise
     assert not np.array_equal(noisy, Condition("n", snr_db=10.0).apply(wave, seed=4))
     assert np.array_equal(Condition("as is").apply(wave, seed=0), wave)
+    # frames above the noise: a note whose tail decays 40 dB is buried in it there, its loud part is not
+    decaying = np.concatenate([wave, wave / 100]).astype(np.float32)
+    frames = np.arange(0, (len(decaying) - 1024) // 160)
+    above = Condition("n", snr_db=10.0).above_noise(decaying, frames)
+    assert above[: len(wave) // 160 - 7].all() and not above[len(wave) // 160 + 1:].any()
+    with pytest.raises(ValueError, match="adds no noise"):
+        Condition("as is").above_noise(wave, frames)
 
 
 def test_a_card_that_gathers_frames_streams_in_calls_of_them_and_says_its_latency(
