@@ -69,7 +69,9 @@ Filterbank::Filterbank(const FrontendConfig& c) : edges_hz_(BandEdgesHz(c)) {
     const double scale =
         c.filter_norm == FilterNorm::kSlaney ? 2.0 / (edges_hz_[m + 2] - edges_hz_[m]) : 1.0;
     int first = -1, last = -1;
-    for (int k = 0; k < num_fft_bins; ++k) {
+    // only bins strictly inside (left, right) can weigh anything: start at the first one past left
+    const int begin = static_cast<int>(std::upper_bound(axis.begin(), axis.end(), left) - axis.begin());
+    for (int k = begin; k < num_fft_bins && axis[k] < right; ++k) {
       const double rising = (axis[k] - left) / (centre - left);
       const double falling = (right - axis[k]) / (right - centre);
       row[k] = std::max(0.0, std::min(rising, falling)) * scale;
