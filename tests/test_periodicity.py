@@ -132,6 +132,10 @@ def test_a_streams_reading_in_c_plus_plus_follows_the_python_rules() -> None:
     reader = P.SteadyTone()._for(1024)
     for s in scores[:200]:  # the bins alone: numpy's decoding, up to the last rounding of its power of two
         assert reader.decode(s) == pytest.approx(tuple(map(float, P.decode(s))), rel=1e-15)
+    broken = scores[0].copy()
+    broken[[7, 90]] = np.nan  # a NaN score (a broken model) is the argmax, as numpy's: its bin, confidence NaN
+    f0, confidence = reader.decode(broken)
+    assert f0 == pytest.approx(float(P.decode(broken)[0]), rel=1e-15) and math.isnan(confidence)
     with pytest.raises(ValueError, match=r"scores \[360\] and frames \[1024\]"):
         tone_reader.read(scores[0][:100], frames[0])
     with pytest.raises(ValueError, match="360 bins"):

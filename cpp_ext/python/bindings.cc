@@ -1,4 +1,5 @@
-// pybind11 bindings of the front end and the pitch decoder's periodicity: argument checks and conversions only.
+// pybind11 bindings of the front end and the pitch decoder (periodicity, frame reader): argument checks and
+// conversions only.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -174,8 +175,6 @@ const double* CheckFrame(const edgetag::PeriodicityAnalyser& self, const DoubleA
   return frame.data();
 }
 
-
-
 // Calls f with a typed pointer to a float32 or float64 C-contiguous array (anything else: its float64 copy).
 template <typename F>
 auto WithFloats(const py::array& a, F&& f) {
@@ -200,7 +199,7 @@ void CheckReaderInput(const edgetag::PitchReader& self, const py::array& scores,
 }  // namespace
 
 PYBIND11_MODULE(_core, m) {
-  m.doc() = "edgetag C++ core: the streaming spectrogram front end, and the NSDF periods of the pitch decoder.";
+  m.doc() = "edgetag C++ core: the streaming spectrogram front end, and the pitch decoder's NSDF periods and frame reader.";
 
   py::class_<edgetag::StreamingFrontend>(m, "StreamingFrontend")
       .def(py::init([](const py::object& config) {
@@ -316,6 +315,7 @@ PYBIND11_MODULE(_core, m) {
             return self.FundamentalShare(CheckFrame(self, frame), f0_hz, harmonics);
           },
           py::arg("frame"), py::arg("f0_hz"), py::arg("harmonics"));
+
   py::class_<edgetag::PitchReader>(m, "PitchReader")
       .def(py::init([](int sample_rate, int frame_length, double fmin, double fmax, double refine_above,
                        double key_maximum_ratio, double multiple_keep, std::vector<double> bin_cents,

@@ -33,9 +33,13 @@ PitchReader::PitchReader(PitchReaderSettings settings)
 template <typename Score>
 PitchFrame PitchReader::Decode(const Score* scores) const {
   const int n = num_bins();
-  int best = 0;
-  for (int k = 1; k < n; ++k) {
-    if (static_cast<double>(scores[k]) > static_cast<double>(scores[best])) best = k;  // first maximum wins
+  int best = 0;  // numpy's argmax: the first maximum, or the first NaN (a broken model's NaN is not hidden)
+  for (int k = 0; k < n; ++k) {
+    if (std::isnan(static_cast<double>(scores[k]))) {
+      best = k;
+      break;
+    }
+    if (static_cast<double>(scores[k]) > static_cast<double>(scores[best])) best = k;
   }
   double weights[9], weighted[9];
   for (int j = 0; j < 9; ++j) {
