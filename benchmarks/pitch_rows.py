@@ -122,7 +122,6 @@ class Condition:
             x = x + np.random.default_rng(seed).standard_normal(len(x)) * rms * 10 ** (-self.snr_db / 20)
         return x.astype(np.float32)
 
-
     def above_noise(self, wave: np.ndarray, frames: np.ndarray) -> np.ndarray:
         """For a noise condition: which of ``frames`` (indices of 1024-sample frames every 160 samples) of the
         rendered ``wave`` are at least as loud as the noise this condition adds (their own SNR >= 0 dB)."""

@@ -56,6 +56,28 @@ class Decision:
         return {label: round(float(s), 6) for label, s in zip(labels, self.scores)}
 
 
+#: Samples per dot product in `_sum_of_squares`: OpenBLAS runs longer float32 dots on several threads.
+_DOT_PIECE = 8192
+
+
+def _sum_of_squares(x: np.ndarray) -> float:
+    """Sum of squares of float32 samples: BLAS dot products (float32 products, partial sums; 0.5 us for a
+    1024-sample frame against 2 in float64, 1e-7 relative: a level in dB needs far less), one thread."""
+    total = 0.0
+    for start in range(0, len(x), _DOT_PIECE):
+        piece = x[start : start + _DOT_PIECE]
+        total += float(np.dot(piece, piece))
+    return total
+
+
+def _as_float32(samples: np.ndarray, out: np.ndarray) -> None:
+    """``samples`` (float32, or int16 scaled by 1/32768 as the front end reads them) written into ``out``."""
+    if samples.dtype == np.int16:
+        np.multiply(samples, np.float32(1 / 32768), out=out)
+    else:
+        out[...] = samples
+
+
 class Engine:
     """Streams audio (float32 / int16 at the card's sample rate) through front end and model."""
 
@@ -74,7 +96,7 @@ class Engine:
         # contiguous window is always a slice (no copy per frame).
         self._ring = np.zeros((2 * self.window, n_bins), np.float32)
         # stateful: the frames gathered for the next call (the first _n_pending rows)
-        self._chunk = np.zeros((1, self.frames_per_call, n_bins), np.float32)
+        self._chunk = np.zeros((1, self.frames_per_call if self.mode == "stateful" else 0, n_bins), np.float32)
         self._n_pending = 0
         self._frames_buf = np.zeros((64, n_bins), np.float32)
         self.frames = 0  # frames produced by the front end
@@ -93,14 +115,6 @@ class Engine:
         # full, so a push costs a copy of itself, not of the tail); _audio[:_audio_len] ends at `samples`
         self._audio = np.zeros(4 * self._tail_keep + 4096, np.float32)
         self._audio_len = 0
-        self._decided_offsets = self._decided_in_call()
-
-    def _decided_in_call(self) -> list[tuple[list[int], list[int] | slice]]:
-        """Stateful mode: for each phase (frames fed so far, mod hop), the frames of a call that are decisions,
-        and how to take their rows of the call's logits (a slice, a view, where every frame is one)."""
-        step, hop = self.frames_per_call, self.hop
-        decided = [[j for j in range(step) if (phase + j + 1) % hop == 0] for phase in range(hop)]
-        return [(d, slice(None) if len(d) == step else d) for d in decided]
 
     def reset(self) -> None:
         self.frontend.reset()
@@ -136,28 +150,31 @@ class Engine:
     def _keep_audio(self, samples: np.ndarray, decisions: list[Decision]) -> None:
         """Appends ``samples`` to the recent audio; sets each decision's `Decision.level_dbfs` (and, pitch
         models, `Decision.audio`) from the samples it used."""
-        n = len(samples)
-        if self._audio_len + n > len(self._audio):  # keep the tail later decisions need, at the start
-            keep = min(self._audio_len, self._tail_keep)
-            if keep + n > len(self._audio):
-                grown = np.zeros(2 * (keep + n), np.float32)
-                grown[:keep] = self._audio[self._audio_len - keep : self._audio_len]
-                self._audio = grown
-            else:
-                self._audio[:keep] = self._audio[self._audio_len - keep : self._audio_len]
+        n, keep = len(samples), min(self._audio_len, self._tail_keep)
+        if keep + n > len(self._audio):  # a push longer than the buffer: read in a buffer of its own
+            audio = np.empty(keep + n, np.float32)
+            audio[:keep] = self._audio[self._audio_len - keep : self._audio_len]
+            _as_float32(samples, audio[keep:])
+            self._set_levels(audio, self.samples + n, decisions)
+            self._audio_len = min(len(audio), self._tail_keep)  # then only the tail stays (memory stays flat)
+            self._audio[: self._audio_len] = audio[len(audio) - self._audio_len :]
+            return
+        if self._audio_len + n > len(self._audio):  # full: the tail later decisions need, back to the start
+            self._audio[:keep] = self._audio[self._audio_len - keep : self._audio_len]
             self._audio_len = keep
-        end = self._audio_len + n
-        if samples.dtype == np.int16:
-            np.multiply(samples, np.float32(1 / 32768), out=self._audio[self._audio_len : end])
-        else:
-            self._audio[self._audio_len : end] = samples
-        self._audio_len = end
-        first = self.samples + n - end  # stream index of _audio[0]
+        _as_float32(samples, self._audio[self._audio_len : self._audio_len + n])
+        self._audio_len += n
+        self._set_levels(self._audio[: self._audio_len], self.samples + n, decisions)
+
+    def _set_levels(self, audio: np.ndarray, end: int, decisions: list[Decision]) -> None:
+        """Each decision's `Decision.level_dbfs` (and pitch audio) from ``audio``: the stream's samples up to
+        index ``end`` (exclusive)."""
+        first = end - len(audio)  # stream index of audio[0]
         for d in decisions:
-            hi = min(max(d.end_sample - first, 0), end)
+            hi = min(max(d.end_sample - first, 0), len(audio))
             lo = max(hi - self.decision_span, 0)
-            span = self._audio[lo:hi]
-            mean = float(np.dot(span, span)) / max(hi - lo, 1)
+            span = audio[lo:hi]
+            mean = _sum_of_squares(span) / max(hi - lo, 1)
             d.level_dbfs = 10.0 * math.log10(mean) if mean > 0 else -math.inf
             if self.keeps_audio and hi - lo == self.decision_span:
                 d.audio = span.copy()
@@ -207,10 +224,11 @@ class Engine:
                     break
                 chunk, self._n_pending = self._chunk, 0
             logits, self.states = self.model.run(chunk, self.states)
-            decided, rows = self._decided_offsets[self._frames_fed % self.hop]
-            if decided:
-                scores = self.model.scores(logits[0, rows])  # one call for the chunk's decisions
-                for j, row in zip(decided, scores):
+            # the call's frames that are decisions: every hop-th, the first where frames fed + 1 reaches a hop
+            first = (self.hop - 1 - self._frames_fed % self.hop) % self.hop
+            if first < step:
+                scores = self.model.scores(logits[0, first : step : self.hop])  # one call for the chunk's decisions
+                for j, row in zip(range(first, step, self.hop), scores):
                     decisions.append(self._decision(self._frames_fed + j, row))
             self._frames_fed += step
         return decisions

@@ -58,7 +58,8 @@ def scores_from_logits(logits: np.ndarray, task: Task) -> np.ndarray:
     if logits.dtype != np.float64:
         logits = logits.astype(np.float32, copy=False)
     if task == "multi_label":  # 1 / (1 + exp(-x)), in one buffer (a stream calls this per decision)
-        scores = np.negative(logits)
+        scores = np.array(logits)  # a copy; an array even for one logit
+        np.negative(scores, out=scores)
         np.exp(scores, out=scores)
         scores += 1.0
         return np.reciprocal(scores, out=scores)

@@ -73,8 +73,9 @@ class PeriodicityAnalyser:
 
     The arithmetic runs in the C++ core (`edgetag._core.PeriodicityAnalyser`: FFTs and work buffers made
     once, nothing allocated there per frame); frames of any float or int dtype are read as float64 (a
-    copy for any other dtype). One frame per call: ``[frame_length]`` samples. One analyser
-    is shared by the streams of a process (`edgetag.runtime.pitch.analyser`): each call holds the GIL.
+    copy for any other dtype). One frame per call: ``[frame_length]`` samples. A stream reads its frames
+    through its own analyser, inside its `edgetag.runtime.pitch.SteadyTone`'s C++ frame reader; other
+    callers share one per frame length (`edgetag.runtime.pitch.analyser`): each call holds the GIL.
     """
 
     def __init__(self, sample_rate: int, frame_length: int, fmin: float, fmax: float, refine_above: float = 0.0) -> None:

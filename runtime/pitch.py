@@ -72,6 +72,8 @@ HARMONICS = 5
 """Harmonics of a period the fundamental share compares (`PeriodicityAnalyser.fundamental_share`)."""
 NEAR_CENTS = 50.0
 """A period within this of confident bins' f0 is the one near them (`PeriodicityAnalyser.periods`)."""
+READ_BLOCK = 256
+"""Frames `SteadyTone.read_frames` copies and reads at a time (a clip's overlapping frames are a strided view)."""
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 A4_HZ = 440.0
 
@@ -185,33 +187,35 @@ class SteadyTone:
 
     Where the period is used, the confidence is raised to its clarity. Once a frame is steady, the next
     needs only `STEADY_HOLD` (hysteresis: a tone in noise near the threshold does not flicker between
-    the two readings). A frame is read in one call to the C++ core (`edgetag._core.PitchReader`: the
+    the two readings). A frame is read in one call to the C++ core (`edgetag._core.PitchFrameReader`: the
     decoding, the periods and these rules), a stream's per-decision cost; ``steady`` carries the
     hysteresis from frame to frame.
     """
 
     def __init__(self, sample_rate: int = 16000) -> None:
         self.sample_rate = int(sample_rate)
-        self._reader: _core.PitchReader | None = None  # made for the first frame's length
+        self._reader: _core.PitchFrameReader | None = None  # made for the first frame's length
         self._frame_length = 0
+        self._steady = False  # until the reader exists
 
     @property
     def steady(self) -> bool:
-        return self._reader is not None and self._reader.steady
+        return self._reader.steady if self._reader is not None else self._steady
 
     @steady.setter
     def steady(self, value: bool) -> None:
+        self._steady = bool(value)
         if self._reader is not None:
-            self._reader.steady = bool(value)
+            self._reader.steady = self._steady
 
-    def _for(self, frame_length: int) -> _core.PitchReader:
+    def _for(self, frame_length: int) -> _core.PitchFrameReader:
         reader = self._reader
         if reader is None or self._frame_length != frame_length:
             analyser(frame_length, self.sample_rate)  # checks the settings, with the analyser's messages
             f = bin_frequencies()
-            reader = _core.PitchReader(self.sample_rate, frame_length, float(f[0]), float(f[-1]), STEADY_CLARITY,
-                                       KEY_MAXIMUM_RATIO, MULTIPLE_KEEP, _CENTS, STEADY_CLARITY, STEADY_HOLD,
-                                       FUNDAMENTAL_SHARE, HARMONICS, NEAR_CENTS)
+            reader = _core.PitchFrameReader(self.sample_rate, frame_length, float(f[0]), float(f[-1]),
+                                            STEADY_CLARITY, KEY_MAXIMUM_RATIO, MULTIPLE_KEEP, _CENTS, STEADY_CLARITY,
+                                            STEADY_HOLD, FUNDAMENTAL_SHARE, HARMONICS, NEAR_CENTS)
             reader.steady = self.steady
             self._reader, self._frame_length = reader, frame_length
         return reader
@@ -223,16 +227,24 @@ class SteadyTone:
 
     def read_frames(self, scores: np.ndarray, frames: np.ndarray,
                     threshold: float = VOICING_THRESHOLD) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """`read` of ``[n, 360]`` scores and their ``[n, L]`` frames, consecutive frames of one stream -> three [n]."""
-        return self._for(frames.shape[-1]).read_frames(scores, frames, float(threshold))
+        """`read` of ``[n, 360]`` scores and their ``[n, L]`` frames, consecutive frames of one stream -> three [n].
+        ``frames`` may be a strided view (a clip's overlapping frames): it is copied a block at a time."""
+        reader = self._for(frames.shape[-1])
+        out = [np.empty(len(scores)) for _ in range(3)]
+        for start in range(0, len(scores), READ_BLOCK):
+            block = slice(start, start + READ_BLOCK)
+            got = reader.read_frames(np.ascontiguousarray(scores[block]), np.ascontiguousarray(frames[block]),
+                                     float(threshold))
+            for column, values in zip(out, got):
+                column[block] = values
+        return out[0], out[1], out[2]
 
 
 def decode_with_audio(scores: np.ndarray, frames: np.ndarray, threshold: float = VOICING_THRESHOLD,
                       sample_rate: int = 16000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``[n, 360]`` scores and the ``[n, L]`` audio frames they came from, consecutive frames of one
     stream -> ``(f0_hz, confidence, clarity)``, each [n]: `decode`, then `SteadyTone` frame by frame."""
-    s = np.ascontiguousarray(np.atleast_2d(scores))
-    x = np.ascontiguousarray(np.atleast_2d(frames))
+    s, x = np.atleast_2d(scores), np.atleast_2d(frames)
     if len(s) != len(x):
         raise ValueError(f"{len(s)} frames of scores but {len(x)} frames of audio")
     if s.shape[-1] != N_BINS:

@@ -146,7 +146,7 @@ def _parabola(y: np.ndarray, i: int) -> float:
 def reference_steady_reading(scores: np.ndarray, frames: np.ndarray, threshold: float = 0.5,
                              sample_rate: int = 16000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The stream's reading of ``[n, 360]`` scores and their ``[n, L]`` frames as `SteadyTone` computed it in
-    Python before its rules moved to the C++ core (`edgetag._core.PitchReader`): numpy `decode`, then per
+    Python before its rules moved to the C++ core (`edgetag._core.PitchFrameReader`): numpy `decode`, then per
     frame the period near confident bins, else the frame's own period if it is steady and sounds its
     fundamental, with the hysteresis between frames. The oracle of that port."""
     from edgetag.runtime import pitch as P

@@ -7,6 +7,7 @@ module fixtures because the dynamo exporter costs seconds per model.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -233,9 +234,9 @@ def test_a_channel_major_stateful_file_is_rewritten_time_major_with_the_same_str
     assert [list(s.shape) for s in card.states] == [[2, 8], [4, 8]]
     assert card.provenance["export"]["stream_layout"] == "time-major"
     ops = [n.op_type for n in onnx.load(str(tmp_path / "time_major.onnx")).graph.node]
-    # no Conv; the normalisation folded into the projection; per block two tap Slices (the third tap is the
-    # block's input) and the state's; the embedding is the last sum itself
-    assert "Conv" not in ops and "Sub" not in ops and "Div" not in ops and "Identity" not in ops
+    # no Conv; the division by the std folded into the projection; per block two tap Slices (the third tap
+    # is the block's input) and the state's; the embedding is the last sum itself
+    assert "Conv" not in ops and "Div" not in ops and "Identity" not in ops and ops[:2] == ["Sub", "MatMul"]
     assert ops.count("Slice") == 2 * 3 and ops.count("MatMul") == 2 + 2
     before, after = load_model(tmp_path / "traced.onnx"), load_model(tmp_path / "time_major.onnx")
     assert verify_model(after).passed
@@ -265,6 +266,16 @@ def test_a_channel_major_stateful_file_is_rewritten_time_major_with_the_same_str
     std.CopyFrom(onnx.numpy_helper.from_array(zeroed, std.name))
     kept, _ = stream_layout.time_major_stream(flat, traced_card)
     assert [n.op_type for n in kept.graph.node][:3] == ["Sub", "Div", "MatMul"]
+    # a graph without the embedding output (an older export): rewritten without one, the same stream
+    bare = onnx.load(str(tmp_path / "traced.onnx"))
+    kept_outputs = [o for o in bare.graph.output if o.name != "embedding"]
+    del bare.graph.output[:]
+    bare.graph.output.extend(kept_outputs)
+    bare_card = dataclasses.replace(traced_card, embedding={})
+    rewritten_bare, bare_new_card = stream_layout.time_major_stream(bare, bare_card)
+    assert "embedding" not in {t for n in rewritten_bare.graph.node for t in n.output}
+    assert stream_layout.check_same_stream(bare.SerializeToString(), bare_card, rewritten_bare.SerializeToString(),
+                                           bare_new_card, data["calib"][:2]) <= 1e-4
     # a rewrite that computed other values would be refused, not written
     rewritten, new_card = stream_layout.time_major_stream(traced, traced_card)
     weight = next(t for t in rewritten.graph.initializer if t.name == "tm/pointwise1_b")

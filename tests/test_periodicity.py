@@ -129,6 +129,17 @@ def test_a_streams_reading_in_c_plus_plus_follows_the_python_rules() -> None:
     tone_reader = P.SteadyTone()  # a stream, one frame per call, reads as the batch does
     one_by_one = np.array([tone_reader.read(s, x) for s, x in zip(scores, frames)])
     np.testing.assert_array_equal(one_by_one.T, np.stack(got))
+    # the hysteresis flag set before the first frame holds for it, as set on a reader that exists
+    early, late = P.SteadyTone(), P.SteadyTone()
+    early.steady = True
+    late.read(scores[0], frames[0])
+    late.steady = True
+    assert early.steady and early.read(scores[-1], frames[-1]) == late.read(scores[-1], frames[-1])
+    # int16 audio and a strided view of a clip's overlapping frames read as their float values
+    whole = np.round(noisy[: 160 * 40 + 1024] * 3000).astype(np.int16)
+    strided = np.lib.stride_tricks.sliding_window_view(whole, 1024)[::160][:40]
+    np.testing.assert_array_equal(np.stack(P.decode_with_audio(scores[-40:], strided)),
+                                  np.stack(P.decode_with_audio(scores[-40:], strided.astype(np.float64))))
     reader = P.SteadyTone()._for(1024)
     for s in scores[:200]:  # the bins alone: numpy's decoding, up to the last rounding of its power of two
         assert reader.decode(s) == pytest.approx(tuple(map(float, P.decode(s))), rel=1e-15)

@@ -76,14 +76,36 @@ def test_stateful_decisions_by_hand(stateful_model) -> None:
     np.testing.assert_allclose(np.stack([d.scores for d in decisions]), scores[frames], atol=1e-6)
 
 
-def test_stateful_batched_calls_equal_single_frame_calls(model_dir) -> None:
-    """A card asking for 5 frames per call gives the same decisions (the model is causal)."""
+@pytest.mark.parametrize("per_call", [2, 3, 5, 7])
+def test_stateful_batched_calls_equal_single_frame_calls(model_dir, per_call) -> None:
+    """A card asking for N frames per call gives the same decisions (the model is causal), whether N divides
+    the decision hop (5 frames) or not."""
     one = load_model(build_model(model_dir / "s1.onnx", "stateful", window_frames=1), threads=1)
-    five = load_model(build_model(model_dir / "s5.onnx", "stateful", window_frames=5), threads=1)
+    many = load_model(build_model(model_dir / f"s{per_call}.onnx", "stateful", window_frames=per_call), threads=1)
     samples = _noisy_tones()
-    a, b = _stream(Engine(one), samples), _stream(Engine(five), samples, seed=4)
+    a, b = _stream(Engine(one), samples), _stream(Engine(many), samples, seed=4)
     assert [d.t for d in a] == [d.t for d in b]
     assert np.abs(np.stack([d.scores for d in a]) - np.stack([d.scores for d in b])).max() <= 1e-5
+    assert [d.level_dbfs for d in a] == pytest.approx([d.level_dbfs for d in b], abs=1e-9)
+
+
+@pytest.mark.parametrize("mode", ["window", "stateful"])
+def test_one_long_push_gives_the_decisions_of_many_and_keeps_only_a_tail(mode, window_model, stateful_model) -> None:
+    """A whole file in one push (longer than the engine's audio buffer): the same decisions and levels as
+    small pushes, int16 as float32 / 32768, and the engine's audio buffer is no larger afterwards."""
+    model = load_model(window_model if mode == "window" else stateful_model, threads=1)
+    samples = np.round(_noisy_tones() * 8000) / 32768  # exactly representable as int16 / 32768
+    engine = Engine(model)
+    size = len(engine._audio)
+    assert len(samples) > 4 * size
+    whole = engine.push((samples * 32768).astype(np.int16))
+    assert len(engine._audio) == size and engine._audio_len <= engine._tail_keep
+    chunked = _stream(Engine(model), samples.astype(np.float32))
+    assert [d.t for d in whole] == [d.t for d in chunked]
+    assert [d.level_dbfs for d in whole] == pytest.approx([d.level_dbfs for d in chunked], abs=1e-9)
+    engine.reset()  # and a reset stream starts over with the same buffer
+    assert [d.t for d in engine.push(samples.astype(np.float32))] == [d.t for d in chunked]
+    assert len(engine._audio) == size
 
 
 @pytest.mark.parametrize("mode", ["window", "stateful"])

@@ -13,7 +13,7 @@
 #include "edgetag/fft.h"
 #include "edgetag/filterbank.h"
 #include "edgetag/periodicity.h"
-#include "edgetag/pitch_reader.h"
+#include "edgetag/pitch_frame_reader.h"
 #include "edgetag/streaming_frontend.h"
 
 namespace py = pybind11;
@@ -186,7 +186,7 @@ auto WithFloats(const py::array& a, F&& f) {
 }
 
 // One frame's scores and audio, or n of each ([n, bins] and [n, frame_length]): checked against the reader.
-void CheckReaderInput(const edgetag::PitchReader& self, const py::array& scores, const py::array& frames, int ndim) {
+void CheckReaderInput(const edgetag::PitchFrameReader& self, const py::array& scores, const py::array& frames, int ndim) {
   const bool ok = scores.ndim() == ndim && frames.ndim() == ndim && scores.shape(ndim - 1) == self.num_bins() &&
                   frames.shape(ndim - 1) == self.frame_length() && (ndim == 1 || scores.shape(0) == frames.shape(0));
   if (!ok) {
@@ -316,12 +316,12 @@ PYBIND11_MODULE(_core, m) {
           },
           py::arg("frame"), py::arg("f0_hz"), py::arg("harmonics"));
 
-  py::class_<edgetag::PitchReader>(m, "PitchReader")
+  py::class_<edgetag::PitchFrameReader>(m, "PitchFrameReader")
       .def(py::init([](int sample_rate, int frame_length, double fmin, double fmax, double refine_above,
                        double key_maximum_ratio, double multiple_keep, std::vector<double> bin_cents,
                        double steady_clarity, double steady_hold, double fundamental_share, int harmonics,
                        double near_cents) {
-             edgetag::PitchReaderSettings settings;
+             edgetag::PitchFrameReaderSettings settings;
              settings.periodicity = {sample_rate, frame_length, fmin, fmax, refine_above, key_maximum_ratio,
                                      multiple_keep};
              settings.bin_cents = std::move(bin_cents);
@@ -330,16 +330,16 @@ PYBIND11_MODULE(_core, m) {
              settings.fundamental_share = fundamental_share;
              settings.harmonics = harmonics;
              settings.near_cents = near_cents;
-             return std::make_unique<edgetag::PitchReader>(std::move(settings));
+             return std::make_unique<edgetag::PitchFrameReader>(std::move(settings));
            }),
            py::arg("sample_rate"), py::arg("frame_length"), py::arg("fmin"), py::arg("fmax"),
            py::arg("refine_above"), py::arg("key_maximum_ratio"), py::arg("multiple_keep"), py::arg("bin_cents"),
            py::arg("steady_clarity"), py::arg("steady_hold"), py::arg("fundamental_share"), py::arg("harmonics"),
            py::arg("near_cents"))
-      .def_property("steady", &edgetag::PitchReader::steady, &edgetag::PitchReader::set_steady)
+      .def_property("steady", &edgetag::PitchFrameReader::steady, &edgetag::PitchFrameReader::set_steady)
       .def(
           "decode",
-          [](const edgetag::PitchReader& self, const py::array& scores) {
+          [](const edgetag::PitchFrameReader& self, const py::array& scores) {
             if (scores.ndim() != 1 || scores.shape(0) != self.num_bins()) {
               throw py::value_error("scores must be [" + std::to_string(self.num_bins()) + "], got shape " +
                                     ShapeText(scores));
@@ -350,7 +350,7 @@ PYBIND11_MODULE(_core, m) {
           py::arg("scores"))
       .def(
           "read",
-          [](edgetag::PitchReader& self, const py::array& scores, const py::array& frame, double threshold) {
+          [](edgetag::PitchFrameReader& self, const py::array& scores, const py::array& frame, double threshold) {
             CheckReaderInput(self, scores, frame, 1);
             const auto r = WithFloats(scores, [&](const auto* s) {
               return WithFloats(frame, [&](const auto* x) { return self.Read(s, x, threshold); });
@@ -360,7 +360,7 @@ PYBIND11_MODULE(_core, m) {
           py::arg("scores"), py::arg("frame"), py::arg("threshold"))
       .def(
           "read_frames",
-          [](edgetag::PitchReader& self, const py::array& scores, const py::array& frames, double threshold) {
+          [](edgetag::PitchFrameReader& self, const py::array& scores, const py::array& frames, double threshold) {
             CheckReaderInput(self, scores, frames, 2);
             const auto n = scores.shape(0);
             py::array_t<double> f0(n), confidence(n), clarity(n);

@@ -148,11 +148,11 @@ void TestNsdfMatchesItsDefinition();
 void TestPeriodOfASteadyToneAndOfSilence();
 void TestPeriodicityRejectsBadSettingsAndAllocatesNothingPerFrame();
 
-// test_pitch_reader.cc
-void TestPitchReaderDecodesTheBins();
-void TestPitchReaderReadsASteadyTonesPeriod();
-void TestPitchReaderHysteresis();
-void TestPitchReaderRejectsBadSettingsAndAllocatesNothingPerFrame();
+// test_pitch_frame_reader.cc
+void TestPitchFrameReaderDecodesTheBins();
+void TestPitchFrameReaderReadsASteadyTonesPeriod();
+void TestPitchFrameReaderHysteresis();
+void TestPitchFrameReaderRejectsBadSettingsAndAllocatesNothingPerFrame();
 
 }  // namespace edgetag_test
 

@@ -56,10 +56,10 @@ const TestCase kTests[] = {
     {"nsdf_matches_its_definition", TestNsdfMatchesItsDefinition},
     {"period_of_a_steady_tone_and_of_silence", TestPeriodOfASteadyToneAndOfSilence},
     {"periodicity_bad_settings_and_no_allocation", TestPeriodicityRejectsBadSettingsAndAllocatesNothingPerFrame},
-    {"pitch_reader_decodes_the_bins", TestPitchReaderDecodesTheBins},
-    {"pitch_reader_reads_a_steady_tones_period", TestPitchReaderReadsASteadyTonesPeriod},
-    {"pitch_reader_hysteresis", TestPitchReaderHysteresis},
-    {"pitch_reader_bad_settings_and_no_allocation", TestPitchReaderRejectsBadSettingsAndAllocatesNothingPerFrame},
+    {"pitch_frame_reader_decodes_the_bins", TestPitchFrameReaderDecodesTheBins},
+    {"pitch_frame_reader_reads_a_steady_tones_period", TestPitchFrameReaderReadsASteadyTonesPeriod},
+    {"pitch_frame_reader_hysteresis", TestPitchFrameReaderHysteresis},
+    {"pitch_frame_reader_bad_settings_and_no_allocation", TestPitchFrameReaderRejectsBadSettingsAndAllocatesNothingPerFrame},
 };
 
 // Runs the tests whose names contain `filter` (all if null); returns the exit status.

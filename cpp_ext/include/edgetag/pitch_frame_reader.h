@@ -15,7 +15,7 @@
 
 namespace edgetag {
 
-struct PitchReaderSettings {
+struct PitchFrameReaderSettings {
   PeriodicitySettings periodicity;
   std::vector<double> bin_cents;    // centre of each bin, cents re 10 Hz (edgetag.runtime.pitch.bin_cents)
   double steady_clarity = 0.99;     // a period this clear makes the frame a steady tone
@@ -31,10 +31,10 @@ struct PitchFrame {
   double clarity = 0.0;  // of the period that was considered (0: none)
 };
 
-class PitchReader {
+class PitchFrameReader {
  public:
   // Throws std::invalid_argument for fewer than 9 bins or a bad periodicity setting.
-  explicit PitchReader(PitchReaderSettings settings);
+  explicit PitchFrameReader(PitchFrameReaderSettings settings);
 
   int num_bins() const { return static_cast<int>(settings_.bin_cents.size()); }
   int frame_length() const { return settings_.periodicity.frame_length; }
@@ -55,7 +55,7 @@ class PitchReader {
  private:
   PitchFrame Steady(PitchFrame bins, double threshold);  // on the frame already in frame_
 
-  PitchReaderSettings settings_;
+  PitchFrameReaderSettings settings_;
   PeriodicityAnalyser analyser_;
   AlignedVector<double> frame_;
   bool steady_ = false;

@@ -1,4 +1,4 @@
-#include "edgetag/pitch_reader.h"
+#include "edgetag/pitch_frame_reader.h"
 
 #include <algorithm>
 #include <cmath>
@@ -10,7 +10,7 @@
 namespace edgetag {
 
 namespace {
-PitchReaderSettings Checked(PitchReaderSettings s) {
+PitchFrameReaderSettings Checked(PitchFrameReaderSettings s) {
   if (s.bin_cents.size() < 9) {
     throw std::invalid_argument("a pitch reader needs at least 9 bins, got " + std::to_string(s.bin_cents.size()));
   }
@@ -25,13 +25,13 @@ inline double SumOfNine(const double* v) {
 }
 }  // namespace
 
-PitchReader::PitchReader(PitchReaderSettings settings)
+PitchFrameReader::PitchFrameReader(PitchFrameReaderSettings settings)
     : settings_(Checked(std::move(settings))),
       analyser_(settings_.periodicity),
       frame_(settings_.periodicity.frame_length, 0.0) {}
 
 template <typename Score>
-PitchFrame PitchReader::Decode(const Score* scores) const {
+PitchFrame PitchFrameReader::Decode(const Score* scores) const {
   const int n = num_bins();
   int best = 0;  // numpy's argmax: the first maximum, or the first NaN (a broken model's NaN is not hidden)
   for (int k = 0; k < n; ++k) {
@@ -55,13 +55,13 @@ PitchFrame PitchReader::Decode(const Score* scores) const {
 }
 
 template <typename Score, typename Sample>
-PitchFrame PitchReader::Read(const Score* scores, const Sample* frame, double threshold) {
+PitchFrame PitchFrameReader::Read(const Score* scores, const Sample* frame, double threshold) {
   const PitchFrame bins = Decode(scores);
   std::copy(frame, frame + frame_length(), frame_.begin());
   return Steady(bins, threshold);
 }
 
-PitchFrame PitchReader::Steady(PitchFrame bins, double threshold) {
+PitchFrame PitchFrameReader::Steady(PitchFrame bins, double threshold) {
   const double need = steady_ ? settings_.steady_hold : settings_.steady_clarity;
   Period period, own;
   bool use = false;
@@ -82,11 +82,11 @@ PitchFrame PitchReader::Steady(PitchFrame bins, double threshold) {
   return {bins.f0_hz, bins.confidence, period.clarity};
 }
 
-template PitchFrame PitchReader::Decode<float>(const float*) const;
-template PitchFrame PitchReader::Decode<double>(const double*) const;
-template PitchFrame PitchReader::Read<float, float>(const float*, const float*, double);
-template PitchFrame PitchReader::Read<float, double>(const float*, const double*, double);
-template PitchFrame PitchReader::Read<double, float>(const double*, const float*, double);
-template PitchFrame PitchReader::Read<double, double>(const double*, const double*, double);
+template PitchFrame PitchFrameReader::Decode<float>(const float*) const;
+template PitchFrame PitchFrameReader::Decode<double>(const double*) const;
+template PitchFrame PitchFrameReader::Read<float, float>(const float*, const float*, double);
+template PitchFrame PitchFrameReader::Read<float, double>(const float*, const double*, double);
+template PitchFrame PitchFrameReader::Read<double, float>(const double*, const float*, double);
+template PitchFrame PitchFrameReader::Read<double, double>(const double*, const double*, double);
 
 }  // namespace edgetag

@@ -1,4 +1,4 @@
-// PitchReader: the bins' decoding, a steady tone's period taking over from unsure or misreading bins,
+// PitchFrameReader: the bins' decoding, a steady tone's period taking over from unsure or misreading bins,
 // the hysteresis, noise left to the bins, bad settings, and no allocation per frame.
 
 #include "test_helpers.h"
@@ -9,19 +9,19 @@
 #include <stdexcept>
 #include <vector>
 
-#include "edgetag/pitch_reader.h"
+#include "edgetag/pitch_frame_reader.h"
 
 namespace edgetag_test {
 
-using edgetag::PitchReader;
-using edgetag::PitchReaderSettings;
+using edgetag::PitchFrameReader;
+using edgetag::PitchFrameReaderSettings;
 
 namespace {
 constexpr double kTwoPi = 6.28318530717958647692;
 constexpr double kCentsBin0 = 1997.3794084376191;  // CREPE's bin 0, cents re 10 Hz
 
-PitchReaderSettings Settings() {
-  PitchReaderSettings s;
+PitchFrameReaderSettings Settings() {
+  PitchFrameReaderSettings s;
   s.periodicity.sample_rate = 16000;
   s.periodicity.frame_length = 1024;
   s.periodicity.fmin = 31.7;
@@ -50,8 +50,8 @@ std::vector<float> Sine(double f0, int offset = 0) {
 }
 }  // namespace
 
-void TestPitchReaderDecodesTheBins() {
-  const PitchReader reader(Settings());
+void TestPitchFrameReaderDecodesTheBins() {
+  const PitchFrameReader reader(Settings());
   const auto bump = Bump(440.0, 0.8);
   const auto bins = reader.Decode(bump.data());
   const float highest = *std::max_element(bump.begin(), bump.end());  // the confidence is the highest score
@@ -65,8 +65,8 @@ void TestPitchReaderDecodesTheBins() {
   CHECK(std::fabs(none.f0_hz - 31.70) < 0.01 && none.confidence == 0.0);
 }
 
-void TestPitchReaderReadsASteadyTonesPeriod() {
-  PitchReader reader(Settings());
+void TestPitchFrameReaderReadsASteadyTonesPeriod() {
+  PitchFrameReader reader(Settings());
   // sure bins 30 cents off a steady sine: the period near them gives the f0, the confidence its clarity
   const auto sure = reader.Read(Bump(440.0 * std::pow(2.0, 30.0 / 1200.0), 0.9).data(), Sine(440.0).data(), 0.5);
   CHECK_MSG(std::fabs(CentsOf(sure.f0_hz) - CentsOf(440.0)) < 0.5 && sure.clarity > 0.99 && sure.confidence >= sure.clarity,
@@ -87,9 +87,9 @@ void TestPitchReaderReadsASteadyTonesPeriod() {
   CHECK(heard.f0_hz == bins.f0_hz && heard.confidence == bins.confidence && heard.clarity < 0.97 && !reader.steady());
 }
 
-void TestPitchReaderHysteresis() {
+void TestPitchFrameReaderHysteresis() {
   // a period of clarity between the hold (0.97) and the steady threshold (0.99): used only after a steady frame
-  PitchReader reader(Settings());
+  PitchFrameReader reader(Settings());
   std::mt19937 rng(5);
   std::normal_distribution<float> gauss(0.0f, 1.0f);
   std::vector<float> x = Sine(220.0);
@@ -111,14 +111,14 @@ void TestPitchReaderHysteresis() {
   CHECK(reader.steady() && held.confidence == held.clarity);
 }
 
-void TestPitchReaderRejectsBadSettingsAndAllocatesNothingPerFrame() {
-  PitchReaderSettings few = Settings();
+void TestPitchFrameReaderRejectsBadSettingsAndAllocatesNothingPerFrame() {
+  PitchFrameReaderSettings few = Settings();
   few.bin_cents.resize(8);
-  CHECK_THROWS(std::invalid_argument, PitchReader(few));
-  PitchReaderSettings none = Settings();
+  CHECK_THROWS(std::invalid_argument, PitchFrameReader(few));
+  PitchFrameReaderSettings none = Settings();
   none.harmonics = 0;
-  CHECK_THROWS(std::invalid_argument, PitchReader(none));
-  PitchReader reader(Settings());
+  CHECK_THROWS(std::invalid_argument, PitchFrameReader(none));
+  PitchFrameReader reader(Settings());
   const auto sure = Bump(440.0, 0.9), unsure = Bump(300.0, 0.1);
   const auto x = Sine(440.0);
   reader.Read(sure.data(), x.data(), 0.5);  // warm-up
