@@ -43,8 +43,9 @@ class PitchFrameReader {
 
   // The bins' reading alone: argmax and its 4 neighbours each side (clipped at the ends), weighted by
   // their scores, averaged in cents (the argmax bin's centre where they sum to zero); confidence is the
-  // argmax score. The nine terms are summed in numpy's order: equal to edgetag.runtime.pitch.decode but for
-  // the last rounding of the power of two (the compiler's exp2 for pow(2, x)).
+  // argmax score. The nine terms are summed in numpy's order: equal to edgetag.runtime.pitch.decode for finite
+  // and NaN scores (a NaN is the argmax, as numpy's), but for the last rounding of the power of two (the
+  // compiler's exp2 for pow(2, x)). An infinite score gives a NaN f0 (numpy: NaN, or the bin's centre at an end).
   template <typename Score>
   PitchFrame Decode(const Score* scores) const;
 
