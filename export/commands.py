@@ -194,7 +194,8 @@ def _write_fp32(args: argparse.Namespace, checkpoint: Any, out: Path, calib: _Cl
         from edgetag.export.stream_layout import TIME_MAJOR
 
         layout_before = checkpoint.provenance.get("export", {}).get("stream_layout")  # the source's card
-        card = reseal(args.checkpoint, out, calib.features if calib else None, frames_per_call=args.frames_per_call)
+        card = reseal(args.checkpoint, out, calib.features if calib else None, frames_per_call=args.frames_per_call,
+                      say=print)
         if card.provenance.get("export", {}).get("stream_layout") == TIME_MAJOR != layout_before:
             print("fp32: the streaming graph is rewritten time-major (MatMuls; states [context, channels]), "
                   "its stream checked against the source graph's")

@@ -9,7 +9,7 @@ afterwards, and `check_loads` reads a file back with the runtime's loader.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +69,7 @@ def require_fp32(card: ModelCard, source: str | Path) -> None:
 
 
 def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] | None = None,
-           frames_per_call: int | None = None) -> ModelCard:
+           frames_per_call: int | None = None, say: Callable[[str], None] | None = None) -> ModelCard:
     """Give an existing fp32 edgetag ONNX file (from an older export) its digest and test vector.
 
     The graph is copied unchanged (no PyTorch parity check: there is no
@@ -80,7 +80,7 @@ def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] 
     features for the checks and the test vector (None: the demo signal through
     the card's front end). ``frames_per_call``: a
     stateful model's new frames per call, written into the card (the graph takes any
-    number). Writes ``path`` (which may be ``source``) atomically.
+    number). Writes ``path`` (which may be ``source``) atomically; ``say`` hears why a rewrite was not kept.
     """
     import dataclasses
 
@@ -99,8 +99,10 @@ def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] 
         features = features_of([demo_audio(card.frontend.sample_rate)], card.frontend)
     try:
         model, card, layout_diff = to_time_major(model, card, list(features))
-    except ExportError:  # the rewrite would compute other values: the source graph is sealed as it is
+    except ExportError as exc:  # the rewrite would compute other values: the source graph is sealed as it is
         layout_diff = None
+        if say is not None:
+            say(f"note: the streaming graph stays as it is (the time-major rewrite failed its check: {exc})")
     if layout_diff is not None:
         card = dataclasses.replace(card, metrics={**card.metrics, "export_layout_max_abs": layout_diff})
     frames = verification_frames(list(features), card)

@@ -38,7 +38,8 @@ from edgetag.runtime.model_card import EMBEDDING_NAME, INPUT_NAME, OUTPUT_NAME, 
 
 #: Provenance record of a rewritten graph (``provenance.export.stream_layout``).
 TIME_MAJOR = "time-major"
-#: Largest difference allowed between the traced and the rewritten graph (float32 sums in another order).
+#: Largest difference allowed between the traced and the rewritten graph (float32 sums in another order), in
+#: units of the larger of 1 and the output's largest value.
 REWRITE_ATOL = 1e-4
 _END = np.iinfo(np.int64).max
 #: Clips, and frames of each, that `check_same_stream` streams through both graphs.
@@ -255,13 +256,22 @@ def check_same_stream(before: bytes, card_before: ModelCard, after: bytes, card_
                       features: Sequence[np.ndarray], atol: float = REWRITE_ATOL) -> float:
     """Largest difference of scores, embeddings and states between the two graphs streamed over ``features``
     (the first `CHECK_FRAMES` frames of up to `CHECK_CLIPS` clips, each in calls of 1, then of 3 frames,
-    states fed back; then the clips cut to one length as a batch); `ExportError` beyond ``atol``."""
+    states fed back; then the clips cut to one length as a batch); `ExportError` where a difference exceeds
+    ``atol`` times the larger of 1 and that output's largest value (float32 sums in another order differ in
+    proportion to the values: a feature band whose std is tiny makes large activations, in both graphs)."""
     from edgetag.export.model_file import _ort_session
     from edgetag.runtime.model import OnnxModel
 
     models = [OnnxModel.from_session(_ort_session(data), card)
               for data, card in ((before, card_before), (after, card_after))]
-    worst = 0.0
+    worst, worst_scaled = 0.0, 0.0
+
+    def compare(a: np.ndarray, b: np.ndarray) -> None:
+        nonlocal worst, worst_scaled
+        difference = _difference(a, b)
+        worst = max(worst, difference)
+        worst_scaled = max(worst_scaled, difference / max(1.0, float(np.max(np.abs(a))) if a.size else 1.0))
+
     for clip in list(features)[:CHECK_CLIPS]:
         clip = clip[:CHECK_FRAMES]
         for per_call in (1, 3):
@@ -269,23 +279,24 @@ def check_same_stream(before: bytes, card_before: ModelCard, after: bytes, card_
             for start in range(0, len(clip), per_call):
                 chunk = np.ascontiguousarray(clip[None, start:start + per_call], np.float32)
                 (logits_a, next_a), (logits_b, next_b) = (m.run(chunk, s) for m, s in zip(models, states))
-                diffs = [_difference(logits_a, logits_b)]
-                diffs += [_difference(np.swapaxes(x, 1, 2), y) for x, y in zip(next_a, next_b)]
+                compare(logits_a, logits_b)
+                for x, y in zip(next_a, next_b):
+                    compare(np.swapaxes(x, 1, 2), y)
                 if card_before.embedding:
                     (embedding_a, _), (embedding_b, _) = (m.embed(chunk, s) for m, s in zip(models, states))
-                    diffs.append(_difference(embedding_a, embedding_b))
-                worst = max(worst, *diffs)
+                    compare(embedding_a, embedding_b)
                 states = [next_a, next_b]
     clips = [c[:CHECK_FRAMES] for c in list(features)[:CHECK_CLIPS]]
     if len(clips) > 1:  # the clips as one batch, from the zero state
         common = min(len(c) for c in clips)
         batch = np.ascontiguousarray(np.stack([c[:common] for c in clips]), np.float32)
         (logits_a, states_a), (logits_b, states_b) = (m.run(batch) for m in models)
-        worst = max(worst, _difference(logits_a, logits_b),
-                    *(_difference(np.swapaxes(x, 1, 2), y) for x, y in zip(states_a, states_b)))
-    if not np.isfinite(worst) or worst > atol:
+        compare(logits_a, logits_b)
+        for x, y in zip(states_a, states_b):
+            compare(np.swapaxes(x, 1, 2), y)
+    if not np.isfinite(worst_scaled) or worst_scaled > atol:
         raise ExportError(f"the time-major rewrite of the streaming graph computes other values than the traced "
-                          f"graph (max difference {worst:.3g} > {atol:g}): a bug in edgetag's exporter, please report it")
+                          f"graph (max difference {worst:.3g}, {worst_scaled:.3g} of the outputs' scale > {atol:g})")
     return worst
 
 

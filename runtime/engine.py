@@ -56,6 +56,8 @@ class Decision:
         return {label: round(float(s), 6) for label, s in zip(labels, self.scores)}
 
 
+#: Rows of front-end frames an engine keeps between pushes (a longer push gets a buffer of its own size).
+KEPT_FRAMES_BUFFER = 256
 #: Samples per dot product in `_sum_of_squares`: OpenBLAS runs longer float32 dots on several threads.
 _DOT_PIECE = 8192
 
@@ -98,7 +100,7 @@ class Engine:
         # stateful: the frames gathered for the next call (the first _n_pending rows)
         self._chunk = np.zeros((1, self.frames_per_call if self.mode == "stateful" else 0, n_bins), np.float32)
         self._n_pending = 0
-        self._frames_buf = np.zeros((64, n_bins), np.float32)
+        self._frames_buf = np.zeros((64, n_bins), np.float32)  # grows for longer pushes, up to KEPT_FRAMES_BUFFER
         self.frames = 0  # frames produced by the front end
         self._frames_fed = 0  # stateful: frames given to the model
         self.samples = 0  # samples pushed
@@ -141,6 +143,8 @@ class Engine:
         decisions = self._push_window(frames) if self.mode == "window" else self._push_stateful(frames)
         self._keep_audio(samples, decisions)
         self.samples += len(samples)
+        if len(self._frames_buf) > KEPT_FRAMES_BUFFER:  # a long push's frames are not kept after it
+            self._frames_buf = np.zeros((KEPT_FRAMES_BUFFER, self.config.n_bins), np.float32)
         if decisions:
             share = (time.perf_counter() - start) / len(decisions)
             for d in decisions:
@@ -155,7 +159,7 @@ class Engine:
             audio = np.empty(keep + n, np.float32)
             audio[:keep] = self._audio[self._audio_len - keep : self._audio_len]
             _as_float32(samples, audio[keep:])
-            self._set_levels(audio, self.samples + n, decisions)
+            self._set_levels(audio, self.samples + n, decisions, copy_audio=False)  # audio is theirs alone
             self._audio_len = min(len(audio), self._tail_keep)  # then only the tail stays (memory stays flat)
             self._audio[: self._audio_len] = audio[len(audio) - self._audio_len :]
             return
@@ -166,9 +170,10 @@ class Engine:
         self._audio_len += n
         self._set_levels(self._audio[: self._audio_len], self.samples + n, decisions)
 
-    def _set_levels(self, audio: np.ndarray, end: int, decisions: list[Decision]) -> None:
+    def _set_levels(self, audio: np.ndarray, end: int, decisions: list[Decision], copy_audio: bool = True) -> None:
         """Each decision's `Decision.level_dbfs` (and pitch audio) from ``audio``: the stream's samples up to
-        index ``end`` (exclusive)."""
+        index ``end`` (exclusive). ``copy_audio``: a pitch decision's samples are copied (False: views of
+        ``audio``, a buffer no later push writes)."""
         first = end - len(audio)  # stream index of audio[0]
         for d in decisions:
             hi = min(max(d.end_sample - first, 0), len(audio))
@@ -177,7 +182,7 @@ class Engine:
             mean = _sum_of_squares(span) / max(hi - lo, 1)
             d.level_dbfs = 10.0 * math.log10(mean) if mean > 0 else -math.inf
             if self.keeps_audio and hi - lo == self.decision_span:
-                d.audio = span.copy()
+                d.audio = span.copy() if copy_audio else span
 
     def push_frames(self, frames: np.ndarray) -> list[Decision]:
         """Append front-end frames float32 [n, n_bins] directly (what `push` does after the front end).

@@ -223,12 +223,20 @@ class SteadyTone:
     def read(self, scores: np.ndarray, frame: np.ndarray, threshold: float = VOICING_THRESHOLD) -> tuple[float, float, float]:
         """One frame's ``[360]`` scores and its audio (the samples they came from) -> ``(f0, confidence,
         clarity)``: the clarity of the period that was considered (0.0: none)."""
+        scores, frame = np.asarray(scores), np.asarray(frame)
+        if frame.ndim != 1:
+            raise ValueError(f"a frame is one 1-D run of samples, got shape {frame.shape} (many frames: read_frames)")
         return self._for(len(frame)).read(scores, frame, float(threshold))
 
     def read_frames(self, scores: np.ndarray, frames: np.ndarray,
                     threshold: float = VOICING_THRESHOLD) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """`read` of ``[n, 360]`` scores and their ``[n, L]`` frames, consecutive frames of one stream -> three [n].
-        ``frames`` may be a strided view (a clip's overlapping frames): it is copied a block at a time."""
+        ``frames`` may be a strided view (a clip's overlapping frames): it is copied a block at a time. The shapes
+        are checked before any frame is read (a refused call leaves the stream's hysteresis as it was)."""
+        scores, frames = np.asarray(scores), np.asarray(frames)
+        if scores.ndim != 2 or frames.ndim != 2 or scores.shape[1] != N_BINS or len(scores) != len(frames):
+            raise ValueError(f"read_frames takes scores [n, {N_BINS}] and their n frames [n, samples], "
+                             f"got shapes {scores.shape} and {frames.shape}")
         reader = self._for(frames.shape[-1])
         out = [np.empty(len(scores)) for _ in range(3)]
         for start in range(0, len(scores), READ_BLOCK):

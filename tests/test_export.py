@@ -276,6 +276,12 @@ def test_a_channel_major_stateful_file_is_rewritten_time_major_with_the_same_str
     assert "embedding" not in {t for n in rewritten_bare.graph.node for t in n.output}
     assert stream_layout.check_same_stream(bare.SerializeToString(), bare_card, rewritten_bare.SerializeToString(),
                                            bare_new_card, data["calib"][:2]) <= 1e-4
+    # a reseal whose rewrite fails its check keeps the source graph and says why
+    heard: list[str] = []
+    with monkeypatch.context() as patch:
+        patch.setattr(stream_layout.check_same_stream, "__defaults__", (-1.0,))
+        kept_card = reseal(tmp_path / "traced.onnx", tmp_path / "kept.onnx", data["calib"][:3], say=heard.append)
+    assert "stream_layout" not in kept_card.provenance["export"] and "stays as it is" in heard[0]
     # a rewrite that computed other values would be refused, not written
     rewritten, new_card = stream_layout.time_major_stream(traced, traced_card)
     weight = next(t for t in rewritten.graph.initializer if t.name == "tm/pointwise1_b")

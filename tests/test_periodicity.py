@@ -151,6 +151,15 @@ def test_a_streams_reading_in_c_plus_plus_follows_the_python_rules() -> None:
         tone_reader.read(scores[0][:100], frames[0])
     with pytest.raises(ValueError, match="360 bins"):
         P.decode_with_audio(scores[:, :100], frames)
+    # read_frames checks the whole arrays before reading any frame: the hysteresis stays as it was
+    checked = P.SteadyTone()
+    for bad_scores, bad_frames in ((scores[:256], frames[:300]), (scores[:300], frames[:256]), (scores[0], frames[0])):
+        with pytest.raises(ValueError, match="read_frames takes scores"):
+            checked.read_frames(bad_scores, bad_frames)
+        assert not checked.steady
+    with pytest.raises(ValueError, match="one 1-D run of samples"):
+        checked.read(scores[0], frames[:1])
+    assert checked.read(list(scores[0]), list(frames[0])) == P.SteadyTone().read(scores[0], frames[0])
 
 
 def test_the_c_plus_plus_periods_are_those_of_the_numpy_reference() -> None:

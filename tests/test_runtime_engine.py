@@ -100,6 +100,7 @@ def test_one_long_push_gives_the_decisions_of_many_and_keeps_only_a_tail(mode, w
     assert len(samples) > 4 * size
     whole = engine.push((samples * 32768).astype(np.int16))
     assert len(engine._audio) == size and engine._audio_len <= engine._tail_keep
+    assert len(engine._frames_buf) <= 256  # nor the push's frames
     chunked = _stream(Engine(model), samples.astype(np.float32))
     assert [d.t for d in whole] == [d.t for d in chunked]
     assert [d.level_dbfs for d in whole] == pytest.approx([d.level_dbfs for d in chunked], abs=1e-9)
