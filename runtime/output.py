@@ -488,7 +488,7 @@ class PitchJsonlWriter(JsonlWriter):
 class PitchCsvWriter(CsvWriter):
     """`CsvWriter` for pitch models: the decoded pitch in columns after ``t`` and ``latency_ms``."""
 
-    extra_columns = ("f0_hz", "confidence", "voiced", "note", "cents", "midi")
+    extra_columns = ("f0_hz", "confidence", "voiced", "note", "cents", "midi", "clarity")
 
     def __init__(self, out: IO[str], labels: Sequence[str], *, file: str | None = None, header: bool = True,
                  scores: bool = True, reader: PitchReader | None = None) -> None:
@@ -497,7 +497,9 @@ class PitchCsvWriter(CsvWriter):
 
     def _extra(self, d: Decision, scores: np.ndarray) -> list[str]:
         r = gated(self.read(scores), bool(d.extra.get("silent")))
-        return [f"{r.f0_hz:.3f}", f"{r.confidence:.4f}", str(int(r.voiced)), r.note, f"{r.cents:.1f}", str(r.midi)]
+        clarity = "" if r.clarity is None else f"{r.clarity:.4f}"  # empty: no period measured (silence)
+        return [f"{r.f0_hz:.3f}", f"{r.confidence:.4f}", str(int(r.voiced)), r.note, f"{r.cents:.1f}", str(r.midi),
+                clarity]
 
 
 class TunerView(LiveView):
