@@ -68,6 +68,18 @@ class Period:
 NO_PERIOD = Period(0.0, 0.0)
 
 
+def check_settings(sample_rate: int, frame_length: int, fmin: float, fmax: float, refine_above: float = 0.0) -> None:
+    """`ValueError`, naming what is wrong, unless these make an analyser (`PeriodicityAnalyser`, and the C++
+    frame reader of `edgetag.runtime.pitch.SteadyTone`, which holds one)."""
+    if int(sample_rate) != sample_rate or sample_rate <= 0:
+        raise ValueError(f"a periodicity analyser needs a positive whole sample rate, got {sample_rate!r}")
+    if int(frame_length) != frame_length or frame_length < 8 or not 0 < fmin < fmax:
+        raise ValueError(f"a periodicity analyser needs frames of >= 8 samples (a whole number) and "
+                         f"0 < fmin < fmax, got {frame_length!r}, {fmin}, {fmax}")
+    if not 0.0 <= refine_above <= 1.0:  # a clarity (NaN fails too)
+        raise ValueError(f"refine_above is a clarity from 0 to 1, got {refine_above!r}")
+
+
 class PeriodicityAnalyser:
     """NSDF periods of frames of ``frame_length`` samples at ``sample_rate``, lags for ``fmin``..``fmax`` Hz.
 
@@ -81,13 +93,7 @@ class PeriodicityAnalyser:
     def __init__(self, sample_rate: int, frame_length: int, fmin: float, fmax: float, refine_above: float = 0.0) -> None:
         """``refine_above``: periods whose clarity is below it keep the interpolation at one period (their
         multiples are not searched: a caller that only uses clear periods saves the time)."""
-        if int(sample_rate) != sample_rate or sample_rate <= 0:
-            raise ValueError(f"a periodicity analyser needs a positive whole sample rate, got {sample_rate!r}")
-        if int(frame_length) != frame_length or frame_length < 8 or not 0 < fmin < fmax:
-            raise ValueError(f"a periodicity analyser needs frames of >= 8 samples (a whole number) and "
-                             f"0 < fmin < fmax, got {frame_length!r}, {fmin}, {fmax}")
-        if not 0.0 <= refine_above <= 1.0:  # a clarity (NaN fails too)
-            raise ValueError(f"refine_above is a clarity from 0 to 1, got {refine_above!r}")
+        check_settings(sample_rate, frame_length, fmin, fmax, refine_above)
         self.sample_rate = int(sample_rate)
         self.frame_length = int(frame_length)
         self._core = _core.PeriodicityAnalyser(self.sample_rate, self.frame_length, float(fmin), float(fmax),

@@ -49,7 +49,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgetag import _core
-from edgetag.runtime.periodicity import KEY_MAXIMUM_RATIO, MULTIPLE_KEEP, PeriodicityAnalyser
+from edgetag.runtime.periodicity import KEY_MAXIMUM_RATIO, MULTIPLE_KEEP, PeriodicityAnalyser, check_settings
 from edgetag.runtime.postprocess import Event
 
 N_BINS = 360
@@ -159,15 +159,14 @@ def decode(scores: np.ndarray, fmin: float | None = None, fmax: float | None = N
 
 
 _ANALYSERS: dict[int, PeriodicityAnalyser] = {}
+_FMIN_HZ, _FMAX_HZ = float(bin_frequencies()[0]), float(bin_frequencies()[-1])  # the periods measured: the bins' range
 
 
 def analyser(frame_length: int, sample_rate: int = 16000) -> PeriodicityAnalyser:
     """The `PeriodicityAnalyser` of frames of ``frame_length`` samples over the bins' range (31.7 Hz to 2 kHz), shared."""
     key = frame_length * 1_000_000 + sample_rate
     if key not in _ANALYSERS:
-        f = bin_frequencies()
-        _ANALYSERS[key] = PeriodicityAnalyser(sample_rate, frame_length, float(f[0]), float(f[-1]),
-                                              refine_above=STEADY_CLARITY)
+        _ANALYSERS[key] = PeriodicityAnalyser(sample_rate, frame_length, _FMIN_HZ, _FMAX_HZ, refine_above=STEADY_CLARITY)
     return _ANALYSERS[key]
 
 
@@ -211,11 +210,10 @@ class SteadyTone:
     def _for(self, frame_length: int) -> _core.PitchFrameReader:
         reader = self._reader
         if reader is None or self._frame_length != frame_length:
-            analyser(frame_length, self.sample_rate)  # checks the settings, with the analyser's messages
-            f = bin_frequencies()
-            reader = _core.PitchFrameReader(self.sample_rate, frame_length, float(f[0]), float(f[-1]),
-                                            STEADY_CLARITY, KEY_MAXIMUM_RATIO, MULTIPLE_KEEP, _CENTS, STEADY_CLARITY,
-                                            STEADY_HOLD, FUNDAMENTAL_SHARE, HARMONICS, NEAR_CENTS)
+            check_settings(self.sample_rate, frame_length, _FMIN_HZ, _FMAX_HZ, STEADY_CLARITY)
+            reader = _core.PitchFrameReader(self.sample_rate, frame_length, _FMIN_HZ, _FMAX_HZ, STEADY_CLARITY,
+                                            KEY_MAXIMUM_RATIO, MULTIPLE_KEEP, _CENTS, STEADY_CLARITY, STEADY_HOLD,
+                                            FUNDAMENTAL_SHARE, HARMONICS, NEAR_CENTS)
             reader.steady = self.steady
             self._reader, self._frame_length = reader, frame_length
         return reader
