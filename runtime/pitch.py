@@ -72,6 +72,13 @@ HARMONICS = 5
 """Harmonics of a period the fundamental share compares (`PeriodicityAnalyser.fundamental_share`)."""
 NEAR_CENTS = 50.0
 """A period within this of confident bins' f0 is the one near them (`PeriodicityAnalyser.periods`)."""
+HOLD_BELOW = 0.1
+"""A frame whose reading is less confident than this, soon after a sure one (>= the voicing threshold), takes
+the sure frame's f0 (`SteadyTone`'s hold); its confidence stays its own, so it stays unvoiced."""
+HOLD_FRAMES = 100
+"""How many frames after a sure one the hold lasts at most (1 s of 10 ms decisions)."""
+HOLD_RISE_DB = 1.0
+"""The hold ends at a frame this much louder than the quietest frame since the sure one: a new sound."""
 READ_BLOCK = 256
 """Frames `SteadyTone.read_frames` copies and reads at a time (a clip's overlapping frames are a strided view)."""
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
@@ -186,13 +193,24 @@ class SteadyTone:
 
     Where the period is used, the confidence is raised to its clarity. Once a frame is steady, the next
     needs only `STEADY_HOLD` (hysteresis: a tone in noise near the threshold does not flicker between
-    the two readings). A frame is read in one call to the C++ core (`edgetag._core.PitchFrameReader`: the
-    decoding, the periods and these rules), a stream's per-decision cost; ``steady`` carries the
-    hysteresis from frame to frame.
+    the two readings).
+
+    Then the hold: after a sure frame (confidence >= the threshold), the frames that follow read its f0
+    where their reading is under `HOLD_BELOW`, until one is `HOLD_RISE_DB` louder than the quietest
+    frame since the sure one (a new sound) or `HOLD_FRAMES` have passed. A note fading into noise,
+    where the bins have lost it, still has the pitch it had; its frames' confidence stays their own, so
+    voicing is unchanged. ``hold_frames=0`` turns it off.
+
+    A frame is read in one call to the C++ core (`edgetag._core.PitchFrameReader`: the decoding, the
+    periods and these rules), a stream's per-decision cost; ``steady`` carries the hysteresis from frame
+    to frame, `end_tone` ends both it and the hold.
     """
 
-    def __init__(self, sample_rate: int = 16000) -> None:
+    def __init__(self, sample_rate: int = 16000, hold_frames: int = HOLD_FRAMES) -> None:
+        if hold_frames < 0:
+            raise ValueError(f"hold_frames must be >= 0, got {hold_frames}")
         self.sample_rate = int(sample_rate)
+        self.hold_frames = int(hold_frames)
         self._reader: _core.PitchFrameReader | None = None  # made for the first frame's length
         self._frame_length = 0
         self._steady = False  # until the reader exists
@@ -207,13 +225,20 @@ class SteadyTone:
         if self._reader is not None:
             self._reader.steady = self._steady
 
+    def end_tone(self) -> None:
+        """The stream's tone has ended (a silent decision): no hysteresis, no f0 held for the next frames."""
+        self._steady = False
+        if self._reader is not None:
+            self._reader.end_tone()
+
     def _for(self, frame_length: int) -> _core.PitchFrameReader:
         reader = self._reader
         if reader is None or self._frame_length != frame_length:
             check_settings(self.sample_rate, frame_length, _FMIN_HZ, _FMAX_HZ, STEADY_CLARITY)
             reader = _core.PitchFrameReader(self.sample_rate, frame_length, _FMIN_HZ, _FMAX_HZ, STEADY_CLARITY,
                                             KEY_MAXIMUM_RATIO, MULTIPLE_KEEP, _CENTS, STEADY_CLARITY, STEADY_HOLD,
-                                            FUNDAMENTAL_SHARE, HARMONICS, NEAR_CENTS)
+                                            FUNDAMENTAL_SHARE, HARMONICS, NEAR_CENTS, HOLD_BELOW, self.hold_frames,
+                                            HOLD_RISE_DB)
             reader.steady = self.steady
             self._reader, self._frame_length = reader, frame_length
         return reader
@@ -346,7 +371,7 @@ class PitchReader:
             if seen is scores:
                 return r
         if audio is None:
-            self.tone.steady = False  # a decision without audio (silence) ends a steady tone
+            self.tone.end_tone()  # a decision without audio (silence) ends a steady tone and the hold
         r = reading(scores, self.threshold, audio, self.tone)
         self._recent = [self._recent[-1], (scores, r)] if self._recent else [(scores, r)]
         return r

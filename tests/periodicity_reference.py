@@ -144,11 +144,12 @@ def _parabola(y: np.ndarray, i: int) -> float:
 
 
 def reference_steady_reading(scores: np.ndarray, frames: np.ndarray, threshold: float = 0.5,
-                             sample_rate: int = 16000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                             sample_rate: int = 16000, hold_frames: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The stream's reading of ``[n, 360]`` scores and their ``[n, L]`` frames as `SteadyTone` computed it in
     Python before its rules moved to the C++ core (`edgetag._core.PitchFrameReader`): numpy `decode`, then per
     frame the period near confident bins, else the frame's own period if it is steady and sounds its
-    fundamental, with the hysteresis between frames. The oracle of that port."""
+    fundamental, with the hysteresis between frames; then (``hold_frames`` > 0) the hold of the last sure f0.
+    The oracle of that port."""
     from edgetag.runtime import pitch as P
 
     f = P.bin_frequencies()
@@ -170,4 +171,16 @@ def reference_steady_reading(scores: np.ndarray, frames: np.ndarray, threshold: 
         if use:
             f0[i], confidence[i] = period.f0_hz, max(confidence[i], period.clarity)
         clarity[i] = period.clarity
+    held, since, quietest = 0.0, 0, 0.0
+    rise = 10.0 ** (P.HOLD_RISE_DB / 10.0)
+    for i, frame in enumerate(np.asarray(frames, np.float64)):
+        energy = float(np.sum(frame * frame))
+        if confidence[i] >= threshold:
+            held, since, quietest = f0[i], 0, energy
+        elif held > 0 and since < hold_frames and energy <= quietest * rise:
+            since, quietest = since + 1, min(quietest, energy)
+            if confidence[i] < P.HOLD_BELOW:
+                f0[i] = held
+        else:
+            held = 0.0
     return f0, confidence, clarity

@@ -120,10 +120,11 @@ def test_a_streams_reading_in_c_plus_plus_follows_the_python_rules() -> None:
         guess = own * float(rng.choice([1.0, 2.0, 0.5, 1.02, np.exp(rng.uniform(-2.0, 2.0))]))
         scores.append(_bump(float(np.clip(guess, 32.0, 2000.0)), peak=float(rng.uniform(0.05, 1.0))))
     scores, frames = np.stack(scores), np.stack(frames)
-    got, want = P.decode_with_audio(scores, frames), reference_steady_reading(scores, frames)
+    got, want = P.decode_with_audio(scores, frames), reference_steady_reading(scores, frames, hold_frames=P.HOLD_FRAMES)
     np.testing.assert_allclose(got[0], want[0], rtol=1e-9, atol=0)  # f0
     np.testing.assert_allclose(got[1], want[1], rtol=0, atol=1e-9)  # confidence
     np.testing.assert_allclose(got[2], want[2], rtol=0, atol=1e-9)  # clarity
+    assert (P.SteadyTone(hold_frames=0).read_frames(scores, frames)[0] != got[0]).any()  # the hold is exercised
     used = np.abs(got[0] / P.decode(scores)[0] - 1) > 1e-6
     assert 0.2 < used.mean() < 0.9  # both the bins' and the period's readings are exercised
     tone_reader = P.SteadyTone()  # a stream, one frame per call, reads as the batch does
@@ -160,6 +161,43 @@ def test_a_streams_reading_in_c_plus_plus_follows_the_python_rules() -> None:
     with pytest.raises(ValueError, match="one 1-D run of samples"):
         checked.read(scores[0], frames[:1])
     assert checked.read(list(scores[0]), list(frames[0])) == P.SteadyTone().read(scores[0], frames[0])
+
+
+def test_an_unsure_frame_soon_after_a_sure_one_reads_its_f0() -> None:
+    """The hold: under `HOLD_BELOW`, within `HOLD_FRAMES` frames of the last sure frame, a frame reads that
+    frame's f0, its confidence its own (still unvoiced); a sure frame renews it, a frame between the two
+    thresholds keeps its own f0; a frame `HOLD_RISE_DB` louder than the quietest since (a new sound),
+    silence (`end_tone`) and ``hold_frames=0`` end it."""
+    hiss = (np.random.default_rng(11).standard_normal(1024) * 0.1).astype(np.float32)  # no steady period
+    sure, lost, between = _bump(440.0, 0.9), _bump(700.0, P.HOLD_BELOW / 2), _bump(700.0, 0.3)
+    tone = P.SteadyTone()
+    first = tone.read(sure, hiss)
+    assert first[0] == pytest.approx(440.0, abs=2.0) and first[1] >= P.VOICING_THRESHOLD
+    held = [tone.read(lost, hiss) for _ in range(P.HOLD_FRAMES + 1)]
+    assert [r[0] for r in held[: P.HOLD_FRAMES]] == [first[0]] * P.HOLD_FRAMES  # 1 s of the sure f0
+    assert all(r[1] == pytest.approx(P.HOLD_BELOW / 2, rel=0.1) for r in held)  # their own confidence: unvoiced
+    assert held[-1][0] == pytest.approx(700.0, abs=3.0)  # then their own reading again
+    tone.read(sure, hiss)
+    assert tone.read(between, hiss)[0] == pytest.approx(700.0, abs=3.0)  # not that unsure: its own f0
+    assert tone.read(lost, hiss)[0] == first[0]  # the hold counts on through it
+    tone.end_tone()  # silence
+    assert tone.read(lost, hiss)[0] == pytest.approx(700.0, abs=3.0)
+    tone.read(sure, hiss)
+    assert tone.read(lost, hiss / 4)[0] == first[0]  # fading: held
+    louder = hiss / 4 * np.float32(10 ** (1.5 * P.HOLD_RISE_DB / 20))
+    assert tone.read(lost, louder)[0] == pytest.approx(700.0, abs=3.0)  # louder than the quietest: a new sound
+    assert tone.read(lost, hiss / 4)[0] == pytest.approx(700.0, abs=3.0)  # and it stays ended
+    off = P.SteadyTone(hold_frames=0)
+    off.read(sure, hiss)
+    assert off.read(lost, hiss)[0] == pytest.approx(700.0, abs=3.0)
+    with pytest.raises(ValueError, match="hold_frames"):
+        P.SteadyTone(hold_frames=-1)
+    # a stream's reader: a decision without audio (below the level gate) ends the hold
+    reader = P.PitchReader()
+    reader(sure, hiss)
+    assert reader(lost.copy(), hiss).f0_hz == first[0]
+    reader(np.zeros(P.N_BINS, np.float32))
+    assert reader(lost.copy(), hiss).f0_hz == pytest.approx(700.0, abs=3.0)
 
 
 def test_the_c_plus_plus_periods_are_those_of_the_numpy_reference() -> None:

@@ -320,7 +320,7 @@ PYBIND11_MODULE(_core, m) {
       .def(py::init([](int sample_rate, int frame_length, double fmin, double fmax, double refine_above,
                        double key_maximum_ratio, double multiple_keep, std::vector<double> bin_cents,
                        double steady_clarity, double steady_hold, double fundamental_share, int harmonics,
-                       double near_cents) {
+                       double near_cents, double hold_below, int hold_frames, double hold_rise_db) {
              edgetag::PitchFrameReaderSettings settings;
              settings.periodicity = {sample_rate, frame_length, fmin, fmax, refine_above, key_maximum_ratio,
                                      multiple_keep};
@@ -330,13 +330,18 @@ PYBIND11_MODULE(_core, m) {
              settings.fundamental_share = fundamental_share;
              settings.harmonics = harmonics;
              settings.near_cents = near_cents;
+             settings.hold_below = hold_below;
+             settings.hold_frames = hold_frames;
+             settings.hold_rise_db = hold_rise_db;
              return std::make_unique<edgetag::PitchFrameReader>(std::move(settings));
            }),
            py::arg("sample_rate"), py::arg("frame_length"), py::arg("fmin"), py::arg("fmax"),
            py::arg("refine_above"), py::arg("key_maximum_ratio"), py::arg("multiple_keep"), py::arg("bin_cents"),
            py::arg("steady_clarity"), py::arg("steady_hold"), py::arg("fundamental_share"), py::arg("harmonics"),
-           py::arg("near_cents"))
+           py::arg("near_cents"), py::arg("hold_below") = 0.0, py::arg("hold_frames") = 0,
+           py::arg("hold_rise_db") = 1.0)
       .def_property("steady", &edgetag::PitchFrameReader::steady, &edgetag::PitchFrameReader::set_steady)
+      .def("end_tone", &edgetag::PitchFrameReader::EndTone)
       .def(
           "decode",
           [](const edgetag::PitchFrameReader& self, const py::array& scores) {

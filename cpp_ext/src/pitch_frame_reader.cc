@@ -15,6 +15,9 @@ PitchFrameReaderSettings Checked(PitchFrameReaderSettings s) {
     throw std::invalid_argument("a pitch reader needs at least 9 bins, got " + std::to_string(s.bin_cents.size()));
   }
   if (s.harmonics < 1) throw std::invalid_argument("a pitch reader needs harmonics >= 1");
+  if (s.hold_frames < 0 || !(s.hold_rise_db >= 0.0)) {
+    throw std::invalid_argument("a pitch reader's hold needs hold_frames >= 0 and hold_rise_db >= 0");
+  }
   return s;
 }
 
@@ -23,12 +26,23 @@ PitchFrameReaderSettings Checked(PitchFrameReaderSettings s) {
 inline double SumOfNine(const double* v) {
   return (((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]))) + v[8];
 }
+// Four accumulators: no chain of 1024 dependent additions.
+double SumOfSquares(const double* x, int n) {
+  double sums[4] = {0.0, 0.0, 0.0, 0.0};
+  int j = 0;
+  for (; j + 4 <= n; j += 4) {
+    for (int k = 0; k < 4; ++k) sums[k] += x[j + k] * x[j + k];
+  }
+  for (; j < n; ++j) sums[0] += x[j] * x[j];
+  return (sums[0] + sums[1]) + (sums[2] + sums[3]);
+}
 }  // namespace
 
 PitchFrameReader::PitchFrameReader(PitchFrameReaderSettings settings)
     : settings_(Checked(std::move(settings))),
       analyser_(settings_.periodicity),
-      frame_(settings_.periodicity.frame_length, 0.0) {}
+      frame_(settings_.periodicity.frame_length, 0.0),
+      rise_(std::pow(10.0, settings_.hold_rise_db / 10.0)) {}
 
 template <typename Score>
 PitchFrame PitchFrameReader::Decode(const Score* scores) const {
@@ -58,7 +72,25 @@ template <typename Score, typename Sample>
 PitchFrame PitchFrameReader::Read(const Score* scores, const Sample* frame, double threshold) {
   const PitchFrame bins = Decode(scores);
   std::copy(frame, frame + frame_length(), frame_.begin());
-  return Steady(bins, threshold);
+  return Held(Steady(bins, threshold), threshold);
+}
+
+PitchFrame PitchFrameReader::Held(PitchFrame read, double threshold) {
+  const bool sure = read.confidence >= threshold;
+  if (!sure && held_f0_hz_ <= 0.0) return read;
+  const double energy = SumOfSquares(frame_.data(), frame_length());
+  if (sure) {
+    held_f0_hz_ = read.f0_hz;
+    frames_since_sure_ = 0;
+    quietest_ = energy;
+  } else if (frames_since_sure_ < settings_.hold_frames && energy <= quietest_ * rise_) {
+    ++frames_since_sure_;  // the note fading, into noise perhaps: its pitch is the best guess left
+    quietest_ = std::min(quietest_, energy);
+    if (read.confidence < settings_.hold_below) read.f0_hz = held_f0_hz_;
+  } else {
+    held_f0_hz_ = 0.0;  // held long enough, or a new sound
+  }
+  return read;
 }
 
 PitchFrame PitchFrameReader::Steady(PitchFrame bins, double threshold) {

@@ -152,6 +152,7 @@ void TestPeriodicityRejectsBadSettingsAndAllocatesNothingPerFrame();
 void TestPitchFrameReaderDecodesTheBins();
 void TestPitchFrameReaderReadsASteadyTonesPeriod();
 void TestPitchFrameReaderHysteresis();
+void TestPitchFrameReaderHoldsTheLastSureF0();
 void TestPitchFrameReaderRejectsBadSettingsAndAllocatesNothingPerFrame();
 
 }  // namespace edgetag_test

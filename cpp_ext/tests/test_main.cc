@@ -59,6 +59,7 @@ const TestCase kTests[] = {
     {"pitch_frame_reader_decodes_the_bins", TestPitchFrameReaderDecodesTheBins},
     {"pitch_frame_reader_reads_a_steady_tones_period", TestPitchFrameReaderReadsASteadyTonesPeriod},
     {"pitch_frame_reader_hysteresis", TestPitchFrameReaderHysteresis},
+    {"pitch_frame_reader_holds_the_last_sure_f0", TestPitchFrameReaderHoldsTheLastSureF0},
     {"pitch_frame_reader_bad_settings_and_no_allocation", TestPitchFrameReaderRejectsBadSettingsAndAllocatesNothingPerFrame},
 };
 

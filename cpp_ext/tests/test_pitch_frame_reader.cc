@@ -111,6 +111,44 @@ void TestPitchFrameReaderHysteresis() {
   CHECK(reader.steady() && held.confidence == held.clarity);
 }
 
+void TestPitchFrameReaderHoldsTheLastSureF0() {
+  PitchFrameReaderSettings settings = Settings();
+  settings.hold_below = 0.2;
+  settings.hold_frames = 3;
+  PitchFrameReader reader(settings);
+  std::mt19937 rng(4);
+  std::normal_distribution<float> gauss(0.0f, 0.1f);
+  std::vector<float> noise(1024);  // no steady period: the bins' reading, or the hold
+  for (auto& v : noise) v = gauss(rng);
+  const auto sure = Bump(440.0, 0.9), lost = Bump(700.0, 0.1), between = Bump(700.0, 0.3);
+  const double f0 = reader.Read(sure.data(), noise.data(), 0.5).f0_hz;
+  for (int i = 0; i < 3; ++i) {  // three frames of the sure f0, each with its own (unvoiced) confidence
+    const auto held = reader.Read(lost.data(), noise.data(), 0.5);
+    CHECK_MSG(held.f0_hz == f0 && held.confidence < 0.2, i << ": " << held.f0_hz << " Hz, " << held.confidence);
+  }
+  CHECK(std::fabs(CentsOf(reader.Read(lost.data(), noise.data(), 0.5).f0_hz) - CentsOf(700.0)) < 10.0);  // then its own
+  reader.Read(sure.data(), noise.data(), 0.5);
+  CHECK(std::fabs(CentsOf(reader.Read(between.data(), noise.data(), 0.5).f0_hz) - CentsOf(700.0)) < 10.0);
+  CHECK(reader.Read(lost.data(), noise.data(), 0.5).f0_hz == f0);
+  reader.EndTone();  // silence ends it
+  CHECK(std::fabs(CentsOf(reader.Read(lost.data(), noise.data(), 0.5).f0_hz) - CentsOf(700.0)) < 10.0);
+  // a new sound (a frame 3 dB louder than the quietest since the sure one) ends it
+  reader.Read(sure.data(), noise.data(), 0.5);
+  std::vector<float> louder(noise), quieter(noise);
+  for (auto& v : louder) v *= 1.5f;  // +3.5 dB
+  for (auto& v : quieter) v *= 0.5f;
+  CHECK(reader.Read(lost.data(), quieter.data(), 0.5).f0_hz == f0);
+  CHECK(reader.Read(lost.data(), noise.data(), 0.5).f0_hz != f0);  // +6 dB over the quietest: ended
+  CHECK(reader.Read(lost.data(), quieter.data(), 0.5).f0_hz != f0);  // and stays ended
+  reader.Read(sure.data(), noise.data(), 0.5);
+  CHECK(reader.Read(lost.data(), louder.data(), 0.5).f0_hz != f0);
+  settings.hold_frames = -1;
+  CHECK_THROWS(std::invalid_argument, PitchFrameReader(settings));
+  settings.hold_frames = 3;
+  settings.hold_rise_db = -1.0;
+  CHECK_THROWS(std::invalid_argument, PitchFrameReader(settings));
+}
+
 void TestPitchFrameReaderRejectsBadSettingsAndAllocatesNothingPerFrame() {
   PitchFrameReaderSettings few = Settings();
   few.bin_cents.resize(8);

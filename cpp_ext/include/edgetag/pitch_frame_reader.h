@@ -4,8 +4,9 @@
 // those of edgetag.runtime.pitch.SteadyTone, which documents them; this is their
 // arithmetic, moved here so that a stream's decision costs one call.
 //
-// A reader keeps the stream's hysteresis (steady()) from frame to frame; like the
-// analyser it holds, it allocates nothing per frame and serves one thread.
+// A reader keeps the stream's hysteresis (steady()) and its last sure f0 (the hold:
+// an unsure frame soon after a sure one reads that f0, see Read) from frame to frame;
+// like the analyser it holds, it allocates nothing per frame and serves one thread.
 #pragma once
 
 #include <vector>
@@ -23,6 +24,9 @@ struct PitchFrameReaderSettings {
   double fundamental_share = 0.1;   // an own period voices the frame only if its fundamental sounds
   int harmonics = 5;                // harmonics the fundamental share compares
   double near_cents = 50.0;         // a period within this of the bins' f0 is "near" them
+  double hold_below = 0.0;          // a frame less confident than this reads the last sure frame's f0 ...
+  int hold_frames = 0;              // ... if that was at most this many frames before (0: no hold) ...
+  double hold_rise_db = 1.0;        // ... and no frame since has been this much louder than the quietest before it
 };
 
 struct PitchFrame {
@@ -40,6 +44,11 @@ class PitchFrameReader {
   int frame_length() const { return settings_.periodicity.frame_length; }
   bool steady() const { return steady_; }
   void set_steady(bool steady) { steady_ = steady; }
+  // The stream's tone has ended (a silent decision, read without audio): no hysteresis, nothing held.
+  void EndTone() {
+    steady_ = false;
+    held_f0_hz_ = 0.0;
+  }
 
   // The bins' reading alone: argmax and its 4 neighbours each side (clipped at the ends), weighted by
   // their scores, averaged in cents (the argmax bin's centre where they sum to zero); confidence is the
@@ -50,16 +59,24 @@ class PitchFrameReader {
   PitchFrame Decode(const Score* scores) const;
 
   // Decode, then the frame's period (frame: frame_length samples), as SteadyTone does; updates steady().
+  // Then the hold: a frame read at or above threshold is sure and its f0 is kept. The frames after it, while
+  // none is hold_rise_db louder than the quietest since the sure one (a new sound) and for at most hold_frames,
+  // read that f0 where they are under hold_below (their confidence and clarity stay their own).
   template <typename Score, typename Sample>
   PitchFrame Read(const Score* scores, const Sample* frame, double threshold);
 
  private:
   PitchFrame Steady(PitchFrame bins, double threshold);  // on the frame already in frame_
+  PitchFrame Held(PitchFrame read, double threshold);
 
   PitchFrameReaderSettings settings_;
   PeriodicityAnalyser analyser_;
   AlignedVector<double> frame_;
+  double rise_;  // 10^(hold_rise_db / 10)
   bool steady_ = false;
+  double held_f0_hz_ = 0.0;  // the last sure frame's f0 (0: none, or the hold has ended)
+  int frames_since_sure_ = 0;
+  double quietest_ = 0.0;  // the lowest frame energy since the sure frame
 };
 
 }  // namespace edgetag
