@@ -199,18 +199,20 @@ class SteadyTone:
     where their reading is under `HOLD_BELOW`, until one is `HOLD_RISE_DB` louder than the quietest
     frame since the sure one (a new sound) or `HOLD_FRAMES` have passed. A note fading into noise,
     where the bins have lost it, still has the pitch it had; its frames' confidence stays their own, so
-    voicing is unchanged. ``hold_frames=0`` turns it off.
+    voicing is unchanged. ``hold_frames=0`` turns it off. The pitch recipe's ``choose_hold.py`` chose the
+    three settings on its valid split.
 
     A frame is read in one call to the C++ core (`edgetag._core.PitchFrameReader`: the decoding, the
     periods and these rules), a stream's per-decision cost; ``steady`` carries the hysteresis from frame
     to frame, `end_tone` ends both it and the hold.
     """
 
-    def __init__(self, sample_rate: int = 16000, hold_frames: int = HOLD_FRAMES) -> None:
-        if hold_frames < 0:
-            raise ValueError(f"hold_frames must be >= 0, got {hold_frames}")
+    def __init__(self, sample_rate: int = 16000, hold_frames: int = HOLD_FRAMES, hold_below: float = HOLD_BELOW,
+                 hold_rise_db: float = HOLD_RISE_DB) -> None:
+        if hold_frames < 0 or not hold_rise_db >= 0:
+            raise ValueError(f"the hold needs hold_frames >= 0 and hold_rise_db >= 0, got {hold_frames}, {hold_rise_db}")
         self.sample_rate = int(sample_rate)
-        self.hold_frames = int(hold_frames)
+        self.hold = (int(hold_frames), float(hold_below), float(hold_rise_db))
         self._reader: _core.PitchFrameReader | None = None  # made for the first frame's length
         self._frame_length = 0
         self._steady = False  # until the reader exists
@@ -237,8 +239,8 @@ class SteadyTone:
             check_settings(self.sample_rate, frame_length, _FMIN_HZ, _FMAX_HZ, STEADY_CLARITY)
             reader = _core.PitchFrameReader(self.sample_rate, frame_length, _FMIN_HZ, _FMAX_HZ, STEADY_CLARITY,
                                             KEY_MAXIMUM_RATIO, MULTIPLE_KEEP, _CENTS, STEADY_CLARITY, STEADY_HOLD,
-                                            FUNDAMENTAL_SHARE, HARMONICS, NEAR_CENTS, HOLD_BELOW, self.hold_frames,
-                                            HOLD_RISE_DB)
+                                            FUNDAMENTAL_SHARE, HARMONICS, NEAR_CENTS, hold_frames=self.hold[0],
+                                            hold_below=self.hold[1], hold_rise_db=self.hold[2])
             reader.steady = self.steady
             self._reader, self._frame_length = reader, frame_length
         return reader
