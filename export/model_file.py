@@ -94,6 +94,12 @@ def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] 
     require_fp32(card, source)
     if frames_per_call is not None:
         check_frames_per_call(card.streaming_mode, frames_per_call)
+        stale = sorted(k for k in card.metrics if k in COST_METRICS) if frames_per_call != card.frames_per_call else []
+        if stale:  # measured at the old frames per call: no longer this file's cost
+            if say is not None:
+                say(f"note: {', '.join(stale)} dropped from the card (measured at {card.frames_per_call} frame(s) "
+                    f"per call, not {frames_per_call}); measure it again (the pitch recipe's evaluate_pitch.py)")
+            card = dataclasses.replace(card, metrics={k: v for k, v in card.metrics.items() if k not in stale})
         card = dataclasses.replace(card, window_frames=frames_per_call)
     if features is None:
         features = features_of([demo_audio(card.frontend.sample_rate)], card.frontend)
@@ -111,6 +117,8 @@ def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] 
     return seal(model, card, path, frames)
 
 
+#: Card metrics that time the model as its card runs it: stale once its frames per call change.
+COST_METRICS = ("cpu_ms_per_s_audio_1thread",)
 #: Largest score difference allowed between N-frame and one-frame calls of a stateful model (float rounding).
 CHUNKED_SCORES_ATOL = 1e-5
 

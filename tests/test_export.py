@@ -356,8 +356,20 @@ def test_frames_per_call_goes_into_a_stateful_card_and_the_engine_calls_in_such_
         reseal(trained["path"], tmp_path / "n2b.onnx", data["calib"][:2], frames_per_call=2)
     assert not (tmp_path / "n2b.onnx").exists()
     monkeypatch.undo()
-    # the command line: a reseal that changes N says which sibling it left at the old N
+    # a CPU cost measured at one frame per call is not the cost at two: a reseal that changes N drops it, says so
     import shutil
+
+    from edgetag.export.model_file import record_metrics
+
+    shutil.copyfile(trained["path"], tmp_path / "timed.onnx")
+    record_metrics(tmp_path / "timed.onnx", {"cpu_ms_per_s_audio_1thread": 5.0, "loss": 0.25})
+    heard: list[str] = []
+    card = reseal(tmp_path / "timed.onnx", tmp_path / "timed2.onnx", data["calib"][:2], frames_per_call=2, say=heard.append)
+    assert "cpu_ms_per_s_audio_1thread" not in card.metrics and card.metrics["loss"] == 0.25
+    assert any("cpu_ms_per_s_audio_1thread dropped" in line for line in heard)
+    card = reseal(tmp_path / "timed.onnx", tmp_path / "timed1.onnx", data["calib"][:2], frames_per_call=1)
+    assert card.metrics["cpu_ms_per_s_audio_1thread"] == 5.0  # the same N: still its cost
+    # the command line: a reseal that changes N says which sibling it left at the old N
 
     from edgetag.runtime.cli import main
 
