@@ -144,7 +144,7 @@ def check_chunked_calls(source: str | Path | bytes, card: ModelCard, frames: np.
 
 def record_metrics(path: str | Path, metrics: dict[str, float], provenance: dict[str, Any] | None = None,
                    thresholds: Sequence[float] | None = None, min_durations_s: tuple[float, float] | None = None,
-                   ) -> ModelCard:
+                   drop: Sequence[str] = ()) -> ModelCard:
     """Add measured metrics (and provenance keys) to the card of an exported file, in place.
 
     For numbers measured after export (e.g. a recipe's held-out evaluation of the
@@ -152,7 +152,8 @@ def record_metrics(path: str | Path, metrics: dict[str, float], provenance: dict
     `edgetag.training.thresholds`); the graph is untouched and the file is replaced
     atomically. The card lies outside the integrity digest and the test vector holds
     scores, not decisions, so both stay valid. ``min_durations_s``: the events' minimum
-    on/off durations for this model (`edgetag.runtime.pipeline.min_durations`).
+    on/off durations for this model (`edgetag.runtime.pipeline.min_durations`). ``drop``: metrics removed
+    from the card (ones that do not describe this file).
     """
     import dataclasses
 
@@ -167,7 +168,7 @@ def record_metrics(path: str | Path, metrics: dict[str, float], provenance: dict
         merged["export"] = export
     card = dataclasses.replace(
         card,
-        metrics={**card.metrics, **{str(k): float(v) for k, v in metrics.items()}},
+        metrics={**{k: v for k, v in card.metrics.items() if k not in drop}, **{str(k): float(v) for k, v in metrics.items()}},
         provenance=merged,
         # a wrong count or a value outside [0, 1] is refused here by the card's own validation
         thresholds=card.thresholds if thresholds is None else tuple(float(t) for t in thresholds),

@@ -369,6 +369,8 @@ def test_frames_per_call_goes_into_a_stateful_card_and_the_engine_calls_in_such_
     assert any("cpu_ms_per_s_audio_1thread dropped" in line for line in heard)
     card = reseal(tmp_path / "timed.onnx", tmp_path / "timed1.onnx", data["calib"][:2], frames_per_call=1)
     assert card.metrics["cpu_ms_per_s_audio_1thread"] == 5.0  # the same N: still its cost
+    card = record_metrics(tmp_path / "timed.onnx", {}, drop=["loss"])  # a metric that does not describe the file
+    assert "loss" not in card.metrics and load_model(tmp_path / "timed.onnx").card.metrics["cpu_ms_per_s_audio_1thread"] == 5.0
     # the command line: a reseal that changes N says which sibling it left at the old N
 
     from edgetag.runtime.cli import main

@@ -43,6 +43,9 @@ def test_undefined_classes_are_skipped_and_counted():
     assert out["map"] == pytest.approx(np.mean(ap))
     assert out["roc_auc"] == pytest.approx(np.mean(auc))
     assert math.isnan(M.roc_auc(np.ones(3), np.arange(3.0)))
+    # no labelled positive anywhere (a pitch student's split): no tag metric at all, not a macro F1 of 0
+    assert M.tagging_metrics(np.zeros((5, 3)), s[:5, :3]) == {"n_examples": 5}
+    assert M.tagging_metrics(y[:, :2], s[:, :2], mask=np.zeros((50, 2))) == {"n_examples": 50}
     assert math.isnan(M.macro(np.array([np.nan]))[0])
 
 

@@ -229,8 +229,17 @@ def tagging_metrics(
     task: str = "multi_label",
 ) -> dict[str, float]:
     """The usual report: mAP, ROC-AUC, PR-AUC, macro F1 (and accuracy for multi-class),
-    with the number of classes each macro average skipped (``*_skipped``)."""
-    out: dict[str, float] = {}
+    with the number of classes each macro average skipped (``*_skipped``). A split without one labelled
+    positive (a pitch student's, whose targets are teacher bins) has none of them: only ``n_examples``
+    (a macro F1 of 0 would read as a measured failure)."""
+    out: dict[str, float] = {"n_examples": int(np.asarray(y_true).shape[0])}
+    truth = np.asarray(y_true)
+    if truth.ndim == 2:  # [N, C] targets (class indices [N] always name a class)
+        positives = truth > 0.5
+        if mask is not None:
+            positives = positives & (np.broadcast_to(np.asarray(mask), positives.shape) > 0)
+        if not positives.any():
+            return out
     ap, out["map_skipped"] = macro(per_class(average_precision, y_true, y_score, mask))
     out["map"] = ap
     out["roc_auc"], out["roc_auc_skipped"] = macro(per_class(roc_auc, y_true, y_score, mask))
@@ -238,7 +247,6 @@ def tagging_metrics(
     _, out["macro_f1"] = f1_scores(y_true, y_score, thresholds, mask)
     if task == "multi_class":
         out["accuracy"] = accuracy(y_true, y_score, mask)
-    out["n_examples"] = int(np.asarray(y_true).shape[0])
     return out
 
 
