@@ -208,7 +208,7 @@ def _metrics(scores: np.ndarray, clips: Any, labels: list[str]) -> dict[str, flo
     y = np.array([[label in e.positives for label in labels] for e in clips.entries], dtype=np.float32)
     out = tagging_metrics(y, scores, None, 0.5, "multi_label")
     top = scores.argmax(1)
-    return {"macro_f1": out["macro_f1"], "map": out["map"],
+    return {"macro_f1": out.get("macro_f1", float("nan")), "map": out.get("map", float("nan")),  # NaN: no positive
             "top1_accuracy": float(y[np.arange(len(y)), top].mean()),
             "exact_match": float(((scores >= 0.5) == (y > 0.5)).all(1).mean())}
 

@@ -159,16 +159,20 @@ def record_metrics(path: str | Path, metrics: dict[str, float], provenance: dict
 
     import onnx
 
+    if isinstance(drop, str):
+        raise TypeError(f"drop takes metric names, not one string: [{drop!r}]")
+    dropped = set(drop)
     model = onnx.load(str(path))
     card = read_card(model)
     merged = {**card.provenance, **(provenance or {})}
     export = dict(merged.get("export", {}))
-    if "metrics_of_fp32" in export:  # measured on this file now: no longer the fp32 file's
-        export["metrics_of_fp32"] = [k for k in export["metrics_of_fp32"] if k not in metrics]
+    if "metrics_of_fp32" in export:  # measured on this file now (or dropped): no longer the fp32 file's
+        export["metrics_of_fp32"] = [k for k in export["metrics_of_fp32"] if k not in metrics and k not in dropped]
         merged["export"] = export
     card = dataclasses.replace(
         card,
-        metrics={**{k: v for k, v in card.metrics.items() if k not in drop}, **{str(k): float(v) for k, v in metrics.items()}},
+        metrics={**{k: v for k, v in card.metrics.items() if k not in dropped},
+                 **{str(k): float(v) for k, v in metrics.items()}},
         provenance=merged,
         # a wrong count or a value outside [0, 1] is refused here by the card's own validation
         thresholds=card.thresholds if thresholds is None else tuple(float(t) for t in thresholds),

@@ -199,7 +199,10 @@ class SteadyTone:
     where their reading is under `HOLD_BELOW`, until one is `HOLD_RISE_DB` louder than the quietest
     frame since the sure one (a new sound) or `HOLD_FRAMES` have passed. A note fading into noise,
     where the bins have lost it, still has the pitch it had; its frames' confidence stays their own, so
-    voicing is unchanged. ``hold_frames=0`` turns it off. The pitch recipe's ``choose_hold.py`` chose the
+    voicing is unchanged. A new sound no louder than the fading one (a quieter note, plain noise) keeps
+    the held f0 until the bins are sure of it or the hold runs out; a stream's silent decision (below the
+    level gate, `PitchReader`) ends it, while `decode_with_audio` and `decode_clip`, which know no gate,
+    hold through silence as through any quiet frame. ``hold_frames=0`` turns it off. The pitch recipe's ``choose_hold.py`` chose the
     three settings on its valid split.
 
     A frame is read in one call to the C++ core (`edgetag._core.PitchFrameReader`: the decoding, the
@@ -209,10 +212,11 @@ class SteadyTone:
 
     def __init__(self, sample_rate: int = 16000, hold_frames: int = HOLD_FRAMES, hold_below: float = HOLD_BELOW,
                  hold_rise_db: float = HOLD_RISE_DB) -> None:
-        if hold_frames < 0 or not hold_rise_db >= 0:
-            raise ValueError(f"the hold needs hold_frames >= 0 and hold_rise_db >= 0, got {hold_frames}, {hold_rise_db}")
+        if not (0 <= hold_frames < 2**31 and 0 <= hold_below <= 1 and 0 <= hold_rise_db < math.inf):
+            raise ValueError(f"the hold needs 0 <= hold_frames < 2**31, hold_below in [0, 1] and a finite hold_rise_db "
+                             f">= 0, got {hold_frames}, {hold_below}, {hold_rise_db}")
         self.sample_rate = int(sample_rate)
-        self.hold = (int(hold_frames), float(hold_below), float(hold_rise_db))
+        self._hold = (int(hold_frames), float(hold_below), float(hold_rise_db))
         self._reader: _core.PitchFrameReader | None = None  # made for the first frame's length
         self._frame_length = 0
         self._steady = False  # until the reader exists
@@ -239,8 +243,8 @@ class SteadyTone:
             check_settings(self.sample_rate, frame_length, _FMIN_HZ, _FMAX_HZ, STEADY_CLARITY)
             reader = _core.PitchFrameReader(self.sample_rate, frame_length, _FMIN_HZ, _FMAX_HZ, STEADY_CLARITY,
                                             KEY_MAXIMUM_RATIO, MULTIPLE_KEEP, _CENTS, STEADY_CLARITY, STEADY_HOLD,
-                                            FUNDAMENTAL_SHARE, HARMONICS, NEAR_CENTS, hold_frames=self.hold[0],
-                                            hold_below=self.hold[1], hold_rise_db=self.hold[2])
+                                            FUNDAMENTAL_SHARE, HARMONICS, NEAR_CENTS, hold_frames=self._hold[0],
+                                            hold_below=self._hold[1], hold_rise_db=self._hold[2])
             reader.steady = self.steady
             self._reader, self._frame_length = reader, frame_length
         return reader

@@ -148,8 +148,8 @@ def reference_steady_reading(scores: np.ndarray, frames: np.ndarray, threshold: 
     """The stream's reading of ``[n, 360]`` scores and their ``[n, L]`` frames as `SteadyTone` computed it in
     Python before its rules moved to the C++ core (`edgetag._core.PitchFrameReader`): numpy `decode`, then per
     frame the period near confident bins, else the frame's own period if it is steady and sounds its
-    fundamental, with the hysteresis between frames; then (``hold_frames`` > 0) the hold of the last sure f0.
-    The oracle of that port."""
+    fundamental, with the hysteresis between frames. The oracle of that port; and (``hold_frames`` > 0) of the
+    hold of the last sure f0 that came after it, written here in Python as a second reading of its rule."""
     from edgetag.runtime import pitch as P
 
     f = P.bin_frequencies()
@@ -176,7 +176,7 @@ def reference_steady_reading(scores: np.ndarray, frames: np.ndarray, threshold: 
     for i, frame in enumerate(np.asarray(frames, np.float64)):
         energy = float(np.sum(frame * frame))
         if confidence[i] >= threshold:
-            held, since, quietest = f0[i], 0, energy
+            held, since, quietest = (f0[i] if np.isfinite(f0[i]) and f0[i] > 0 else 0.0), 0, energy
         elif held > 0 and since < hold_frames and energy <= quietest * rise:
             since, quietest = since + 1, min(quietest, energy)
             if confidence[i] < P.HOLD_BELOW:

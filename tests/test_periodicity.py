@@ -190,8 +190,16 @@ def test_an_unsure_frame_soon_after_a_sure_one_reads_its_f0() -> None:
     off = P.SteadyTone(hold_frames=0)
     off.read(sure, hiss)
     assert off.read(lost, hiss)[0] == pytest.approx(700.0, abs=3.0)
-    with pytest.raises(ValueError, match="hold_frames"):
-        P.SteadyTone(hold_frames=-1)
+    for bad in ({"hold_frames": -1}, {"hold_frames": 2**40}, {"hold_below": 1.5}, {"hold_below": math.nan},
+                {"hold_rise_db": math.inf}, {"hold_rise_db": -1.0}):
+        with pytest.raises(ValueError, match="the hold needs"):
+            P.SteadyTone(**bad)
+    # a sure frame whose f0 is not a number (an infinite score: a broken model) holds nothing
+    broken = sure.copy()
+    broken[100] = np.inf
+    nan_tone = P.SteadyTone()
+    assert math.isnan(nan_tone.read(broken, hiss)[0])
+    assert nan_tone.read(lost, hiss)[0] == pytest.approx(700.0, abs=3.0)
     # a stream's reader: a decision without audio (below the level gate) ends the hold
     reader = P.PitchReader()
     reader(sure, hiss)

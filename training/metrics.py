@@ -235,10 +235,8 @@ def tagging_metrics(
     out: dict[str, float] = {"n_examples": int(np.asarray(y_true).shape[0])}
     truth = np.asarray(y_true)
     if truth.ndim == 2:  # [N, C] targets (class indices [N] always name a class)
-        positives = truth > 0.5
-        if mask is not None:
-            positives = positives & (np.broadcast_to(np.asarray(mask), positives.shape) > 0)
-        if not positives.any():
+        truth, _, m = _check_matrix(y_true, y_score, mask)
+        if not ((truth > 0.5) & m).any():
             return out
     ap, out["map_skipped"] = macro(per_class(average_precision, y_true, y_score, mask))
     out["map"] = ap

@@ -15,8 +15,10 @@ PitchFrameReaderSettings Checked(PitchFrameReaderSettings s) {
     throw std::invalid_argument("a pitch reader needs at least 9 bins, got " + std::to_string(s.bin_cents.size()));
   }
   if (s.harmonics < 1) throw std::invalid_argument("a pitch reader needs harmonics >= 1");
-  if (s.hold_frames < 0 || !(s.hold_rise_db >= 0.0)) {
-    throw std::invalid_argument("a pitch reader's hold needs hold_frames >= 0 and hold_rise_db >= 0");
+  if (s.hold_frames < 0 || !(s.hold_rise_db >= 0.0 && std::isfinite(s.hold_rise_db)) ||
+      !(s.hold_below >= 0.0 && s.hold_below <= 1.0)) {
+    throw std::invalid_argument("a pitch reader's hold needs hold_frames >= 0, a finite hold_rise_db >= 0 and "
+                                "hold_below in [0, 1]");
   }
   return s;
 }
@@ -77,10 +79,10 @@ PitchFrame PitchFrameReader::Read(const Score* scores, const Sample* frame, doub
 
 PitchFrame PitchFrameReader::Held(PitchFrame read, double threshold) {
   const bool sure = read.confidence >= threshold;
-  if (!sure && held_f0_hz_ <= 0.0) return read;
+  if (!sure && !(held_f0_hz_ > 0.0)) return read;
   const double energy = SumOfSquares(frame_.data(), frame_length());
   if (sure) {
-    held_f0_hz_ = read.f0_hz;
+    held_f0_hz_ = std::isfinite(read.f0_hz) && read.f0_hz > 0.0 ? read.f0_hz : 0.0;  // a broken frame holds nothing
     frames_since_sure_ = 0;
     quietest_ = energy;
   } else if (frames_since_sure_ < settings_.hold_frames && energy <= quietest_ * rise_) {

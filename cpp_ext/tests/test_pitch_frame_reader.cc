@@ -147,6 +147,9 @@ void TestPitchFrameReaderHoldsTheLastSureF0() {
   settings.hold_frames = 3;
   settings.hold_rise_db = -1.0;
   CHECK_THROWS(std::invalid_argument, PitchFrameReader(settings));
+  settings.hold_rise_db = 1.0;
+  settings.hold_below = 1.5;
+  CHECK_THROWS(std::invalid_argument, PitchFrameReader(settings));
 }
 
 void TestPitchFrameReaderRejectsBadSettingsAndAllocatesNothingPerFrame() {

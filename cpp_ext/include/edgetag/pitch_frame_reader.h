@@ -37,7 +37,7 @@ struct PitchFrame {
 
 class PitchFrameReader {
  public:
-  // Throws std::invalid_argument for fewer than 9 bins or a bad periodicity setting.
+  // Throws std::invalid_argument for fewer than 9 bins, a bad periodicity setting or a bad hold setting.
   explicit PitchFrameReader(PitchFrameReaderSettings settings);
 
   int num_bins() const { return static_cast<int>(settings_.bin_cents.size()); }

@@ -53,7 +53,7 @@ def teacher_scores(data: Path, labels: list[str], columns: list[int]) -> dict[st
     scores = np.stack([lookup.get(e, 50).scores.mean(axis=0)[columns] for e in entries])
     y, mask, _ = _label_targets(entries, labels)
     m = tagging_metrics(y, scores, mask)
-    return {"map": m["map"], "roc_auc": m["roc_auc"]}
+    return {"map": m.get("map", float("nan")), "roc_auc": m.get("roc_auc", float("nan"))}  # NaN: no labelled positive
 
 
 def main(argv: list[str] | None = None) -> int:
