@@ -217,11 +217,16 @@ class Tagger:
         """End of the stream: the decisions of the audio the resampler still held; then starts a new stream.
 
         Audio after the last complete frame cannot make a decision (frames are
-        never padded: a live stream cannot see the future).
+        never padded: a live stream cannot see the future); complete frames still
+        gathered for a model call (a card's ``frames_per_call`` > 1) are run.
         """
         out: list[TagDecision] = []
         if self._resampler is not None:
             out = self._run(self._resampler.resample_chunk(np.zeros(0, np.float32), last=True))
+        for d in self._engine.flush():  # frames still gathered for a model call (frames_per_call > 1)
+            self._pipeline(d)
+        out += self._out
+        self._out = []
         self.reset()
         return out
 

@@ -22,8 +22,9 @@ Which outputs a clip gives:
 - stateful models: the whole sequence in one call from the initial state
   (equal to the engine's chunked calls with the state carried); with
   ``every_frame`` one output per frame (evaluation, the gate), otherwise the
-  engine's decisions (every ``hop_frames``-th frame of the frames it feeds,
-  in whole calls of ``frames_per_call``).
+  engine's decisions (every ``hop_frames``-th frame: the engine calls in
+  ``frames_per_call`` frames and, at the end of a file, `Engine.flush`
+  feeds the rest).
 """
 
 from __future__ import annotations
@@ -80,8 +81,7 @@ def decision_frames(card: Any, n_frames: int, *, every_frame: bool = False) -> n
         return np.arange(int(card.window_frames) - 1, n_frames, hop, dtype=np.int64)
     if every_frame:
         return np.arange(n_frames, dtype=np.int64)
-    fed = (n_frames // int(card.frames_per_call)) * int(card.frames_per_call)  # the engine calls in whole chunks
-    return np.arange(hop - 1, fed, hop, dtype=np.int64)
+    return np.arange(hop - 1, n_frames, hop, dtype=np.int64)  # the engine's last, shorter call at the end (flush)
 
 
 def run_clip(

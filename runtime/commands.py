@@ -270,6 +270,9 @@ def cmd_tag(args: argparse.Namespace) -> int:
                         post(d)
                         decisions += 1
                     bar.update((offset + chunk) / rate)
+                for d in engine.flush():  # the end of the file: frames still gathered for a call
+                    post(d)
+                    decisions += 1
             post.finish()
             spans.finish()
             result = summary.to_dict(args.top_k)

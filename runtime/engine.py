@@ -8,7 +8,8 @@ front end from the card's ``frontend``, then
   first full window exists);
 - stateful mode: new frames go to the model ``frames_per_call`` at a time with
   the state tensors carried from call to call; a decision is taken every
-  ``hop_frames`` frames, from the model's output for the last of them.
+  ``hop_frames`` frames, from the model's output for the last of them; at the
+  end of a file, `Engine.flush` runs the frames still gathered.
 
 Every decision carries ``t``: seconds since the start of the stream at the
 end of the last frame that produced it (frame ``i`` ends at sample
@@ -228,14 +229,35 @@ class Engine:
                 if self._n_pending < step:
                     break
                 chunk, self._n_pending = self._chunk, 0
-            logits, self.states = self.model.run(chunk, self.states)
-            # the call's frames that are decisions: every hop-th, the first where frames fed + 1 reaches a hop
-            first = (self.hop - 1 - self._frames_fed % self.hop) % self.hop
-            if first < step:
-                scores = self.model.scores(logits[0, first : step : self.hop])  # one call for the chunk's decisions
-                for j, row in zip(range(first, step, self.hop), scores):
-                    decisions.append(self._decision(self._frames_fed + j, row))
-            self._frames_fed += step
+            decisions += self._call(chunk)
+        return decisions
+
+    def _call(self, chunk: np.ndarray) -> list[Decision]:
+        """One model call on ``chunk`` [1, n, n_bins], the next frames of the stream: its decisions."""
+        n = chunk.shape[1]
+        logits, self.states = self.model.run(chunk, self.states)
+        decisions = []
+        # the call's frames that are decisions: every hop-th, the first where frames fed + 1 reaches a hop
+        first = (self.hop - 1 - self._frames_fed % self.hop) % self.hop
+        if first < n:
+            scores = self.model.scores(logits[0, first : n : self.hop])  # one call for the chunk's decisions
+            for j, row in zip(range(first, n, self.hop), scores):
+                decisions.append(self._decision(self._frames_fed + j, row))
+        self._frames_fed += n
+        return decisions
+
+    def flush(self) -> list[Decision]:
+        """End of the stream: a stateful model's frames still gathered for a call of ``frames_per_call``
+        (a file whose frame count is not a multiple of it) go to the model in a shorter call, so its
+        last decisions are not lost (the graph takes any number of frames). Pushes may follow."""
+        if self.mode != "stateful" or self._n_pending == 0:
+            return []
+        start = time.perf_counter()
+        pending, self._n_pending = self._n_pending, 0
+        decisions = self._call(np.ascontiguousarray(self._chunk[:, :pending]))
+        self._set_levels(self._audio[: self._audio_len], self.samples, decisions)
+        for d in decisions:
+            d.compute_s = (time.perf_counter() - start) / len(decisions)
         return decisions
 
 
@@ -350,21 +372,27 @@ class StreamRunner:
                     samples = samples[: max(0, self.max_samples - engine.samples)]
                 stats.level_dbfs = level_dbfs(samples)
                 self._records.append((engine.samples + len(samples), chunk.capture_end))
-                offset = stats.skipped_samples / self.rate
                 for d in engine.push(samples):
-                    d.t += offset
-                    d.extra["capture_end"] = self._capture_time(d.end_sample)
-                    if self._skipped_since_decision:
-                        d.extra["skipped_s"] = self._skipped_since_decision / self.rate
-                        self._skipped_since_decision = 0
-                    self._deliver(d)
+                    self._stamp_and_deliver(d)
                 if self.max_samples is not None and engine.samples >= self.max_samples:
                     self.reached_duration = True
                     break
+            if not self._stop_requested.is_set():  # the source's end (or the duration): the last frames' call
+                for d in engine.flush():
+                    self._stamp_and_deliver(d)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
             self.error = exc
         finally:
             self._deliver(_END)
+
+    def _stamp_and_deliver(self, d: Decision) -> None:
+        """A decision's stream time (skipped audio counted), capture time and skipped audio, then `_deliver`."""
+        d.t += self.stats.skipped_samples / self.rate
+        d.extra["capture_end"] = self._capture_time(d.end_sample)
+        if self._skipped_since_decision:
+            d.extra["skipped_s"] = self._skipped_since_decision / self.rate
+            self._skipped_since_decision = 0
+        self._deliver(d)
 
     def _too_late(self, chunk, n: int) -> bool:
         """Whether to skip this live chunk to catch up with real time (see `MAX_LAG_S`); counts and warns.

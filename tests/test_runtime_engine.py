@@ -44,6 +44,43 @@ def test_streaming_equals_offline(mode, window_model, stateful_model) -> None:
     assert np.abs(got - want).max() <= 1e-5
 
 
+def test_flush_runs_the_frames_gathered_for_a_call_at_the_end_of_a_file(tmp_path) -> None:
+    """A card with two frames per call (`pitch-small`) and a file of an odd number of frames: the last frame's
+    decision comes from `Engine.flush` (not lost), equal to the offline reference; the CLI, the API and a
+    file run through `StreamRunner` give it too."""
+    import soundfile as sf
+
+    import edgetag
+    from edgetag.runtime.cli import main
+    from edgetag.runtime.models import resolve_model
+
+    model = load_model(resolve_model("pitch-small"), threads=1)
+    assert model.card.frames_per_call == 2
+    x = (0.3 * np.sin(2 * np.pi * 220.0 * np.arange(16000 + 1024 - 160 * 4) / 16000)).astype(np.float32)
+    n_frames = len(compute_features(x, model.card.frontend))
+    assert n_frames % 2 == 1
+    engine = Engine(model)
+    streamed = _stream(engine, x)
+    last = engine.flush()
+    offline = offline_decisions(model, x)
+    assert len(streamed) == n_frames - 1 and len(last) == 1 and len(offline) == n_frames
+    assert last[0].end_sample == offline[-1].end_sample and last[0].audio is not None and last[0].level_dbfs > -20
+    assert np.abs(np.stack([d.scores for d in streamed + last]) - np.stack([d.scores for d in offline])).max() <= 1e-5
+    assert engine.flush() == []  # nothing left; pushes may go on
+    assert len(engine.push(x[:160 * 4])) == 4
+    sf.write(tmp_path / "odd.wav", x, 16000)
+    assert len(edgetag.tag_file(str(tmp_path / "odd.wav"), model="pitch-small")) == n_frames
+    assert main(["tag", str(tmp_path / "odd.wav"), "--model", "pitch-small", "--format", "csv", "-o",
+                 str(tmp_path / "odd.csv")]) == 0
+    assert len((tmp_path / "odd.csv").read_text().strip().splitlines()) == n_frames + 1  # a header, then a row each
+    from edgetag.runtime.engine import StreamRunner
+    from edgetag.runtime.sources import FileSource
+
+    delivered: list = []
+    StreamRunner(Engine(model), FileSource(str(tmp_path / "odd.wav"), 16000)).run(delivered.append)
+    assert [d.end_sample for d in delivered] == [d.end_sample for d in offline]
+
+
 def test_window_decisions_by_hand(window_model) -> None:
     """Decision k uses frames [k*hop, k*hop + window): model run on those frames, t at the last frame's end."""
     model = load_model(window_model, threads=1)
