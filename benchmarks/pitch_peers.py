@@ -188,6 +188,8 @@ def edgetag_tracker(path: str, label: str, threads: int) -> PitchTracker:
         for k in range(0, len(wave), hop):
             for d in engine.push(wave[k:k + hop]):  # every frame decided (the peers give one f0 per push)
                 read(d.scores, d.audio)
+        for d in engine.flush():  # the end of the clip (as SwiftF0's stream flushes)
+            read(d.scores, d.audio)
 
     stateful = card.streaming_mode == "stateful"
     # causal: the frame's second half, no future frames; plus the frames gathered after it before its call

@@ -42,6 +42,7 @@ def bench_engine(model_path: str, threads: int, seconds: float, seed: int) -> di
             if got:
                 lat.append((s1 - s0) / 1e6)
                 decisions.extend(got)
+        decisions.extend(engine.flush())  # the end of the signal: frames short of a whole call
     finally:
         gc.enable()
     wall = time.perf_counter() - t0

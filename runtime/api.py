@@ -5,7 +5,7 @@
     tagger = edgetag.load("music-tags", threads=1)    # a built-in model's name, or an .onnx file
     for d in tagger.push(samples, sample_rate=44100):  # mono [n] or [n, channels]; float32/float64/int16
         print(d.t, d.top(3), d.active)
-    tagger.flush()                                     # end of the stream: what the resampler still held
+    tagger.flush()                                     # end of the stream: what the resampler and engine still held
 
     decisions = edgetag.tag_file("song.ogg", model="pitch")
     decisions[0].pitch.note                            # pitch models: f0_hz, note, cents, confidence, voiced

@@ -189,10 +189,9 @@ def _open_output(path):
 
 def _min_audio_s(card) -> float:
     """Seconds of audio before a model's first decision: its first window (window mode), or its first
-    ``hop_frames`` frames fed ``window_frames`` at a time (stateful)."""
+    ``hop_frames`` frames (stateful: at the end of a file `Engine.flush` runs frames short of a whole call)."""
     fe = card.frontend
-    frames = card.window_frames if card.streaming_mode == "window" else \
-        -(-card.hop_frames // card.window_frames) * card.window_frames
+    frames = card.window_frames if card.streaming_mode == "window" else card.hop_frames
     return ((frames - 1) * fe.hop_length + fe.win_length) / fe.sample_rate
 
 

@@ -255,9 +255,12 @@ class Engine:
         start = time.perf_counter()
         pending, self._n_pending = self._n_pending, 0
         decisions = self._call(np.ascontiguousarray(self._chunk[:, :pending]))
-        self._set_levels(self._audio[: self._audio_len], self.samples, decisions)
-        for d in decisions:
-            d.compute_s = (time.perf_counter() - start) / len(decisions)
+        if self._audio_len:  # fed samples (not frames, `push_frames`): each decision's level and audio
+            self._set_levels(self._audio[: self._audio_len], self.samples, decisions)
+        if decisions:
+            share = (time.perf_counter() - start) / len(decisions)
+            for d in decisions:
+                d.compute_s = share
         return decisions
 
 

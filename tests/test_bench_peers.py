@@ -204,7 +204,7 @@ def test_a_card_that_gathers_frames_streams_in_calls_of_them_and_says_its_latenc
     monkeypatch.setattr(OnnxModel, "run", counting)
     two.stream(wave)
     monkeypatch.undo()
-    assert calls and set(calls) == {2}  # 10 ms pushes, one call per two frames
+    assert calls and set(calls[:-1]) == {2} and calls[-1] in (1, 2)  # one call per two frames; the end flushed
     t1, f1, v1 = one.track(wave)
     t2, f2, v2 = two.track(wave)
     assert np.allclose(f1, f2) and np.array_equal(v1, v2)  # the offline reading does not depend on it
