@@ -68,6 +68,10 @@ def require_fp32(card: ModelCard, source: str | Path) -> None:
                           "(a test vector's reference scores come from the fp32 graph)")
 
 
+#: Card metrics that time the model as its card runs it: stale once its frames per call change.
+COST_METRICS = ("cpu_ms_per_s_audio_1thread",)
+
+
 def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] | None = None,
            frames_per_call: int | None = None, say: Callable[[str], None] | None = None) -> ModelCard:
     """Give an existing fp32 edgetag ONNX file (from an older export) its digest and test vector.
@@ -117,8 +121,6 @@ def reseal(source: str | Path, path: str | Path, features: Sequence[np.ndarray] 
     return seal(model, card, path, frames)
 
 
-#: Card metrics that time the model as its card runs it: stale once its frames per call change.
-COST_METRICS = ("cpu_ms_per_s_audio_1thread",)
 #: Largest score difference allowed between N-frame and one-frame calls of a stateful model (float rounding).
 CHUNKED_SCORES_ATOL = 1e-5
 
