@@ -202,8 +202,8 @@ class SteadyTone:
     voicing is unchanged. A new sound no louder than the fading one (a quieter note, plain noise) keeps
     the held f0 until the bins are sure of it or the hold runs out; a stream's silent decision (below the
     level gate, `PitchReader`) ends it, while `decode_with_audio` and `decode_clip`, which know no gate,
-    hold through silence as through any quiet frame. ``hold_frames=0`` turns it off. The pitch recipe's ``choose_hold.py`` chose the
-    three settings on its valid split.
+    hold through silence as through any quiet frame. ``hold_frames=0`` turns it off. The pitch recipe's
+    ``choose_hold.py`` chose the three settings on its valid split.
 
     A frame is read in one call to the C++ core (`edgetag._core.PitchFrameReader`: the decoding, the
     periods and these rules), a stream's per-decision cost; ``steady`` carries the hysteresis from frame
