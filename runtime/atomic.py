@@ -159,3 +159,35 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
 
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+class ReplacingTextFile:
+    """A text file written next to ``path`` (``handle``) that `commit` moves over it, fsynced; until then the
+    old file stays as it was, and `discard` removes the new one. For outputs written as a run goes (``tag -o``)
+    that must not be emptied by a run that writes nothing."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self._tmp = _create_temp(self.path)
+        if self.path.exists():  # a replaced file keeps the mode its owner gave it
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, self.path.stat().st_mode & 0o7777)
+        self.handle = os.fdopen(fd, "w", encoding="utf-8")
+
+    def commit(self) -> Path:
+        try:
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+            self.handle.close()
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.discard()
+            raise
+        fsync_dir(self.path.parent)
+        return self.path
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self.handle.close()
+        Path(self._tmp).unlink(missing_ok=True)

@@ -233,8 +233,14 @@ def cmd_tag(args: argparse.Namespace) -> int:
     # progress only where it cannot garble decisions written to the same terminal
     progress_ok = is_terminal(sys.stderr) and (fmt == "summary" or bool(args.output) or not is_terminal(sys.stdout))
     rate = card.frontend.sample_rate
-    out = _open_output(args.output)
+    from edgetag.runtime.atomic import ReplacingTextFile
+
+    # -o FILE: written beside FILE and moved over it at the end if any file was tagged (a run that tags
+    # nothing, such as one whose only file cannot be read, leaves an existing FILE as it was)
+    pending = ReplacingTextFile(args.output) if args.output else None
+    out = pending.handle if pending else sys.stdout
     failed: list[str] = []
+    tagged = 0
     header = True  # a csv header before the first file that is tagged
     try:
         for path in args.files or ["demo"]:
@@ -249,6 +255,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
                     print(f"edgetag tag: error: {exc}", file=sys.stderr, flush=True)
                     failed.append(path)
                     continue
+            tagged += 1  # its decisions go out from here (an interrupted run keeps what it wrote)
             file_field = path if len(args.files) > 1 else None
             reader = reader_for(card)
             if fmt == "summary":  # for people: event lines (--events), then the summary
@@ -297,8 +304,10 @@ def cmd_tag(args: argparse.Namespace) -> int:
             else:
                 print(text, file=sys.stderr)
     finally:
-        if out is not sys.stdout:
-            out.close()
+        if pending is not None and tagged:
+            pending.commit()
+        elif pending is not None:
+            pending.discard()
     if failed:
         if len(args.files) > 1:
             print(f"edgetag tag: {len(failed)} of {len(args.files)} files could not be read (the others were tagged): "

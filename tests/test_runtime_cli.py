@@ -250,6 +250,15 @@ def test_tag_goes_on_past_a_bad_file(window_model, tone_wav, tmp_path) -> None:
     assert f"2 of 4 files could not be read (the others were tagged): {bad}, {tmp_path / 'missing.wav'}" in err
     first_bad = _run("tag", str(bad), str(tone_wav), "--model", str(window_model), "--format", "csv")
     assert first_bad.returncode == 1 and first_bad.stdout.decode().startswith("file,t,")  # header still written once
+    # -o FILE: a run that tags nothing leaves an existing FILE as it was (and no temporary file); one that tags
+    # something replaces it
+    kept = tmp_path / "kept.csv"
+    kept.write_text("yesterday's results\n")
+    nothing = _run("tag", str(bad), "--model", str(window_model), "--format", "csv", "-o", str(kept))
+    assert nothing.returncode == 1 and kept.read_text() == "yesterday's results\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".kept")) == []
+    some = _run("tag", str(bad), str(tone_wav), "--model", str(window_model), "--format", "csv", "-o", str(kept))
+    assert some.returncode == 1 and kept.read_text().startswith("file,t,") and str(tone_wav) in kept.read_text()
 
 
 def _truncated(path, fraction: float) -> None:
