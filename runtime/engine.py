@@ -73,6 +73,14 @@ def _sum_of_squares(x: np.ndarray) -> float:
     return total
 
 
+def _share_compute_time(decisions: list[Decision], start: float) -> None:
+    """Each decision's `Decision.compute_s`: the time since ``start`` (`time.perf_counter`), shared by all."""
+    if decisions:
+        share = (time.perf_counter() - start) / len(decisions)
+        for d in decisions:
+            d.compute_s = share
+
+
 def _as_float32(samples: np.ndarray, out: np.ndarray) -> None:
     """``samples`` (float32, or int16 scaled by 1/32768 as the front end reads them) written into ``out``."""
     if samples.dtype == np.int16:
@@ -146,10 +154,7 @@ class Engine:
         self.samples += len(samples)
         if len(self._frames_buf) > KEPT_FRAMES_BUFFER:  # a long push's frames are not kept after it
             self._frames_buf = np.zeros((KEPT_FRAMES_BUFFER, self.config.n_bins), np.float32)
-        if decisions:
-            share = (time.perf_counter() - start) / len(decisions)
-            for d in decisions:
-                d.compute_s = share
+        _share_compute_time(decisions, start)
         return decisions
 
     def _keep_audio(self, samples: np.ndarray, decisions: list[Decision]) -> None:
@@ -257,10 +262,7 @@ class Engine:
         decisions = self._call(np.ascontiguousarray(self._chunk[:, :pending]))
         if self._audio_len:  # fed samples (not frames, `push_frames`): each decision's level and audio
             self._set_levels(self._audio[: self._audio_len], self.samples, decisions)
-        if decisions:
-            share = (time.perf_counter() - start) / len(decisions)
-            for d in decisions:
-                d.compute_s = share
+        _share_compute_time(decisions, start)
         return decisions
 
 

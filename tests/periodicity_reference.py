@@ -174,7 +174,7 @@ def reference_steady_reading(scores: np.ndarray, frames: np.ndarray, threshold: 
     held, since, quietest = 0.0, 0, 0.0
     rise = 10.0 ** (P.HOLD_RISE_DB / 10.0)
     for i, frame in enumerate(np.asarray(frames, np.float64)):
-        energy = float(np.sum(frame * frame))
+        energy = float(np.sum(np.square(frame - frame.mean())))  # the NSDF's energy: mean removed
         if confidence[i] >= threshold:
             held, since, quietest = (f0[i] if np.isfinite(f0[i]) and f0[i] > 0 else 0.0), 0, energy
         elif held > 0 and since < hold_frames and energy <= quietest * rise:

@@ -28,16 +28,6 @@ PitchFrameReaderSettings Checked(PitchFrameReaderSettings s) {
 inline double SumOfNine(const double* v) {
   return (((v[0] + v[1]) + (v[2] + v[3])) + ((v[4] + v[5]) + (v[6] + v[7]))) + v[8];
 }
-// Four accumulators: no chain of 1024 dependent additions.
-double SumOfSquares(const double* x, int n) {
-  double sums[4] = {0.0, 0.0, 0.0, 0.0};
-  int j = 0;
-  for (; j + 4 <= n; j += 4) {
-    for (int k = 0; k < 4; ++k) sums[k] += x[j + k] * x[j + k];
-  }
-  for (; j < n; ++j) sums[0] += x[j] * x[j];
-  return (sums[0] + sums[1]) + (sums[2] + sums[3]);
-}
 }  // namespace
 
 PitchFrameReader::PitchFrameReader(PitchFrameReaderSettings settings)
@@ -80,7 +70,7 @@ PitchFrame PitchFrameReader::Read(const Score* scores, const Sample* frame, doub
 PitchFrame PitchFrameReader::Held(PitchFrame read, double threshold) {
   const bool sure = read.confidence >= threshold;
   if (!sure && !(held_f0_hz_ > 0.0)) return read;
-  const double energy = SumOfSquares(frame_.data(), frame_length());
+  const double energy = analyser_.FrameEnergy();  // the frame's, measured by Steady's NSDF
   if (sure) {
     held_f0_hz_ = std::isfinite(read.f0_hz) && read.f0_hz > 0.0 ? read.f0_hz : 0.0;  // a broken frame holds nothing
     frames_since_sure_ = 0;

@@ -47,6 +47,8 @@ class PeriodicityAnalyser {
   Period OwnPeriod(const double* frame);
   // Both of the above from one NSDF of the frame: {near, own}.
   std::pair<Period, Period> Periods(const double* frame, double near_hz, double cents);
+  // Sum of squares of the last frame the NSDF was computed on (any call above), its mean removed.
+  double FrameEnergy() const { return energy_[settings_.frame_length]; }
   // Power (Hann window) at f0_hz over that of the strongest of the first `harmonics` harmonics.
   double FundamentalShare(const double* frame, double f0_hz, int harmonics);
 

@@ -76,7 +76,7 @@ class PitchFrameReader {
   bool steady_ = false;
   double held_f0_hz_ = 0.0;  // the last sure frame's f0 (0: none, or the hold has ended)
   int frames_since_sure_ = 0;
-  double quietest_ = 0.0;  // the lowest frame energy since the sure frame
+  double quietest_ = 0.0;  // the lowest frame energy (mean removed) since the sure frame
 };
 
 }  // namespace edgetag
