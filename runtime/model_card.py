@@ -48,6 +48,10 @@ Task = Literal["multi_label", "multi_class"]
 StreamingMode = Literal["window", "stateful"]
 
 
+#: The largest -logit `scores_from_logits` passes to exp, per dtype (below its overflow).
+_EXP_LIMIT = {np.float32: 87.0, np.float64: 708.0}
+
+
 def scores_from_logits(logits: np.ndarray, task: Task) -> np.ndarray:
     """Logits -> scores over the last axis: sigmoid (multi-label) or softmax (multi-class).
 
@@ -57,9 +61,10 @@ def scores_from_logits(logits: np.ndarray, task: Task) -> np.ndarray:
     logits = np.asarray(logits)
     if logits.dtype != np.float64:
         logits = logits.astype(np.float32, copy=False)
-    if task == "multi_label":  # 1 / (1 + exp(-x)), in one buffer (a stream calls this per decision)
-        scores = np.array(logits)  # a copy; an array even for one logit
-        np.negative(scores, out=scores)
+    if task == "multi_label":  # 1 / (1 + exp(-x)), in one new buffer (a stream calls this per decision)
+        scores = np.negative(logits, out=np.empty_like(logits))  # a new array, even for one logit
+        # exp overflows (and warns) past 88.7 in float32; exp(87) makes the score 1.6e-38, still a normal float
+        np.minimum(scores, _EXP_LIMIT[scores.dtype.type], out=scores)
         np.exp(scores, out=scores)
         scores += 1.0
         return np.reciprocal(scores, out=scores)

@@ -390,6 +390,10 @@ def reader_for(card: Any) -> PitchReader | None:
     return PitchReader(sample_rate=card.frontend.sample_rate) if hasattr(card, "frontend") else PitchReader()
 
 
+#: `PitchSummary`'s 1-cent bins of f0 from 10 Hz: 10,000 reach 3.2 kHz, above any f0 the decoder reads.
+_SUMMARY_CENTS = 10_000
+
+
 class PitchSummary:
     """A clip through a pitch model: how much of it was voiced, its median f0, its most frequent notes.
 
@@ -400,22 +404,32 @@ class PitchSummary:
     def __init__(self, reader: PitchReader | None = None) -> None:
         self.read = reader or PitchReader()
         self.count = 0
-        self._voiced_f0: list[float] = []
+        self._voiced = 0
+        # voiced f0 counted in 1-cent bins: the median of a day-long file in the same memory as a song's
+        self._cents = np.zeros(_SUMMARY_CENTS, np.int64)
         self._notes: dict[str, int] = {}
 
     def add(self, scores: Sequence[float] | np.ndarray) -> None:
         r = self.read(scores)
         self.count += 1
-        if r.voiced:
-            self._voiced_f0.append(r.f0_hz)
+        if r.voiced and math.isfinite(r.f0_hz) and r.f0_hz > 0:
+            self._voiced += 1
+            self._cents[min(max(round(1200.0 * math.log2(r.f0_hz / 10.0)), 0), _SUMMARY_CENTS - 1)] += 1
             self._notes[r.note] = self._notes.get(r.note, 0) + 1
+
+    def median_f0(self) -> float | None:
+        """The lower median of the voiced f0 (to 1 cent): a pitch that was read, never the mean of two
+        (A3 and E4 give A3, not the C#4 between them). None when nothing was voiced."""
+        if not self._voiced:
+            return None
+        bin_ = int(np.searchsorted(np.cumsum(self._cents), (self._voiced + 1) // 2))
+        return 10.0 * 2.0 ** (bin_ / 1200.0)
 
     def to_dict(self, k: int = 5) -> dict[str, Any]:
         """``decisions``, ``voiced_fraction``, ``median_f0_hz`` and its ``median_note`` (None when
         nothing was voiced), and ``notes``: the ``k`` most frequent notes with their share of the
         voiced decisions."""
-        voiced = len(self._voiced_f0)
-        median = float(np.median(self._voiced_f0)) if voiced else None
+        voiced, median = self._voiced, self.median_f0()
         top = sorted(self._notes.items(), key=lambda item: (-item[1], item[0]))[:k]
         return {
             "decisions": self.count,
@@ -424,17 +438,6 @@ class PitchSummary:
             "median_note": None if median is None else note_of(median)[0],
             "notes": {name: round(n / voiced, 4) for name, n in top},
         }
-
-
-def format_pitch_summary(summary: dict[str, Any], file: str | None = None) -> str:
-    """A `PitchSummary` as text: voiced share, median f0 and note, the most frequent notes."""
-    head = f"pitch summary{f' of {file}' if file else ''}: {summary['decisions']} decisions, " \
-           f"{100 * summary['voiced_fraction']:.0f} % voiced"
-    if summary["median_f0_hz"] is None:
-        return head + "; no voiced decision"
-    notes = ", ".join(f"{name} {100 * share:.0f} %" for name, share in summary["notes"].items())
-    return head + f"; median f0 {summary['median_f0_hz']:.1f} Hz ({summary['median_note']}); " \
-                  f"most frequent notes (share of voiced): {notes}"
 
 
 class NoteTracker:

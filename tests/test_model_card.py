@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import numpy as np
 import pytest
 
 from edgetag.runtime.frontend import FrontendConfig
@@ -97,3 +98,23 @@ def test_check_graph() -> None:
     window.check_graph({"features": [None, 100, 64]}, {"logits": [None, 3]})
     with pytest.raises(ModelCardError, match="rank 3"):
         window.check_graph({"features": [None, 100, 64]}, {"logits": [None, 100, 3]})
+
+
+def test_sigmoid_scores_of_extreme_logits_are_exact_enough_and_warn_nothing() -> None:
+    """A far pitch bin's logit can be below -88.7, where float32 exp(-x) overflows: no warning, a
+    normal float, and the same values as before elsewhere."""
+    import warnings
+
+    from edgetag.runtime.model_card import scores_from_logits
+
+    logits = np.array([[-1e4, -200.0, -88.9, -20.0, 0.0, 3.0, 200.0]], np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        for dtype in (np.float32, np.float64, np.float16):
+            s = scores_from_logits(logits.astype(dtype), "multi_label")
+            assert s.dtype == (np.float64 if dtype == np.float64 else np.float32) and s.shape == logits.shape
+            assert np.all(np.isfinite(s)) and np.all(s[0, :3] < 1e-37) and np.all(s[0, :3] >= 0)
+            reference = 1.0 / (1.0 + np.exp(-np.float64(logits[0, 3:])))
+            np.testing.assert_allclose(s[0, 3:], reference, rtol=1e-6)
+        assert np.all(scores_from_logits(logits, "multi_label")[0, :3] >= np.finfo(np.float32).tiny)  # not denormal
+    assert scores_from_logits(np.float32(-300.0), "multi_label").shape == ()

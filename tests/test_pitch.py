@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from edgetag.runtime import pitch as P
+from edgetag.runtime.output import format_pitch_report
 
 
 def _bump(f0: float, width_cents: float = 25.0, peak: float = 0.9) -> np.ndarray:
@@ -227,10 +228,25 @@ def test_pitch_summary_counts_voiced_notes() -> None:
     assert s["decisions"] == 5 and s["voiced_fraction"] == 0.8
     assert s["median_note"] == "A3" and 219.0 < s["median_f0_hz"] < 222.0
     assert s["notes"] == {"A3": 0.75}
-    assert "80 % voiced" in P.format_pitch_summary(s, "x.wav") and "A3 75 %" in P.format_pitch_summary(s)
+    assert "80 % voiced" in format_pitch_report(s, "x.wav") and "A3 75 %" in format_pitch_report(s)
     empty = P.PitchSummary().to_dict()
     assert empty["median_f0_hz"] is None and empty["notes"] == {}
-    assert P.format_pitch_summary(empty).endswith("no voiced decision")
+    assert format_pitch_report(empty).endswith("no voiced decision")
+
+
+def test_pitch_summary_median_is_a_pitch_that_was_read_and_its_memory_stays_flat() -> None:
+    summary = P.PitchSummary()
+    for f0 in (220.0, 329.6):  # A3 then E4: the mean of the two would be C#4, a note never played
+        summary.add(_bump(f0))
+    s = summary.to_dict()
+    assert s["median_note"] == "A3" and abs(s["median_f0_hz"] - summary.read(_bump(220.0)).f0_hz) < 0.2
+    summary.add(_bump(329.6))  # three readings: the middle one
+    assert summary.to_dict()["median_note"] == "E4"
+    size = summary._cents.nbytes
+    one = _bump(440.0)
+    for _ in range(20_000):  # a long file adds counts, not memory
+        summary.add(one)
+    assert summary._cents.nbytes == size and summary.to_dict()["median_note"] == "A4"
 
 
 def test_note_tracker_turns_pitch_into_note_events() -> None:
