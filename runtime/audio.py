@@ -153,9 +153,10 @@ def _ffmpeg_blocks(path: Path, sample_rate: int, block_frames: int, warn: Warn, 
         return AudioReadError(f"cannot decode {path} through ffmpeg{where}: {message}")
 
     decoded = 0
+    check = _SampleCheck(path, sample_rate, warn)
     for block in decode_blocks(path, sample_rate, block_frames=block_frames, binary=binary, on_error=failed,
                                warn=warn):
-        _check_finite(block[:, None], path, decoded, sample_rate)
+        check(block[:, None], decoded)
         decoded += len(block)
         yield block
 
@@ -307,14 +308,35 @@ def _no_frames(path: Path, fmt: str) -> AudioReadError:
     return AudioReadError(f"{path} holds no audio frames")
 
 
-def _check_finite(block: np.ndarray, path: Path, first: int, rate: int) -> None:
-    finite = np.isfinite(block)
-    if not finite.all():
-        bad = int(np.size(finite) - np.count_nonzero(finite))
-        first_bad = int(np.argmin(finite.all(axis=1)))
-        raise NonFiniteAudioError(
-            f"{path} has {bad} NaN/Inf sample(s), the first at {(first + first_bad) / rate:.3f} s"
-        )
+#: Float audio whose samples pass this (40 dB above full scale, ±1) was most likely saved at integer scale.
+LOUD_PEAK = 100.0
+
+
+class _SampleCheck:
+    """A file's decoded blocks, checked in order: NaN/Inf raise `NonFiniteAudioError`; samples beyond
+    `LOUD_PEAK` get one warning per file (float files are read as they are, not clipped)."""
+
+    def __init__(self, path: Path, rate: int, warn: Warn) -> None:
+        self.path, self.rate, self.warn = path, rate, warn
+        self.loud_seen = False
+
+    def __call__(self, block: np.ndarray, first: int) -> None:
+        """``block`` [frames, channels], whose first frame is frame ``first`` of the file."""
+        finite = np.isfinite(block)
+        if not finite.all():
+            bad = int(np.size(finite) - np.count_nonzero(finite))
+            first_bad = int(np.argmin(finite.all(axis=1)))
+            raise NonFiniteAudioError(
+                f"{self.path} has {bad} NaN/Inf sample(s), the first at {(first + first_bad) / self.rate:.3f} s"
+            )
+        if not self.loud_seen and len(block) and (block.max() > LOUD_PEAK or block.min() < -LOUD_PEAK):
+            self.loud_seen = True
+            at = int(np.argmax(np.abs(block).max(axis=1) > LOUD_PEAK))
+            peak = float(np.abs(block).max())
+            self.warn(f"{self.path}: samples reach {peak:.3g} from {(first + at) / self.rate:.3f} s, "
+                      f"{20 * math.log10(peak):.0f} dB above full scale (float audio is read as it is, full "
+                      "scale ±1): saved at integer scale (±32768)? Tags and levels of audio this loud mean "
+                      "little; divide it back to ±1")
 
 
 def load_audio(
@@ -453,7 +475,7 @@ def load_audio(
         if note:
             warn(note)
 
-    _check_finite(block, path, first, sr_in)
+    _SampleCheck(path, sr_in, warn)(block, first)
 
     # Average channels: keeps a mono source at the same level whatever the
     # channel count; the front end expects [-1, 1].
@@ -522,6 +544,7 @@ def stream_audio(
         resampler = None if sr_in == sample_rate else soxr.ResampleStream(
             sr_in, sample_rate, 1, dtype="float32", quality=quality)
         check = DownmixCheck(str(path), sr_in, warn) if channels > 1 else None
+        check_samples = _SampleCheck(path, sr_in, warn)
         buffer = np.empty((min(block_frames, n_total), channels), np.float32)  # reused: nothing grows
         decoded = 0
         emitted = 0
@@ -533,7 +556,7 @@ def stream_audio(
             except (RuntimeError, OSError, ValueError) as e:
                 raise AudioReadError(f"cannot decode {path} at {_position(f, decoded) / sr_in:.3f} s: {e} "
                                      "(a truncated or damaged file)") from e
-            _check_finite(block, path, decoded, sr_in)
+            check_samples(block, decoded)
             decoded += len(block)
             # the same per-frame mean as load_audio, so the samples are the same bits
             mono = block.mean(axis=1, dtype=np.float32) if channels > 1 else block[:, 0].copy()

@@ -346,6 +346,27 @@ def test_load_audio_errors(audio_root: Path, tmp_path: Path) -> None:
         load_audio(wav, 16000.0)  # type: ignore[arg-type]
 
 
+def test_float_audio_at_integer_scale_gets_one_warning(tmp_path: Path) -> None:
+    """A float file saved at ±32768 is read as it is, with one warning naming its peak and when it is
+    reached (whole-file and block reads alike); a float file just past ±1 (a decoder's overshoot) gets none."""
+    from edgetag.runtime.audio import stream_audio
+
+    x = sine(440, 16000, 2.0)
+    x[16000:] *= 32768.0
+    sf.write(tmp_path / "int-scale.wav", x, 16000, subtype="FLOAT")
+    for read in (lambda warn: load_audio(tmp_path / "int-scale.wav", 16000, warn=warn),
+                 lambda warn: np.concatenate(list(stream_audio(tmp_path / "int-scale.wav", 16000, block_frames=4000,
+                                                               warn=warn)))):
+        said: list[str] = []
+        y = read(said.append)
+        assert len(said) == 1 and "samples reach 1.64e+04 from 1.000 s, 84 dB above full scale" in said[0], said
+        np.testing.assert_array_equal(y, x.astype(np.float32))  # not clipped, not rescaled
+    sf.write(tmp_path / "hot.wav", 1.5 * x[:16000], 16000, subtype="FLOAT")
+    said = []
+    load_audio(tmp_path / "hot.wav", 16000, warn=said.append)
+    assert said == []
+
+
 def _subtype_available(fmt: str, subtype: str) -> bool:
     return subtype in sf.available_subtypes(fmt)
 
