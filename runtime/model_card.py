@@ -48,10 +48,6 @@ Task = Literal["multi_label", "multi_class"]
 StreamingMode = Literal["window", "stateful"]
 
 
-#: The largest -logit `scores_from_logits` passes to exp, per dtype (below its overflow).
-_EXP_LIMIT = {np.float32: 87.0, np.float64: 708.0}
-
-
 def scores_from_logits(logits: np.ndarray, task: Task) -> np.ndarray:
     """Logits -> scores over the last axis: sigmoid (multi-label) or softmax (multi-class).
 
@@ -62,9 +58,11 @@ def scores_from_logits(logits: np.ndarray, task: Task) -> np.ndarray:
     if logits.dtype != np.float64:
         logits = logits.astype(np.float32, copy=False)
     if task == "multi_label":  # 1 / (1 + exp(-x)), in one new buffer (a stream calls this per decision)
-        scores = np.negative(logits, out=np.empty_like(logits))  # a new array, even for one logit
+        scores = np.negative(logits)
+        if scores.ndim == 0:  # one logit: an array too
+            scores = np.array(scores)
         # exp overflows (and warns) past 88.7 in float32; exp(87) makes the score 1.6e-38, still a normal float
-        np.minimum(scores, _EXP_LIMIT[scores.dtype.type], out=scores)
+        np.minimum(scores, 87.0 if scores.dtype == np.float32 else 708.0, out=scores)
         np.exp(scores, out=scores)
         scores += 1.0
         return np.reciprocal(scores, out=scores)
