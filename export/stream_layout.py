@@ -15,8 +15,8 @@ last tap is the block's input itself (no Slice), the division by the features' s
 projection's weights (the mean is still subtracted: folding it too would cancel large terms in
 float32 where a band's std is small), the classifier is a MatMul, and the ``embedding`` output is the
 last block's sum itself (no Identity node). Measured with ONNX Runtime 1.32 on one thread of
-the development VM: ``pitch-small`` (112 channels, 2 frames per call) 184 -> 81 us per call,
-``pitch`` (384 channels, 1 frame) 499 -> 328 us.
+the development VM: the six-block ``pitch-small`` of 2026-12-06 (112 channels, 2 frames per call)
+184 -> 81 us per call, ``pitch`` (384 channels, 1 frame) 499 -> 328 us.
 
 `time_major_stream` recognises the traced layout exactly (input normalisation, a 1x1 projection,
 the blocks, a 1x1 classifier) and returns None for any other graph (CRNN students, window
