@@ -331,21 +331,22 @@ def tag_file(path: str | os.PathLike[str], model: str | os.PathLike[str] | Tagge
              min_on: float | None = None, min_off: float | None = None) -> list[TagDecision]:
     """Every decision of an audio file (any format libsndfile reads), as ``edgetag tag FILE`` makes them.
 
-    The file is decoded, averaged to mono and resampled to the model's rate
-    as a whole (`edgetag.runtime.audio.load_audio`), then streamed. ``model``:
-    a name or file (loaded with the other arguments), or a `Tagger`, which is
-    reset first and after.
+    The file is decoded, averaged to mono and resampled to the model's rate a
+    block at a time (`edgetag.runtime.audio.stream_audio`: the samples of
+    decoding it whole, in the memory of a few seconds), and streamed.
+    ``model``: a name or file (loaded with the other arguments), or a
+    `Tagger`, which is reset first and after.
     """
-    from edgetag.runtime.audio import load_audio
+    from edgetag.runtime.audio import stream_audio
 
     tagger = model if isinstance(model, Tagger) else load(model, threads=threads, backend=backend, smooth=smooth,
                                                            margin=margin, min_on=min_on, min_off=min_off)
     tagger.reset()
     rate = tagger.sample_rate
-    samples = load_audio(path, rate)
     chunk = int(rate * FILE_CHUNK_SECONDS)
     out: list[TagDecision] = []
-    for offset in range(0, len(samples), chunk):
-        out += tagger.push(samples[offset : offset + chunk], sample_rate=rate)
+    for block in stream_audio(path, rate):
+        for offset in range(0, len(block), chunk):
+            out += tagger.push(block[offset : offset + chunk], sample_rate=rate)
     out += tagger.flush()
     return out

@@ -34,7 +34,8 @@ __all__ = [
     "stream_audio",
 ]
 
-#: Receives one-line warnings about a file (truncated, channels that cancel); None: `warnings.warn(AudioWarning)`.
+#: Receives one-line warnings about a file (truncated, channels that cancel, float samples far past ±1);
+#: None: `warnings.warn(AudioWarning)`.
 Warn = Callable[[str], None]
 
 #: Resampling quality passed to soxr unless the caller asks otherwise.
@@ -312,9 +313,14 @@ def _no_frames(path: Path, fmt: str) -> AudioReadError:
 LOUD_PEAK = 100.0
 
 
+#: Files already warned about as too loud (path and modification time): a training loop that reads
+#: one file a segment at a time, epoch after epoch, hears it once.
+_LOUD_WARNED: set[tuple[str, int]] = set()
+
+
 class _SampleCheck:
     """A file's decoded blocks, checked in order: NaN/Inf raise `NonFiniteAudioError`; samples beyond
-    `LOUD_PEAK` get one warning per file (float files are read as they are, not clipped)."""
+    `LOUD_PEAK` get one warning per file and process (float files are read as they are, not clipped)."""
 
     def __init__(self, path: Path, rate: int, warn: Warn) -> None:
         self.path, self.rate, self.warn = path, rate, warn
@@ -331,12 +337,19 @@ class _SampleCheck:
             )
         if not self.loud_seen and len(block) and (block.max() > LOUD_PEAK or block.min() < -LOUD_PEAK):
             self.loud_seen = True
+            try:
+                key = (str(self.path.resolve()), self.path.stat().st_mtime_ns)
+            except OSError:
+                key = (str(self.path), 0)
+            if key in _LOUD_WARNED:
+                return
+            _LOUD_WARNED.add(key)
             at = int(np.argmax(np.abs(block).max(axis=1) > LOUD_PEAK))
             peak = float(np.abs(block).max())
             self.warn(f"{self.path}: samples reach {peak:.3g} from {(first + at) / self.rate:.3f} s, "
                       f"{20 * math.log10(peak):.0f} dB above full scale (float audio is read as it is, full "
-                      "scale ±1): saved at integer scale (±32768)? Tags and levels of audio this loud mean "
-                      "little; divide it back to ±1")
+                      "scale ±1; a float file saved at integer scale, ±32768, reads this loud): results for "
+                      "audio this loud mean little; scale it to ±1")
 
 
 def load_audio(
@@ -382,7 +395,8 @@ def load_audio(
         warn: Called with a one-line warning when a read to the end of the file
             stops before its header said or where an Ogg stream lacks its end
             (truncated files: the audio up to there is returned), or when the
-            channels cancel in the downmix; None: ``warnings.warn`` with `AudioWarning`.
+            channels cancel in the downmix, or when float samples pass ±`LOUD_PEAK` (once per file and
+            process); None: ``warnings.warn`` with `AudioWarning`.
 
     Raises:
         AudioNotFoundError: no such file.

@@ -8,11 +8,13 @@ happen inside the command functions, so ``edgetag --help`` stays light.
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -210,7 +212,7 @@ def _tag_format(args: argparse.Namespace) -> str:
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
-    from edgetag.runtime.audio import AudioError, load_audio
+    from edgetag.runtime.audio import AudioError, audio_info, stream_audio
     from edgetag.runtime.engine import Engine
     from edgetag.runtime.output import SpanRecorder, format_pitch_report, format_summary, make_writer
     from edgetag.runtime.pitch import PitchSummary, is_pitch_model, reader_for
@@ -247,14 +249,24 @@ def cmd_tag(args: argparse.Namespace) -> int:
             if args.demo:
                 from edgetag.runtime.demo import demo_music
 
-                samples = demo_music(card.frontend.sample_rate)
+                demo = demo_music(rate)
+                blocks: Iterator[np.ndarray] = iter([demo])
+                total_s = len(demo) / rate
             else:
+                # decoded a block at a time (memory flat whatever the file's length; the same samples as
+                # decoding it whole); the first block is read here, so a file that cannot be opened or
+                # decoded fails before any of its output
                 try:
-                    samples = load_audio(path, card.frontend.sample_rate, warn=warn)
+                    blocks = stream_audio(path, rate, warn=warn)
+                    blocks = itertools.chain([next(blocks)], blocks)
                 except (AudioError, OSError) as exc:  # one bad file does not stop the others
                     print(f"edgetag tag: error: {exc}", file=sys.stderr, flush=True)
                     failed.append(path)
                     continue
+                try:
+                    total_s = audio_info(path).duration  # the header's length, for the progress line
+                except (AudioError, OSError):  # a container ffmpeg decodes: no length before the end
+                    total_s = 0.0
             tagged += 1  # its decisions go out from here (an interrupted run keeps what it wrote)
             file_field = path if len(args.files) > 1 else None
             reader = reader_for(card)
@@ -269,22 +281,39 @@ def cmd_tag(args: argparse.Namespace) -> int:
             post = _pipeline(model, [*writers, spans], args, summary, reader)
             engine = Engine(model)
             chunk = int(rate * 0.5)
-            decisions = 0
-            with Progress(f"edgetag tag: {path}", len(samples) / rate, enabled=None if progress_ok else False) as bar:
-                for offset in range(0, max(len(samples), 1), chunk):
-                    for d in engine.push(samples[offset : offset + chunk]):
-                        post(d)
-                        decisions += 1
-                    bar.update((offset + chunk) / rate)
+            decisions = n_samples = 0
+            with Progress(f"edgetag tag: {path}", total_s, enabled=None if progress_ok else False) as bar:
+                broken = None
+                while True:
+                    try:
+                        block = next(blocks, None)
+                    except (AudioError, OSError) as exc:  # part-way through the file: what came before is written
+                        broken = exc
+                        break
+                    if block is None:
+                        break
+                    for offset in range(0, len(block), chunk):
+                        piece = block[offset : offset + chunk]
+                        for d in engine.push(piece):
+                            post(d)
+                            decisions += 1
+                        n_samples += len(piece)
+                        bar.update(n_samples / rate)
+                if broken is not None:
+                    post.finish()  # events still open end here
+                    print(f"edgetag tag: error: {broken} (its decisions up to there were written; no summary)",
+                          file=sys.stderr, flush=True)
+                    failed.append(path)
+                    continue
                 for d in engine.flush():  # the end of the file: frames still gathered for a call
                     post(d)
                     decisions += 1
             post.finish()
             spans.finish()
             result = summary.to_dict(args.top_k)
-            duration = len(samples) / rate
+            duration = n_samples / rate
             if decisions == 0:
-                short = _not_enough_audio(path, len(samples), card)
+                short = _not_enough_audio(path, n_samples, card)
                 warn(short)
                 text = f"{'pitch' if pitch else 'clip'} summary of {path}: 0 decisions; {short}"
             elif summary.count == 0 or getattr(post, "silent_decisions", 0) == decisions:  # all below the level gate

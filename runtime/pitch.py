@@ -405,25 +405,31 @@ class PitchSummary:
         self.read = reader or PitchReader()
         self.count = 0
         self._voiced = 0
-        # voiced f0 counted in 1-cent bins: the median of a day-long file in the same memory as a song's
-        self._cents = np.zeros(_SUMMARY_CENTS, np.int64)
+        # voiced f0 counted in 1-cent bins, with each bin's sum of f0: the median of a day-long file in
+        # the same memory as a song's
+        self._counts = np.zeros(_SUMMARY_CENTS, np.int64)
+        self._sums_hz = np.zeros(_SUMMARY_CENTS)
         self._notes: dict[str, int] = {}
 
     def add(self, scores: Sequence[float] | np.ndarray) -> None:
         r = self.read(scores)
         self.count += 1
-        if r.voiced and math.isfinite(r.f0_hz) and r.f0_hz > 0:
+        if r.voiced:  # (a reading's f0 is finite and positive: `note_of` refuses any other)
             self._voiced += 1
-            self._cents[min(max(round(1200.0 * math.log2(r.f0_hz / 10.0)), 0), _SUMMARY_CENTS - 1)] += 1
+            bin_ = min(max(round(1200.0 * math.log2(r.f0_hz / 10.0)), 0), _SUMMARY_CENTS - 1)
+            self._counts[bin_] += 1
+            self._sums_hz[bin_] += r.f0_hz
             self._notes[r.note] = self._notes.get(r.note, 0) + 1
 
     def median_f0(self) -> float | None:
-        """The lower median of the voiced f0 (to 1 cent): a pitch that was read, never the mean of two
-        (A3 and E4 give A3, not the C#4 between them). None when nothing was voiced."""
+        """The lower median of the voiced f0, to within a cent: the mean of the readings in the 1-cent bin
+        that holds it, so a pitch that was read, never the mean of two far apart (A3 and E4 give A3, not
+        the C#4 between them; a steady 440 Hz gives 440). With two notes held equally long the middle
+        reading can be a frame between them (a glide's). None when nothing was voiced."""
         if not self._voiced:
             return None
-        bin_ = int(np.searchsorted(np.cumsum(self._cents), (self._voiced + 1) // 2))
-        return 10.0 * 2.0 ** (bin_ / 1200.0)
+        bin_ = int(np.searchsorted(np.cumsum(self._counts), (self._voiced + 1) // 2))
+        return float(self._sums_hz[bin_] / self._counts[bin_])
 
     def to_dict(self, k: int = 5) -> dict[str, Any]:
         """``decisions``, ``voiced_fraction``, ``median_f0_hz`` and its ``median_note`` (None when

@@ -353,14 +353,17 @@ def test_float_audio_at_integer_scale_gets_one_warning(tmp_path: Path) -> None:
 
     x = sine(440, 16000, 2.0)
     x[16000:] *= 32768.0
-    sf.write(tmp_path / "int-scale.wav", x, 16000, subtype="FLOAT")
-    for read in (lambda warn: load_audio(tmp_path / "int-scale.wav", 16000, warn=warn),
-                 lambda warn: np.concatenate(list(stream_audio(tmp_path / "int-scale.wav", 16000, block_frames=4000,
-                                                               warn=warn)))):
+    for name, read in (("a.wav", lambda p, warn: load_audio(p, 16000, warn=warn)),
+                       ("b.wav", lambda p, warn: np.concatenate(list(stream_audio(p, 16000, block_frames=4000,
+                                                                                  warn=warn))))):
+        sf.write(tmp_path / name, x, 16000, subtype="FLOAT")
         said: list[str] = []
-        y = read(said.append)
+        y = read(tmp_path / name, said.append)
         assert len(said) == 1 and "samples reach 1.64e+04 from 1.000 s, 84 dB above full scale" in said[0], said
         np.testing.assert_array_equal(y, x.astype(np.float32))  # not clipped, not rescaled
+        for start in (0.0, 1.0, 1.5):  # read again a segment at a time (a training loop): no more warnings
+            load_audio(tmp_path / name, 16000, start, start + 0.5, warn=said.append)
+        assert len(said) == 1, said
     sf.write(tmp_path / "hot.wav", 1.5 * x[:16000], 16000, subtype="FLOAT")
     said = []
     load_audio(tmp_path / "hot.wav", 16000, warn=said.append)

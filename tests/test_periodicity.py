@@ -314,7 +314,7 @@ def test_two_tones_a_fifth_apart_are_not_voiced_at_their_missing_fundamental() -
     assert confidence[0] < P.VOICING_THRESHOLD
 
 
-@pytest.mark.parametrize("model", ["pitch", "pitch-small"])  # pitch-small's bins misread 55 and 659 Hz, confident
+@pytest.mark.parametrize("model", ["pitch", "pitch-small"])  # the students' bins alone misread 55 Hz, confident
 @pytest.mark.parametrize("amplitude", [0.3, 0.01])  # about -10 and -40 dBFS, both above the level gate
 def test_the_tuner_reads_steady_sines_within_three_cents_from_55_hz_to_1_5_khz(amplitude: float, model: str) -> None:
     import edgetag

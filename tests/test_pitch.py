@@ -242,11 +242,22 @@ def test_pitch_summary_median_is_a_pitch_that_was_read_and_its_memory_stays_flat
     assert s["median_note"] == "A3" and abs(s["median_f0_hz"] - summary.read(_bump(220.0)).f0_hz) < 0.2
     summary.add(_bump(329.6))  # three readings: the middle one
     assert summary.to_dict()["median_note"] == "E4"
-    size = summary._cents.nbytes
-    one = _bump(440.0)
-    for _ in range(20_000):  # a long file adds counts, not memory
-        summary.add(one)
-    assert summary._cents.nbytes == size and summary.to_dict()["median_note"] == "A4"
+    import tracemalloc
+
+    frames = [_bump(440.0) for _ in range(50)]  # distinct arrays: each one is decoded
+    for f in frames:
+        summary.add(f)
+    tracemalloc.start()
+    try:
+        for _ in range(200):  # 10,000 more decisions: counts, not memory
+            for f in frames:
+                summary.add(f)
+        grown = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert grown < 50_000, grown  # a list of the readings would hold 10,000 floats (320 kB)
+    s = summary.to_dict()
+    assert s["median_note"] == "A4" and s["median_f0_hz"] == round(summary.read(frames[0]).f0_hz, 3)
 
 
 def test_note_tracker_turns_pitch_into_note_events() -> None:

@@ -644,3 +644,27 @@ def test_the_cards_minimum_durations_are_the_default(capsys) -> None:
     assert "a tag turns on after 1 s held, off after 2 s" in capsys.readouterr().out
     assert edgetag.load("music-tags")._pipeline.event_detector.min_on == 10  # 1 s of 100 ms decisions
     assert edgetag.load("music-tags", min_on=0)._pipeline.event_detector.min_on == 1
+
+
+def test_tag_reads_a_long_file_a_block_at_a_time(window_model, tmp_path, capsys) -> None:
+    """A minute of 44.1 kHz stereo float audio (21 MB decoded, 3.8 MB resampled): `tag` holds a few blocks of
+    it at a time, whatever the file's length, and tags every second of it."""
+    import tracemalloc
+
+    import soundfile as sf
+
+    rate, seconds = 44100, 60
+    t = np.arange(rate * seconds) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 440.0 * t)).astype(np.float32)
+    sf.write(tmp_path / "long.wav", np.stack([tone, tone], axis=1), rate, subtype="FLOAT")
+    del t, tone
+    tracemalloc.start()
+    try:
+        assert main(["tag", str(tmp_path / "long.wav"), "--model", str(window_model), "--format", "jsonl",
+                     "--threads", "1"]) == 0
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    lines = capsys.readouterr().out.splitlines()
+    assert float(json.loads(lines[-2])["t"]) > seconds - 1.0  # the last decision is at the file's end
+    assert peak < 8e6, f"peak {peak / 1e6:.1f} MB: the file was decoded whole"
