@@ -198,8 +198,10 @@ def _min_audio_s(card) -> float:
 
 
 def _not_enough_audio(path: str, samples: int, card) -> str:
+    from edgetag.runtime.pitch import is_pitch_model
+
     return (f"not enough audio in {path}: {samples} sample(s), {samples / card.frontend.sample_rate:.3f} s, and one "
-            f"decision of {card.name} needs {_min_audio_s(card):.3f} s; no tags")
+            f"decision of {card.name} needs {_min_audio_s(card):.3f} s; {'no notes' if is_pitch_model(card) else 'no tags'}")
 
 
 def _tag_format(args: argparse.Namespace) -> str:
@@ -465,8 +467,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
         # the watchdog: times the worker fell more than MAX_LAG_S behind and skipped audio to catch up
         "catchups": stats.catchups, "lag_skipped_samples": stats.lag_skipped_samples,
     }
+    # a file at full speed has no capture times, hence no latency
+    latency = f"latency p50 {lat[0]:.1f} ms p99 {lat[1]:.1f} ms" if math.isfinite(lat[0]) else "no latency (not live)"
     say(f"{status}: {runner.decisions} decisions over {summary['audio_s']:g} s; compute p50 {comp[0]:.2f} ms "
-        f"p99 {comp[1]:.2f} ms; latency p50 {lat[0]:.1f} ms p99 {lat[1]:.1f} ms; {stats.summary()}")
+        f"p99 {comp[1]:.2f} ms; {latency}; {stats.summary()}")
     say("stats " + json.dumps(summary))
     return rc
 

@@ -116,6 +116,7 @@ def test_listen_file_jsonl_equals_tag(window_model, tone_wav, capsys) -> None:
     stats = _stats(captured.err)
     assert stats["decisions"] == len(tagged)
     assert stats["latency_ms_p50"] is None and stats["compute_ms_p50"] > 0  # full speed: no capture time, no latency
+    assert "no latency (not live)" in captured.err and " nan " not in captured.err
 
 
 def _pcm(fmt: str, x: np.ndarray) -> bytes:
