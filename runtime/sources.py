@@ -28,6 +28,8 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 import numpy as np
 
+from edgetag.runtime.audio import LOUD_PEAK
+
 
 class SourceError(OSError):
     """An input that cannot be opened or that failed mid-stream; the message says what to do."""
@@ -504,11 +506,12 @@ class StdinSource:
         self.eof = False
         self._stop = threading.Event()
         self._downmix = None
+        self._warn = warn or (lambda msg: print(msg, file=sys.stderr, flush=True))
+        self._loud_seen = False  # float samples far past full scale: said once
         if channels > 1:
             from edgetag.runtime.downmix import DownmixCheck
 
-            to_stderr = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
-            self._downmix = DownmixCheck("stdin", self.rate, warn or to_stderr)
+            self._downmix = DownmixCheck("stdin", self.rate, self._warn)
         self._resampler = None
         if self.rate != sample_rate:
             import soxr
@@ -524,6 +527,13 @@ class StdinSource:
             data = data.astype(np.float32) / 32768.0
         else:
             data = data.astype(np.float32)
+            if not self._loud_seen and len(data) and (data.max() > LOUD_PEAK or data.min() < -LOUD_PEAK):
+                self._loud_seen = True
+                peak = float(np.nanmax(np.abs(data)))
+                self._warn(f"stdin: f32le samples reach {peak:.3g} after {self.samples_read / self.rate:.3f} s, "
+                           f"{20 * math.log10(peak):.0f} dB above full scale (read as they are, full scale ±1; "
+                           "floats at integer scale, ±32768, read this loud): results for audio this loud mean "
+                           "little; scale it to ±1 (or send s16le)")
         if self.channels > 1:
             frames = data.reshape(-1, self.channels)
             data = frames.mean(axis=1, dtype=np.float32)

@@ -155,6 +155,24 @@ def test_listen_stdin_closed_early_and_other_rate(window_model) -> None:
     assert _stats(err)["status"] == "done"
 
 
+def test_listen_stdin_floats_at_integer_scale_get_one_warning(window_model) -> None:
+    """f32le on stdin is read with full scale ±1: floats at ±32768 (a tool that forgot to scale) are said
+    once, with their peak and when they started, and still tagged; s16le at full scale is not."""
+    x = tone_signal()
+    x[len(x) // 2 :] *= 32768.0
+    proc = subprocess.run(EDGETAG + ["listen", "--model", str(window_model), "--stdin", "--rate", "16000",
+                                     "--pcm", "f32le", "--format", "jsonl"],
+                          input=_pcm("f32le", x), capture_output=True, timeout=60)
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert err.count("dB above full scale") == 1 and "stdin: f32le samples reach" in err, err
+    assert len(_jsonl(proc.stdout.decode())[0]) > 10
+    full = subprocess.run(EDGETAG + ["listen", "--model", str(window_model), "--stdin", "--rate", "16000",
+                                     "--pcm", "s16le", "--format", "jsonl"],
+                          input=_pcm("s16le", np.clip(tone_signal() * 3.0, -1, 1)), capture_output=True, timeout=60)
+    assert "above full scale" not in full.stderr.decode()
+
+
 def test_listen_bad_device_lists_devices(window_model) -> None:
     env = dict(os.environ, PULSE_SERVER="unix:/nonexistent/edgetag-test")
     proc = subprocess.run(EDGETAG + ["listen", "--model", str(window_model), "--device", "97", "--format", "jsonl"],
