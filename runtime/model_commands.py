@@ -68,6 +68,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         gather = f" (the first waits {wait * 1e3 / fe.frame_rate:g} ms for the rest)" if wait else ""
         mode = f"stateful: {card.frames_per_call} frame(s) per call{gather}, states {states}; decision every"
     show(field("streaming", f"{mode} {card.hop_frames} frames ({card.decision_interval_s * 1e3:g} ms)"))
+    if card.streaming_mode == "stateful":  # algorithmic latency, as `edgetag bench --peers` counts it
+        half_ms = (fe.win_length - fe.win_length / 2) * 1e3 / fe.sample_rate
+        wait_ms = (card.frames_per_call - 1) * 1e3 / fe.frame_rate
+        why = "half the frame" + (f" + {wait_ms:g} ms waiting" if wait_ms else "")
+        show(field("latency", f"{half_ms + wait_ms:g} ms, frame centre to decision ({why})"))
     if card.min_durations_s is not None:
         on, off = card.min_durations_s
         show(field("events", f"a tag turns on after {on:g} s held, off after {off:g} s (--min-on / --min-off)"))

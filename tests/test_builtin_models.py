@@ -67,8 +67,12 @@ def test_info_on_the_pitch_model_describes_its_bins_in_one_line(capsys: pytest.C
     labels = [line for line in out.splitlines() if line.startswith(("labels", "  pitch_bin_"))]
     assert len(labels) == 1 and "pitch_bin_000 .. pitch_bin_359" in labels[0]
     assert "31.70 Hz .. 2005.50 Hz" in labels[0] and ">= 0.5" in labels[0]
+    assert "latency    32 ms, frame centre to decision (half the frame)" in out
+    assert main(["info", "pitch-small"]) == 0  # two frames per call: 10 ms more
+    assert "latency    42 ms, frame centre to decision (half the frame + 10 ms waiting)" in capsys.readouterr().out
     assert main(["info", "music-tags"]) == 0  # tag models still list every label with its threshold
-    assert "labels     (threshold)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "labels     (threshold)" in out and "latency" not in out  # a window model: its window says it
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN_MODELS))
