@@ -313,6 +313,19 @@ def _no_frames(path: Path, fmt: str) -> AudioReadError:
 LOUD_PEAK = 100.0
 
 
+def loud_note(source: str, samples: np.ndarray, first_s: float, rate: int) -> str | None:
+    """The one-line warning for float ``samples`` ([frames] or [frames, channels], starting ``first_s``
+    seconds into ``source``) that pass `LOUD_PEAK`, or None when they stay within it."""
+    if not len(samples) or not (samples.max() > LOUD_PEAK or samples.min() < -LOUD_PEAK):
+        return None
+    magnitude = np.abs(samples) if samples.ndim == 1 else np.abs(samples).max(axis=1)
+    at = int(np.argmax(magnitude > LOUD_PEAK))
+    peak = float(np.nanmax(magnitude))
+    return (f"{source}: samples reach {peak:.3g} from {first_s + at / rate:.3f} s, {20 * math.log10(peak):.0f} dB "
+            "above full scale (float audio is read as it is, full scale ±1; a float file saved at integer scale, "
+            "±32768, reads this loud): results for audio this loud mean little; scale it to ±1")
+
+
 #: Files already warned about as too loud (path and modification time): a training loop that reads
 #: one file a segment at a time, epoch after epoch, hears it once.
 _LOUD_WARNED: set[tuple[str, int]] = set()
@@ -335,21 +348,16 @@ class _SampleCheck:
             raise NonFiniteAudioError(
                 f"{self.path} has {bad} NaN/Inf sample(s), the first at {(first + first_bad) / self.rate:.3f} s"
             )
-        if not self.loud_seen and len(block) and (block.max() > LOUD_PEAK or block.min() < -LOUD_PEAK):
+        note = None if self.loud_seen else loud_note(str(self.path), block, first / self.rate, self.rate)
+        if note is not None:
             self.loud_seen = True
             try:
                 key = (str(self.path.resolve()), self.path.stat().st_mtime_ns)
             except OSError:
                 key = (str(self.path), 0)
-            if key in _LOUD_WARNED:
-                return
-            _LOUD_WARNED.add(key)
-            at = int(np.argmax(np.abs(block).max(axis=1) > LOUD_PEAK))
-            peak = float(np.abs(block).max())
-            self.warn(f"{self.path}: samples reach {peak:.3g} from {(first + at) / self.rate:.3f} s, "
-                      f"{20 * math.log10(peak):.0f} dB above full scale (float audio is read as it is, full "
-                      "scale ±1; a float file saved at integer scale, ±32768, reads this loud): results for "
-                      "audio this loud mean little; scale it to ±1")
+            if key not in _LOUD_WARNED:
+                _LOUD_WARNED.add(key)
+                self.warn(note)
 
 
 def load_audio(

@@ -28,7 +28,7 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 import numpy as np
 
-from edgetag.runtime.audio import LOUD_PEAK
+from edgetag.runtime.audio import loud_note
 
 
 class SourceError(OSError):
@@ -527,13 +527,11 @@ class StdinSource:
             data = data.astype(np.float32) / 32768.0
         else:
             data = data.astype(np.float32)
-            if not self._loud_seen and len(data) and (data.max() > LOUD_PEAK or data.min() < -LOUD_PEAK):
+            note = None if self._loud_seen else loud_note("stdin (f32le)", data, self.samples_read / self.rate,
+                                                           self.rate)
+            if note is not None:
                 self._loud_seen = True
-                peak = float(np.nanmax(np.abs(data)))
-                self._warn(f"stdin: f32le samples reach {peak:.3g} after {self.samples_read / self.rate:.3f} s, "
-                           f"{20 * math.log10(peak):.0f} dB above full scale (read as they are, full scale ±1; "
-                           "floats at integer scale, ±32768, read this loud): results for audio this loud mean "
-                           "little; scale it to ±1 (or send s16le)")
+                self._warn(note)
         if self.channels > 1:
             frames = data.reshape(-1, self.channels)
             data = frames.mean(axis=1, dtype=np.float32)

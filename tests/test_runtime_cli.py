@@ -165,7 +165,7 @@ def test_listen_stdin_floats_at_integer_scale_get_one_warning(window_model) -> N
                           input=_pcm("f32le", x), capture_output=True, timeout=60)
     err = proc.stderr.decode()
     assert proc.returncode == 0, err
-    assert err.count("dB above full scale") == 1 and "stdin: f32le samples reach" in err, err
+    assert err.count("dB above full scale") == 1 and "stdin (f32le): samples reach" in err, err
     assert len(_jsonl(proc.stdout.decode())[0]) > 10
     full = subprocess.run(EDGETAG + ["listen", "--model", str(window_model), "--stdin", "--rate", "16000",
                                      "--pcm", "s16le", "--format", "jsonl"],
