@@ -204,13 +204,20 @@ def _not_enough_audio(path: str, samples: int, card) -> str:
             f"decision of {card.name} needs {_min_audio_s(card):.3f} s; {'no notes' if is_pitch_model(card) else 'no tags'}")
 
 
-def _tag_format(args: argparse.Namespace) -> str:
-    """``--format``, or by default a summary for people on a terminal and jsonl for a pipe or ``-o FILE``."""
+#: Formats ``-o FILE`` implies by its suffix when ``--format`` is not given (any other suffix: jsonl).
+_SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+
+
+def _output_format(args: argparse.Namespace, interactive: str) -> str:
+    """``--format``; else the one ``-o FILE``'s suffix names (``out.csv``: csv); else ``interactive`` (the view
+    for people) when stdout is a terminal and there is no ``-o``, jsonl otherwise."""
     from edgetag.runtime.progress import is_terminal
 
     if args.format:
         return args.format
-    return "summary" if not args.output and is_terminal(sys.stdout) else "jsonl"
+    if args.output:
+        return _SUFFIX_FORMATS.get(Path(args.output).suffix.lower(), "jsonl")
+    return interactive if is_terminal(sys.stdout) else "jsonl"
 
 
 def cmd_tag(args: argparse.Namespace) -> int:
@@ -233,7 +240,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     def warn(message: str) -> None:
         print(f"edgetag tag: warning: {message}", file=sys.stderr, flush=True)
 
-    fmt = _tag_format(args)
+    fmt = _output_format(args, "summary")
     # progress only where it cannot garble decisions written to the same terminal
     progress_ok = is_terminal(sys.stderr) and (fmt == "summary" or bool(args.output) or not is_terminal(sys.stdout))
     rate = card.frontend.sample_rate
@@ -379,7 +386,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
         source = MicSource(rate, args.device, log=say)
     source.open()  # errors (no device, bad index, unreadable file) exit 1 with the message
 
-    fmt = args.format or ("live" if sys.stdout.isatty() and not args.output else "jsonl")
+    fmt = _output_format(args, "live")
     runner = StreamRunner(Engine(model), source, duration=args.duration, warn=lambda m: say(m))
     out = _open_output(args.output)
     live = None
@@ -556,7 +563,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tag", help="tag audio files offline: a summary for people, or every decision (jsonl/csv)",
                        description="Run a model over whole files, decision by decision, as the live runtime would. "
                        "On a terminal it prints a summary per file (the top tags and when they were on, or the notes "
-                       "played); piped or with -o it writes every decision as jsonl (--format csv for CSV); a "
+                       "played); piped or with -o it writes every decision as jsonl (CSV with --format csv or -o FILE.csv); a "
                        "progress line goes to stderr for long files when stderr is a terminal. Ctrl-C stops it "
                        "(exit status 130).")
     p.add_argument("files", nargs="*", metavar="FILE", help="audio files (any format libsndfile reads; m4a, mp4, "
@@ -565,7 +572,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=("jsonl", "csv", "summary"), default=None,
                    help="jsonl or csv: every decision (with --events: onsets and offsets) and a summary; summary: "
                    "for people, the top tags per file and when they were on, or the notes played (default: summary "
-                   "on a terminal, jsonl when stdout is a pipe or a file, or with -o)")
+                   "on a terminal, jsonl when stdout is a pipe or a file; with -o, csv for a .csv file, else jsonl)")
     _add_post_args(p)
     p.set_defaults(func=cmd_tag)
 
@@ -576,7 +583,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="input device index or (part of its) name (see --list-devices)")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     p.add_argument("--format", choices=("jsonl", "csv", "live"), default=None,
-                   help="jsonl, csv or a live terminal view (default: live on a terminal, else jsonl)")
+                   help="jsonl, csv or a live terminal view (default: live on a terminal; with -o, csv for a .csv "
+                   "file, else jsonl)")
     p.add_argument("--duration", type=_seconds, default=None, help="stop after this many seconds of audio")
     p.add_argument("--file", help="read this audio file instead of the microphone")
     p.add_argument("--realtime", action="store_true", help="with --file: pace the file in real time")

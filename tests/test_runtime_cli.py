@@ -68,6 +68,25 @@ def test_tag_csv_and_events(stateful_model, tone_wav, tmp_path, capsys) -> None:
     assert 0.5 < float(events[0]["t"]) < 0.6
 
 
+def test_output_suffix_picks_the_format(stateful_model, tone_wav, tmp_path) -> None:
+    """`-o out.csv` without --format writes CSV (it wrote jsonl into a .csv file); any other suffix jsonl;
+    an explicit --format wins over the suffix; listen follows the same rule."""
+    for name, want_csv in (("d.csv", True), ("D.CSV", True), ("d.jsonl", False), ("d.txt", False)):
+        out = tmp_path / name
+        assert main(["tag", str(tone_wav), "--model", str(stateful_model), "-o", str(out)]) == 0
+        text = out.read_text()
+        assert text.startswith("t,latency_ms,") == want_csv, (name, text[:60])  # one file: no file column
+        if not want_csv:
+            assert json.loads(text.splitlines()[0])["t"] > 0
+    explicit = tmp_path / "e.csv"
+    assert main(["tag", str(tone_wav), "--model", str(stateful_model), "--format", "jsonl", "-o", str(explicit)]) == 0
+    assert json.loads(explicit.read_text().splitlines()[0])["t"] > 0
+    heard = tmp_path / "l.csv"
+    assert main(["listen", "--file", str(tone_wav), "--model", str(stateful_model), "-o", str(heard)]) == 0
+    rows = list(csv.DictReader(heard.open()))
+    assert len(rows) > 10 and list(rows[0])[:2] == ["t", "latency_ms"]
+
+
 def test_info_prints_and_validates(window_model, tmp_path, capsys) -> None:
     assert main(["info", str(window_model)]) == 0
     out = capsys.readouterr().out
