@@ -183,7 +183,10 @@ class SteadyTone:
     Per frame, from the bins' reading (`decode`) and the NSDF of its audio (`edgetag.runtime.periodicity`):
 
     - bins confident (>= the voicing threshold): the NSDF maximum within 50 cents of their f0 gives the
-      f0 when it is a steady tone's (clarity >= `STEADY_CLARITY`);
+      f0 when it is a steady tone's (clarity >= `STEADY_CLARITY`); where the frame's own period (its key
+      maximum) is as steady, sounds its fundamental and is a whole fraction of that one (within 50 cents),
+      the own period gives it: the bins read the tone an octave or a twelfth low (`pitch` read a 2 kHz sine,
+      at the top of its range, as 667 Hz: the 24-sample lag of three of its periods is as clear as 8);
     - otherwise (bins unsure, or confident with no steady period near them): the frame's own period
       (its key maximum) gives the f0 and voices the frame when it is that steady and sounds its
       fundamental (at least `FUNDAMENTAL_SHARE` of the power of its strongest harmonic): a steady tone

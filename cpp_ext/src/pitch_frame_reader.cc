@@ -23,6 +23,14 @@ PitchFrameReaderSettings Checked(PitchFrameReaderSettings s) {
   return s;
 }
 
+// Whether f0 `high_hz` is k >= 2 times `low_hz`, within `cents` of the multiple.
+bool IsWholeMultiple(double high_hz, double low_hz, double cents) {
+  if (!(high_hz > 0.0 && low_hz > 0.0 && std::isfinite(high_hz) && std::isfinite(low_hz))) return false;
+  const double ratio = high_hz / low_hz;
+  const double k = std::nearbyint(ratio);
+  return k >= 2.0 && std::abs(1200.0 * std::log2(ratio / k)) <= cents;
+}
+
 // Nine terms summed as numpy's pairwise sum does for n = 9: eight partial sums, combined as a tree,
 // then the ninth.
 inline double SumOfNine(const double* v) {
@@ -92,6 +100,13 @@ PitchFrame PitchFrameReader::Steady(PitchFrame bins, double threshold) {
   if (bins.confidence >= threshold) {  // bins sure: the steady period near their f0, if there is one
     std::tie(period, own) = analyser_.Periods(frame_.data(), bins.f0_hz, settings_.near_cents);
     use = period.clarity >= need;
+    // ... unless that period is a whole multiple of the frame's own, as steady: a frame periodic at the shorter
+    // lag is periodic at its multiples too, so the bins read the tone an octave or a twelfth low (a 2 kHz
+    // whistle, at the top of the bins' range, read as 667 Hz) and the shorter period is the tone's
+    if (use && own.clarity >= need && IsWholeMultiple(own.f0_hz, period.f0_hz, settings_.near_cents) &&
+        analyser_.FundamentalShare(frame_.data(), own.f0_hz, settings_.harmonics) >= settings_.fundamental_share) {
+      period = own;
+    }
   } else {
     own = period = analyser_.OwnPeriod(frame_.data());
   }
