@@ -28,11 +28,12 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-from edgetag.runtime.audio import DEFAULT_RESAMPLE_QUALITY
+from edgetag.runtime.audio import DEFAULT_RESAMPLE_QUALITY, AudioWarning, loud_note
 from edgetag.runtime.engine import Decision as EngineDecision
 from edgetag.runtime.engine import Engine
 from edgetag.runtime.model import STREAM_THREADS, load_any_model
@@ -148,6 +149,7 @@ class Tagger:
         self._min_on = card_on if min_on is None else min_on
         self._min_off = card_off if min_off is None else min_off
         self._engine = Engine(model)
+        self._loud_warned = False  # float samples past ±LOUD_PEAK: one warning per tagger (audio.loud_note)
         self._start_stream()  # checks smooth, margin and the minimum durations
 
     # ------------------------------------------------------------------ facts
@@ -196,12 +198,19 @@ class Tagger:
         through a streaming resampler, and every push of one stream must give
         the same rate (`reset` or `flush` to change it). Raises `ValueError` on
         a bad rate, shape or dtype, or NaN/Inf samples, leaving the stream as it was.
+        Float samples past ±100 (integer-scale audio passed as float) are used as
+        they are, with one `edgetag.runtime.audio.AudioWarning` per tagger.
         """
         rate = _check_rate(sample_rate)
         if self._input_rate is not None and rate != self._input_rate:
             raise ValueError(f"sample_rate changed from {self._input_rate} Hz to {rate} Hz within one stream; "
                              "call flush() (end of this stream) or reset() before pushing audio at another rate")
         mono = _mono(samples)
+        if not self._loud_warned and mono.dtype.kind == "f":
+            note = loud_note("pushed samples", mono, self._input_samples / rate, rate)
+            if note is not None:  # integer-scale floats (x.astype(np.float32) of int16 data) give garbage quietly
+                self._loud_warned = True
+                warnings.warn(note, AudioWarning, stacklevel=2)
         if self._input_rate is None:  # the first push of a stream fixes its rate
             if rate != self.sample_rate:
                 import soxr  # only when resampling: a device feeding the model's rate needs no soxr
@@ -209,6 +218,7 @@ class Tagger:
                 self._resampler = soxr.ResampleStream(rate, self.sample_rate, 1, dtype="float32",
                                                       quality=DEFAULT_RESAMPLE_QUALITY)
             self._input_rate = rate
+        self._input_samples += len(mono)
         if self._resampler is not None:
             mono = self._resampler.resample_chunk(_as_float32(mono), last=False)
         return self._run(mono)
@@ -238,6 +248,7 @@ class Tagger:
     # --------------------------------------------------------------- internal
     def _start_stream(self) -> None:
         self._input_rate: int | None = None
+        self._input_samples = 0  # pushed at the input rate: where a warning's samples start
         self._resampler: Any = None
         self._out: list[TagDecision] = []
         self._reader = reader_for(self._card)  # one pitch decoding per decision, shared as in the CLI
@@ -345,8 +356,12 @@ def tag_file(path: str | os.PathLike[str], model: str | os.PathLike[str] | Tagge
     rate = tagger.sample_rate
     chunk = int(rate * FILE_CHUNK_SECONDS)
     out: list[TagDecision] = []
-    for block in stream_audio(path, rate):
-        for offset in range(0, len(block), chunk):
-            out += tagger.push(block[offset : offset + chunk], sample_rate=rate)
-    out += tagger.flush()
+    warned, tagger._loud_warned = tagger._loud_warned, True  # the file's own check warns, naming the file
+    try:
+        for block in stream_audio(path, rate):
+            for offset in range(0, len(block), chunk):
+                out += tagger.push(block[offset : offset + chunk], sample_rate=rate)
+        out += tagger.flush()
+    finally:
+        tagger._loud_warned = warned
     return out

@@ -232,6 +232,30 @@ def test_sample_rate_is_required_and_fixed_within_a_stream(music: np.ndarray, ta
     tagger.reset()
 
 
+def test_integer_scale_floats_get_one_warning_per_tagger(music: np.ndarray, music_wav: Path, tmp_path: Path) -> None:
+    """int16 data cast to float without /32768 is used as it is, with one AudioWarning naming its peak and where
+    it starts in the stream; audio within full scale gets none; tag_file warns once, from the file's check."""
+    import warnings
+
+    from edgetag.runtime.audio import AudioWarning
+
+    tagger = edgetag.load("music-tags")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tagger.push(music[:16000], sample_rate=16000)
+        tagger.push(music[16000:32000] * 32768, sample_rate=16000)
+        tagger.push(music[32000:48000] * 32768, sample_rate=16000)
+    loud = [w for w in caught if issubclass(w.category, AudioWarning)]
+    assert len(loud) == 1 and "pushed samples: samples reach" in str(loud[0].message), [str(w.message) for w in caught]
+    assert " from 1.0" in str(loud[0].message) and loud[0].filename == __file__
+    sf.write(tmp_path / "loud.wav", music[:32000] * 32768, 16000, subtype="FLOAT")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        edgetag.tag_file(tmp_path / "loud.wav", tagger)
+        edgetag.tag_file(music_wav, tagger)
+    assert len([w for w in caught if issubclass(w.category, AudioWarning)]) == 1, [str(w.message) for w in caught]
+
+
 def test_load_errors_say_what_exists(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="built-in models: music-tags"):
         edgetag.load("no-such-model")
