@@ -164,10 +164,11 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
 class ReplacingTextFile:
     """A text file written next to ``path`` (``handle``) that `commit` moves over it, fsynced; until then the
     old file stays as it was, and `discard` removes the new one. For outputs written as a run goes (``tag -o``)
-    that must not be emptied by a run that writes nothing."""
+    that must not be emptied by a run that writes nothing. A symbolic link is followed: its target is replaced
+    and the link stays a link. Use `open_text_output`, which also writes into FIFOs and devices."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self.path = Path(path)
+        self.path = Path(path).resolve() if Path(path).is_symlink() else Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self._tmp = _create_temp(self.path)
         if self.path.exists():  # a replaced file keeps the mode its owner gave it
@@ -191,3 +192,53 @@ class ReplacingTextFile:
         with contextlib.suppress(OSError):
             self.handle.close()
         Path(self._tmp).unlink(missing_ok=True)
+
+
+class StreamingTextFile:
+    """`ReplacingTextFile`'s interface over a plain ``open(path, "w")``: for a FIFO or a device (``/dev/stdout``,
+    ``/dev/null``), which must be written into, never replaced by a regular file. `discard` only closes."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self.handle = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed by commit or discard
+
+    def commit(self) -> Path:
+        self.handle.close()
+        return self.path
+
+    def discard(self) -> None:
+        with contextlib.suppress(OSError):
+            self.handle.close()
+
+
+def check_output_path(path: str | os.PathLike[str], inputs: tuple[str | os.PathLike[str], ...] = ()) -> None:
+    """Refuses, before anything is written, an output path that is a folder or one of ``inputs`` (the files the
+    command reads: writing there would destroy its own input), with an `OSError` whose ``strerror`` says what
+    to do."""
+    target = Path(path)
+    if target.is_dir():
+        raise IsADirectoryError(errno.EISDIR, f"{target} is a folder: give a file name to write into (e.g. "
+                                f"{target / 'out.jsonl'})")
+    for given in inputs if target.exists() else ():
+        with contextlib.suppress(OSError):
+            same = os.path.samefile(target, given)
+        if same:
+            alias = f" ({given})" if os.fspath(given) != os.fspath(target) else ""
+            raise FileExistsError(errno.EEXIST, f"{target} is also an input file{alias}: writing there would "
+                                  "destroy it; give another output file")
+
+
+def is_special_file(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` (or what its link points to) exists and is not a regular file or a folder: a FIFO, a
+    device (``/dev/stdout``, ``/dev/null``) or a socket, which a writer must write into, never replace."""
+    target = Path(path)
+    return target.exists() and not target.is_file() and not target.is_dir()
+
+
+def open_text_output(path: str | os.PathLike[str],
+                     inputs: tuple[str | os.PathLike[str], ...] = ()) -> ReplacingTextFile | StreamingTextFile:
+    """The writer for an output file a command writes as it runs and commits at its end (``tag -o``): a regular
+    file (a new one, or a link to one) is written beside it and replaces it on `commit` (`ReplacingTextFile`); a
+    FIFO or a device is written into (`StreamingTextFile`). `check_output_path` first."""
+    check_output_path(path, inputs)
+    return StreamingTextFile(path) if is_special_file(path) else ReplacingTextFile(path)

@@ -186,7 +186,25 @@ def _scores_wanted(args: argparse.Namespace, pitch: bool) -> bool:
 
 
 def _open_output(path):
-    return open(path, "w", encoding="utf-8") if path else sys.stdout
+    """``listen -o``: written into as decisions come (a file someone follows while it grows, a FIFO, a device),
+    its folder made if need be (`_check_output` first)."""
+    if not path:
+        return sys.stdout
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "w", encoding="utf-8")
+
+
+def _check_output(command: str, path: str | None, inputs: tuple[str, ...]) -> bool:
+    """``-o PATH`` refused (one line on stderr, False) when it is a folder or one of the input files."""
+    from edgetag.runtime.atomic import check_output_path
+
+    try:
+        if path:
+            check_output_path(path, inputs)
+    except OSError as exc:
+        print(f"edgetag {command}: error: -o {exc.strerror or exc}", file=sys.stderr)
+        return False
+    return True
 
 
 def _min_audio_s(card) -> float:
@@ -244,11 +262,16 @@ def cmd_tag(args: argparse.Namespace) -> int:
     # progress only where it cannot garble decisions written to the same terminal
     progress_ok = is_terminal(sys.stderr) and (fmt == "summary" or bool(args.output) or not is_terminal(sys.stdout))
     rate = card.frontend.sample_rate
-    from edgetag.runtime.atomic import ReplacingTextFile
+    from edgetag.runtime.atomic import open_text_output, remove_stale_temps
 
     # -o FILE: written beside FILE and moved over it at the end if any file was tagged (a run that tags
-    # nothing, such as one whose only file cannot be read, leaves an existing FILE as it was)
-    pending = ReplacingTextFile(args.output) if args.output else None
+    # nothing, such as one whose only file cannot be read, leaves an existing FILE as it was); a FIFO or a
+    # device is written into; an input file or a folder is refused before any tagging
+    if not _check_output("tag", args.output, tuple(args.files)):
+        return 2
+    pending = open_text_output(args.output) if args.output else None
+    if pending is not None:
+        remove_stale_temps(pending.path.parent)  # what killed runs left beside it (their pid is gone)
     out = pending.handle if pending else sys.stdout
     failed: list[str] = []
     tagged = 0
@@ -370,6 +393,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
         print(describe_devices(import_sounddevice()))
         return 0
+    if not _check_output("listen", args.output, (args.file,) if args.file else ()):
+        return 2
     model = _load(args)
     card = model.card
     rate = card.frontend.sample_rate

@@ -87,6 +87,40 @@ def test_output_suffix_picks_the_format(stateful_model, tone_wav, tmp_path) -> N
     assert len(rows) > 10 and list(rows[0])[:2] == ["t", "latency_ms"]
 
 
+def test_output_never_replaces_an_input_a_link_or_a_fifo(stateful_model, tone_wav, tmp_path) -> None:
+    """-o naming an input file (or a folder) is refused before anything runs, the input untouched; a link
+    stays a link with its target written; a FIFO is written into, not replaced; what a killed run left
+    beside the output is removed."""
+    import shutil
+    import threading
+
+    wav = tmp_path / "in.wav"
+    shutil.copy(tone_wav, wav)
+    before = wav.read_bytes()
+    assert _run("tag", str(wav), "--model", str(stateful_model), "-o", str(tmp_path / "." / "in.wav")).returncode == 2
+    done = _run("listen", "--file", str(wav), "--model", str(stateful_model), "-o", str(wav))
+    assert done.returncode == 2 and b"is also an input file" in done.stderr and wav.read_bytes() == before
+    done = _run("tag", str(wav), "--model", str(stateful_model), "-o", str(tmp_path))
+    assert done.returncode == 2 and b"is a folder" in done.stderr
+
+    target, link = tmp_path / "target.jsonl", tmp_path / "link.jsonl"
+    target.write_text("old\n")
+    link.symlink_to(target)
+    stale = tmp_path / ".target.jsonl.999999999.abcd1234.tmp"  # a dead writer's (no such pid)
+    stale.write_text("partial")
+    assert main(["tag", str(wav), "--model", str(stateful_model), "-o", str(link)]) == 0
+    assert link.is_symlink() and json.loads(target.read_text().splitlines()[0])["t"] > 0 and not stale.exists()
+
+    fifo = tmp_path / "pipe.jsonl"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.extend(fifo.open().read().splitlines()))
+    reader.start()
+    assert main(["tag", str(wav), "--model", str(stateful_model), "-o", str(fifo), "--format", "jsonl"]) == 0
+    reader.join(timeout=30)
+    assert fifo.is_fifo() and len(got) > 10 and json.loads(got[0])["t"] > 0
+
+
 def test_info_prints_and_validates(window_model, tmp_path, capsys) -> None:
     assert main(["info", str(window_model)]) == 0
     out = capsys.readouterr().out
