@@ -574,11 +574,16 @@ def stream_audio(
         while decoded < n_total:
             wanted = min(block_frames, n_total - decoded)
             try:
-                block = buffer[: _read_into(f, buffer[:wanted])]
-            except (RuntimeError, OSError, ValueError) as e:
-                raise AudioReadError(f"cannot decode {path} at {_position(f, decoded) / sr_in:.3f} s: {e} "
-                                     "(a truncated or damaged file)") from e
-            check_samples(block, decoded)
+                try:
+                    block = buffer[: _read_into(f, buffer[:wanted])]
+                except (RuntimeError, OSError, ValueError) as e:
+                    raise AudioReadError(f"cannot decode {path} at {_position(f, decoded) / sr_in:.3f} s: {e} "
+                                         "(a truncated or damaged file)") from e
+                check_samples(block, decoded)
+            except (AudioReadError, NonFiniteAudioError):
+                if len(held):  # the block before decoded well: its samples first, then the error
+                    yield held
+                raise
             decoded += len(block)
             # the same per-frame mean as load_audio, so the samples are the same bits
             mono = block.mean(axis=1, dtype=np.float32) if channels > 1 else block[:, 0].copy()
