@@ -38,7 +38,8 @@ class DecisionPipeline:
     into events (a tag crossing its threshold with ``margin`` of hysteresis, or,
     for a pitch model whose stream decoder is ``reader``, notes starting and
     ending; a tag only after ``min_on_s`` above its threshold and off after ``min_off_s`` below,
-    counted in decisions of ``interval_s``), and handed to every writer: each decision, or (``events_only``) the events.
+    counted in decisions of ``interval_s``), and handed to every writer: each decision, or (``events_only``) the events;
+    a writer whose ``follows_events`` is true gets both (the summary's spans: their times and their notes' tuning).
 
     The level gate: a decision whose audio (`Decision.level_dbfs`) is below ``gate_dbfs`` is
     silence: ``decision.extra["silent"]`` says so, every tag or note still on ends there, no event
@@ -80,10 +81,11 @@ class DecisionPipeline:
         # silence ends whatever was on at once (hysteresis would hold a tag whose threshold is below its margin)
         events = self.event_detector.finish(decision.t) if silent else self.event_detector.update(decision.t, heard)
         for writer in self.writers:
-            if self.events_only or getattr(writer, "follows_events", False):
+            follows = getattr(writer, "follows_events", False)  # events and decisions, whatever events_only
+            if self.events_only or follows:
                 for event in events:
                     writer.event(event)
-            if not self.events_only:
+            if not self.events_only or follows:
                 writer.decision(decision, scores)
 
     def finish(self) -> None:

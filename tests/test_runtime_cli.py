@@ -122,6 +122,22 @@ def test_output_never_replaces_an_input_a_link_or_a_fifo(stateful_model, tone_wa
     assert fifo.is_fifo() and len(got) > 10 and json.loads(got[0])["t"] > 0
 
 
+def test_pitch_summary_with_events_keeps_each_notes_tuning(tmp_path, capsys) -> None:
+    """`--events --format summary`: the notes list has its cents and mean f0 columns, as without --events
+    (the recorder of the summary's spans got no decisions in events-only mode)."""
+    import soundfile as sf
+
+    t = np.arange(16000) / 16000
+    x = np.concatenate([0.3 * np.sin(2 * np.pi * 261.63 * t), np.zeros(1600), 0.3 * np.sin(2 * np.pi * 329.63 * t)])
+    sf.write(tmp_path / "two.wav", x.astype(np.float32), 16000)
+    tables = []
+    for extra in ([], ["--events"]):
+        assert main(["tag", str(tmp_path / "two.wav"), "--model", "pitch", "--format", "summary", *extra]) == 0
+        out = capsys.readouterr().out
+        tables.append([line for line in out.splitlines() if " ct " in line])
+    assert tables[0] == tables[1] and len(tables[0]) == 2 and "261.6 Hz" in tables[0][0], tables
+
+
 def test_info_prints_and_validates(window_model, tmp_path, capsys) -> None:
     assert main(["info", str(window_model)]) == 0
     out = capsys.readouterr().out
