@@ -109,7 +109,8 @@ def _open(path: Path):  # -> soundfile.SoundFile
     import soundfile as sf  # imported here: the runtime package must not need it at import
 
     if not path.exists():
-        raise AudioNotFoundError(f"audio file not found: {path}")
+        hint = " (audio from stdin: edgetag listen --stdin --rate R, raw PCM)" if str(path) == "-" else ""
+        raise AudioNotFoundError(f"audio file not found: {path}{hint}")
     if not path.is_file():
         raise AudioReadError(f"not a regular file: {path}")
     try:

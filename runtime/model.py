@@ -77,8 +77,7 @@ class OnnxModel:
     def __init__(self, path: str | Path, *, backend: str = "cpu", threads: int | None = None) -> None:
         ort = _import_ort()
         self.path = Path(path)
-        if not self.path.is_file():
-            raise FileNotFoundError(f"model file not found: {self.path}")
+        _check_model_file(self.path)
         if backend not in PROVIDERS:
             raise ModelLoadError(f"unknown backend {backend!r}; known backends: {', '.join(PROVIDERS)}")
         if backend not in available_backends():
@@ -192,6 +191,15 @@ class OnnxModel:
         return scores_from_logits(logits, self.card.task)
 
 
+def _check_model_file(path: Path) -> None:
+    """A model path that is not a file: `FileNotFoundError` saying whether it is missing or a folder."""
+    if path.is_dir():
+        raise FileNotFoundError(f"{path} is a folder, not a model file: give the .onnx file in it "
+                                "(edgetag models lists the built-in names)")
+    if not path.is_file():
+        raise FileNotFoundError(f"model file not found: {path}")
+
+
 def load_model(path: str | Path, *, backend: str = "cpu", threads: int | None = None) -> OnnxModel:
     """Open an edgetag ONNX model; refuses a file whose card is missing or contradictory."""
     return OnnxModel(path, backend=backend, threads=threads)
@@ -231,8 +239,10 @@ def load_any_model(path: str | Path, *, backend: str = "cpu", threads: int | Non
         return load_model(path, backend=backend, threads=threads)
     for loader in model_loaders():
         if backend == loader.backend or (backend in PROVIDERS and suffix in loader.suffixes):
-            if not Path(path).is_file():
-                raise FileNotFoundError(f"model file not found: {path}")
+            _check_model_file(Path(path))
+            if backend == loader.backend and suffix not in loader.suffixes:
+                raise ModelLoadError(f"--backend {backend} runs {' or '.join(loader.suffixes)} files, not {path} "
+                                     "(an .onnx model runs with the default --backend cpu, or cuda / tensorrt)")
             return loader.load(path, threads=threads)
     if backend not in PROVIDERS:
         raise ModelLoadError(f"unknown backend {backend!r}; known backends: {', '.join(PROVIDERS)}"

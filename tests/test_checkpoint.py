@@ -48,8 +48,12 @@ def test_refusals(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "none.pt")
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a readable"):
+    with pytest.raises(CheckpointError, match="not a readable.*not a PyTorch file"):
         load_checkpoint(junk)
+    torch.save({"module": torch.nn.Linear(2, 2)}, tmp_path / "pickled.pt")  # objects weights_only refuses
+    with pytest.raises(CheckpointError, match="never unpickles") as refused:
+        load_checkpoint(tmp_path / "pickled.pt")
+    assert "\n" not in str(refused.value) and "weights_only=False" not in str(refused.value)  # one line, no advice to unpickle
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not an edgetag student checkpoint"):
         load_checkpoint(tmp_path / "other.pt")

@@ -93,6 +93,8 @@ def test_stateful_model_carries_state(tmp_path: Path) -> None:
 def test_refusals_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="model file not found"):
         load_model(tmp_path / "nothing.onnx")
+    with pytest.raises(FileNotFoundError, match="is a folder, not a model file"):
+        load_model(tmp_path)
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x08\x07 this is not a protobuf")
     with pytest.raises(ModelLoadError, match="not a valid ONNX model"):

@@ -77,3 +77,11 @@ def test_onnx_and_torch_backends_agree(tmp_path, kind, params, window, hop) -> N
     onnx_scores = np.stack([d.scores for d in decisions["onnx"]])
     torch_scores = np.stack([d.scores for d in decisions["torch"]])
     assert np.abs(onnx_scores - torch_scores).max() <= 1e-4
+
+
+def test_torch_backend_names_the_files_it_runs(tone_wav, capsys) -> None:
+    """`--backend torch` with an ONNX file: one line saying which files it runs (it said torch.load's
+    many-line advice about weights_only)."""
+    assert main(["tag", str(tone_wav), "--model", "music-tags", "--backend", "torch"]) == 1
+    err = capsys.readouterr().err
+    assert "--backend torch runs .pt" in err and "default --backend cpu" in err and len(err.splitlines()) == 1, err

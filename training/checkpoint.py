@@ -20,6 +20,7 @@ states) is kept in separate files by the trainer; this file is the product.
 
 from __future__ import annotations
 
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -97,7 +98,16 @@ def load_checkpoint(path: str | Path) -> StudentCheckpoint:
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
-        raise CheckpointError(f"{path}: not a readable edgetag checkpoint ({exc})") from None
+        with path.open("rb") as f:
+            zipped = f.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
+        if not zipped:
+            why = "not a PyTorch file: `edgetag train` writes its students as .pt checkpoints"
+        elif isinstance(exc, pickle.UnpicklingError):  # torch's advice to drop weights_only is not ours to give
+            why = ("it holds Python objects beyond tensors and plain values, which edgetag never unpickles from a "
+                   "file (torch.load weights_only=True): not a checkpoint that `edgetag train` wrote")
+        else:
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise CheckpointError(f"{path}: not a readable edgetag checkpoint ({why})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not an edgetag student checkpoint (no format '{FORMAT}')")
     if data.get("version") != VERSION:
