@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-from edgetag.runtime.audio import DEFAULT_RESAMPLE_QUALITY, AudioWarning, loud_note
+from edgetag.runtime.audio import DEFAULT_RESAMPLE_QUALITY, AudioWarning, check_input_rate, loud_note
 from edgetag.runtime.engine import Decision as EngineDecision
 from edgetag.runtime.engine import Engine
 from edgetag.runtime.model import STREAM_THREADS, load_any_model
@@ -278,6 +278,7 @@ def _check_rate(sample_rate: Any) -> int:
         raise ValueError(f"sample_rate must be a number of samples per second, got {sample_rate!r}")
     if not (math.isfinite(sample_rate) and sample_rate > 0 and float(sample_rate).is_integer()):
         raise ValueError(f"sample_rate must be a positive whole number of Hz, got {sample_rate!r}")
+    check_input_rate(int(sample_rate), "sample_rate")
     return int(sample_rate)
 
 

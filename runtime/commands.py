@@ -38,6 +38,18 @@ def _gate_dbfs(text: str) -> float:
     return value
 
 
+def _sample_rate(text: str) -> int:
+    """An argparse type: an input sample rate in Hz (`edgetag.runtime.audio.check_input_rate`)."""
+    from edgetag.runtime.audio import check_input_rate
+
+    value = _positive_int(text)
+    try:
+        check_input_rate(value, "--rate")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def _positive_int(text: str) -> int:
     """An argparse type: an integer >= 1 (a chunk, a count, a rate)."""
     try:
@@ -614,8 +626,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--file", help="read this audio file instead of the microphone")
     p.add_argument("--realtime", action="store_true", help="with --file: pace the file in real time")
     p.add_argument("--stdin", action="store_true", help="read raw PCM from stdin (give --rate and --pcm)")
-    p.add_argument("--rate", type=_positive_int,
-                   help="with --stdin: sample rate of the PCM (resampled if not the model's)")
+    p.add_argument("--rate", type=_sample_rate,
+                   help="with --stdin: sample rate of the PCM in Hz (resampled if not the model's)")
     p.add_argument("--pcm", choices=("s16le", "f32le"), default="s16le", help="with --stdin: sample format")
     p.add_argument("--channels", type=_positive_int, default=1, help="with --stdin: interleaved channels (downmixed)")
     p.set_defaults(func=cmd_listen)

@@ -55,11 +55,12 @@ class DecisionPipeline:
         self.silent_decisions = 0
         self.smoother = Smoother(smooth)
         self.reader = reader
+        # checked for every model (a pitch model's notes take no minimum durations: a bad one is still an error)
+        min_on, min_off = decisions_for(min_on_s, interval_s), decisions_for(min_off_s, interval_s)
         if reader is not None:
             self.event_detector = NoteTracker(margin=margin, reader=reader)
         else:
-            self.event_detector = Hysteresis(labels, thresholds, margin, min_on=decisions_for(min_on_s, interval_s),
-                                             min_off=decisions_for(min_off_s, interval_s))
+            self.event_detector = Hysteresis(labels, thresholds, margin, min_on=min_on, min_off=min_off)
         self.writers = list(writers)
         self.events_only = events_only
         self.summary = summary

@@ -208,6 +208,9 @@ def test_flush_ends_the_stream_and_reset_starts_over(music: np.ndarray, taggers)
     (np.float32(0.5), 16000, "0-D"),
     (np.zeros(100, np.float32), 0, "positive whole number"),
     (np.zeros(100, np.float32), 44100.5, "positive whole number"),
+    (np.zeros(100, np.float32), 1, "1 Hz is not an audio sample rate"),  # it resampled 1 Hz to 16 kHz: no end
+    (np.zeros(100, np.float32), 44.1, "positive whole number"),
+    (np.zeros(100, np.float32), 2_000_000, "1,000 Hz to 1,000,000 Hz"),
     (np.zeros(100, np.float32), "44100", "number of samples per second"),
     (np.zeros(100, np.float32), True, "number of samples per second"),
 ])
@@ -254,6 +257,12 @@ def test_integer_scale_floats_get_one_warning_per_tagger(music: np.ndarray, musi
         edgetag.tag_file(tmp_path / "loud.wav", tagger)
         edgetag.tag_file(music_wav, tagger)
     assert len([w for w in caught if issubclass(w.category, AudioWarning)]) == 1, [str(w.message) for w in caught]
+
+
+def test_minimum_durations_are_checked_for_every_model() -> None:
+    for name in ("music-tags", "pitch"):  # pitch notes take none, but -1 s is a mistake there too
+        with pytest.raises(ValueError, match="minimum duration"):
+            edgetag.load(name, min_on=-1)
 
 
 def test_load_errors_say_what_exists(tmp_path: Path) -> None:

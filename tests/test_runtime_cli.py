@@ -429,6 +429,7 @@ def test_info_refuses_escape_codes_in_labels_and_escapes_card_text(window_model,
     (["tag", "--demo", "--top-k", "0"], "argument --top-k: must be >= 1, got 0"),
     (["tag", "--demo", "--margin", "nan"], "argument --margin: must be a finite number >= 0, got 'nan'"),
     (["listen", "--stdin", "--rate", "0"], "argument --rate: must be >= 1, got 0"),
+    (["listen", "--stdin", "--rate", "44"], "--rate 44 Hz is not an audio sample rate"),
 ])
 def test_numeric_arguments_are_validated(args, message, capsys) -> None:
     with pytest.raises(SystemExit) as exit_:
