@@ -27,7 +27,7 @@ from typing import IO, Callable, Mapping, Sequence
 
 import numpy as np
 from edgetag.runtime.engine import Decision
-from edgetag.runtime.pitch import PitchReader, gated
+from edgetag.runtime.pitch import NOTE_CENTS_MARGIN, PitchReader, cents_from, gated
 from edgetag.runtime.postprocess import Event, top_k
 from edgetag.runtime.tag_reliability import legend, mark
 
@@ -218,11 +218,14 @@ class SpanRecorder:
         self.last_t = d.t
         if self.read is not None and self._open:  # a note's tuning: its voiced decisions' cents and f0
             r = self.read(d.scores if scores is None else scores)
-            state = self._open.get(r.note)
-            if r.voiced and state is not None:
-                state[1] += r.cents
-                state[2] += r.f0_hz
-                state[3] += 1
+            if not r.voiced:
+                return
+            for note, state in self._open.items():  # (one note at a time)
+                cents = cents_from(r.f0_hz, note)  # from the open note: vibrato across a boundary is still it
+                if abs(cents) <= 50.0 + NOTE_CENTS_MARGIN:
+                    state[1] += cents
+                    state[2] += r.f0_hz
+                    state[3] += 1
 
     def event(self, e: Event) -> None:
         self.last_t = max(self.last_t, e.t)

@@ -83,6 +83,9 @@ READ_BLOCK = 256
 """Frames `SteadyTone.read_frames` copies and reads at a time (a clip's overlapping frames are a strided view)."""
 NOTE_NAMES = ("C", "C#", "D", "D#", "E", "F", "F#", "G", "G#", "A", "A#", "B")
 A4_HZ = 440.0
+NOTE_CENTS_MARGIN = 25.0
+"""`NoteTracker`: a sounding note goes on while the pitch stays within 50 + this many cents of it: vibrato of up
+to about ±75 cents, or a tone on the boundary between two notes, is one note, not a flicker between two."""
 
 
 def bin_cents() -> np.ndarray:
@@ -307,6 +310,20 @@ def decode_clip(scores: np.ndarray, samples: np.ndarray, frontend: Any,
     return decode_with_audio(np.asarray(scores)[:n], frames[:n], threshold, frontend.sample_rate)
 
 
+def note_frequency(name: str) -> float:
+    """The equal-tempered frequency of a note name as `note_of` writes it (``"A4"``: 440.0, ``"C#-1"``)."""
+    pitch, octave = (name[:2], name[2:]) if name[1:2] == "#" else (name[:1], name[1:])
+    if pitch not in NOTE_NAMES:
+        raise ValueError(f"not a note name: {name!r} (C, C#, D ... B and an octave, e.g. A4)")
+    midi = 12 * (int(octave) + 1) + NOTE_NAMES.index(pitch)
+    return A4_HZ * 2.0 ** ((midi - 69) / 12)
+
+
+def cents_from(f0_hz: float, note: str) -> float:
+    """How many cents ``f0_hz`` lies above the note ``note`` (below: negative)."""
+    return 1200.0 * math.log2(f0_hz / note_frequency(note))
+
+
 def note_of(f0_hz: float) -> tuple[str, float, int]:
     """``(name, cents, midi)`` of the nearest equal-tempered note (A4 = 440 Hz): ``("A4", -3.2, 69)``."""
     if not (f0_hz > 0 and math.isfinite(f0_hz)):
@@ -455,19 +472,23 @@ class NoteTracker:
     The pitch counterpart of `edgetag.runtime.postprocess.Hysteresis` (same ``update`` /
     ``finish`` interface and `Event` objects, the label being the note name). A frame
     is voiced at ``confidence >= threshold`` and stays so down to ``threshold - margin``;
-    a new note (or silence) must last ``min_decisions`` decisions in a row before it
-    replaces the sounding one, so vibrato across a note boundary or one stray frame
-    does not split a note. The onset is stamped at the first decision of the new
-    note, the offset at the decision where the next note (or silence) began.
+    the sounding note goes on while the pitch stays within 50 + ``cents_margin`` cents of
+    it (`NOTE_CENTS_MARGIN`: vibrato, or a tone on a note boundary, is one note), and a new
+    note (or silence) must last ``min_decisions`` decisions in a row before it replaces the
+    sounding one, so one stray frame does not split a note. The onset is stamped at the first
+    decision of the new note, the offset at the decision where the next note (or silence) began.
     """
 
     def __init__(self, threshold: float = VOICING_THRESHOLD, margin: float = 0.1, min_decisions: int = 3,
-                 reader: PitchReader | None = None) -> None:
+                 reader: PitchReader | None = None, cents_margin: float = NOTE_CENTS_MARGIN) -> None:
         if margin < 0:
             raise ValueError(f"hysteresis margin must be >= 0, got {margin}")
         if min_decisions < 1:
             raise ValueError(f"min_decisions must be >= 1, got {min_decisions}")
+        if not 0 <= cents_margin < 50:
+            raise ValueError(f"cents_margin must be in [0, 50) cents (a semitone away is the next note), got {cents_margin}")
         self.on_at, self.off_below, self.min_decisions = float(threshold), float(threshold) - margin, min_decisions
+        self.note_reach = 50.0 + float(cents_margin)  # cents from the sounding note that still read as it
         self.read = reader or PitchReader(threshold)  # only its note and confidence are used here
         self.note: str | None = None  # the sounding note
         self._candidate: str | None = None  # what the last decisions read, and since when
@@ -477,6 +498,8 @@ class NoteTracker:
         r = self.read(scores)
         voiced = r.confidence >= (self.off_below if self.note is not None else self.on_at)
         heard = r.note if voiced else None
+        if heard is not None and self.note is not None and abs(cents_from(r.f0_hz, self.note)) <= self.note_reach:
+            heard = self.note  # within the sounding note's reach: still that note
         if heard == self.note:  # the sounding note (or silence) goes on
             self._candidate, self._run = None, 0
             return []

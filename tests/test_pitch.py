@@ -281,6 +281,27 @@ def test_note_tracker_turns_pitch_into_note_events() -> None:
         P.NoteTracker(min_decisions=0)
 
 
+def test_a_note_with_vibrato_or_on_a_boundary_is_one_note_and_a_semitone_step_is_two() -> None:
+    """The sounding note reaches 75 cents (50 + NOTE_CENTS_MARGIN): vibrato of ±70 cents held for many decisions
+    on each side, or a tone steady at +50 cents, is one note (it was dozens); 80 cents away is the next note."""
+    def notes(cents: list[float]) -> list[str]:
+        track, found = P.NoteTracker(), []
+        for i, c in enumerate(cents):
+            found += [e.label for e in track.update(0.01 * i, _bump(440.0 * 2 ** (c / 1200))) if e.kind == "onset"]
+        return found
+
+    vibrato = [70.0 * np.sin(2 * np.pi * 5.5 * 0.01 * i) for i in range(300)]
+    assert notes(vibrato) == ["A4"]
+    assert notes([50.0] * 100 + [52.0, 48.0] * 50) in (["A4"], ["A#4"])  # either side of the boundary, once
+    assert notes([0.0] * 50 + [80.0] * 50) == ["A4", "A#4"]  # a flat A#4 after an A4: a new note
+    assert P.note_frequency("A4") == 440.0 and round(P.note_frequency("C#-1"), 3) == 8.662
+    assert round(P.cents_from(452.9, "A4"), 1) == 50.0
+    with pytest.raises(ValueError, match="not a note name"):
+        P.note_frequency("H4")
+    with pytest.raises(ValueError, match="cents_margin"):
+        P.NoteTracker(cents_margin=50)
+
+
 def test_note_tracker_closes_the_last_note() -> None:
     track = P.NoteTracker(min_decisions=2)
     assert track.update(0.0, _bump(220.0)) == []
