@@ -230,8 +230,26 @@ def _min_audio_s(card) -> float:
 def _not_enough_audio(path: str, samples: int, card) -> str:
     from edgetag.runtime.pitch import is_pitch_model
 
+    needed = round(_min_audio_s(card) * card.frontend.sample_rate)
     return (f"not enough audio in {path}: {samples} sample(s), {samples / card.frontend.sample_rate:.3f} s, and one "
-            f"decision of {card.name} needs {_min_audio_s(card):.3f} s; {'no notes' if is_pitch_model(card) else 'no tags'}")
+            f"decision of {card.name} needs {needed} ({_min_audio_s(card):.3f} s); "
+            f"{'no notes' if is_pitch_model(card) else 'no tags'}")
+
+
+def _source_conflict(args: argparse.Namespace) -> str | None:
+    """What is wrong with ``listen``'s choice of source, if anything: one source at a time, and the raw-PCM
+    options only with --stdin (they were silently ignored)."""
+    if args.file and args.stdin:
+        return "give --file or --stdin, not both"
+    stdin_only = [f"--{name}" for name, given in (("rate", args.rate), ("pcm", args.pcm != "s16le"),
+                                                   ("channels", args.channels != 1)) if given]
+    if stdin_only and not args.stdin:
+        return f"{', '.join(stdin_only)} describe raw PCM on stdin: they need --stdin (a file's header gives its own)"
+    if args.realtime and not args.file:
+        return "--realtime paces a --file; a microphone and stdin are real time already"
+    if args.device is not None and (args.file or args.stdin):
+        return "--device picks a microphone: not with --file or --stdin"
+    return None
 
 
 #: Formats ``-o FILE`` implies by its suffix when ``--format`` is not given (any other suffix: jsonl).
@@ -367,7 +385,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
             elif pitch:
                 text = format_pitch_report(result, path, notes=spans, duration_s=duration)
             else:
-                text = format_summary(result, path, rows=args.top_k if fmt == "summary" else None,
+                text = format_summary(result, path, rows=args.top_k,
                                       thresholds=dict(zip(card.labels, card.thresholds)), spans=spans,
                                       duration_s=duration, unreliable=unreliable_tags(card))
             if fmt == "summary":
@@ -406,6 +424,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
         print(describe_devices(import_sounddevice()))
         return 0
     if not _check_output("listen", args.output, (args.file,) if args.file else ()):
+        return 2
+    conflict = _source_conflict(args)
+    if conflict:
+        say(f"error: {conflict}")
         return 2
     model = _load(args)
     card = model.card

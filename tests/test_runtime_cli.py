@@ -138,6 +138,28 @@ def test_pitch_summary_with_events_keeps_each_notes_tuning(tmp_path, capsys) -> 
     assert tables[0] == tables[1] and len(tables[0]) == 2 and "261.6 Hz" in tables[0][0], tables
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["--file", "x.wav", "--stdin", "--rate", "16000"], "give --file or --stdin, not both"),
+    (["--file", "x.wav", "--rate", "8000"], "--rate describe raw PCM on stdin: they need --stdin"),
+    (["--pcm", "f32le", "--channels", "2"], "--pcm, --channels describe raw PCM on stdin"),
+    (["--realtime"], "--realtime paces a --file"),
+    (["--stdin", "--rate", "16000", "--device", "0"], "--device picks a microphone"),
+])
+def test_listen_refuses_options_its_source_would_ignore(args, message, capsys) -> None:
+    """They were silently ignored (the file used, stdin never read); now one line and exit 2, before any model
+    or device is opened."""
+    assert main(["listen", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_csv_summary_on_stderr_keeps_to_top_k(tone_wav, tmp_path, capsys) -> None:
+    """With -o out.csv the summary goes to stderr with --top-k rows (and the tags that were on), as on a
+    terminal: it listed all 50 of music-tags' labels."""
+    assert main(["tag", str(tone_wav), "-o", str(tmp_path / "d.csv"), "--top-k", "2"]) == 0
+    rows = [line for line in capsys.readouterr().err.splitlines() if line[:1] == " " and "." in line]
+    assert 2 <= len(rows) < 10, rows
+
+
 def test_info_prints_and_validates(window_model, tmp_path, capsys) -> None:
     assert main(["info", str(window_model)]) == 0
     out = capsys.readouterr().out
@@ -442,7 +464,7 @@ def test_a_one_sample_file_says_there_is_not_enough_audio(window_model, tmp_path
 
     one = tmp_path / "one.wav"
     sf.write(one, np.full(1, 0.1, np.float32), 16000)
-    need = "1 sample(s), 0.000 s, and one decision of tiny-bands-window needs 0.215 s; no tags"  # 20 frames
+    need = "1 sample(s), 0.000 s, and one decision of tiny-bands-window needs 3440 (0.215 s); no tags"  # 20 frames
     done = _run("tag", str(one), "--model", str(window_model), "--format", "summary")
     assert done.returncode == 0 and "top:" not in done.stdout.decode()
     assert done.stdout.decode().strip() == f"clip summary of {one}: 0 decisions; not enough audio in {one}: {need}"
