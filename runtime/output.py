@@ -94,8 +94,9 @@ class JsonlWriter:
 
 
 class CsvWriter:
-    """``scores=False`` leaves the per-label columns out (for pitch models, which have others); a tagging
-    model's table then has an ``active`` column instead: the labels on, joined by ``;`` (see `bind_active`)."""
+    """``scores=False`` leaves the per-label columns out (for pitch models, which have others). The last column,
+    ``active``, holds what is on at each decision, as jsonl's ``"active"``: a tagging model's labels, joined by
+    ``;``, a pitch model's sounding note (see `bind_active`)."""
 
     extra_columns: tuple[str, ...] = ()
 
@@ -103,13 +104,10 @@ class CsvWriter:
                  scores: bool = True, active: ActiveLabels | None = None) -> None:
         self.out, self.labels, self.file, self.scores = out, tuple(labels), file, scores
         self.active = active
-        # without scores and without pitch columns, a row would say nothing but its time
-        self.active_column = not scores and not self.extra_columns
         self.writer = csv.writer(out, lineterminator="\n")
         if header:
             self.writer.writerow((["file"] if file is not None else []) + ["t", "latency_ms", *self.extra_columns,
-                                                                          *(self.labels if scores else ()),
-                                                                          *(["active"] if self.active_column else [])])
+                                                                          *(self.labels if scores else ()), "active"])
             out.flush()
 
     def bind_active(self, active: ActiveLabels) -> None:
@@ -121,8 +119,7 @@ class CsvWriter:
         latency = "" if d.latency_s is None else f"{d.latency_s * 1e3:.3f}"
         row = ([self.file] if self.file is not None else []) + [f"{d.t:.6f}", latency, *self._extra(d, values)]
         row += [f"{float(s):.6f}" for s in values] if self.scores else []
-        if self.active_column:
-            row.append(";".join(self.active()) if self.active is not None else "")
+        row.append(";".join(self.active()) if self.active is not None else "")
         self.writer.writerow(row)
         self.out.flush()
 

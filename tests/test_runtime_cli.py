@@ -59,7 +59,7 @@ def test_tag_csv_and_events(stateful_model, tone_wav, tmp_path, capsys) -> None:
     assert main(["tag", str(tone_wav), str(tone_wav), "--model", str(stateful_model), "--format", "csv",
                  "-o", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0]) == ["file", "t", "latency_ms", *LABELS]
+    assert list(rows[0]) == ["file", "t", "latency_ms", *LABELS, "active"]
     assert len(rows) % 2 == 0 and rows[0]["t"] == rows[len(rows) // 2]["t"]
     assert "clip summary" in capsys.readouterr().err
     assert main(["tag", str(tone_wav), "--model", str(stateful_model), "--format", "csv", "--events"]) == 0
