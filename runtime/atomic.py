@@ -135,17 +135,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def remove_stale_temps(folder: str | os.PathLike[str]) -> list[Path]:
+def remove_stale_temps(folder: str | os.PathLike[str], target: str | None = None) -> list[Path]:
     """Remove the temporary files that killed `atomic_write` calls left in ``folder``; returns them.
 
     A temp file whose writer (the pid in its name) still runs on this machine is kept: it
-    may be a write in progress. Call it when a run starts, before it writes.
+    may be a write in progress. Call it when a run starts, before it writes. ``target``: only
+    the temps of that file name, and only those that carry their writer's pid (a folder the user
+    chose may hold other programs' dot-files that look alike).
     """
     removed = []
     with contextlib.suppress(FileNotFoundError):
         for entry in Path(folder).iterdir():
             match = _TEMP_NAME.match(entry.name)
             if not match or not entry.is_file() or (match["pid"] and _alive(int(match["pid"]))):
+                continue
+            if target is not None and (match["target"] != target or not match["pid"]):
                 continue
             with contextlib.suppress(FileNotFoundError):
                 entry.unlink()
@@ -216,12 +220,21 @@ def check_output_path(path: str | os.PathLike[str], inputs: tuple[str | os.PathL
     command reads: writing there would destroy its own input), with an `OSError` whose ``strerror`` says what
     to do."""
     target = Path(path)
+    if target.is_symlink():
+        try:
+            target.resolve(strict=True)
+        except FileNotFoundError:
+            pass  # a link to a file still to be written
+        except (OSError, RuntimeError):  # RuntimeError: a loop, before Python 3.13
+            raise OSError(errno.ELOOP, f"{target} is a symbolic link that leads round in a loop") from None
     if target.is_dir():
         raise IsADirectoryError(errno.EISDIR, f"{target} is a folder: give a file name to write into (e.g. "
                                 f"{target / 'out.jsonl'})")
     for given in inputs if target.exists() else ():
-        with contextlib.suppress(OSError):
+        try:
             same = os.path.samefile(target, given)
+        except OSError:  # an input that does not exist (its own error comes when it is read)
+            continue
         if same:
             alias = f" ({given})" if os.fspath(given) != os.fspath(target) else ""
             raise FileExistsError(errno.EEXIST, f"{target} is also an input file{alias}: writing there would "

@@ -310,7 +310,6 @@ def _no_frames(path: Path, fmt: str) -> AudioReadError:
     return AudioReadError(f"{path} holds no audio frames")
 
 
-#: Float audio whose samples pass this (40 dB above full scale, ±1) was most likely saved at integer scale.
 #: Input sample rates edgetag resamples from: a rate outside them is a mistake (a channel count or a kHz figure
 #: given as the rate), and resampling 1 Hz audio to 16 kHz would make 16,000 samples of each one.
 MIN_INPUT_RATE_HZ, MAX_INPUT_RATE_HZ = 1_000, 1_000_000
@@ -323,6 +322,7 @@ def check_input_rate(rate: int, what: str) -> None:
                          f"{MAX_INPUT_RATE_HZ:,} Hz; in Hz, not kHz: 44100, not 44.1)")
 
 
+#: Float audio whose samples pass this (40 dB above full scale, ±1) was most likely saved at integer scale.
 LOUD_PEAK = 100.0
 
 

@@ -244,7 +244,8 @@ def _source_conflict(args: argparse.Namespace) -> str | None:
     stdin_only = [f"--{name}" for name, given in (("rate", args.rate), ("pcm", args.pcm != "s16le"),
                                                    ("channels", args.channels != 1)) if given]
     if stdin_only and not args.stdin:
-        return f"{', '.join(stdin_only)} describe raw PCM on stdin: they need --stdin (a file's header gives its own)"
+        return (f"{', '.join(stdin_only)}: raw PCM on stdin only, with --stdin (a file's header gives its rate and "
+                "format; a microphone is opened at the model's rate)")
     if args.realtime and not args.file:
         return "--realtime paces a --file; a microphone and stdin are real time already"
     if args.device is not None and (args.file or args.stdin):
@@ -280,6 +281,8 @@ def cmd_tag(args: argparse.Namespace) -> int:
     if bool(args.files) == args.demo:
         print("edgetag tag: error: give audio FILEs or --demo (a built-in music clip)", file=sys.stderr)
         return 2
+    if not _check_output("tag", args.output, tuple(args.files)):
+        return 2
     model = _load(args)
     card = model.card
     pitch = is_pitch_model(card)
@@ -292,16 +295,14 @@ def cmd_tag(args: argparse.Namespace) -> int:
     # progress only where it cannot garble decisions written to the same terminal
     progress_ok = is_terminal(sys.stderr) and (fmt == "summary" or bool(args.output) or not is_terminal(sys.stdout))
     rate = card.frontend.sample_rate
-    from edgetag.runtime.atomic import open_text_output, remove_stale_temps
+    from edgetag.runtime.atomic import ReplacingTextFile, open_text_output, remove_stale_temps
 
     # -o FILE: written beside FILE and moved over it at the end if any file was tagged (a run that tags
     # nothing, such as one whose only file cannot be read, leaves an existing FILE as it was); a FIFO or a
     # device is written into; an input file or a folder is refused before any tagging
-    if not _check_output("tag", args.output, tuple(args.files)):
-        return 2
-    pending = open_text_output(args.output) if args.output else None
-    if pending is not None:
-        remove_stale_temps(pending.path.parent)  # what killed runs left beside it (their pid is gone)
+    pending = open_text_output(args.output) if args.output else None  # checked before the model was loaded
+    if isinstance(pending, ReplacingTextFile):  # what killed runs left beside it (their pid is gone)
+        remove_stale_temps(pending.path.parent, target=pending.path.name)
     out = pending.handle if pending else sys.stdout
     failed: list[str] = []
     tagged = 0
@@ -423,7 +424,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
 
         print(describe_devices(import_sounddevice()))
         return 0
-    if not _check_output("listen", args.output, (args.file,) if args.file else ()):
+    if not _check_output("listen", args.output, (args.file,) if args.file else ("/dev/stdin",) if args.stdin else ()):
         return 2
     conflict = _source_conflict(args)
     if conflict:
@@ -463,8 +464,9 @@ def cmd_listen(args: argparse.Namespace) -> int:
                 if pitch else LiveView(card.labels, card.thresholds, source=source.describe(), k=args.top_k,
                                        sample_rate=rate, unreliable=unreliable_tags(card)))
         writers.append(live)
-        if args.output:
-            writers.append(make_writer("jsonl", out, card.labels, reader=reader, scores=scores))
+        if args.output:  # beside the view: what the file's suffix asks for (out.csv: CSV)
+            writers.append(make_writer(_SUFFIX_FORMATS.get(Path(args.output).suffix.lower(), "jsonl"), out,
+                                       card.labels, reader=reader, scores=scores))
         if args.events:
             args.events = False  # the live view shows states; events would garble it
     else:
@@ -622,7 +624,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("tag", help="tag audio files offline: a summary for people, or every decision (jsonl/csv)",
                        description="Run a model over whole files, decision by decision, as the live runtime would. "
                        "On a terminal it prints a summary per file (the top tags and when they were on, or the notes "
-                       "played); piped or with -o it writes every decision as jsonl (CSV with --format csv or -o FILE.csv); a "
+                       "played); piped or with -o it writes every decision as jsonl (CSV with --format csv or "
+                       "-o FILE.csv); a "
                        "progress line goes to stderr for long files when stderr is a terminal. Ctrl-C stops it "
                        "(exit status 130).")
     p.add_argument("files", nargs="*", metavar="FILE", help="audio files (any format libsndfile reads; m4a, mp4, "

@@ -3,7 +3,7 @@
 - `JsonlWriter`: one object per decision, ``{"t", "active": [labels on],
   "scores": {label: score}, "latency_ms"?}`` (plus ``"file"`` when tagging
   several files); ``active`` follows the events' hysteresis.
-- `CsvWriter`: a header ``t,latency_ms,<labels...>`` then one row per decision
+- `CsvWriter`: a header ``t,latency_ms,<labels...>,active`` then one row per decision
   (``--scores none``: ``t,latency_ms,active``).
 - `PitchJsonlWriter`, `PitchCsvWriter`: the same for pitch models, with the
   decoded pitch (f0, confidence, voiced, note, cents, MIDI) in each decision.
@@ -27,7 +27,7 @@ from typing import IO, Callable, Mapping, Sequence
 
 import numpy as np
 from edgetag.runtime.engine import Decision
-from edgetag.runtime.pitch import NOTE_CENTS_MARGIN, PitchReader, cents_from, gated
+from edgetag.runtime.pitch import PitchReader, cents_from, gated, within_note
 from edgetag.runtime.postprocess import Event, top_k
 from edgetag.runtime.tag_reliability import legend, mark
 
@@ -218,9 +218,8 @@ class SpanRecorder:
             if not r.voiced:
                 return
             for note, state in self._open.items():  # (one note at a time)
-                cents = cents_from(r.f0_hz, note)  # from the open note: vibrato across a boundary is still it
-                if abs(cents) <= 50.0 + NOTE_CENTS_MARGIN:
-                    state[1] += cents
+                if within_note(r.f0_hz, note):  # vibrato across a note boundary is still that note
+                    state[1] += cents_from(r.f0_hz, note)
                     state[2] += r.f0_hz
                     state[3] += 1
 

@@ -313,7 +313,7 @@ def decode_clip(scores: np.ndarray, samples: np.ndarray, frontend: Any,
 def note_frequency(name: str) -> float:
     """The equal-tempered frequency of a note name as `note_of` writes it (``"A4"``: 440.0, ``"C#-1"``)."""
     pitch, octave = (name[:2], name[2:]) if name[1:2] == "#" else (name[:1], name[1:])
-    if pitch not in NOTE_NAMES:
+    if pitch not in NOTE_NAMES or not octave.lstrip("-").isdigit():
         raise ValueError(f"not a note name: {name!r} (C, C#, D ... B and an octave, e.g. A4)")
     midi = 12 * (int(octave) + 1) + NOTE_NAMES.index(pitch)
     return A4_HZ * 2.0 ** ((midi - 69) / 12)
@@ -321,7 +321,14 @@ def note_frequency(name: str) -> float:
 
 def cents_from(f0_hz: float, note: str) -> float:
     """How many cents ``f0_hz`` lies above the note ``note`` (below: negative)."""
+    if not (f0_hz > 0 and math.isfinite(f0_hz)):
+        raise ValueError(f"f0 must be a positive finite frequency, got {f0_hz!r}")
     return 1200.0 * math.log2(f0_hz / note_frequency(note))
+
+
+def within_note(f0_hz: float, note: str, cents_margin: float = NOTE_CENTS_MARGIN) -> bool:
+    """Whether ``f0_hz`` still reads as ``note``: within 50 + ``cents_margin`` cents of it (`NoteTracker`)."""
+    return abs(cents_from(f0_hz, note)) <= 50.0 + cents_margin
 
 
 def note_of(f0_hz: float) -> tuple[str, float, int]:
@@ -486,9 +493,10 @@ class NoteTracker:
         if min_decisions < 1:
             raise ValueError(f"min_decisions must be >= 1, got {min_decisions}")
         if not 0 <= cents_margin < 50:
-            raise ValueError(f"cents_margin must be in [0, 50) cents (a semitone away is the next note), got {cents_margin}")
+            raise ValueError(f"cents_margin must be in [0, 50) cents (a semitone away is the next note), "
+                             f"got {cents_margin}")
         self.on_at, self.off_below, self.min_decisions = float(threshold), float(threshold) - margin, min_decisions
-        self.note_reach = 50.0 + float(cents_margin)  # cents from the sounding note that still read as it
+        self.cents_margin = float(cents_margin)
         self.read = reader or PitchReader(threshold)  # only its note and confidence are used here
         self.note: str | None = None  # the sounding note
         self._candidate: str | None = None  # what the last decisions read, and since when
@@ -498,8 +506,10 @@ class NoteTracker:
         r = self.read(scores)
         voiced = r.confidence >= (self.off_below if self.note is not None else self.on_at)
         heard = r.note if voiced else None
-        if heard is not None and self.note is not None and abs(cents_from(r.f0_hz, self.note)) <= self.note_reach:
-            heard = self.note  # within the sounding note's reach: still that note
+        for held in (self.note, self._candidate):  # within the sounding (or coming) note's reach: still that note
+            if heard is not None and held is not None and within_note(r.f0_hz, held, self.cents_margin):
+                heard = held
+                break
         if heard == self.note:  # the sounding note (or silence) goes on
             self._candidate, self._run = None, 0
             return []

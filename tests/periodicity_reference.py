@@ -149,8 +149,9 @@ def reference_steady_reading(scores: np.ndarray, frames: np.ndarray, threshold: 
     Python before its rules moved to the C++ core (`edgetag._core.PitchFrameReader`): numpy `decode`, then per
     frame the period near confident bins (the frame's own where that is a whole multiple of it, as steady),
     else the frame's own period if it is steady and sounds its fundamental, with the hysteresis between frames.
-    The oracle of that port; and (``hold_frames`` > 0) of the hold of the last sure f0 that came after it, written
-    here in Python as a second reading of its rule."""
+    The oracle of that port; and of the rules that came after it, written here in Python as a second reading of
+    each: the own period of a steady tone the bins read at a whole fraction of, and (``hold_frames`` > 0) the
+    hold of the last sure f0."""
     from edgetag.runtime import pitch as P
 
     f = P.bin_frequencies()
@@ -163,7 +164,7 @@ def reference_steady_reading(scores: np.ndarray, frames: np.ndarray, threshold: 
         if confidence[i] >= threshold:
             period, own = measure.near_period(frame, float(f0[i])), measure.own_period(frame)
             use = period.clarity >= need
-            if use and own.clarity >= need and own.f0_hz > 0 and period.f0_hz > 0:  # a multiple of the own period
+            if use and own.clarity >= P.STEADY_CLARITY and own.f0_hz > 0 and period.f0_hz > 0:  # a multiple of own
                 k = round(own.f0_hz / period.f0_hz)
                 if (k >= 2 and abs(1200 * np.log2(own.f0_hz / period.f0_hz / k)) <= P.NEAR_CENTS
                         and measure.fundamental_share(frame, own.f0_hz) >= P.FUNDAMENTAL_SHARE):

@@ -252,11 +252,15 @@ def test_integer_scale_floats_get_one_warning_per_tagger(music: np.ndarray, musi
     assert len(loud) == 1 and "pushed samples: samples reach" in str(loud[0].message), [str(w.message) for w in caught]
     assert " from 1.0" in str(loud[0].message) and loud[0].filename == __file__
     sf.write(tmp_path / "loud.wav", music[:32000] * 32768, 16000, subtype="FLOAT")
+    fresh = edgetag.load("music-tags")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        edgetag.tag_file(tmp_path / "loud.wav", tagger)
-        edgetag.tag_file(music_wav, tagger)
-    assert len([w for w in caught if issubclass(w.category, AudioWarning)]) == 1, [str(w.message) for w in caught]
+        edgetag.tag_file(tmp_path / "loud.wav", fresh)  # the file's check warns (naming it); the pushes do not
+        edgetag.tag_file(music_wav, fresh)
+        assert len([w for w in caught if issubclass(w.category, AudioWarning)]) == 1, [str(w.message) for w in caught]
+        fresh.push(music[:16000] * 32768, sample_rate=16000)  # and the tagger still warns for its own pushes
+    loud = [str(w.message) for w in caught if issubclass(w.category, AudioWarning)]
+    assert len(loud) == 2 and "loud.wav" in loud[0] and loud[1].startswith("pushed samples"), loud
 
 
 def test_minimum_durations_are_checked_for_every_model() -> None:

@@ -53,7 +53,8 @@ def test_refusals(tmp_path: Path) -> None:
     torch.save({"module": torch.nn.Linear(2, 2)}, tmp_path / "pickled.pt")  # objects weights_only refuses
     with pytest.raises(CheckpointError, match="never unpickles") as refused:
         load_checkpoint(tmp_path / "pickled.pt")
-    assert "\n" not in str(refused.value) and "weights_only=False" not in str(refused.value)  # one line, no advice to unpickle
+    # one line, and no advice to unpickle
+    assert "\n" not in str(refused.value) and "weights_only=False" not in str(refused.value)
     torch.save({"weights": torch.zeros(3)}, tmp_path / "other.pt")
     with pytest.raises(CheckpointError, match="not an edgetag student checkpoint"):
         load_checkpoint(tmp_path / "other.pt")

@@ -98,7 +98,12 @@ def test_output_never_replaces_an_input_a_link_or_a_fifo(stateful_model, tone_wa
     wav = tmp_path / "in.wav"
     shutil.copy(tone_wav, wav)
     before = wav.read_bytes()
-    assert _run("tag", str(wav), "--model", str(stateful_model), "-o", str(tmp_path / "." / "in.wav")).returncode == 2
+    os.link(wav, tmp_path / "alias.wav")  # another name for the same file
+    done = _run("tag", str(wav), "--model", str(stateful_model), "-o", str(tmp_path / "alias.wav"))
+    assert done.returncode == 2 and b"is also an input file" in done.stderr
+    done = _run("tag", str(tmp_path / "missing.wav"), str(wav), "--model", str(stateful_model), "-o",
+                str(tmp_path / "alias.wav"))  # an input that does not exist is not the output (it crashed the check)
+    assert done.returncode == 2 and b"is also an input file" in done.stderr and b"Traceback" not in done.stderr
     done = _run("listen", "--file", str(wav), "--model", str(stateful_model), "-o", str(wav))
     assert done.returncode == 2 and b"is also an input file" in done.stderr and wav.read_bytes() == before
     done = _run("tag", str(wav), "--model", str(stateful_model), "-o", str(tmp_path))
@@ -109,8 +114,12 @@ def test_output_never_replaces_an_input_a_link_or_a_fifo(stateful_model, tone_wa
     link.symlink_to(target)
     stale = tmp_path / ".target.jsonl.999999999.abcd1234.tmp"  # a dead writer's (no such pid)
     stale.write_text("partial")
+    others = [tmp_path / ".other.jsonl.999999999.abcd1234.tmp", tmp_path / ".cfg.55fzx0go.tmp"]  # not its temps
+    for other in others:
+        other.write_text("someone else's")
     assert main(["tag", str(wav), "--model", str(stateful_model), "-o", str(link)]) == 0
     assert link.is_symlink() and json.loads(target.read_text().splitlines()[0])["t"] > 0 and not stale.exists()
+    assert all(other.exists() for other in others)
 
     fifo = tmp_path / "pipe.jsonl"
     os.mkfifo(fifo)
@@ -140,8 +149,8 @@ def test_pitch_summary_with_events_keeps_each_notes_tuning(tmp_path, capsys) -> 
 
 @pytest.mark.parametrize(("args", "message"), [
     (["--file", "x.wav", "--stdin", "--rate", "16000"], "give --file or --stdin, not both"),
-    (["--file", "x.wav", "--rate", "8000"], "--rate describe raw PCM on stdin: they need --stdin"),
-    (["--pcm", "f32le", "--channels", "2"], "--pcm, --channels describe raw PCM on stdin"),
+    (["--file", "x.wav", "--rate", "8000"], "--rate: raw PCM on stdin only, with --stdin"),
+    (["--pcm", "f32le", "--channels", "2"], "--pcm, --channels: raw PCM on stdin only"),
     (["--realtime"], "--realtime paces a --file"),
     (["--stdin", "--rate", "16000", "--device", "0"], "--device picks a microphone"),
 ])
@@ -404,8 +413,8 @@ def test_truncated_ogg_and_flac_say_where_decoding_stopped(window_model, tmp_pat
         assert done.returncode == 1 and "Traceback" not in err
         at = float(err.split("cannot decode", 1)[1].split(" at ", 1)[1].split(" s:", 1)[0])
         assert 1.0 < at < 3.0, err  # about a quarter of the 8 s: where the bytes end, not 0.000 s
-        # the blocks decoded before the failing one were used (the one held back for the resampler's end was
-        # lost: no decision at all here); what the failing read had decoded is lost with it (a 1.49 s block)
+        # the blocks decoded before the failing one are used (the one held back for the resampler's end used
+        # to be lost with the error: no decision at all here); what the failing read had decoded is lost with it
         last = json.loads([line for line in done.stdout.decode().splitlines() if line.startswith('{"t"')][-1])
         assert at - STREAM_BLOCK / 44100 - 0.15 < last["t"] <= at, (last["t"], at)
 

@@ -103,7 +103,10 @@ PitchFrame PitchFrameReader::Steady(PitchFrame bins, double threshold) {
     // ... unless that period is a whole multiple of the frame's own, as steady: a frame periodic at the shorter
     // lag is periodic at its multiples too, so the bins read the tone an octave or a twelfth low (a 2 kHz
     // whistle, at the top of the bins' range, read as 667 Hz) and the shorter period is the tone's
-    if (use && own.clarity >= need && IsWholeMultiple(own.f0_hz, period.f0_hz, settings_.near_cents) &&
+    // (as steady as a tone must be to start being one, even while the stream is steady: no octave flips at the
+    // hysteresis' lower threshold)
+    if (use && own.clarity >= settings_.steady_clarity &&
+        IsWholeMultiple(own.f0_hz, period.f0_hz, settings_.near_cents) &&
         analyser_.FundamentalShare(frame_.data(), own.f0_hz, settings_.harmonics) >= settings_.fundamental_share) {
       period = own;
     }
