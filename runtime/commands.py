@@ -232,7 +232,7 @@ def _not_enough_audio(path: str, samples: int, card) -> str:
 
     needed = round(_min_audio_s(card) * card.frontend.sample_rate)
     return (f"not enough audio in {path}: {samples} sample(s), {samples / card.frontend.sample_rate:.3f} s, and one "
-            f"decision of {card.name} needs {needed} ({_min_audio_s(card):.3f} s); "
+            f"decision of {card.name} needs {needed} samples ({_min_audio_s(card):.3f} s); "
             f"{'no notes' if is_pitch_model(card) else 'no tags'}")
 
 
@@ -645,8 +645,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="input device index or (part of its) name (see --list-devices)")
     p.add_argument("--list-devices", action="store_true", help="list audio devices and exit")
     p.add_argument("--format", choices=("jsonl", "csv", "live"), default=None,
-                   help="jsonl, csv or a live terminal view (default: live on a terminal; with -o, csv for a .csv "
-                   "file, else jsonl)")
+                   help="jsonl, csv or a live terminal view (default: live on a terminal, else jsonl; with -o, "
+                   "csv for a .csv file, else jsonl)")
     p.add_argument("--duration", type=_seconds, default=None, help="stop after this many seconds of audio")
     p.add_argument("--file", help="read this audio file instead of the microphone")
     p.add_argument("--realtime", action="store_true", help="with --file: pace the file in real time")

@@ -241,8 +241,8 @@ def load_any_model(path: str | Path, *, backend: str = "cpu", threads: int | Non
         if backend == loader.backend or (backend in PROVIDERS and suffix in loader.suffixes):
             _check_model_file(Path(path))
             if backend == loader.backend and suffix not in loader.suffixes:
-                raise ModelLoadError(f"--backend {backend} runs {' or '.join(loader.suffixes)} files, not {path} "
-                                     "(an .onnx model runs with the default --backend cpu, or cuda / tensorrt)")
+                raise ModelLoadError(f"backend {backend!r} runs {' or '.join(loader.suffixes)} files, not {path} "
+                                     "(an .onnx model runs on the default backend cpu, or cuda / tensorrt)")
             return loader.load(path, threads=threads)
     if backend not in PROVIDERS:
         raise ModelLoadError(f"unknown backend {backend!r}; known backends: {', '.join(PROVIDERS)}"

@@ -473,7 +473,7 @@ def test_a_one_sample_file_says_there_is_not_enough_audio(window_model, tmp_path
 
     one = tmp_path / "one.wav"
     sf.write(one, np.full(1, 0.1, np.float32), 16000)
-    need = "1 sample(s), 0.000 s, and one decision of tiny-bands-window needs 3440 (0.215 s); no tags"  # 20 frames
+    need = "1 sample(s), 0.000 s, and one decision of tiny-bands-window needs 3440 samples (0.215 s); no tags"  # 20 frames
     done = _run("tag", str(one), "--model", str(window_model), "--format", "summary")
     assert done.returncode == 0 and "top:" not in done.stdout.decode()
     assert done.stdout.decode().strip() == f"clip summary of {one}: 0 decisions; not enough audio in {one}: {need}"

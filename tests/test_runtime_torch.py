@@ -84,4 +84,4 @@ def test_torch_backend_names_the_files_it_runs(tone_wav, capsys) -> None:
     many-line advice about weights_only)."""
     assert main(["tag", str(tone_wav), "--model", "music-tags", "--backend", "torch"]) == 1
     err = capsys.readouterr().err
-    assert "--backend torch runs .pt" in err and "default --backend cpu" in err and len(err.splitlines()) == 1, err
+    assert "backend 'torch' runs .pt" in err and "default backend cpu" in err and len(err.splitlines()) == 1, err

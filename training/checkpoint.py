@@ -20,6 +20,7 @@ states) is kept in separate files by the trainer; this file is the product.
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,11 +96,12 @@ def load_checkpoint(path: str | Path) -> StudentCheckpoint:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    zipped = False
+    with contextlib.suppress(OSError), path.open("rb") as f:
+        zipped = f.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
-        with path.open("rb") as f:
-            zipped = f.read(4) == b"PK\x03\x04"  # torch.save writes a zip archive
         if not zipped:
             why = "not a PyTorch file: `edgetag train` writes its students as .pt checkpoints"
         elif isinstance(exc, pickle.UnpicklingError):  # torch's advice to drop weights_only is not ours to give
