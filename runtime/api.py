@@ -321,38 +321,41 @@ def _as_float32(x: np.ndarray) -> np.ndarray:
 
 def load(model: str | os.PathLike[str] = DEFAULT_MODEL, *, threads: int | None = STREAM_THREADS, backend: str = "cpu",
          smooth: int = 1, margin: float = 0.1, min_on: float | None = None,
-         min_off: float | None = None) -> Tagger:
+         min_off: float | None = None, level_gate: float | None = None) -> Tagger:
     """Open a model and start a stream: a built-in model's name (``"music-tags"``, ``"pitch"``,
     ``"music-tags-int8"``, ...; see ``edgetag models``) or a model file.
 
     ``threads``: ONNX Runtime intra-op threads (default `STREAM_THREADS`, 1: a decision
     is too small a job for more; None: ONNX Runtime's choice); ``backend``:
     an execution provider name as ``edgetag tag --backend`` takes; ``smooth``,
-    ``margin``, ``min_on`` and ``min_off`` (None: the card's): as ``--smooth``,
-    ``--margin``, ``--min-on`` and ``--min-off``. Raises
+    ``margin``, ``min_on``, ``min_off`` and ``level_gate`` (dBFS; None: the card's,
+    ``-math.inf``: none) as ``--smooth``, ``--margin``, ``--min-on``, ``--min-off``
+    and ``--level-gate``. Raises
     `FileNotFoundError` for an unknown name or a missing file, `ValueError`
     for a file that is not a valid edgetag model.
     """
     path = resolve_model(os.fspath(model))
     return Tagger(load_any_model(path, backend=backend, threads=threads), smooth=smooth, margin=margin,
-                  min_on=min_on, min_off=min_off)
+                  min_on=min_on, min_off=min_off, level_gate=level_gate)
 
 
 def tag_file(path: str | os.PathLike[str], model: str | os.PathLike[str] | Tagger = DEFAULT_MODEL, *,
              threads: int | None = STREAM_THREADS, backend: str = "cpu", smooth: int = 1, margin: float = 0.1,
-             min_on: float | None = None, min_off: float | None = None) -> list[TagDecision]:
+             min_on: float | None = None, min_off: float | None = None,
+             level_gate: float | None = None) -> list[TagDecision]:
     """Every decision of an audio file (any format libsndfile reads), as ``edgetag tag FILE`` makes them.
 
     The file is decoded, averaged to mono and resampled to the model's rate a
     block at a time (`edgetag.runtime.audio.stream_audio`: the samples of
     decoding it whole, in the memory of a few seconds), and streamed.
-    ``model``: a name or file (loaded with the other arguments), or a
-    `Tagger`, which is reset first and after.
+    ``model``: a name or file (loaded with the other arguments, as `load`
+    takes them), or a `Tagger`, which is reset first and after.
     """
     from edgetag.runtime.audio import stream_audio
 
     tagger = model if isinstance(model, Tagger) else load(model, threads=threads, backend=backend, smooth=smooth,
-                                                           margin=margin, min_on=min_on, min_off=min_off)
+                                                           margin=margin, min_on=min_on, min_off=min_off,
+                                                           level_gate=level_gate)
     tagger.reset()
     rate = tagger.sample_rate
     chunk = int(rate * FILE_CHUNK_SECONDS)

@@ -71,7 +71,13 @@ def ffmpeg_binary() -> str | None:
 
 
 def missing_ffmpeg_hint(kind: str) -> str:
-    """What to do when a file needs ffmpeg and there is none."""
+    """What to do when a file needs ffmpeg and there is none (or ``EDGETAG_FFMPEG`` names none that runs)."""
+    named = os.environ.get("EDGETAG_FFMPEG")
+    if named is not None:
+        why = "EDGETAG_FFMPEG is empty, which turns ffmpeg off" if not named else \
+            f"EDGETAG_FFMPEG names {named!r}, which is not an executable found here"
+        return (f"it is {kind} audio, which libsndfile cannot read, and {why}: unset it (or name the ffmpeg "
+                "binary) to decode it through ffmpeg, or convert it first (`ffmpeg -i FILE FILE.flac`)")
     return (f"it is {kind} audio, which libsndfile cannot read: install ffmpeg (Debian/Ubuntu `sudo apt install "
             "ffmpeg`, macOS `brew install ffmpeg`, or from ffmpeg.org) and edgetag decodes it through ffmpeg, or "
             "convert it first (`ffmpeg -i FILE FILE.flac`)")

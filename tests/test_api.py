@@ -9,6 +9,7 @@ bad input must be refused without disturbing the stream.
 from __future__ import annotations
 
 import json
+import math
 import sys
 import tomllib
 from pathlib import Path
@@ -261,6 +262,14 @@ def test_integer_scale_floats_get_one_warning_per_tagger(music: np.ndarray, musi
         fresh.push(music[:16000] * 32768, sample_rate=16000)  # and the tagger still warns for its own pushes
     loud = [str(w.message) for w in caught if issubclass(w.category, AudioWarning)]
     assert len(loud) == 2 and "loud.wav" in loud[0] and loud[1].startswith("pushed samples"), loud
+
+
+def test_load_and_tag_file_take_the_level_gate(music_wav: Path, tmp_path: Path) -> None:
+    """As `Tagger(...)` and the CLI's --level-gate: a gate above the music's level makes every decision silent."""
+    quiet = edgetag.tag_file(music_wav, "music-tags", level_gate=0.0)
+    assert quiet and all(not d.active for d in quiet)
+    assert any(d.active for d in edgetag.tag_file(music_wav, "music-tags"))
+    assert edgetag.load("music-tags", level_gate=-math.inf)._gate == -math.inf
 
 
 def test_minimum_durations_are_checked_for_every_model() -> None:

@@ -479,7 +479,8 @@ def test_a_container_without_ffmpeg_says_to_install_it(tmp_path, monkeypatch, wi
 
     fake = tmp_path / "song.m4a"  # an MP4 header: libsndfile refuses it, the first bytes say MP4
     fake.write_bytes(b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00M4A isommp42" + bytes(200))
-    monkeypatch.setenv("EDGETAG_FFMPEG", "")  # as on a machine without ffmpeg
+    monkeypatch.delenv("EDGETAG_FFMPEG", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # as on a machine without ffmpeg
     for read in (lambda: load_audio(fake, 16000), lambda: next(stream_audio(fake, 16000))):
         with pytest.raises(AudioReadError, match=r"it is MP4/M4A audio, which libsndfile cannot read: install ffmpeg"):
             read()
@@ -487,6 +488,9 @@ def test_a_container_without_ffmpeg_says_to_install_it(tmp_path, monkeypatch, wi
                           capture_output=True, text=True, timeout=120)
     err = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(err) == 1 and "apt install ffmpeg" in err[0] and "Traceback" not in done.stderr
+    monkeypatch.setenv("EDGETAG_FFMPEG", "")  # ffmpeg turned off on purpose: say so, not "install it"
+    with pytest.raises(AudioReadError, match=r"EDGETAG_FFMPEG is empty, which turns ffmpeg off: unset it"):
+        load_audio(fake, 16000)
 
 
 def test_a_damaged_container_is_one_line_through_ffmpeg(containers, tmp_path, window_model) -> None:
