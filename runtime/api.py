@@ -201,16 +201,20 @@ class Tagger:
         Float samples past ±100 (integer-scale audio passed as float) are used as
         they are, with one `edgetag.runtime.audio.AudioWarning` per tagger.
         """
+        return self._push(samples, sample_rate, check_loud=True)
+
+    def _push(self, samples: Any, sample_rate: int, *, check_loud: bool) -> list[TagDecision]:
+        """`push`; ``check_loud=False`` for samples whose loudness was checked where they came from (a file)."""
         rate = _check_rate(sample_rate)
         if self._input_rate is not None and rate != self._input_rate:
             raise ValueError(f"sample_rate changed from {self._input_rate} Hz to {rate} Hz within one stream; "
                              "call flush() (end of this stream) or reset() before pushing audio at another rate")
         mono = _mono(samples)
-        if not self._loud_warned and mono.dtype.kind == "f":
+        if check_loud and not self._loud_warned and mono.dtype.kind == "f":
             note = loud_note("pushed samples", mono, self._input_samples / rate, rate)
             if note is not None:  # integer-scale floats (x.astype(np.float32) of int16 data) give garbage quietly
                 self._loud_warned = True
-                warnings.warn(note, AudioWarning, stacklevel=2)
+                warnings.warn(note, AudioWarning, stacklevel=3)  # the caller of push
         if self._input_rate is None:  # the first push of a stream fixes its rate
             if rate != self.sample_rate:
                 import soxr  # only when resampling: a device feeding the model's rate needs no soxr
@@ -360,12 +364,8 @@ def tag_file(path: str | os.PathLike[str], model: str | os.PathLike[str] | Tagge
     rate = tagger.sample_rate
     chunk = int(rate * FILE_CHUNK_SECONDS)
     out: list[TagDecision] = []
-    warned, tagger._loud_warned = tagger._loud_warned, True  # the file's own check warns, naming the file
-    try:
-        for block in stream_audio(path, rate):
-            for offset in range(0, len(block), chunk):
-                out += tagger.push(block[offset : offset + chunk], sample_rate=rate)
-        out += tagger.flush()
-    finally:
-        tagger._loud_warned = warned
+    for block in stream_audio(path, rate):  # its own check warns of loud samples, naming the file
+        for offset in range(0, len(block), chunk):
+            out += tagger._push(block[offset : offset + chunk], rate, check_loud=False)
+    out += tagger.flush()
     return out

@@ -257,6 +257,11 @@ def _source_conflict(args: argparse.Namespace) -> str | None:
 _SUFFIX_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 
 
+def _suffix_format(path: str) -> str:
+    """The format an output file's suffix names (`_SUFFIX_FORMATS`; any other suffix: jsonl)."""
+    return _SUFFIX_FORMATS.get(Path(path).suffix.lower(), "jsonl")
+
+
 def _output_format(args: argparse.Namespace, interactive: str) -> str:
     """``--format``; else the one ``-o FILE``'s suffix names (``out.csv``: csv); else ``interactive`` (the view
     for people) when stdout is a terminal and there is no ``-o``, jsonl otherwise."""
@@ -265,7 +270,7 @@ def _output_format(args: argparse.Namespace, interactive: str) -> str:
     if args.format:
         return args.format
     if args.output:
-        return _SUFFIX_FORMATS.get(Path(args.output).suffix.lower(), "jsonl")
+        return _suffix_format(args.output)
     return interactive if is_terminal(sys.stdout) else "jsonl"
 
 
@@ -465,8 +470,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
                                        sample_rate=rate, unreliable=unreliable_tags(card)))
         writers.append(live)
         if args.output:  # beside the view: what the file's suffix asks for (out.csv: CSV)
-            writers.append(make_writer(_SUFFIX_FORMATS.get(Path(args.output).suffix.lower(), "jsonl"), out,
-                                       card.labels, reader=reader, scores=scores))
+            writers.append(make_writer(_suffix_format(args.output), out, card.labels, reader=reader, scores=scores))
         if args.events:
             args.events = False  # the live view shows states; events would garble it
     else:

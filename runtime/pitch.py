@@ -42,6 +42,7 @@ This module must not import torch: edge devices do not carry it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any, Sequence
@@ -310,6 +311,7 @@ def decode_clip(scores: np.ndarray, samples: np.ndarray, frontend: Any,
     return decode_with_audio(np.asarray(scores)[:n], frames[:n], threshold, frontend.sample_rate)
 
 
+@functools.lru_cache(maxsize=256)  # a stream asks for the same few notes every decision
 def note_frequency(name: str) -> float:
     """The equal-tempered frequency of a note name as `note_of` writes it (``"A4"``: 440.0, ``"C#-1"``)."""
     pitch, octave = (name[:2], name[2:]) if name[1:2] == "#" else (name[:1], name[1:])
