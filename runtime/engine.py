@@ -114,6 +114,10 @@ class Engine:
         self._frames_fed = 0  # stateful: frames given to the model
         self.samples = 0  # samples pushed
         self.states = model.initial_state(1)
+        # stateful calls of frames_per_call frames with buffers bound once (ONNX Runtime on the CPU); the
+        # state then lives in them, and a shorter call (`flush`) goes through `model.run`
+        bound = getattr(model, "bound_calls", None)
+        self._bound = bound(self.frames_per_call) if bound is not None and self.mode == "stateful" else None
         # the samples one decision uses (a window model's whole window, a stateful model's last
         # frame), kept so each decision carries the level of its own audio (the level gate)
         self.decision_span = frame_end_sample(self.config, self.window - 1 if self.mode == "window" else 0)
@@ -132,6 +136,8 @@ class Engine:
         self.frames = self._frames_fed = self.samples = 0
         self._n_pending = self._audio_len = 0
         self.states = self.model.initial_state(1)
+        if self._bound is not None:
+            self._bound.reset()
 
     def frame_end_sample(self, frame: int) -> int:
         return frame_end_sample(self.config, frame)
@@ -240,7 +246,13 @@ class Engine:
     def _call(self, chunk: np.ndarray) -> list[Decision]:
         """One model call on ``chunk`` [1, n, n_bins], the next frames of the stream: its decisions."""
         n = chunk.shape[1]
-        logits, self.states = self.model.run(chunk, self.states)
+        if self._bound is None:
+            logits, self.states = self.model.run(chunk, self.states)
+        elif n == self._bound.frames:
+            logits = self._bound.run(chunk)  # a buffer the next call reuses: scored below, before it
+        else:
+            logits, states = self.model.run(chunk, self._bound.states)
+            self._bound.set_states(states)
         decisions = []
         # the call's frames that are decisions: every hop-th, the first where frames fed + 1 reaches a hop
         first = (self.hop - 1 - self._frames_fed % self.hop) % self.hop

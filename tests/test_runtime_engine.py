@@ -81,6 +81,29 @@ def test_flush_runs_the_frames_gathered_for_a_call_at_the_end_of_a_file(tmp_path
     assert [d.end_sample for d in delivered] == [d.end_sample for d in offline]
 
 
+@pytest.mark.parametrize("name", ["pitch-small", "pitch"])
+def test_bound_calls_give_the_decisions_of_plain_calls_bit_for_bit(name) -> None:
+    """The engine's calls through buffers bound once (`BoundCalls`) equal `OnnxModel.run`'s exactly: over a
+    stream in irregular pushes, a shorter last call (`flush`), and after `reset`."""
+    from edgetag.runtime.models import resolve_model
+
+    model = load_model(resolve_model(name), threads=1)
+    bound, plain = Engine(model), Engine(model)
+    assert bound._bound is not None and bound._bound.frames == model.card.frames_per_call
+    plain._bound = None  # the path every other backend takes
+    x = _noisy_tones()[: 16000 + 1024 - 160 * 4]
+    for _ in range(2):
+        got = _stream(bound, x, seed=5) + bound.flush()
+        want = _stream(plain, x, seed=6) + plain.flush()
+        assert len(got) == len(want) > 90
+        assert [d.end_sample for d in got] == [d.end_sample for d in want]
+        assert np.array_equal(np.stack([d.scores for d in got]), np.stack([d.scores for d in want]))
+        bound.reset()
+        plain.reset()
+    with pytest.raises(ValueError, match="bound call takes"):
+        bound._bound.run(np.zeros((1, model.card.frames_per_call + 1, model.card.frontend.n_bins), np.float32))
+
+
 def test_window_decisions_by_hand(window_model) -> None:
     """Decision k uses frames [k*hop, k*hop + window): model run on those frames, t at the last frame's end."""
     model = load_model(window_model, threads=1)
