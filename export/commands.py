@@ -109,8 +109,12 @@ def _load_source(
 def cmd_export(args: argparse.Namespace) -> int:
     _require_packages(tensorrt=args.tensorrt)
     out = Path(args.output)
+    if args.add_embedding and args.add_input_gain:
+        raise ValueError("--add-embedding and --add-input-gain: one change per run (run it twice)")
     if args.add_embedding:
         return _add_embedding(args, out)
+    if args.add_input_gain:
+        return _add_input_gain(args, out)
     checkpoint, from_onnx = _load_model(args.checkpoint)
     calib, held = _load_audio(args, checkpoint)
     sizes = {"fp32": _write_fp32(args, checkpoint, out, calib, from_onnx)}
@@ -119,6 +123,22 @@ def cmd_export(args: argparse.Namespace) -> int:
         _build_tensorrt_engines(out, calib, args.int8, sizes)
     print("sizes: " + ", ".join(f"{k} {v} bytes" for k, v in sizes.items()))
     return 1 if failures else 0
+
+
+def _add_input_gain(args: argparse.Namespace, out: Path) -> int:
+    """``--add-input-gain``: a stateful edgetag ONNX file copied with the quiet-input gain, resealed."""
+    if Path(args.checkpoint).suffix.lower() != ".onnx":
+        raise ValueError("--add-input-gain takes an edgetag .onnx file")
+    if args.int8 or args.fp16 or args.tensorrt or args.calib or args.frames_per_call is not None:
+        raise ValueError("--add-input-gain changes one file as it is: give no --int8, --fp16, --tensorrt, --calib "
+                         "or --frames-per-call")
+    from edgetag.export.input_gain import add_input_gain_to_file
+
+    card, worst = add_input_gain_to_file(args.checkpoint, out)
+    gain = card.input_gain
+    print(f"wrote {out}: quiet-input gain ({gain['what']}); state '{gain['state']}' {[1, gain['window_frames'] - 1]}; "
+          f"max logit difference to the numpy reference {worst:.3g}; sha256 {card.integrity['sha256'][:16]}...")
+    return 0
 
 
 def _add_embedding(args: argparse.Namespace, out: Path) -> int:
@@ -301,6 +321,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--add-embedding", action="store_true",
                    help="with an edgetag .onnx file of any precision: write it with an 'embedding' output (what its "
                         "classifier reads) beside 'logits', which stay bit-identical, resealed (for edgetag enroll)")
+    p.add_argument("--add-input-gain", action="store_true",
+                   help="with a stateful edgetag .onnx file (fp32 or int8): write it with the quiet-input gain in its "
+                        "graph (input whose loudest frame of the last second is quiet is raised before the network "
+                        "reads it; loud input stays bit-identical), resealed")
     p.add_argument("--name", help="model name in the card (default edgetag-KIND)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (>= 17; default 18)")
     p.add_argument("--stream-atol", type=float, default=STREAM_ATOL,

@@ -139,6 +139,10 @@ class ModelCard:
     embedding: dict[str, Any] = field(default_factory=dict)
     """``{"size": D, "layer": ...}``: the graph's ``embedding`` output (what the final classifier reads;
     `EMBEDDING_NAME`); empty for files without one."""
+    input_gain: dict[str, Any] = field(default_factory=dict)
+    """``{"target_db", "window_frames", "max_boost_db", "state", "what"}``: the graph raises quiet input before
+    its network reads it (`edgetag.export.input_gain`), carrying recent levels in the named state; empty for
+    files without it."""
     format_version: int = FORMAT_VERSION
 
     def __post_init__(self) -> None:
@@ -250,6 +254,20 @@ class ModelCard:
             if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_EMBEDDING_SIZE:
                 fail(f"embedding.size must be a whole number from 1 to {MAX_EMBEDDING_SIZE:,}, got {size!r}")
 
+        if not isinstance(self.input_gain, dict):
+            fail("input_gain must be a JSON object")
+        if self.input_gain:
+            gain = self.input_gain
+            numbers = [gain.get(k) for k in ("target_db", "max_boost_db")]
+            window = gain.get("window_frames")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in numbers):
+                fail(f"input_gain needs finite numbers target_db and max_boost_db, got {numbers}")
+            if isinstance(window, bool) or not isinstance(window, int) or not 2 <= window <= MAX_FRAMES:
+                fail(f"input_gain.window_frames must be a whole number from 2 to {MAX_FRAMES:,}, got {window!r}")
+            state = next((s for s in self.states if s.name == gain.get("state")), None)
+            if state is None or tuple(state.shape) != (1, window - 1):
+                fail(f"input_gain names state {gain.get('state')!r}, which must be a state of shape [1, {window - 1}]")
+
     def check_graph(self, inputs: dict[str, list[Any]], outputs: dict[str, list[Any]]) -> None:
         """Check the card against a graph's input/output names and shapes.
 
@@ -310,6 +328,7 @@ class ModelCard:
             **({"integrity": self.integrity} if self.integrity else {}),
             **({"test_vector": self.test_vector} if self.test_vector else {}),
             **({"embedding": self.embedding} if self.embedding else {}),
+            **({"input_gain": self.input_gain} if self.input_gain else {}),
             **({"level_gate_dbfs": self.level_gate_dbfs} if self.level_gate_dbfs is not None else {}),
             **({"min_durations_s": list(self.min_durations_s)} if self.min_durations_s is not None else {}),
         }
@@ -326,7 +345,7 @@ class ModelCard:
             "window_frames", "hop_frames", "thresholds",
         }
         optional = {"states", "provenance", "metrics", "parameters", "macs_per_second", "integrity", "test_vector",
-                    "embedding", "level_gate_dbfs", "min_durations_s"}
+                    "embedding", "level_gate_dbfs", "min_durations_s", "input_gain"}
         missing = sorted(required - set(data))
         if missing:
             raise ModelCardError(f"invalid model card: missing field(s) {missing}")
@@ -356,6 +375,7 @@ class ModelCard:
                 integrity=dict(data.get("integrity", {})),
                 test_vector=dict(data.get("test_vector", {})),
                 embedding=dict(data.get("embedding", {})),
+                input_gain=dict(data.get("input_gain", {})),
                 level_gate_dbfs=data.get("level_gate_dbfs"),
                 min_durations_s=(tuple(data["min_durations_s"]) if isinstance(data.get("min_durations_s"), list)
                                  else data.get("min_durations_s")),

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
+
+import numpy as np
+
 
 def cmd_models(args: argparse.Namespace) -> int:
     from edgetag.runtime.model import load_model
@@ -80,6 +84,13 @@ def cmd_info(args: argparse.Namespace) -> int:
     if student_params.get("level_normalise") or student_params.get("base", {}).get("params", {}).get("level_normalise"):
         show(field("level", "each window is brought to one loudness inside the model (up to 40 dB either way): "
                             "its tags do not follow the input level; the level gate still applies"))
+    if card.input_gain:  # `edgetag.export.input_gain`
+        gain = card.input_gain
+        show(field("level", f"quiet input is raised inside the model: a frame whose loudest in the last "
+                            f"{gain['window_frames'] / fe.frame_rate:g} s is under {gain['target_db']:g} dB of band "
+                            f"power ({_sine_peak_dbfs(fe, gain['target_db']):.0f} dBFS peak for a 220 Hz sine) is "
+                            f"brought up to it (at most {gain['max_boost_db']:g} dB; state {gain['state']}); louder "
+                            "input is read as it is; the level gate still applies"))
     show(field("params", f"{card.parameters:,}"))
     show(field("MACs", f"{card.macs_per_second:,.0f} per second of audio"))
     # a quantized file's card carries its fp32 file's measurements until a recipe measures it: say whose they are
@@ -163,3 +174,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if failed:
         print(f"{failed} of {len(specs)} model(s) failed verification on this CPU", file=sys.stderr)
     return 1 if failed else 0
+
+
+def _sine_peak_dbfs(fe: Any, level_db: float) -> float:
+    """The peak (dBFS) of a 220 Hz sine whose frames sum to ``level_db`` dB of band power in front end ``fe``."""
+    from edgetag.runtime.frontend import compute_features
+
+    t = np.arange(fe.win_length + 4 * fe.hop_length) / fe.sample_rate
+    frames = compute_features(np.sin(2 * np.pi * 220.0 * t).astype(np.float32), fe).astype(np.float64)
+    return level_db - float(10 * np.log10(np.exp(frames).sum(axis=1)).max())

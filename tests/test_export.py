@@ -669,3 +669,64 @@ def test_a_level_normalising_student_exports_and_its_file_ignores_the_input_leve
     capsys.readouterr()
     assert main(["info", str(tmp_path / "level.onnx")]) == 0
     assert "brought to one loudness" in capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------ quiet-input gain
+def _played_at(frames: np.ndarray, gain_db: float) -> np.ndarray:
+    """Log features of the same audio ``gain_db`` louder (the band powers scaled under the floor)."""
+    floor = FRONTEND.log_floor
+    return np.log((np.exp(frames.astype(np.float64)) - floor) * 10 ** (gain_db / 10) + floor).astype(np.float32)
+
+
+def test_the_quiet_input_gain_raises_quiet_input_and_leaves_loud_input_bit_identical(trained, data, tmp_path) -> None:
+    """``--add-input-gain``: a loud stream's logits stay bit for bit those of the file without it; a quiet one's
+    are the original graph's on the numpy reference's raised features, in one call and streamed by the engine
+    in uneven pushes; the card names the gain and its state; the resealed file verifies."""
+    from edgetag.export.input_gain import add_input_gain_to_file, input_gain_reference
+    from edgetag.runtime.engine import Engine
+    from edgetag.runtime.cli import main
+
+    out = tmp_path / "gain.onnx"
+    assert main(["export", str(trained["path"]), "-o", str(out), "--add-input-gain"]) == 0
+    old, new = load_model(trained["path"]), load_model(out)
+    gain = new.card.input_gain
+    assert gain["state"] == "input_level" and new.card.states[-1].shape == (1, gain["window_frames"] - 1)
+    assert new.card.states[:-1] == old.card.states and verify_model(new).passed
+    seq = np.concatenate(data["held"][:3])
+    loud = _played_at(seq, 60.0)
+    assert np.array_equal(input_gain_reference(loud, gain, FRONTEND.log_floor)[0], loud)  # needs no gain
+    assert np.array_equal(new.run(loud[None])[0], old.run(loud[None])[0])
+    quiet = _played_at(seq, -40.0)
+    raised, _ = input_gain_reference(quiet, gain, FRONTEND.log_floor)
+    assert (raised - quiet).max() > 1.0  # ln units: the quiet stream is raised
+    want = old.scores(old.run(raised[None])[0])[0]
+    assert np.abs(new.scores(new.run(quiet[None])[0])[0] - want).max() <= 1e-5
+    engine = Engine(new)
+    got, start, rng = [], 0, np.random.default_rng(0)
+    while start < len(quiet):
+        n = int(rng.integers(1, 40))
+        got += engine.push_frames(quiet[start:start + n])
+        start += n
+    frames = [(d.end_sample - FRONTEND.win_length) // FRONTEND.hop_length for d in got]  # each decision's frame
+    assert len(got) == len(quiet) // new.card.hop_frames > 10
+    assert np.abs(np.stack([d.scores for d in got]) - want[frames]).max() <= 1e-5
+    with pytest.raises(ExportError, match="has a quiet-input gain already"):
+        add_input_gain_to_file(out, tmp_path / "twice.onnx")
+    assert not (tmp_path / "twice.onnx").exists()
+
+
+def test_the_quiet_input_gain_refuses_what_it_cannot_raise(trained, tmp_path) -> None:
+    from edgetag.export.input_gain import check_settings
+
+    card = load_model(trained["path"]).card
+    with pytest.raises(ExportError, match="stateful"):
+        check_settings(dataclasses.replace(card, streaming_mode="window", states=(), window_frames=20), 20.0, 100, 40.0)
+    with pytest.raises(ExportError, match="compressed as ln"):
+        check_settings(dataclasses.replace(card, frontend=FRONTEND.replace(compression="db")), 20.0, 100, 40.0)
+    with pytest.raises(ExportError, match="window_frames"):
+        check_settings(card, 20.0, 1, 40.0)
+    with pytest.raises(ExportError, match="max_boost_db"):
+        check_settings(card, 20.0, 100, float("nan"))
+    with pytest.raises(ModelCardError, match="input_gain names state"):
+        dataclasses.replace(card, input_gain={"target_db": 20.0, "max_boost_db": 40.0, "window_frames": 100,
+                                              "state": "input_level"})
