@@ -162,6 +162,31 @@ def add_input_gain(model: Any, card: ModelCard, target_db: float = TARGET_DB, wi
                                input_gain=record)
 
 
+def without_input_gain(model: Any, card: ModelCard) -> ModelCard:
+    """Take the quiet-input gain out of ``model`` (an `onnx.ModelProto` that `add_input_gain` edited, changed in
+    place): the graph the network was before it, and its card (for choosing the gain's settings again,
+    ``training/recipes/pitch/choose_input_gain.py``)."""
+    if not card.input_gain:
+        return card
+    graph = model.graph
+    state = StateTensor(card.input_gain["state"], (1, card.input_gain["window_frames"] - 1))
+    kept = [node for node in graph.node if not any(name.startswith(_PREFIX) for name in node.output)
+            and state.output_name not in node.output]
+    del graph.node[:]
+    graph.node.extend(kept)
+    for node in graph.node:
+        node.input[:] = [INPUT_NAME if name == _PREFIX + "features" else name for name in node.input]
+    inits = [init for init in graph.initializer if not init.name.startswith(_PREFIX)]
+    del graph.initializer[:]
+    graph.initializer.extend(inits)
+    for values, name in ((graph.input, state.input_name), (graph.output, state.output_name)):
+        for i, value in enumerate(values):
+            if value.name == name:
+                del values[i]
+                break
+    return dataclasses.replace(card, states=tuple(s for s in card.states if s.name != state.name), input_gain={})
+
+
 def _check_against_reference(path_bytes: bytes, original_bytes: bytes, card: ModelCard, original: ModelCard,
                              frames: np.ndarray, tolerance: float) -> float:
     """Largest logit difference between the new file and the original file on the reference's features,

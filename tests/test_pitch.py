@@ -365,3 +365,28 @@ def test_built_in_pitch_models_are_as_sure_of_a_quiet_pluck_as_of_a_loud_one(nam
         f0, _, _ = P.decode_clip(scores, x, fe)
         assert np.all(np.abs(1200 * np.log2(f0 / 196.0)) < 50)
     assert sure[-20.0] > 0.9 and sure[-55.0] >= sure[-20.0] - 0.02, sure
+
+
+@pytest.mark.parametrize("name", ["pitch-small", "pitch"])
+def test_the_quiet_input_gain_does_not_voice_quiet_noise(name: str) -> None:
+    """The gain raises quiet noise as it raises a quiet note (up to 40 dB), so quiet noise is read as loud noise
+    is: white and pink noise alone, from -70 to -30 dBFS RMS (above the level gate from -60), voice under 1 %
+    of frames (`pitch-small` none; `pitch` one frame in 294 at most, as at -20 dBFS without the gain)."""
+    from edgetag.runtime.frontend import compute_features
+    from edgetag.runtime.model import load_model
+    from edgetag.runtime.models import resolve_model
+
+    model = load_model(resolve_model(name), threads=1)
+    fe = model.card.frontend
+    rng = np.random.default_rng(0)
+    white = rng.standard_normal(3 * fe.sample_rate)
+    spectrum = np.fft.rfft(rng.standard_normal(len(white)))
+    spectrum[1:] /= np.sqrt(np.fft.rfftfreq(len(white), 1 / fe.sample_rate)[1:])  # 1/f power
+    spectrum[0] = 0.0
+    pink = np.fft.irfft(spectrum, len(white))
+    for noise in (white, pink):
+        for rms_dbfs in (-70.0, -50.0, -30.0):
+            x = (noise / np.sqrt(np.mean(noise**2)) * 10 ** (rms_dbfs / 20)).astype(np.float32)
+            logits, _ = model.run(compute_features(x, fe)[None], model.initial_state(1))
+            _, confidence, _ = P.decode_clip(model.scores(logits)[0], x, fe)
+            assert np.mean(confidence >= P.VOICING_THRESHOLD) < 0.01, (rms_dbfs, name)

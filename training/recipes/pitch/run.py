@@ -14,7 +14,8 @@ the teacher cache and the trainer also resume inside a step):
 3. ``edgetag distill base.toml``: a stateful causal CNN at a 10 ms hop, KD (BCE on
    CREPE's 360 sigmoids) on the student frames that sit on a teacher frame;
 4. 16 kHz WAV excerpts for calibration and the export gates (``DATA/calib/``), then
-   ``edgetag export --int8`` -> ``DATA/export/RUN/pitch.onnx`` and ``pitch.int8.onnx`` (RUN: ``causal_cnn-STEPS``);
+   ``edgetag export --int8`` -> ``DATA/export/RUN/pitch.onnx`` and ``pitch.int8.onnx`` (RUN: ``causal_cnn-STEPS``),
+   then ``--add-input-gain`` on both (the quiet-input gain the shipped files carry);
 5. ``evaluate_pitch.py``: CREPE full / tiny / both students on the test split (the
    reported numbers) and on the valid split (renders of chorales neither train nor test
    reads, real audio from the valid packages: for choosing between runs);
@@ -97,6 +98,12 @@ def export_models(student: Path, fp32: Path, calib: Path, held: Path, stream_ato
     """
     step(["edgetag", "export", str(student), "-o", str(fp32), "--int8", "--name", name, "--calib", str(calib),
           "--eval", str(held), "--stream-atol", f"{stream_atol:g}", "--frames-per-call", str(frames_per_call)])
+    # the quiet-input gain (README, "The quiet-input gain"), as the shipped files have it: fp32 first (an int8
+    # file whose test vector it raises takes its reference scores from the fp32 file with the gain)
+    from edgetag.runtime.formats import sibling
+
+    for path in (fp32, sibling(fp32, "int8")):
+        step(["edgetag", "export", str(path), "-o", str(path), "--add-input-gain"])
 
 
 def results_table(res: dict, full_macs: float) -> str:
@@ -298,14 +305,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _stale_export(fp32: Path, name: str, frames_per_call: int) -> bool:
-    """Whether an existing export was made with another card name or frames per call than asked now."""
+    """Whether an existing export was made with another card name or frames per call than asked now, or
+    without the quiet-input gain."""
     from edgetag.runtime.model import load_model
 
     card = load_model(fp32).card
-    if card.name == name and card.frames_per_call == frames_per_call:
+    if card.name == name and card.frames_per_call == frames_per_call and card.input_gain:
         return False
-    print(f"{fp32.parent}: exported as {card.name!r} with {card.frames_per_call} frame(s) per call; asked for "
-          f"{name!r} with {frames_per_call}: exporting again")
+    print(f"{fp32.parent}: exported as {card.name!r} with {card.frames_per_call} frame(s) per call"
+          f"{'' if card.input_gain else ', without the quiet-input gain'}; asked for {name!r} with "
+          f"{frames_per_call}: exporting again")
     return True
 
 
