@@ -80,7 +80,12 @@ class DecisionPipeline:
         if self.summary is not None:
             self.summary.add(heard)  # silence counts as a decision with no tag (and no pitch)
         # silence ends whatever was on at once (hysteresis would hold a tag whose threshold is below its margin)
-        events = self.event_detector.finish(decision.t) if silent else self.event_detector.update(decision.t, heard)
+        if silent:
+            events = self.event_detector.finish(decision.t)
+        elif self.reader is not None:  # a note struck again shows in its audio's level
+            events = self.event_detector.update(decision.t, heard, audio=getattr(decision, "audio", None))
+        else:
+            events = self.event_detector.update(decision.t, heard)
         for writer in self.writers:
             follows = getattr(writer, "follows_events", False)  # events and decisions, whatever events_only
             if self.events_only or follows:

@@ -87,6 +87,18 @@ A4_HZ = 440.0
 NOTE_CENTS_MARGIN = 25.0
 """`NoteTracker`: a sounding note goes on while the pitch stays within 50 + this many cents of it: vibrato of up
 to about ±75 cents, or a tone on the boundary between two notes, is one note, not a flicker between two."""
+REATTACK_DB = 6.0
+"""`NoteTracker`: the sounding note struck again (a repeated note: C C G G) when the level of the newest whole
+periods of its audio (at least `REATTACK_SPAN_S`) rises this many dB above the quietest within
+`REATTACK_WINDOW_S` before: an offset and a new onset of the same note, where the rise began. A stroke
+rises within a hop or two; a tremolo of ±5 dB at 6 Hz rises under 4 dB in 30 ms, and vibrato not at all."""
+REATTACK_SPAN_S = 0.01
+REATTACK_WINDOW_S = 0.03
+REATTACK_MIN_S = 0.1
+"""`NoteTracker`: no new stroke of a note sooner than this after its onset (or its last stroke)."""
+REATTACK_CONFIRM_S = 0.06
+"""`NoteTracker`: a stroke counts once the frames read this long after it still sound the note (a 64 ms frame
+reads the note that was sounding until most of it has passed: a new note's stroke would read as the old one)."""
 
 
 def bin_cents() -> np.ndarray:
@@ -486,6 +498,14 @@ class NoteTracker:
     note (or silence) must last ``min_decisions`` decisions in a row before it replaces the
     sounding one, so one stray frame does not split a note. The onset is stamped at the first
     decision of the new note, the offset at the decision where the next note (or silence) began.
+
+    Given each decision's audio (``update(..., audio=)``, its frame's samples, what the stream's pipeline
+    passes), a sounding note struck again is two notes: when the level of the frame's newest whole periods
+    of the note rises `REATTACK_DB` above the quietest of the decisions in the `REATTACK_WINDOW_S` before
+    (no sooner than `REATTACK_MIN_S` after the note began), and the frames still read the note
+    `REATTACK_CONFIRM_S` later, the note ends and starts again at the first decision of the rise (its
+    events come that much later than its time). Without audio, repeated notes with no silence between
+    them stay one note.
     """
 
     def __init__(self, threshold: float = VOICING_THRESHOLD, margin: float = 0.1, min_decisions: int = 3,
@@ -503,9 +523,63 @@ class NoteTracker:
         self.note: str | None = None  # the sounding note
         self._candidate: str | None = None  # what the last decisions read, and since when
         self._since, self._run, self._peak = 0.0, 0, 0.0
+        self._struck = 0.0  # when the sounding note began, or was last struck again
+        self._levels: list[tuple[float, float]] = []  # (t, level dB) of the sounding note's recent decisions
+        self._stroke: float | None = None  # when a rise began that may be the note struck again
 
-    def update(self, t: float, scores: Sequence[float] | np.ndarray) -> list[Event]:
+    def update(self, t: float, scores: Sequence[float] | np.ndarray, audio: np.ndarray | None = None) -> list[Event]:
         r = self.read(scores)
+        events = self._struck_again(t, r, audio)
+        if events:
+            return events
+        note = self.note
+        events = self._follow(t, r)
+        if self.note != note:
+            self._stroke = None  # another note (or silence) came instead
+        return events
+
+    def _struck_again(self, t: float, r: PitchReading, audio: np.ndarray | None) -> list[Event]:
+        """The sounding note's offset and onset where it was struck again (a repeated note), else []: a rise of
+        `REATTACK_DB` in its newest periods' level, confirmed once the frames that read the pitch are past it
+        (`REATTACK_CONFIRM_S`: a new note's stroke would by then read as that note)."""
+        sounds = self.note is not None and r.note is not None and r.confidence >= self.off_below \
+            and within_note(r.f0_hz, self.note, self.cents_margin)
+        if self._stroke is not None and t >= self._stroke + REATTACK_CONFIRM_S:
+            stroke, self._stroke = self._stroke, None
+            if sounds:
+                self._struck, self._levels = stroke, []
+                self._candidate, self._run = None, 0
+                return [Event(stroke, self.note, "offset", r.confidence), Event(stroke, self.note, "onset", r.confidence)]
+        level = None if self.note is None or audio is None else self._stroke_level(audio, note_frequency(self.note))
+        if level is None:
+            self._levels.clear()
+            return []
+        # every decision while the note sounds (a short gap's unvoiced ones too: the dip before the stroke)
+        before = [(u, v) for u, v in self._levels if u >= t - REATTACK_WINDOW_S - 1e-9]
+        self._levels = [*before, (t, level)]
+        if not before or self._stroke is not None:
+            return []
+        low = min(range(len(before)), key=lambda i: before[i][1])
+        if not level - before[low][1] >= REATTACK_DB:  # (silence after silence: nan, no rise)
+            return []
+        rise = self._levels[low + 1][0]  # the first decision louder than the quietest
+        if rise - self._struck >= REATTACK_MIN_S:
+            self._stroke = rise
+        return []
+
+    def _stroke_level(self, audio: np.ndarray, f0_hz: float) -> float | None:
+        """dB of the mean square of the frame's newest whole periods of ``f0_hz`` covering `REATTACK_SPAN_S`
+        (whole periods: a low note's level does not swing with its phase); None if the frame is shorter."""
+        period = self.read.tone.sample_rate / f0_hz
+        n = int(round(period * math.ceil(REATTACK_SPAN_S * self.read.tone.sample_rate / period)))
+        if not 0 < n <= len(audio):
+            return None
+        tail = np.asarray(audio[-n:], dtype=np.float64)
+        power = float(np.dot(tail, tail)) / n
+        return 10.0 * math.log10(power) if power > 0 else -math.inf
+
+    def _follow(self, t: float, r: PitchReading) -> list[Event]:
+        """The note (or silence) that the reading confirms, with its events."""
         voiced = r.confidence >= (self.off_below if self.note is not None else self.on_at)
         heard = r.note if voiced else None
         for held in (self.note, self._candidate):  # within the sounding (or coming) note's reach: still that note
@@ -527,6 +601,7 @@ class NoteTracker:
         if heard is not None:
             events.append(Event(self._since, heard, "onset", self._peak))
         self.note, self._candidate, self._run = heard, None, 0
+        self._struck, self._levels = self._since, []
         return events
 
     def active_labels(self) -> tuple[str, ...]:
@@ -537,4 +612,5 @@ class NoteTracker:
     def finish(self, t: float) -> list[Event]:
         events = [Event(t, self.note, "offset", float("nan"))] if self.note is not None else []
         self.note, self._candidate, self._run = None, None, 0
+        self._levels, self._stroke = [], None
         return events

@@ -390,3 +390,58 @@ def test_the_quiet_input_gain_does_not_voice_quiet_noise(name: str) -> None:
             logits, _ = model.run(compute_features(x, fe)[None], model.initial_state(1))
             _, confidence, _ = P.decode_clip(model.scores(logits)[0], x, fe)
             assert np.mean(confidence >= P.VOICING_THRESHOLD) < 0.01, (rms_dbfs, name)
+
+
+def _melody_wav(path, notes_hz, note_s: float, gap_s: float, decay: float = 2.5, sr: int = 16000) -> None:
+    """Plucked-like notes (five harmonics, exponential decay), ``gap_s`` of silence after each."""
+    import soundfile as sf
+
+    t = np.arange(int(note_s * sr)) / sr
+    parts = []
+    for f0 in notes_hz:
+        x = sum(np.sin(2 * np.pi * f0 * k * t) / k for k in range(1, 6)) * np.exp(-decay * t)
+        parts += [0.3 * x / np.abs(x).max(), np.zeros(int(gap_s * sr))]
+    sf.write(path, np.concatenate(parts).astype(np.float32), sr)
+
+
+@pytest.mark.parametrize("gap_s", [0.0, 0.02, 0.05, 0.1])
+def test_a_repeated_note_is_two_notes_even_without_a_rest_between(tmp_path, gap_s: float) -> None:
+    """C4 C4 G4 G4 A4 A4 G4 ("Twinkle"), 0.4 s each: seven notes whether a rest separates the strokes or not
+    (before the stroke detection, four with a rest of 50 ms or less), each onset within 40 ms of its stroke."""
+    from edgetag.runtime.cli import main
+
+    notes = [261.63, 261.63, 392.0, 392.0, 440.0, 440.0, 392.0]
+    _melody_wav(tmp_path / "twinkle.wav", notes, 0.4, gap_s)
+    assert main(["tag", str(tmp_path / "twinkle.wav"), "--model", "pitch-small", "--events", "--format", "jsonl",
+                 "-o", str(tmp_path / "events.jsonl")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    onsets = [r for r in rows if r.get("event") == "onset"]
+    assert [r["label"] for r in onsets] == ["C4", "C4", "G4", "G4", "A4", "A4", "G4"]
+    strokes = np.arange(7) * (0.4 + gap_s)
+    # a decision's time is its frame's end: a stroke shows in the newest samples of the frames ending after it
+    assert np.all(np.abs(np.array([r["t"] for r in onsets]) - strokes - 0.02) <= 0.05), [r["t"] for r in onsets]
+
+
+@pytest.mark.parametrize("kind", ["tremolo", "vibrato", "crescendo", "pluck"])
+def test_tremolo_vibrato_and_a_swell_do_not_strike_a_note_again(tmp_path, kind: str) -> None:
+    """A 220 Hz sawtooth with a tremolo of ±5 dB at 6 Hz, vibrato of ±50 cents, a crescendo of 40 dB per second,
+    and a plucked note: one note each."""
+    import soundfile as sf
+
+    from edgetag.runtime.cli import main
+
+    sr = 16000
+    t = np.arange(3 * sr) / sr
+    f0 = 220.0 * 2 ** (0.5 * np.sin(2 * np.pi * 5.5 * t) / 12) if kind == "vibrato" else np.full(len(t), 220.0)
+    x = 2 * (np.cumsum(f0 / sr) % 1) - 1
+    if kind == "tremolo":
+        x *= 10 ** (5 * np.sin(2 * np.pi * 6 * t) / 20)
+    elif kind == "crescendo":
+        x *= 10 ** ((40 * t - 120) / 20)
+    elif kind == "pluck":
+        x = np.sin(2 * np.pi * 220 * t) * np.exp(-3 * t) + 0.5 * np.sin(2 * np.pi * 440 * t) * np.exp(-4 * t)
+    sf.write(tmp_path / "x.wav", (0.3 * x / np.abs(x).max()).astype(np.float32), sr)
+    assert main(["tag", str(tmp_path / "x.wav"), "--model", "pitch-small", "--events", "--format", "jsonl",
+                 "-o", str(tmp_path / "events.jsonl")]) == 0
+    rows = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
+    assert [r["label"] for r in rows if r.get("event") == "onset"] == ["A3"]
