@@ -17,7 +17,9 @@ so every path that runs the file (a stream, a whole clip, another runtime) does 
   it: at -40 dBFS most bands of a note's tail lie under the floor (1e-6 for the pitch models), and that
   version read the quiet renders no better than no gain at all;
 * a frame at or above the target keeps its features bit for bit (the graph selects them), so loud input
-  and the recipes' metrics are untouched. The gain never cuts.
+  and the recipes' metrics are untouched. The gain never cuts;
+* the card's level gate goes down to `LEVEL_GATE_DBFS` (-90 dBFS RMS), so the runtime does not call the quiet
+  input the gain is there for silence.
 
 The state starts at zero, which stands for the quietest possible frame (digital silence: every band at
 the floor), so a stream and a whole clip from the initial state agree. Noise alone is raised like any
@@ -48,6 +50,11 @@ from edgetag.runtime.model_card import INPUT_NAME, ModelCard, StateTensor
 TARGET_DB = 20.0
 WINDOW_FRAMES = 100
 MAX_BOOST_DB = 40.0
+LEVEL_GATE_DBFS = -90.0
+"""The card's level gate (dB RMS) for a file with the gain: the runtime's default, -60, cut what the gain raises
+(`pitch-small`'s valid renders played at -50 dBFS peak kept 22 % of their voiced decisions at -60, 97 % at -80,
+99 % at -90: the highest gate that keeps 98 %, the rule written before measuring). Digital silence stays
+silent; noise alone the models read unvoiced (README, "The quiet-input gain")."""
 STATE_NAME = "input_level"
 _PREFIX = "input_gain/"
 
@@ -66,7 +73,7 @@ def check_settings(card: ModelCard, target_db: float, window_frames: int, max_bo
         raise ExportError(f"the quiet-input gain needs features compressed as ln(x + floor) (compression 'log'), whose "
                           f"floor can be taken off; {card.name}'s front end uses {card.frontend.compression!r}")
     if card.input_gain or any(s.name == STATE_NAME for s in card.states):
-        raise ExportError(f"{card.name} has a quiet-input gain already ({card.input_gain or 'state ' + STATE_NAME})")
+        raise ExportError(f"{card.name} has a quiet-input gain already (edgetag info shows it): nothing to add")
     if not (math.isfinite(target_db) and -100.0 <= target_db <= 200.0):
         raise ExportError(f"target_db must be a finite level from -100 to 200 dB of band power, got {target_db}")
     if not (isinstance(window_frames, int) and 2 <= window_frames <= 100_000):
@@ -156,10 +163,11 @@ def add_input_gain(model: Any, card: ModelCard, target_db: float = TARGET_DB, wi
     onnx.checker.check_model(model)
     record = {"target_db": float(target_db), "window_frames": int(window_frames), "max_boost_db": float(max_boost_db),
               "state": STATE_NAME,
-              "what": (f"frames whose loudest in the last {window_frames} is under {target_db:g} dB of band power "
-                       f"are raised to it (at most {max_boost_db:g} dB) before the network reads them")}
+              "what": (f"frames whose loudest of the last {window_frames} frames is under {target_db:g} dB of band "
+                       f"power are raised to it (at most {max_boost_db:g} dB) before the network reads them")}
+    gate = LEVEL_GATE_DBFS if card.level_gate_dbfs is None else min(card.level_gate_dbfs, LEVEL_GATE_DBFS)
     return dataclasses.replace(card, states=(*card.states, StateTensor(STATE_NAME, (1, window_frames - 1))),
-                               input_gain=record)
+                               input_gain=record, level_gate_dbfs=gate)
 
 
 def without_input_gain(model: Any, card: ModelCard) -> ModelCard:
@@ -221,6 +229,32 @@ def _check_against_reference(path_bytes: bytes, original_bytes: bytes, card: Mod
     return worst
 
 
+def _fp32_reference(path: Path, card: ModelCard) -> np.ndarray:
+    """The test vector's reference scores for the int8 file to be written at ``path`` (``X.int8.onnx``): those of its
+    fp32 sibling ``X.onnx``, which must be the same network (weights hash) with the same gain."""
+    from edgetag.runtime.formats import sibling
+    from edgetag.runtime.model import load_model
+    from edgetag.runtime.verify import decode_array
+
+    how = ("an int8 file's test vector starts quietly enough for the gain to raise it, so its reference scores must "
+           "come from the fp32 file with the gain: give the fp32 file X.onnx the gain first, then write this one "
+           "beside it as X.int8.onnx")
+    if not path.name.endswith(".int8.onnx"):
+        raise ExportError(f"{how} (the output {path.name} is not named X.int8.onnx)")
+    fp32 = sibling(path.with_name(path.name[: -len(".int8.onnx")] + ".onnx"), "fp32")
+    try:
+        other = load_model(fp32).card
+    except (OSError, ValueError) as exc:
+        raise ExportError(f"{how} ({fp32}: {exc})") from None
+    ours, theirs = (c.provenance.get("export", {}).get("weights_hash") for c in (card, other))
+    if not ours or ours != theirs:
+        raise ExportError(f"{how} ({fp32} is not the same network: weights hash {theirs or 'none'} against "
+                          f"{ours or 'none'})")
+    if other.input_gain != card.input_gain:
+        raise ExportError(f"{how} ({fp32} has {'another gain' if other.input_gain else 'no gain'})")
+    return decode_array(other.test_vector["reference_scores"], "reference_scores")
+
+
 def add_input_gain_to_file(source: str | Path, path: str | Path, target_db: float = TARGET_DB,
                            window_frames: int = WINDOW_FRAMES, max_boost_db: float = MAX_BOOST_DB,
                            tolerance: float = 1e-3) -> tuple[ModelCard, float]:
@@ -235,11 +269,12 @@ def add_input_gain_to_file(source: str | Path, path: str | Path, target_db: floa
     ``X.int8.onnx``), which must have been given the gain first. ``path`` may be ``source`` (atomic write)."""
     import onnx
 
-    from edgetag.runtime.formats import sibling
     from edgetag.runtime.model import load_model
     from edgetag.runtime.sealing import read_card, seal
     from edgetag.runtime.verify import decode_array
 
+    if Path(path).is_dir():
+        raise ExportError(f"-o {path} is a folder: name the file to write (e.g. {Path(path) / Path(source).name})")
     load_model(source)  # refuses a corrupt or contradictory file before anything is written
     original_bytes = Path(source).read_bytes()
     model = onnx.load_from_string(original_bytes)
@@ -257,16 +292,7 @@ def add_input_gain_to_file(source: str | Path, path: str | Path, target_db: floa
         if precision == "fp32":
             reference = None  # this file's own, as the exporter records an fp32 file's
         else:
-            fp32 = sibling(Path(path).with_name(Path(path).name.replace(".int8.onnx", ".onnx")), "fp32")
-            try:
-                with_gain = load_model(fp32)
-            except (OSError, ValueError) as exc:
-                raise ExportError(f"{source}'s test vector starts quietly enough to be raised, so its reference scores "
-                                  f"must come from the fp32 model with the gain: give {fp32} the gain first ({exc})") from None
-            if with_gain.card.input_gain != card.input_gain:
-                raise ExportError(f"{fp32} must carry the same quiet-input gain first (it has "
-                                  f"{with_gain.card.input_gain or 'none'})")
-            reference = decode_array(with_gain.card.test_vector["reference_scores"], "reference_scores")
+            reference = _fp32_reference(Path(path), card)
     # quiet frames: the test vector 40 dB down (in band power, exact for these features)
     quiet = np.log(np.maximum(np.exp(frames.astype(np.float64)) - floor, 0.0) * 1e-4 + floor).astype(np.float32)
     new_bytes = model.SerializeToString()

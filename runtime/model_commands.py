@@ -86,11 +86,14 @@ def cmd_info(args: argparse.Namespace) -> int:
                             "its tags do not follow the input level; the level gate still applies"))
     if card.input_gain:  # `edgetag.export.input_gain`
         gain = card.input_gain
-        show(field("level", f"quiet input is raised inside the model: a frame whose loudest in the last "
+        peaks = ", ".join(f"{_sine_peak_dbfs(fe, gain['target_db'], f0):.0f}{' dBFS' if not i else ''} at {f0:g} Hz"
+                          for i, f0 in enumerate((110.0, 440.0, 1000.0)))
+        gate = "none" if card.level_gate_dbfs is None else f"{card.level_gate_dbfs:g} dBFS RMS"
+        show(field("level", f"quiet input is raised inside the model: a frame whose loudest of the last "
                             f"{gain['window_frames'] / fe.frame_rate:g} s is under {gain['target_db']:g} dB of band "
-                            f"power ({_sine_peak_dbfs(fe, gain['target_db']):.0f} dBFS peak for a 220 Hz sine) is "
-                            f"brought up to it (at most {gain['max_boost_db']:g} dB; state {gain['state']}); louder "
-                            "input is read as it is; the level gate still applies"))
+                            f"power (a sine peaking under {peaks}) is brought up to it, at most "
+                            f"{gain['max_boost_db']:g} dB (state {gain['state']}); louder input is read as it is. "
+                            f"Below the level gate (the card's: {gate}; --level-gate) a decision is silence"))
     show(field("params", f"{card.parameters:,}"))
     show(field("MACs", f"{card.macs_per_second:,.0f} per second of audio"))
     # a quantized file's card carries its fp32 file's measurements until a recipe measures it: say whose they are
@@ -176,10 +179,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _sine_peak_dbfs(fe: Any, level_db: float) -> float:
-    """The peak (dBFS) of a 220 Hz sine whose frames sum to ``level_db`` dB of band power in front end ``fe``."""
+def _sine_peak_dbfs(fe: Any, level_db: float, f0_hz: float) -> float:
+    """The peak (dBFS) of a sine of ``f0_hz`` whose frames sum to ``level_db`` dB of band power in front end ``fe``."""
     from edgetag.runtime.frontend import compute_features
 
     t = np.arange(fe.win_length + 4 * fe.hop_length) / fe.sample_rate
-    frames = compute_features(np.sin(2 * np.pi * 220.0 * t).astype(np.float32), fe).astype(np.float64)
+    frames = compute_features(np.sin(2 * np.pi * f0_hz * t).astype(np.float32), fe).astype(np.float64)
     return level_db - float(10 * np.log10(np.exp(frames).sum(axis=1)).max())

@@ -445,3 +445,29 @@ def test_tremolo_vibrato_and_a_swell_do_not_strike_a_note_again(tmp_path, kind: 
                  "-o", str(tmp_path / "events.jsonl")]) == 0
     rows = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     assert [r["label"] for r in rows if r.get("event") == "onset"] == ["A3"]
+
+
+@pytest.mark.parametrize("name", ["pitch-small", "pitch"])
+def test_a_quiet_melody_keeps_its_notes_through_the_runtime(tmp_path, name: str) -> None:
+    """What the quiet-input gain raises, the level gate lets through (the card's gate, -90 dBFS RMS): the plucked
+    melody at -50 dBFS peak gives `tag` the notes it gives at -6 dBFS, and nearly as many voiced decisions (with the
+    runtime's default gate of -60, `pitch-small`'s valid renders at -50 dBFS kept 22 % of them)."""
+    import itertools
+
+    import soundfile as sf
+
+    import edgetag
+    from edgetag.runtime.model import load_model
+    from edgetag.runtime.models import resolve_model
+
+    assert load_model(resolve_model(name)).card.level_gate_dbfs == -90.0
+    _melody_wav(tmp_path / "m.wav", [196.0, 261.63, 329.63, 392.0], 0.6, 0.1)
+    x, sr = sf.read(tmp_path / "m.wav", dtype="float32")
+    notes, voiced = {}, {}
+    for peak in (-6.0, -50.0):
+        sf.write(tmp_path / f"m{peak:g}.wav", x / np.abs(x).max() * 10 ** (peak / 20), sr)
+        decisions = edgetag.tag_file(str(tmp_path / f"m{peak:g}.wav"), model=name)
+        voiced[peak] = sum(d.pitch.voiced for d in decisions)
+        notes[peak] = [n for n, _ in itertools.groupby(d.active[0] for d in decisions if d.active)]
+    assert notes[-50.0] == notes[-6.0] == ["G3", "C4", "E4", "G4"]
+    assert voiced[-50.0] >= 0.95 * voiced[-6.0], voiced

@@ -737,12 +737,13 @@ def test_a_silent_file_says_silence_not_too_short(window_model, tmp_path) -> Non
 
 
 def test_pitch_output_is_unvoiced_below_the_level_gate(tmp_path, capsys) -> None:
-    """A tone too quiet for the gate: jsonl and csv say silent and unvoiced, whatever the bins say."""
+    """A tone too quiet for the gate (the pitch card's, -90 dBFS RMS): jsonl and csv say silent and unvoiced,
+    whatever the bins say."""
     import soundfile as sf
 
     t = np.arange(2 * 16000) / 16000
     wav = tmp_path / "quiet.wav"
-    sf.write(wav, (10 ** (-75 / 20) * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)  # -75 dBFS peak
+    sf.write(wav, (10 ** (-100 / 20) * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)  # -100 dBFS peak
     assert main(["tag", str(wav), "--model", "pitch", "--format", "jsonl"]) == 0
     decisions = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"pitch"' in line]
     assert decisions and all(d["silent"] and not d["pitch"]["voiced"] for d in decisions)
