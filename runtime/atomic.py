@@ -197,6 +197,20 @@ class ReplacingTextFile:
             self.handle.close()
         Path(self._tmp).unlink(missing_ok=True)
 
+    def keep_as(self, path: str | os.PathLike[str]) -> Path:
+        """Move what was written to ``path`` instead (a run cut short: ``X.partial``), leaving ``self.path`` as it
+        was; the writer is closed."""
+        try:
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+            self.handle.close()
+            os.replace(self._tmp, path)
+        except BaseException:
+            self.discard()
+            raise
+        fsync_dir(Path(path).parent)
+        return Path(path)
+
 
 class StreamingTextFile:
     """`ReplacingTextFile`'s interface over a plain ``open(path, "w")``: for a FIFO or a device (``/dev/stdout``,

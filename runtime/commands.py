@@ -400,6 +400,15 @@ def cmd_tag(args: argparse.Namespace) -> int:
                 writers[0].summary(result)
             else:
                 print(text, file=sys.stderr)
+    except KeyboardInterrupt:  # Ctrl-C: an existing FILE is not replaced by a run cut short
+        if isinstance(pending, ReplacingTextFile) and tagged:
+            existed = pending.path.exists()
+            kept = pending.keep_as(pending.path.with_name(pending.path.name + ".partial"))
+            pending = None
+            print(f"edgetag tag: {args.output} {'is left as it was' if existed else 'was not written'}; what was "
+                  f"written before Ctrl-C is in {kept} (the file cut short has no summary, and its last line may be "
+                  "cut)", file=sys.stderr, flush=True)
+        raise
     finally:
         if pending is not None and tagged:
             pending.commit()

@@ -702,6 +702,37 @@ def test_ctrl_c_in_tag_is_one_line_and_exit_130(window_model, tmp_path) -> None:
     assert '"summary"' not in out  # it stopped part-way
 
 
+def test_ctrl_c_in_tag_leaves_an_existing_output_file_and_keeps_the_rest_beside_it(window_model, tmp_path,
+                                                                                  monkeypatch, capsys) -> None:
+    """``tag -o FILE`` cut short by Ctrl-C does not replace an existing FILE with part of a run: what it wrote is
+    kept in FILE.partial, and the message says where; a run that ends normally replaces FILE."""
+    from edgetag.runtime.cli import INTERRUPTED
+    from edgetag.runtime.engine import Engine
+
+    wav = _long_wav(tmp_path / "long.wav", 30)
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"earlier": "complete results"}\n')
+    push, calls = Engine.push, []
+
+    def interrupted_push(self, samples):  # type: ignore[no-untyped-def]
+        calls.append(1)
+        if len(calls) == 20:
+            raise KeyboardInterrupt
+        return push(self, samples)
+
+    monkeypatch.setattr(Engine, "push", interrupted_push)
+    assert main(["tag", str(wav), "--model", str(window_model), "-o", str(out)]) == INTERRUPTED
+    err = capsys.readouterr().err
+    assert out.read_text() == '{"earlier": "complete results"}\n'
+    partial = tmp_path / "out.jsonl.partial"
+    lines = partial.read_text().splitlines()
+    assert lines and all(line.startswith('{"t"') for line in lines) and f"is in {partial}" in err
+    assert "is left as it was" in err and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.undo()
+    assert main(["tag", str(wav), "--model", str(window_model), "-o", str(out)]) == 0
+    assert '"summary"' in out.read_text().splitlines()[-1]
+
+
 def test_progress_line_draws_only_on_a_terminal_and_fits_it() -> None:
     from edgetag.runtime.progress import Progress, clock
 
