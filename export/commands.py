@@ -125,13 +125,18 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 1 if failures else 0
 
 
+def _check_one_file_change(args: argparse.Namespace, flag: str, why: str = "") -> None:
+    """``--add-embedding`` / ``--add-input-gain`` change one edgetag .onnx file as it is: no other export options."""
+    if Path(args.checkpoint).suffix.lower() != ".onnx":
+        raise ValueError(f"{flag} takes an edgetag .onnx file{why}")
+    if args.int8 or args.fp16 or args.tensorrt or args.calib or args.frames_per_call is not None:
+        raise ValueError(f"{flag} changes one file as it is: give no --int8, --fp16, --tensorrt, --calib "
+                         "or --frames-per-call")
+
+
 def _add_input_gain(args: argparse.Namespace, out: Path) -> int:
     """``--add-input-gain``: a stateful edgetag ONNX file copied with the quiet-input gain, resealed."""
-    if Path(args.checkpoint).suffix.lower() != ".onnx":
-        raise ValueError("--add-input-gain takes an edgetag .onnx file")
-    if args.int8 or args.fp16 or args.tensorrt or args.calib or args.frames_per_call is not None:
-        raise ValueError("--add-input-gain changes one file as it is: give no --int8, --fp16, --tensorrt, --calib "
-                         "or --frames-per-call")
+    _check_one_file_change(args, "--add-input-gain")
     from edgetag.export.input_gain import add_input_gain_to_file
 
     card, worst = add_input_gain_to_file(args.checkpoint, out)
@@ -143,11 +148,7 @@ def _add_input_gain(args: argparse.Namespace, out: Path) -> int:
 
 def _add_embedding(args: argparse.Namespace, out: Path) -> int:
     """``--add-embedding``: an edgetag ONNX file of any precision copied with an ``embedding`` output, resealed."""
-    if Path(args.checkpoint).suffix.lower() != ".onnx":
-        raise ValueError("--add-embedding takes an edgetag .onnx file (a checkpoint's export has the output already)")
-    if args.int8 or args.fp16 or args.tensorrt or args.calib or args.frames_per_call is not None:
-        raise ValueError("--add-embedding changes one file as it is: give no --int8, --fp16, --tensorrt, --calib "
-                         "or --frames-per-call")
+    _check_one_file_change(args, "--add-embedding", " (a checkpoint's export has the output already)")
     from edgetag.export.embedding import add_embedding_to_file
 
     card = add_embedding_to_file(args.checkpoint, out)

@@ -170,24 +170,13 @@ def add_embedding_to_file(source: str | Path, path: str | Path) -> ModelCard:
     to write unless every original output is bit-identical on the test vector
     frames. ``path`` may be ``source`` (the write is atomic).
     """
-    import onnx
+    from edgetag.export.model_file import read_sealed_file
+    from edgetag.runtime.sealing import seal
 
-    from edgetag.runtime.sealing import read_card, seal
-    from edgetag.runtime.model import load_model
-    from edgetag.runtime.verify import decode_array
-
-    load_model(source)  # refuses a corrupt or contradictory file before anything is written
-    original = Path(source).read_bytes()
-    model = onnx.load_from_string(original)
-    card = read_card(model)
+    sealed = read_sealed_file(source)
+    original, model, card, frames = sealed.data, sealed.model, sealed.card, sealed.frames
     if card.embedding:
         raise ExportError(f"{source} already has an '{EMBEDDING_NAME}' output ({card.embedding['size']} wide)")
-    vector = card.test_vector
-    if not vector:
-        raise ExportError(f"{source} has no test vector: reseal it first (`edgetag export {source} -o NEW.onnx`)")
-    frames = decode_array(vector["features"], "features")
-    reference = decode_array(vector["reference_scores"], "reference_scores")
-    precision = str(vector.get("precision", card.provenance.get("export", {}).get("precision", "fp32")))
     card = add_embedding_output(model, card)
     before = _outputs_on(original, dataclasses.replace(card, embedding={}), frames)
     after = _outputs_on(model.SerializeToString(), card, frames)
@@ -195,4 +184,4 @@ def add_embedding_to_file(source: str | Path, path: str | Path) -> ModelCard:
     if changed:
         raise ExportError(f"adding the embedding output changed output(s) {changed} of {source}: not written")
     # the recorded reference scores are kept (the export CPU's); this CPU's difference to them is recorded
-    return seal(model, card, path, frames, precision=precision, reference_scores=reference)
+    return seal(model, card, path, frames, precision=sealed.precision, reference_scores=sealed.reference)

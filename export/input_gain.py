@@ -267,29 +267,19 @@ def add_input_gain_to_file(source: str | Path, path: str | Path, target_db: floa
     are; where it raises any (a vector that starts quietly), they are the fp32 model's with the gain: this
     file's own for an fp32 file, and for an int8 file those of ``path``'s fp32 sibling (``X.onnx`` beside
     ``X.int8.onnx``), which must have been given the gain first. ``path`` may be ``source`` (atomic write)."""
-    import onnx
-
-    from edgetag.runtime.model import load_model
-    from edgetag.runtime.sealing import read_card, seal
-    from edgetag.runtime.verify import decode_array
+    from edgetag.export.model_file import read_sealed_file
+    from edgetag.runtime.sealing import seal
 
     if Path(path).is_dir():
         raise ExportError(f"-o {path} is a folder: name the file to write (e.g. {Path(path) / Path(source).name})")
-    load_model(source)  # refuses a corrupt or contradictory file before anything is written
-    original_bytes = Path(source).read_bytes()
-    model = onnx.load_from_string(original_bytes)
-    original = read_card(model)
-    vector = original.test_vector
-    if not vector:
-        raise ExportError(f"{source} has no test vector: reseal it first (`edgetag export {source} -o NEW.onnx`)")
-    frames = decode_array(vector["features"], "features")
-    reference = decode_array(vector["reference_scores"], "reference_scores")
-    precision = str(vector.get("precision", original.provenance.get("export", {}).get("precision", "fp32")))
+    sealed = read_sealed_file(source)
+    original_bytes, model, original, frames = sealed.data, sealed.model, sealed.card, sealed.frames
+    reference: np.ndarray | None = sealed.reference
     card = add_input_gain(model, original, target_db, window_frames, max_boost_db)
     floor = float(card.frontend.log_floor)
     gained, _ = input_gain_reference(frames, card.input_gain, floor)
     if not np.array_equal(gained, frames):  # the vector's reference scores no longer hold
-        if precision == "fp32":
+        if sealed.precision == "fp32":
             reference = None  # this file's own, as the exporter records an fp32 file's
         else:
             reference = _fp32_reference(Path(path), card)
@@ -298,4 +288,4 @@ def add_input_gain_to_file(source: str | Path, path: str | Path, target_db: floa
     new_bytes = model.SerializeToString()
     worst = max(_check_against_reference(new_bytes, original_bytes, card, original, x, tolerance)
                 for x in (frames, quiet))
-    return seal(model, card, path, frames, precision=precision, reference_scores=reference), worst
+    return seal(model, card, path, frames, precision=sealed.precision, reference_scores=reference), worst

@@ -10,6 +10,7 @@ afterwards, and `check_loads` reads a file back with the runtime's loader.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +45,42 @@ def save_single_file(model: Any, path: str | Path) -> int:
     onnx.checker.check_model(model)
     atomic_write(path, lambda handle: handle.write(data))  # a reader never sees half a model
     return len(data)
+
+
+@dataclass
+class SealedFile:
+    """An edgetag ONNX file read for a change that keeps its test vector (`read_sealed_file`)."""
+
+    data: bytes
+    """The file as it was."""
+    model: Any
+    """Its `onnx.ModelProto`, to be changed."""
+    card: ModelCard
+    frames: np.ndarray
+    """The test vector's features."""
+    reference: np.ndarray
+    """The test vector's reference scores (the fp32 model's)."""
+    precision: str
+
+
+def read_sealed_file(source: str | Path) -> SealedFile:
+    """An edgetag ONNX file (any precision) and its test vector, for a change made to the file as it is
+    (``--add-embedding``, ``--add-input-gain``); refuses a corrupt file, or one without a test vector."""
+    import onnx
+
+    from edgetag.runtime.model import load_model
+    from edgetag.runtime.verify import decode_array
+
+    load_model(source)  # refuses a corrupt or contradictory file before anything is written
+    data = Path(source).read_bytes()
+    model = onnx.load_from_string(data)
+    card = read_card(model)
+    vector = card.test_vector
+    if not vector:
+        raise ExportError(f"{source} has no test vector: reseal it first (`edgetag export {source} -o NEW.onnx`)")
+    precision = str(vector.get("precision", card.provenance.get("export", {}).get("precision", "fp32")))
+    return SealedFile(data, model, card, decode_array(vector["features"], "features"),
+                      decode_array(vector["reference_scores"], "reference_scores"), precision)
 
 
 #: Most new frames a stateful card may ask the runtime to gather per call (32 x 10 ms = 320 ms of added latency).

@@ -730,3 +730,36 @@ def test_the_quiet_input_gain_refuses_what_it_cannot_raise(trained, tmp_path) ->
     with pytest.raises(ModelCardError, match="input_gain names state"):
         dataclasses.replace(card, input_gain={"target_db": 20.0, "max_boost_db": 40.0, "window_frames": 100,
                                               "state": "input_level"})
+
+
+def test_add_embedding_gives_an_older_file_its_embedding_output(tmp_path) -> None:
+    """``--add-embedding`` on a file exported before the output existed (the built-in music-tags with the output
+    taken out, as the built-ins were before they got it): the output comes back, logits bit-identical, the file
+    resealed and verified; twice is refused."""
+    import onnx
+
+    from edgetag.runtime.cli import main
+    from edgetag.runtime.model_card import EMBEDDING_NAME
+    from edgetag.runtime.models import resolve_model
+    from edgetag.runtime.sealing import read_card, seal
+    from edgetag.runtime.verify import decode_array
+
+    model = onnx.load(str(resolve_model("music-tags")))
+    card = read_card(model)
+    frames = decode_array(card.test_vector["features"], "features")
+    outputs = [o for o in model.graph.output if o.name != EMBEDDING_NAME]
+    del model.graph.output[:]
+    model.graph.output.extend(outputs)
+    nodes = [n for n in model.graph.node if EMBEDDING_NAME not in n.output]  # the node that only made the output
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    old = tmp_path / "old.onnx"
+    seal(model, dataclasses.replace(card, embedding={}), old, frames)
+    new = tmp_path / "new.onnx"
+    assert main(["export", str(old), "-o", str(new), "--add-embedding"]) == 0
+    a, b = load_model(old), load_model(new)
+    assert b.card.embedding["size"] == card.embedding["size"] and verify_model(b).passed
+    window = np.ascontiguousarray(frames[None, : card.window_frames])
+    assert np.array_equal(b.run(window)[0], a.run(window)[0])
+    assert b.embed(window)[0].shape == (1, card.embedding["size"])
+    assert main(["export", str(new), "-o", str(tmp_path / "twice.onnx"), "--add-embedding"]) == 1
