@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from edgetag.runtime.engine import Engine
-    from edgetag.runtime.model import load_model
+    from edgetag.runtime.model import OnnxModel, load_model
     from edgetag.runtime.models import resolve_model
     from edgetag.runtime.pitch import PitchReader
 
@@ -55,12 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     clips = _clips(args.eval, args.eval_root, models[0][1].card.frontend.sample_rate)
     seconds = sum(len(c) for c in clips) / models[0][1].card.frontend.sample_rate
 
-    def stream(model, bound: bool) -> None:
+    def stream(model: OnnxModel, bound: bool) -> None:
         hop = model.card.frontend.hop_length
         for wave in clips:
-            engine, read = Engine(model), PitchReader(sample_rate=model.card.frontend.sample_rate)
-            if not bound:
-                engine._bound = None  # every call through OnnxModel.run
+            engine = Engine(model, bound_calls=bound)  # False: every call through OnnxModel.run
+            read = PitchReader(sample_rate=model.card.frontend.sample_rate)
             for k in range(0, len(wave), hop):
                 for d in engine.push(wave[k:k + hop]):
                     read(d.scores, d.audio)

@@ -129,9 +129,9 @@ def _check_one_file_change(args: argparse.Namespace, flag: str, why: str = "") -
     """``--add-embedding`` / ``--add-input-gain`` change one edgetag .onnx file as it is: no other export options."""
     if Path(args.checkpoint).suffix.lower() != ".onnx":
         raise ValueError(f"{flag} takes an edgetag .onnx file{why}")
-    if args.int8 or args.fp16 or args.tensorrt or args.calib or args.frames_per_call is not None:
-        raise ValueError(f"{flag} changes one file as it is: give no --int8, --fp16, --tensorrt, --calib "
-                         "or --frames-per-call")
+    if args.int8 or args.fp16 or args.tensorrt or args.calib or args.frames_per_call is not None or args.name:
+        raise ValueError(f"{flag} changes one file as it is: give no --int8, --fp16, --tensorrt, --calib, "
+                         "--frames-per-call or --name")
 
 
 def _add_input_gain(args: argparse.Namespace, out: Path) -> int:

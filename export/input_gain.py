@@ -26,7 +26,8 @@ the floor), so a stream and a whole clip from the initial state agree. Noise alo
 quiet sound: on white and pink noise from -70 to -20 dBFS RMS ``pitch-small`` voiced no frame with or
 without the gain (the level gate, which reads the audio's own level, still makes silence silent).
 
-Eighteen nodes in front of the network, about 7 us per call on the development VM's AMD EPYC (one thread).
+Nineteen nodes in front of the network: 0.9 ms of CPU per second of `pitch-small`'s stream (about 18 us per
+two-frame call) on the development VM's AMD EPYC, one thread (``benchmarks/stream_cost.py``).
 `add_input_gain` edits an `onnx.ModelProto` and returns the card that describes it (the ``input_gain``
 record and the ``input_level`` state); `add_input_gain_to_file` copies an edgetag file with it, resealed,
 after checking it against `input_gain_reference` (this numpy reference of the same arithmetic, in float64)
@@ -45,8 +46,9 @@ import numpy as np
 from edgetag.export.errors import ExportError
 from edgetag.runtime.model_card import INPUT_NAME, ModelCard, StateTensor
 
-#: Defaults chosen on the pitch recipe's valid split (training/recipes/pitch/README.md, "The quiet-input
-#: gain"): the largest clean-renders RPA with the level difference (-40 vs 0 dBFS peak) within 0.5 point.
+#: Defaults chosen on the pitch recipe's valid renders by ``training/recipes/pitch/choose_input_gain.py`` (its rule:
+#: clean RPA at most 0.1 below no gain, -40 against 0 dBFS within 0.5, noise no worse; then the smallest level
+#: difference, the lowest target, the shorter window).
 TARGET_DB = 20.0
 WINDOW_FRAMES = 100
 MAX_BOOST_DB = 40.0
@@ -89,14 +91,16 @@ def input_gain_reference(features: np.ndarray, record: dict[str, Any], floor: fl
     -> (the features the network reads, float32; the state after them)."""
     f = np.asarray(features, np.float64)
     window = int(record["window_frames"])
+    before = np.zeros(window - 1) if levels is None else np.asarray(levels, np.float64).reshape(-1)
+    if not len(f):  # no frames: nothing read, the state as it was
+        return f.astype(np.float32), before[None].astype(np.float32)
     power = np.exp(f)
     lowest = math.log(f.shape[1] * floor)  # digital silence: every band at the floor
     level = np.log(power.sum(axis=1)) - lowest
-    before = np.zeros(window - 1) if levels is None else np.asarray(levels, np.float64).reshape(-1)
     history = np.concatenate([before, level])
     peak = np.lib.stride_tricks.sliding_window_view(history, window).max(axis=1)
     gain = np.clip(_ln(record["target_db"]) - lowest - peak, 0.0, _ln(record["max_boost_db"]))[:, None]
-    boosted = np.log((power - floor) * np.exp(gain) + floor)
+    boosted = np.log(np.maximum(power - floor, 0.0) * np.exp(gain) + floor)
     out = np.where(gain > 0.0, boosted, f).astype(np.float32)
     return out, history[len(history) - (window - 1):][None].astype(np.float32)
 
@@ -147,7 +151,9 @@ def add_input_gain(model: Any, card: ModelCard, target_db: float = TARGET_DB, wi
         helper.make_node("Clip", [p + "wanted", c["zero"], c["max_boost"]], [p + "gain"]),
         helper.make_node("Exp", [p + "gain"], [p + "factor"]),
         # ln((e^f - floor) * G + floor): the band powers raised, under a floor that stays where it was
-        helper.make_node("Sub", [p + "power", c["floor"]], [p + "signal"]),
+        helper.make_node("Sub", [p + "power", c["floor"]], [p + "signal_or_less"]),
+        # >= 0: a feature a rounding below ln(floor) would otherwise make a negative power, whose log is NaN
+        helper.make_node("Relu", [p + "signal_or_less"], [p + "signal"]),
         helper.make_node("Mul", [p + "signal", p + "factor"], [p + "raised"]),
         helper.make_node("Add", [p + "raised", c["floor"]], [p + "raised_power"]),
         helper.make_node("Log", [p + "raised_power"], [p + "boosted"]),
@@ -156,7 +162,7 @@ def add_input_gain(model: Any, card: ModelCard, target_db: float = TARGET_DB, wi
     ]
     for i, node in enumerate(nodes):
         graph.node.insert(i, node)  # before the network: the graph stays topologically sorted
-    batch = graph.input[0].type.tensor_type.shape.dim[0]
+    batch = next(v for v in graph.input if v.name == INPUT_NAME).type.tensor_type.shape.dim[0]
     batch_dim = batch.dim_param or "batch"
     graph.input.append(helper.make_tensor_value_info(state_in, TensorProto.FLOAT, [batch_dim, 1, window_frames - 1]))
     graph.output.append(helper.make_tensor_value_info(state_out, TensorProto.FLOAT, [batch_dim, 1, window_frames - 1]))
@@ -172,8 +178,9 @@ def add_input_gain(model: Any, card: ModelCard, target_db: float = TARGET_DB, wi
 
 def without_input_gain(model: Any, card: ModelCard) -> ModelCard:
     """Take the quiet-input gain out of ``model`` (an `onnx.ModelProto` that `add_input_gain` edited, changed in
-    place): the graph the network was before it, and its card (for choosing the gain's settings again,
-    ``training/recipes/pitch/choose_input_gain.py``)."""
+    place): the graph the network was before it, and its card without the gain and its state (for choosing the
+    gain's settings again, ``training/recipes/pitch/choose_input_gain.py``). The card's level gate stays as
+    the gain set it (what it was before is not recorded)."""
     if not card.input_gain:
         return card
     graph = model.graph
@@ -229,30 +236,32 @@ def _check_against_reference(path_bytes: bytes, original_bytes: bytes, card: Mod
     return worst
 
 
-def _fp32_reference(path: Path, card: ModelCard) -> np.ndarray:
-    """The test vector's reference scores for the int8 file to be written at ``path`` (``X.int8.onnx``): those of its
-    fp32 sibling ``X.onnx``, which must be the same network (weights hash) with the same gain."""
-    from edgetag.runtime.formats import sibling
+def _fp32_reference(path: Path, card: ModelCard, precision: str, frames: np.ndarray) -> np.ndarray:
+    """The test vector's reference scores for the int8 or fp16 file to be written at ``path`` (``X.int8.onnx``):
+    the scores of its fp32 sibling ``X.onnx`` on ``frames``, which must be the same network (weights hash) with
+    the same gain."""
+    from edgetag.runtime.formats import FORMATS
     from edgetag.runtime.model import load_model
-    from edgetag.runtime.verify import decode_array
+    from edgetag.runtime.verify import stream_scores
 
-    how = ("an int8 file's test vector starts quietly enough for the gain to raise it, so its reference scores must "
-           "come from the fp32 file with the gain: give the fp32 file X.onnx the gain first, then write this one "
-           "beside it as X.int8.onnx")
-    if not path.name.endswith(".int8.onnx"):
-        raise ExportError(f"{how} (the output {path.name} is not named X.int8.onnx)")
-    fp32 = sibling(path.with_name(path.name[: -len(".int8.onnx")] + ".onnx"), "fp32")
+    suffix = FORMATS[precision].suffix if precision in FORMATS else f".{precision}.onnx"
+    how = (f"an {precision} file's test vector starts quietly enough for the gain to raise it, so its reference "
+           f"scores must come from the fp32 file with the gain: give the fp32 file X.onnx the gain first, then write "
+           f"this one beside it as X{suffix}")
+    if not path.name.endswith(suffix):
+        raise ExportError(f"{how} (the output {path.name} is not named X{suffix})")
+    fp32 = path.with_name(path.name[: -len(suffix)] + FORMATS["fp32"].suffix)
     try:
-        other = load_model(fp32).card
+        other = load_model(fp32)
     except (OSError, ValueError) as exc:
         raise ExportError(f"{how} ({fp32}: {exc})") from None
-    ours, theirs = (c.provenance.get("export", {}).get("weights_hash") for c in (card, other))
+    ours, theirs = (c.provenance.get("export", {}).get("weights_hash") for c in (card, other.card))
     if not ours or ours != theirs:
         raise ExportError(f"{how} ({fp32} is not the same network: weights hash {theirs or 'none'} against "
                           f"{ours or 'none'})")
-    if other.input_gain != card.input_gain:
-        raise ExportError(f"{how} ({fp32} has {'another gain' if other.input_gain else 'no gain'})")
-    return decode_array(other.test_vector["reference_scores"], "reference_scores")
+    if other.card.input_gain != card.input_gain:
+        raise ExportError(f"{how} ({fp32} has {'another gain' if other.card.input_gain else 'no gain'})")
+    return stream_scores(other, frames)  # on this file's own frames (an fp32 file's vector may hold others)
 
 
 def add_input_gain_to_file(source: str | Path, path: str | Path, target_db: float = TARGET_DB,
@@ -282,7 +291,7 @@ def add_input_gain_to_file(source: str | Path, path: str | Path, target_db: floa
         if sealed.precision == "fp32":
             reference = None  # this file's own, as the exporter records an fp32 file's
         else:
-            reference = _fp32_reference(Path(path), card)
+            reference = _fp32_reference(Path(path), card, sealed.precision, frames)
     # quiet frames: the test vector 40 dB down (in band power, exact for these features)
     quiet = np.log(np.maximum(np.exp(frames.astype(np.float64)) - floor, 0.0) * 1e-4 + floor).astype(np.float32)
     new_bytes = model.SerializeToString()

@@ -311,6 +311,7 @@ def cmd_tag(args: argparse.Namespace) -> int:
     out = pending.handle if pending else sys.stdout
     failed: list[str] = []
     tagged = 0
+    completed = False  # every file tagged (or refused): not cut short by Ctrl-C or an error
     header = True  # a csv header before the first file that is tagged
     try:
         for path in args.files or ["demo"]:
@@ -400,26 +401,41 @@ def cmd_tag(args: argparse.Namespace) -> int:
                 writers[0].summary(result)
             else:
                 print(text, file=sys.stderr)
-    except KeyboardInterrupt:  # Ctrl-C: an existing FILE is not replaced by a run cut short
-        if isinstance(pending, ReplacingTextFile) and tagged:
-            existed = pending.path.exists()
-            kept = pending.keep_as(pending.path.with_name(pending.path.name + ".partial"))
-            pending = None
-            print(f"edgetag tag: {args.output} {'is left as it was' if existed else 'was not written'}; what was "
-                  f"written before Ctrl-C is in {kept} (the file cut short has no summary, and its last line may be "
-                  "cut)", file=sys.stderr, flush=True)
-        raise
+        completed = True
     finally:
-        if pending is not None and tagged:
-            pending.commit()
-        elif pending is not None:
-            pending.discard()
+        if pending is not None:
+            _close_tag_output(pending, args.output, tagged=bool(tagged), completed=completed)
     if failed:
         if len(args.files) > 1:
             print(f"edgetag tag: {len(failed)} of {len(args.files)} files could not be read (the others were tagged): "
                   f"{', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
+
+
+def _close_tag_output(pending: Any, name: str, *, tagged: bool, completed: bool) -> None:
+    """``tag -o FILE`` at the end: a completed run that tagged something replaces FILE; one that tagged nothing
+    leaves it as it was; one cut short (Ctrl-C, an error) leaves it too and keeps what it wrote in FILE.partial,
+    saying so (a FIFO or a device is only closed)."""
+    from edgetag.runtime.atomic import ReplacingTextFile
+
+    if not isinstance(pending, ReplacingTextFile) or (completed and tagged):
+        pending.commit()
+        return
+    if not tagged:
+        pending.discard()
+        return
+    existed = pending.path.exists()
+    partial = pending.path.with_name(pending.path.name + ".partial")
+    try:
+        kept = pending.keep_as(partial)
+    except OSError as exc:
+        print(f"edgetag tag: {name} {'is left as it was' if existed else 'was not written'}; what was written "
+              f"before the run stopped could not be kept in {partial}: {exc}", file=sys.stderr, flush=True)
+        return
+    print(f"edgetag tag: {name} {'is left as it was' if existed else 'was not written'}; what was written before the "
+          f"run stopped is in {kept} (the file cut short has no summary, and its last line may be cut)",
+          file=sys.stderr, flush=True)
 
 
 def cmd_listen(args: argparse.Namespace) -> int:

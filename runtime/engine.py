@@ -92,7 +92,10 @@ def _as_float32(samples: np.ndarray, out: np.ndarray) -> None:
 class Engine:
     """Streams audio (float32 / int16 at the card's sample rate) through front end and model."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, *, bound_calls: bool = True) -> None:
+        """``bound_calls``: a stateful model's calls of its frames per call through buffers bound once
+        (`edgetag.runtime.model.BoundCalls`, ONNX Runtime on the CPU) where the model offers them; False: every
+        call through ``model.run`` (the same results, bit for bit)."""
         self.model = model
         self.card = card = model.card
         self.config = card.frontend
@@ -113,11 +116,11 @@ class Engine:
         self.frames = 0  # frames produced by the front end
         self._frames_fed = 0  # stateful: frames given to the model
         self.samples = 0  # samples pushed
-        self.states = model.initial_state(1)
         # stateful calls of frames_per_call frames with buffers bound once (ONNX Runtime on the CPU); the
-        # state then lives in them, and a shorter call (`flush`) goes through `model.run`
-        bound = getattr(model, "bound_calls", None)
-        self._bound = bound(self.frames_per_call) if bound is not None and self.mode == "stateful" else None
+        # state then lives in them (`states`), and a shorter call (`flush`) goes through `model.run`
+        bound = getattr(model, "bound_calls", None) if bound_calls and self.mode == "stateful" else None
+        self._bound = bound(self.frames_per_call) if bound is not None else None
+        self._states = model.initial_state(1)  # the state of calls that are not bound
         # the samples one decision uses (a window model's whole window, a stateful model's last
         # frame), kept so each decision carries the level of its own audio (the level gate)
         self.decision_span = frame_end_sample(self.config, self.window - 1 if self.mode == "window" else 0)
@@ -135,9 +138,14 @@ class Engine:
         self.frontend.reset()
         self.frames = self._frames_fed = self.samples = 0
         self._n_pending = self._audio_len = 0
-        self.states = self.model.initial_state(1)
+        self._states = self.model.initial_state(1)
         if self._bound is not None:
             self._bound.reset()
+
+    @property
+    def states(self) -> list[np.ndarray]:
+        """The stateful model's state for its next call."""
+        return self._bound.states if self._bound is not None else self._states
 
     def frame_end_sample(self, frame: int) -> int:
         return frame_end_sample(self.config, frame)
@@ -247,7 +255,7 @@ class Engine:
         """One model call on ``chunk`` [1, n, n_bins], the next frames of the stream: its decisions."""
         n = chunk.shape[1]
         if self._bound is None:
-            logits, self.states = self.model.run(chunk, self.states)
+            logits, self._states = self.model.run(chunk, self._states)
         elif n == self._bound.frames:
             logits = self._bound.run(chunk)  # a buffer the next call reuses: scored below, before it
         else:

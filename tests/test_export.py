@@ -763,3 +763,44 @@ def test_add_embedding_gives_an_older_file_its_embedding_output(tmp_path) -> Non
     assert np.array_equal(b.run(window)[0], a.run(window)[0])
     assert b.embed(window)[0].shape == (1, card.embedding["size"])
     assert main(["export", str(new), "-o", str(tmp_path / "twice.onnx"), "--add-embedding"]) == 1
+
+
+def test_the_quiet_input_gain_comes_out_and_goes_back_in(tmp_path) -> None:
+    """`without_input_gain` gives back the network of a built-in pitch file; `--add-input-gain` on the fp32 file,
+    then on the int8 file beside it (whose test vector takes its reference from the fp32 file with the gain),
+    gives the built-in files' logits again, bit for bit. The int8 file first, or beside another network, is
+    refused."""
+    import onnx
+
+    from edgetag.export.input_gain import add_input_gain_to_file, without_input_gain
+    from edgetag.runtime.cli import main
+    from edgetag.runtime.models import resolve_model
+    from edgetag.runtime.sealing import read_card, seal
+    from edgetag.runtime.verify import decode_array, stream_scores
+
+    stripped = {}
+    for key, name, out in (("fp32", "pitch-small", "p.onnx"), ("int8", "pitch-small-int8", "p.int8.onnx")):
+        model = onnx.load(str(resolve_model(name)))
+        card = without_input_gain(model, read_card(model))
+        assert not card.input_gain and all(s.name != "input_level" for s in card.states)
+        frames = decode_array(card.test_vector["features"], "features")
+        reference = None if key == "fp32" else stream_scores(load_model(tmp_path / "p.onnx"), frames)
+        seal(model, card, tmp_path / out, frames, precision=key, reference_scores=reference)
+        stripped[key] = tmp_path / out
+    with pytest.raises(ExportError, match="has no gain"):  # the int8 file first: its fp32 sibling has none yet
+        add_input_gain_to_file(stripped["int8"], stripped["int8"])
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "p.onnx").write_bytes(resolve_model("pitch").read_bytes())  # another network beside the int8 file
+    with pytest.raises(ExportError, match="not the same network"):
+        add_input_gain_to_file(stripped["int8"], other / "p.int8.onnx")
+    assert not (other / "p.int8.onnx").exists()
+    for key in ("fp32", "int8"):
+        assert main(["export", str(stripped[key]), "-o", str(stripped[key]), "--add-input-gain"]) == 0
+    for key, name in (("fp32", "pitch-small"), ("int8", "pitch-small-int8")):
+        ours, shipped = load_model(stripped[key]), load_model(resolve_model(name))
+        assert verify_model(ours).passed and ours.card.input_gain == shipped.card.input_gain
+        x = decode_array(shipped.card.test_vector["features"], "features")[None]
+        quiet = _played_at(x[0], -40.0)[None]
+        for feats in (x, quiet):
+            assert np.array_equal(ours.run(feats, ours.initial_state(1))[0], shipped.run(feats, shipped.initial_state(1))[0])

@@ -370,7 +370,7 @@ def test_built_in_pitch_models_are_as_sure_of_a_quiet_pluck_as_of_a_loud_one(nam
 @pytest.mark.parametrize("name", ["pitch-small", "pitch"])
 def test_the_quiet_input_gain_does_not_voice_quiet_noise(name: str) -> None:
     """The gain raises quiet noise as it raises a quiet note (up to 40 dB), so quiet noise is read as loud noise
-    is: white and pink noise alone, from -70 to -30 dBFS RMS (above the level gate from -60), voice under 1 %
+    is: white and pink noise alone at -70, -50 and -30 dBFS RMS (above the cards' level gate), voice under 1 %
     of frames (`pitch-small` none; `pitch` one frame in 294 at most, as at -20 dBFS without the gain)."""
     from edgetag.runtime.frontend import compute_features
     from edgetag.runtime.model import load_model
@@ -407,7 +407,8 @@ def _melody_wav(path, notes_hz, note_s: float, gap_s: float, decay: float = 2.5,
 @pytest.mark.parametrize("gap_s", [0.0, 0.02, 0.05, 0.1])
 def test_a_repeated_note_is_two_notes_even_without_a_rest_between(tmp_path, gap_s: float) -> None:
     """C4 C4 G4 G4 A4 A4 G4 ("Twinkle"), 0.4 s each: seven notes whether a rest separates the strokes or not
-    (before the stroke detection, four with a rest of 50 ms or less), each onset within 40 ms of its stroke."""
+    (before the stroke detection, four with a rest of 50 ms or less); a repeated note's onset at most 30 ms after
+    its stroke, every onset at most 70 ms after (the first decision ends the first 64 ms frame)."""
     from edgetag.runtime.cli import main
 
     notes = [261.63, 261.63, 392.0, 392.0, 440.0, 440.0, 392.0]
@@ -417,14 +418,14 @@ def test_a_repeated_note_is_two_notes_even_without_a_rest_between(tmp_path, gap_
     rows = [json.loads(line) for line in (tmp_path / "events.jsonl").read_text().splitlines()]
     onsets = [r for r in rows if r.get("event") == "onset"]
     assert [r["label"] for r in onsets] == ["C4", "C4", "G4", "G4", "A4", "A4", "G4"]
-    strokes = np.arange(7) * (0.4 + gap_s)
     # a decision's time is its frame's end: a stroke shows in the newest samples of the frames ending after it
-    assert np.all(np.abs(np.array([r["t"] for r in onsets]) - strokes - 0.02) <= 0.05), [r["t"] for r in onsets]
+    late = np.array([r["t"] for r in onsets]) - np.arange(7) * (0.4 + gap_s)
+    assert np.all((late >= 0.0) & (late <= 0.07)) and np.all(late[[1, 3, 5]] <= 0.03), late
 
 
 @pytest.mark.parametrize("kind", ["tremolo", "vibrato", "crescendo", "pluck"])
 def test_tremolo_vibrato_and_a_swell_do_not_strike_a_note_again(tmp_path, kind: str) -> None:
-    """A 220 Hz sawtooth with a tremolo of ±5 dB at 6 Hz, vibrato of ±50 cents, a crescendo of 40 dB per second,
+    """A 220 Hz sawtooth with a tremolo of ±6 dB at 6 Hz, vibrato of ±50 cents, a crescendo of 40 dB per second,
     and a plucked note: one note each."""
     import soundfile as sf
 
@@ -435,7 +436,7 @@ def test_tremolo_vibrato_and_a_swell_do_not_strike_a_note_again(tmp_path, kind: 
     f0 = 220.0 * 2 ** (0.5 * np.sin(2 * np.pi * 5.5 * t) / 12) if kind == "vibrato" else np.full(len(t), 220.0)
     x = 2 * (np.cumsum(f0 / sr) % 1) - 1
     if kind == "tremolo":
-        x *= 10 ** (5 * np.sin(2 * np.pi * 6 * t) / 20)
+        x *= 10 ** (6 * np.sin(2 * np.pi * 6 * t) / 20)
     elif kind == "crescendo":
         x *= 10 ** ((40 * t - 120) / 20)
     elif kind == "pluck":

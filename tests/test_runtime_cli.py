@@ -729,6 +729,20 @@ def test_ctrl_c_in_tag_leaves_an_existing_output_file_and_keeps_the_rest_beside_
     assert lines and all(line.startswith('{"t"') for line in lines) and f"is in {partial}" in err
     assert "is left as it was" in err and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
     monkeypatch.undo()
+    partial.unlink()
+    boom = []
+
+    def failing_push(self, samples):  # type: ignore[no-untyped-def]  # an error part-way, not a Ctrl-C
+        boom.append(1)
+        if len(boom) == 20:
+            raise RuntimeError("ONNX Runtime failed")
+        return push(self, samples)
+
+    monkeypatch.setattr(Engine, "push", failing_push)
+    with pytest.raises(RuntimeError):
+        main(["tag", str(wav), "--model", str(window_model), "-o", str(out)])
+    assert out.read_text() == '{"earlier": "complete results"}\n' and partial.read_text().startswith('{"t"')
+    monkeypatch.undo()
     assert main(["tag", str(wav), "--model", str(window_model), "-o", str(out)]) == 0
     assert '"summary"' in out.read_text().splitlines()[-1]
 

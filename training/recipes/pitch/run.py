@@ -309,11 +309,15 @@ def _stale_export(fp32: Path, name: str, frames_per_call: int) -> bool:
     without the quiet-input gain."""
     from edgetag.runtime.model import load_model
 
+    from edgetag.runtime.formats import sibling
+
     card = load_model(fp32).card
-    if card.name == name and card.frames_per_call == frames_per_call and card.input_gain:
+    int8 = sibling(fp32, "int8")
+    gained = bool(card.input_gain) and int8.is_file() and bool(load_model(int8).card.input_gain)
+    if card.name == name and card.frames_per_call == frames_per_call and gained:
         return False
     print(f"{fp32.parent}: exported as {card.name!r} with {card.frames_per_call} frame(s) per call"
-          f"{'' if card.input_gain else ', without the quiet-input gain'}; asked for {name!r} with "
+          f"{'' if gained else ', without the quiet-input gain on both files'}; asked for {name!r} with "
           f"{frames_per_call}: exporting again")
     return True
 
