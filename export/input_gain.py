@@ -26,8 +26,8 @@ the floor), so a stream and a whole clip from the initial state agree. Noise alo
 quiet sound: on white and pink noise from -70 to -20 dBFS RMS ``pitch-small`` voiced no frame with or
 without the gain (the level gate, which reads the audio's own level, still makes silence silent).
 
-Nineteen nodes in front of the network: 0.9 ms of CPU per second of `pitch-small`'s stream (about 18 us per
-two-frame call) on the development VM's AMD EPYC, one thread (``benchmarks/stream_cost.py``).
+Nineteen nodes in front of the network: 0.4-0.9 ms of CPU per second of `pitch-small`'s stream (8-18 us per
+two-frame call) on the development VM's AMD EPYC, one thread (``benchmarks/stream_cost.py``, two runs).
 `add_input_gain` edits an `onnx.ModelProto` and returns the card that describes it (the ``input_gain``
 record and the ``input_level`` state); `add_input_gain_to_file` copies an edgetag file with it, resealed,
 after checking it against `input_gain_reference` (this numpy reference of the same arithmetic, in float64)
