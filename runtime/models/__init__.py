@@ -17,9 +17,9 @@ its card (labels, front end, metrics, provenance) inside; the recipes under
   (``training/recipes/pitch``); ``listen`` shows a tuner.
 - ``pitch-small``: the same task in a student an eighth the size (136,840 parameters in two
   causal blocks), trained with level and noise augmentation and run two frames per call: a
-  sixth of ``pitch``'s streaming CPU for 10 ms more latency (42 ms), as accurate on the
-  recipe's renders, steadier across levels, further from CREPE on game music and speech
-  (numbers in the README's Built-in models).
+  third (AMD EPYC) to a sixth (Intel Xeon) of ``pitch``'s streaming CPU for 10 ms more latency
+  (42 ms), as accurate on the recipe's renders, steadier across levels, further from CREPE on
+  game music and speech (numbers in the README's Built-in models).
 
 ``NAME-int8`` is the same model quantised to int8 (static, per-channel, 7-bit
 weights, so it computes the same on every CPU), smaller and on most CPUs
