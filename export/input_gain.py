@@ -202,34 +202,20 @@ def without_input_gain(model: Any, card: ModelCard) -> ModelCard:
     return dataclasses.replace(card, states=tuple(s for s in card.states if s.name != state.name), input_gain={})
 
 
-def _check_against_reference(path_bytes: bytes, original_bytes: bytes, card: ModelCard, original: ModelCard,
-                             frames: np.ndarray, tolerance: float) -> float:
-    """Largest logit difference between the new file and the original file on the reference's features,
-    streamed in uneven calls and in one; raises `ExportError` past ``tolerance``."""
-    from edgetag.runtime.model import OnnxModel
-    import onnxruntime as ort
+def _check_against_reference(new: Any, old: Any, frames: np.ndarray, tolerance: float) -> float:
+    """Largest logit difference between ``new`` (the model with the gain) and ``old`` (without it, on the numpy
+    reference's raised features), ``frames`` streamed in uneven calls and in one; `ExportError` past ``tolerance``."""
+    from edgetag.runtime.clip import run_chunks
 
-    from edgetag.runtime.model import session_options
-
-    new = OnnxModel.from_session(ort.InferenceSession(path_bytes, session_options(1)), card)
-    old = OnnxModel.from_session(ort.InferenceSession(original_bytes, session_options(1)), original)
-    gained, _ = input_gain_reference(frames, card.input_gain, float(card.frontend.log_floor))
-    want, _ = old.run(gained[None], old.initial_state(1))
-    worst = 0.0
-    whole, _ = new.run(np.ascontiguousarray(frames[None]), new.initial_state(1))
-    worst = max(worst, float(np.abs(whole - want).max()))
-    states, start, pieces = new.initial_state(1), 0, []
-    for size in (1, 3, 2, 7, 1, 50, 5):
-        chunk = frames[start:start + size]
-        if not len(chunk):
-            break
-        logits, states = new.run(np.ascontiguousarray(chunk[None]), states)
-        pieces.append(logits)
-        start += size
-    if start < len(frames):
-        logits, states = new.run(np.ascontiguousarray(frames[None, start:]), states)
-        pieces.append(logits)
-    worst = max(worst, float(np.abs(np.concatenate(pieces, axis=1) - want).max()))
+    gained, _ = input_gain_reference(frames, new.card.input_gain, float(new.card.frontend.log_floor))
+    want, _ = run_chunks(old, gained, [len(frames)])
+    uneven, left = [], len(frames)
+    for n in (1, 3, 2, 7, 1, 50, 5):  # then the rest in one call
+        if left:
+            uneven.append(min(n, left))
+            left -= uneven[-1]
+    uneven += [left] if left else []
+    worst = max(float(np.abs(run_chunks(new, frames, chunks)[0] - want).max()) for chunks in ([len(frames)], uneven))
     if not worst <= tolerance:
         raise ExportError(f"the graph with the quiet-input gain differs from the numpy reference by {worst:.3g} "
                           f"in logits (tolerance {tolerance:g}): not written")
@@ -276,7 +262,8 @@ def add_input_gain_to_file(source: str | Path, path: str | Path, target_db: floa
     are; where it raises any (a vector that starts quietly), they are the fp32 model's with the gain: this
     file's own for an fp32 file, and for an int8 file those of ``path``'s fp32 sibling (``X.onnx`` beside
     ``X.int8.onnx``), which must have been given the gain first. ``path`` may be ``source`` (atomic write)."""
-    from edgetag.export.model_file import read_sealed_file
+    from edgetag.export.model_file import _ort_session, read_sealed_file
+    from edgetag.runtime.model import OnnxModel
     from edgetag.runtime.sealing import seal
 
     if Path(path).is_dir():
@@ -295,6 +282,7 @@ def add_input_gain_to_file(source: str | Path, path: str | Path, target_db: floa
     # quiet frames: the test vector 40 dB down (in band power, exact for these features)
     quiet = np.log(np.maximum(np.exp(frames.astype(np.float64)) - floor, 0.0) * 1e-4 + floor).astype(np.float32)
     new_bytes = model.SerializeToString()
-    worst = max(_check_against_reference(new_bytes, original_bytes, card, original, x, tolerance)
-                for x in (frames, quiet))
+    with_gain = OnnxModel.from_session(_ort_session(new_bytes), card)  # each session opened once, for both checks
+    without = OnnxModel.from_session(_ort_session(original_bytes), original)
+    worst = max(_check_against_reference(with_gain, without, x, tolerance) for x in (frames, quiet))
     return seal(model, card, path, frames, precision=sealed.precision, reference_scores=reference), worst
