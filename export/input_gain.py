@@ -55,7 +55,8 @@ MAX_BOOST_DB = 40.0
 LEVEL_GATE_DBFS = -90.0
 """The card's level gate (dB RMS) for a file with the gain: the runtime's default, -60, cut what the gain raises
 (`pitch-small`'s valid renders played at -50 dBFS peak kept 22 % of their voiced decisions at -60, 97 % at -80,
-99 % at -90: the highest gate that keeps 98 %, the rule written before measuring). Digital silence stays
+99 % at -90: the highest gate that keeps 98 %, the rule of ``training/recipes/pitch/choose_level_gate.py``,
+written before measuring). Digital silence stays
 silent; noise alone the models read unvoiced (README, "The quiet-input gain")."""
 STATE_NAME = "input_level"
 _PREFIX = "input_gain/"
