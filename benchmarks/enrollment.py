@@ -1,12 +1,17 @@
 """Few-shot enrolment (`edgetag enroll`) measured on real recorded sounds and on instrument renders.
 
-Two sets, each prepared by this script from Debian packages (``prepare``):
+Three sets, each prepared by this script from Debian packages (``prepare``):
 
 - **drums** (real recordings): the drum kits of ``hydrogen-drumkits`` (14 kits
   of sampled acoustic and electronic drums), one class per instrument kind
   (kick, snare, closed / open hi-hat, crash, ride, tom, clap, cowbell, ...),
   read from each kit's ``drumkit.xml``; a kit's velocity layers of one
   instrument are one *group*.
+- **sfx** (real recordings): everyday sounds recorded for games (birds, farm animals, wolves,
+  footsteps, doors, fire, water, ...), from the audio of 8 Debian game data packages
+  (`SFX_PACKAGES`), one class per keyword of the file name (`SFX_CLASSES`, fixed before any
+  score was read); the numbered variants of one recording in one package are one *group*, and
+  byte-identical copies are kept once.
 - **renders**: single-instrument General MIDI clips (3 s, 10 instruments)
   rendered by the instruments recipe (``training/recipes/instruments/prepare.py``,
   fluidsynth + FluidR3_GM); each clip is its own group.
@@ -39,16 +44,18 @@ path (model load, decoding, embeddings, calibration, graph, seal, write), on
 one core (``sched_setaffinity``), median of repeats.
 
     python benchmarks/enrollment.py prepare --data /work/data/enroll
-    python benchmarks/enrollment.py run --data /work/data/enroll --set drums --set renders --trials 5
+    python benchmarks/enrollment.py run --data /work/data/enroll --set drums --set sfx --set renders --trials 5
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import platform
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -78,14 +85,40 @@ DRUM_CLASSES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("tambourine", ("tambourine",), ("pedal",)),
     ("stick", ("stick", "rim click"), ()),
 )
+#: the ``sfx`` set: everyday sounds recorded for games, from 8 Debian game data packages (only their audio unpacked)
+SFX_PACKAGES = ("megaglest-data", "wesnoth-1.16-data", "widelands-data", "minetest-data", "flare-game",
+                "supertux-data", "hedgewars-data", "freedroidrpg-data")
+#: class, regex on the lower-case file name, regex of exclusions ("" = none); first match wins. Fixed before
+#: any score was read, then corrected once from the list of names alone (a growl is not an owl, a bullet
+#: not a bull, a thunderstick is a gun); a file whose folder is music, voices, speech or taunts is never read.
+SFX_CLASSES: tuple[tuple[str, str, str], ...] = (
+    ("footstep", r"footstep|(^|_)steps?(_|\.|$)", ""),
+    ("bird", r"bird|(^|[_-])owl|raven|(^|[_-])crow(\.|_|$)", ""),
+    ("wolf", r"wolf", ""),
+    ("chicken", r"chicken", ""),
+    ("sheep", r"sheep|lamb", ""),
+    ("cow", r"(^|_)(cow|ox|moose)|(^|_)bull(_|\d|\.)", ""),
+    ("horse", r"horse", r"horseman"),
+    ("rain", r"rain(\.|_|\d|$)", r"train|brain"),
+    ("fire", r"(^|_)fire(\.|_|\d|$)|flame", r"arrow|archer|flower|gun|thrower"),
+    ("water", r"water|splash|droplet", r"footstep|blast|plane|duck|bee"),
+    ("door", r"door", ""),
+    ("glass", r"glass", r"footstep"),
+    ("thunder", r"thunder(\.|_|\d|$)|lightning", ""),
+    ("explosion", r"explo|blast|grenadeimpact", r"water"),
+)
+SFX_SKIP_FOLDERS = re.compile(r"music|/voices?/|/speech|taunt")
+AUDIO_SUFFIXES = (".ogg", ".wav", ".flac")
 SONIC_PI_UNRELATED = ("ambi_", "guit_", "vinyl_", "mehackit_", "misc_crow", "misc_burp")
 #: unrelated clips that are not unrelated to a set: sonic-pi's guitar samples are a class of the renders
-NOT_UNRELATED = {"renders": ("guit_",)}
+NOT_UNRELATED = {"renders": ("guit_",), "sfx": ("misc_crow",)}
 
 
 # ------------------------------------------------------------------------------ prepare
-def _fetch(packages: tuple[str, ...], data: Path) -> Path:
-    """``apt-get download`` + ``dpkg -x`` of each package not unpacked yet; the unpack root."""
+def _fetch(packages: tuple[str, ...], data: Path, *, audio_only: bool = False) -> Path:
+    """``apt-get download`` + ``dpkg -x`` of each package not unpacked yet; the unpack root.
+
+    ``audio_only``: unpack only the package's audio files (the game data packages are mostly graphics)."""
     debs, root = data / "debs", data / "pkgs"
     debs.mkdir(parents=True, exist_ok=True)
     root.mkdir(parents=True, exist_ok=True)  # dpkg -x creates its target folder, not the folders above it
@@ -98,9 +131,32 @@ def _fetch(packages: tuple[str, ...], data: Path) -> Path:
         # unpacked beside, then renamed: an interrupted dpkg -x leaves no folder that looks complete
         partial = root / f".{pkg}.partial"
         shutil.rmtree(partial, ignore_errors=True)
-        subprocess.run(["dpkg", "-x", str(deb), str(partial)], check=True)
+        if audio_only:
+            _unpack_audio(deb, partial)
+        else:
+            subprocess.run(["dpkg", "-x", str(deb), str(partial)], check=True)
         partial.rename(root / pkg)
     return root
+
+
+def _unpack_audio(deb: Path, target: Path) -> None:
+    """The audio files of a .deb under ``target`` (tar's ``data`` filter: no member lands outside it)."""
+    import tarfile
+
+    target.mkdir(parents=True)
+    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE) as proc:
+        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+            for member in tar:
+                if not (member.isfile() and member.name.lower().endswith(AUDIO_SUFFIXES)):
+                    continue
+                if not (target / member.name).resolve().is_relative_to(target.resolve()):
+                    raise ValueError(f"{deb}: {member.name!r} would land outside {target}")
+                if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4
+                    tar.extract(member, target, filter="data")
+                else:
+                    tar.extract(member, target)
+    if proc.returncode:
+        raise subprocess.CalledProcessError(proc.returncode, ["dpkg-deb", "--fsys-tarfile", str(deb)])
 
 
 def _drum_class(name: str) -> str | None:
@@ -128,6 +184,36 @@ def drum_rows(root: Path) -> list[dict[str, str]]:
                 if path.is_file():
                     rows.append({"path": str(path), "label": label,
                                  "group": f"{xml.parent.name}/{inst.findtext(f'{ns}name')}"})
+    return rows
+
+
+def sfx_class(name: str) -> str | None:
+    """`SFX_CLASSES`' class of a file name (lower case), or None."""
+    for label, anyof, noneof in SFX_CLASSES:
+        if re.search(anyof, name) and not (noneof and re.search(noneof, name)):
+            return label
+    return None
+
+
+def sfx_rows(root: Path) -> list[dict[str, str]]:
+    """One row per distinct sound file of the game packages whose name gives a class: path, label, group
+    (package + the name without its number: the variants of one recording are one group). Byte-identical
+    copies (one sound in several tilesets) are kept once."""
+    rows, seen = [], set()
+    for pkg in SFX_PACKAGES:
+        for path in sorted((root / pkg).rglob("*")):
+            name = path.name.lower()
+            if not name.endswith(AUDIO_SUFFIXES) or SFX_SKIP_FOLDERS.search(str(path.relative_to(root)).lower()):
+                continue
+            label = sfx_class(name)
+            if label is None:
+                continue
+            digest = hashlib.sha256(path.read_bytes()).hexdigest()
+            if digest in seen:
+                continue
+            seen.add(digest)
+            stem = re.sub(r"[-_ ]?\d+$", "", name.rsplit(".", 1)[0])
+            rows.append({"path": str(path), "label": label, "group": f"{pkg}/{stem}"})
     return rows
 
 
@@ -161,7 +247,8 @@ def unrelated_rows(root: Path, seed: int = 0) -> tuple[list[dict[str, str]], lis
 def cmd_prepare(args: argparse.Namespace) -> int:
     data = Path(args.data)
     root = _fetch(PACKAGES, data)
-    sets = {"drums": drum_rows(root), "renders": render_rows(data)}
+    _fetch(SFX_PACKAGES, data, audio_only=True)
+    sets = {"drums": drum_rows(root), "renders": render_rows(data), "sfx": sfx_rows(root)}
     unrelated, background = unrelated_rows(root)
     for name, rows in {**sets, "unrelated": unrelated, "background": background}.items():
         with open(data / f"{name}.jsonl", "w", encoding="utf-8") as f:
@@ -264,7 +351,10 @@ def run_trial(clips: list[Clip], labels: list[str], n: int, background: np.ndarr
     by_source: dict[str, list[bool]] = defaultdict(list)
     for c, fa in zip(unrelated, fa_clips):
         by_source[c.label].append(fa)
+    confusion = np.zeros((len(labels), len(labels)), int)
+    np.add.at(confusion, (np.array(truth), np.array(closed_pred)), 1)
     return {
+        "closed_confusion": confusion,
         "test_clips": len(truth),
         "closed_accuracy": float(np.mean(np.array(closed_pred) == np.array(truth))),
         "open_accuracy": float(np.mean(np.array(open_pred) == np.array(truth))),
@@ -397,11 +487,16 @@ def cmd_run(args: argparse.Namespace) -> int:
             for n in args.shots:
                 trials = [run_trial(clips, labels, n, bg, others, random.Random(1000 * n + t))
                           for t in range(args.trials)]
-                keys = trials[0].keys()
+                keys = [k for k in trials[0] if k != "closed_confusion"]
                 table[str(n)] = {k: {"mean": float(np.mean([t[k] for t in trials])),
                                      "min": float(np.min([t[k] for t in trials])),
                                      "max": float(np.max([t[k] for t in trials]))} for k in keys}
                 row = table[str(n)]
+                # rows: the true class, columns: the closed-set answer (labels in "classes" order), all trials
+                confusion = sum(t["closed_confusion"] for t in trials)
+                row["closed_confusion"] = confusion.tolist()
+                row["closed_recall"] = {k: round(float(c[i] / max(c.sum(), 1)), 3)
+                                        for i, (k, c) in enumerate(zip(labels, confusion))}
                 say(f"  {bg_name:7s} {n:2d}-shot: closed acc {row['closed_accuracy']['mean']:.3f}, open acc "
                     f"{row['open_accuracy']['mean']:.3f}, macro F1 {row['macro_f1']['mean']:.3f} "
                     f"[{row['macro_f1']['min']:.3f}, {row['macro_f1']['max']:.3f}], false accepts "
@@ -432,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("run", help="few-shot accuracy, macro F1 and false accepts")
     p.add_argument("--data", default="/work/data/enroll")
     p.add_argument("--model", default="music-tags")
-    p.add_argument("--set", action="append", choices=("drums", "renders"), help="repeatable (default: both)")
+    p.add_argument("--set", action="append", choices=("drums", "renders", "sfx"), help="repeatable (default: all three)")
     p.add_argument("--shots", type=int, nargs="+", default=list(SHOTS))
     p.add_argument("--trials", type=int, default=5)
     p.add_argument("--background", nargs="+", choices=("default", "given"), default=["default", "given"])
@@ -443,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_run)
     args = ap.parse_args(argv)
     if getattr(args, "set", "x") is None:
-        args.set = ["drums", "renders"]
+        args.set = ["drums", "renders", "sfx"]
     return args.func(args)
 
 
