@@ -3,8 +3,8 @@
 - `JsonlWriter`: one object per decision, ``{"t", "active": [labels on],
   "scores": {label: score}, "latency_ms"?}`` (plus ``"file"`` when tagging
   several files); ``active`` follows the events' hysteresis.
-- `CsvWriter`: a header ``t,latency_ms,<labels...>,active`` then one row per decision
-  (``--scores none``: ``t,latency_ms,active``).
+- `CsvWriter`: a header ``t,latency_ms,silent,skipped_s,<labels...>,active`` then one row per
+  decision (``--scores none``: ``t,latency_ms,silent,skipped_s,active``).
 - `PitchJsonlWriter`, `PitchCsvWriter`: the same for pitch models, with the
   decoded pitch (f0, confidence, voiced, note, cents, MIDI) in each decision.
 - `EventCsvWriter`: onset/offset events as CSV (``t,event,label,score``);
@@ -96,7 +96,9 @@ class JsonlWriter:
 class CsvWriter:
     """``scores=False`` leaves the per-label columns out (for pitch models, which have others). The last column,
     ``active``, holds what is on at each decision, as jsonl's ``"active"``: a tagging model's labels, joined by
-    ``;``, a pitch model's sounding note (see `bind_active`)."""
+    ``;``, a pitch model's sounding note (see `bind_active`). After ``latency_ms`` come jsonl's
+    `DECISION_FLAGS`: ``silent`` (1: below the level gate, its scores are shown but turn nothing on; else 0)
+    and ``skipped_s`` (seconds of audio skipped before it to catch up with real time; empty when none)."""
 
     extra_columns: tuple[str, ...] = ()
 
@@ -106,8 +108,8 @@ class CsvWriter:
         self.active = active
         self.writer = csv.writer(out, lineterminator="\n")
         if header:
-            self.writer.writerow((["file"] if file is not None else []) + ["t", "latency_ms", *self.extra_columns,
-                                                                          *(self.labels if scores else ()), "active"])
+            self.writer.writerow((["file"] if file is not None else []) + [
+                "t", "latency_ms", *DECISION_FLAGS, *self.extra_columns, *(self.labels if scores else ()), "active"])
             out.flush()
 
     def bind_active(self, active: ActiveLabels) -> None:
@@ -117,7 +119,9 @@ class CsvWriter:
     def decision(self, d: Decision, scores: np.ndarray | None = None) -> None:
         values = d.scores if scores is None else scores
         latency = "" if d.latency_s is None else f"{d.latency_s * 1e3:.3f}"
-        row = ([self.file] if self.file is not None else []) + [f"{d.t:.6f}", latency, *self._extra(d, values)]
+        skipped = d.extra.get("skipped_s")
+        flags = [str(int(bool(d.extra.get("silent")))), "" if skipped is None else f"{skipped:.6f}"]
+        row = ([self.file] if self.file is not None else []) + [f"{d.t:.6f}", latency, *flags, *self._extra(d, values)]
         row += [f"{float(s):.6f}" for s in values] if self.scores else []
         row.append(";".join(self.active()) if self.active is not None else "")
         self.writer.writerow(row)

@@ -143,7 +143,7 @@ def test_tag_with_the_pitch_model_writes_decoded_pitch_not_360_bins(tmp_path: Pa
     out = tmp_path / "a3.csv"
     assert main(["tag", str(wav), "--model", "pitch", "--format", "csv", "-o", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0]) == ["t", "latency_ms", "f0_hz", "confidence", "voiced", "note", "cents", "midi", "clarity",
+    assert list(rows[0]) == ["t", "latency_ms", "silent", "skipped_s", "f0_hz", "confidence", "voiced", "note", "cents", "midi", "clarity",
                              "active"]
     assert sum(r["note"] == "A3" and r["voiced"] == "1" for r in rows) > 0.8 * len(rows)
     assert sum(r["clarity"] != "" and float(r["clarity"]) > 0.99 for r in rows) > 0.8 * len(rows)  # a steady tone

@@ -59,7 +59,7 @@ def test_tag_csv_and_events(stateful_model, tone_wav, tmp_path, capsys) -> None:
     assert main(["tag", str(tone_wav), str(tone_wav), "--model", str(stateful_model), "--format", "csv",
                  "-o", str(out)]) == 0
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0]) == ["file", "t", "latency_ms", *LABELS, "active"]
+    assert list(rows[0]) == ["file", "t", "latency_ms", "silent", "skipped_s", *LABELS, "active"]
     assert len(rows) % 2 == 0 and rows[0]["t"] == rows[len(rows) // 2]["t"]
     assert "clip summary" in capsys.readouterr().err
     assert main(["tag", str(tone_wav), "--model", str(stateful_model), "--format", "csv", "--events"]) == 0
@@ -591,8 +591,11 @@ def test_every_jsonl_decision_names_its_active_tags(window_model, tone_wav, caps
     assert main(["tag", str(tone_wav), "--model", str(window_model), "--scores", "none", "--format", "csv",
                  *raw]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert list(rows[0]) == ["t", "latency_ms", "active"]
+    assert list(rows[0]) == ["t", "latency_ms", "silent", "skipped_s", "active"]
     assert [r["active"].split(";") if r["active"] else [] for r in rows] == [d["active"] for d in decisions]
+    # the CSV marks the decisions jsonl marks silent (the tone file has silence around its tones)
+    assert [r["silent"] for r in rows] == ["1" if d.get("silent") else "0" for d in decisions]
+    assert "1" in {r["silent"] for r in rows} and {r["skipped_s"] for r in rows} == {""}
 
 
 def test_minimum_on_duration_holds_back_a_blip(window_model, tmp_path, capsys) -> None:
@@ -794,7 +797,7 @@ def test_pitch_output_is_unvoiced_below_the_level_gate(tmp_path, capsys) -> None
     assert decisions and all(d["silent"] and not d["pitch"]["voiced"] for d in decisions)
     assert main(["tag", str(wav), "--model", "pitch", "--format", "csv"]) == 0
     rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert rows and all(r["voiced"] == "0" for r in rows)
+    assert rows and all(r["voiced"] == "0" and r["silent"] == "1" for r in rows)
     loud = tmp_path / "loud.wav"  # the same tone at -10 dBFS is voiced: the gate, not the model, decided
     sf.write(loud, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
     assert main(["tag", str(loud), "--model", "pitch", "--format", "csv"]) == 0
