@@ -501,7 +501,13 @@ def cmd_listen(args: argparse.Namespace) -> int:
     else:
         writers.append(make_writer("events" if args.events and fmt == "csv" else fmt, out, card.labels,
                                reader=reader, scores=scores))
-    post = _pipeline(model, writers, args, reader=reader)
+    from edgetag.runtime.output import JsonlWriter
+    from edgetag.runtime.pitch import PitchSummary
+    from edgetag.runtime.postprocess import ClipSummary
+
+    # the stream's summary, as `tag` writes one for a file (flat memory: running sums, 1-cent f0 bins)
+    clip_summary = PitchSummary(reader) if pitch else ClipSummary(card.labels)
+    post = _pipeline(model, writers, args, clip_summary, reader=reader)
     # Ctrl-C only sets a flag: a KeyboardInterrupt could land anywhere (mid-line in the output,
     # or inside a finalizer, where Python prints it and carries on); a second Ctrl-C stops at once.
     previous_sigint = signal.getsignal(signal.SIGINT)
@@ -522,6 +528,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
             live.refresh(source.stats, runner.latencies.recent_ms(), runner.compute_times.recent_ms())
 
     status, rc = "done", 0
+    ended = False  # the run ended as a run may (done, Ctrl-C, the source failing): the summary line follows
     try:
         if live is not None:
             with live:
@@ -530,16 +537,22 @@ def cmd_listen(args: argparse.Namespace) -> int:
             runner.run(post)
         if runner.stop_requested:
             status = "stopped (Ctrl-C)"
+        ended = True
     except KeyboardInterrupt:
-        status = "stopped (Ctrl-C)"
+        status, ended = "stopped (Ctrl-C)", True
     except SourceError as exc:
-        status, rc = f"error: {exc}", 1
+        status, rc, ended = f"error: {exc}", 1, True
     finally:
         if main_thread:
             signal.signal(signal.SIGINT, previous_sigint)
-        post.finish()
-        if out is not sys.stdout:
-            out.close()
+        try:
+            post.finish()
+        except BaseException:
+            ended = False
+            raise
+        finally:
+            if not ended and out is not sys.stdout:  # an unexpected error: closed here, no summary line
+                out.close()
     if isinstance(source, StdinSource) and source.eof:
         secs = source.samples_read / source.rate
         if args.duration is not None and not runner.reached_duration:
@@ -569,6 +582,14 @@ def cmd_listen(args: argparse.Namespace) -> int:
     say(f"{status}: {runner.decisions} decisions over {summary['audio_s']:g} s; compute p50 {comp[0]:.2f} ms "
         f"p99 {comp[1]:.2f} ms; {latency}; {stats.summary()}")
     say("stats " + json.dumps(summary))
+    # jsonl ends with a summary line, as `tag`'s does: the stream's tags (or notes) and what happened to its audio
+    try:
+        for writer in writers:
+            if isinstance(writer, JsonlWriter):
+                writer.summary({**clip_summary.to_dict(args.top_k), "stream": summary})
+    finally:
+        if out is not sys.stdout:
+            out.close()
     return rc
 
 

@@ -207,15 +207,23 @@ def test_missing_default_model_says_so(tone_wav, capsys, monkeypatch, tmp_path) 
     assert "model not found: nope.onnx" in capsys.readouterr().err
 
 
-def test_listen_file_jsonl_equals_tag(window_model, tone_wav, capsys) -> None:
+def test_listen_file_jsonl_equals_tag(window_model, tone_wav, capsys, tmp_path) -> None:
     assert main(["listen", "--model", str(window_model), "--file", str(tone_wav), "--format", "jsonl"]) == 0
     captured = capsys.readouterr()
-    listened, _ = _jsonl(captured.out)
+    listened, listen_summary = _jsonl(captured.out)
     assert main(["tag", str(tone_wav), "--model", str(window_model)]) == 0
-    tagged, _ = _jsonl(capsys.readouterr().out)
+    tagged, tag_summary = _jsonl(capsys.readouterr().out)
     assert [d["scores"] for d in listened] == [d["scores"] for d in tagged]
     stats = _stats(captured.err)
     assert stats["decisions"] == len(tagged)
+    # the last line: tag's summary of the same audio, and the stream's stats (what stderr's stats line says)
+    assert captured.out.splitlines()[-1].startswith('{"summary"') and len(listen_summary) == 1
+    stream = listen_summary[0]["summary"].pop("stream")
+    assert listen_summary[0]["summary"] == tag_summary[0]["summary"]
+    assert stream == stats
+    out = tmp_path / "live.jsonl"  # -o FILE.jsonl: the same line ends the file
+    assert main(["listen", "--model", str(window_model), "--file", str(tone_wav), "-o", str(out)]) == 0
+    assert json.loads(out.read_text().splitlines()[-1])["summary"]["stream"]["decisions"] == len(tagged)
     assert stats["latency_ms_p50"] is None and stats["compute_ms_p50"] > 0  # full speed: no capture time, no latency
     assert "no latency (not live)" in captured.err and " nan " not in captured.err
 
@@ -299,8 +307,10 @@ def test_listen_ctrl_c_ends_cleanly(window_model, tone_wav) -> None:
     out, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
     assert "Traceback" not in err and _stats(err)["status"] == "stopped (Ctrl-C)"
-    decisions, _ = _jsonl(out)
+    decisions, summary = _jsonl(out)
     assert 5 < len(decisions) < 60
+    assert summary[0]["summary"]["stream"]["status"] == "stopped (Ctrl-C)"
+    assert summary[0]["summary"]["stream"]["decisions"] == len(decisions)
 
 
 def test_live_view_renders() -> None:
