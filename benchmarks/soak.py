@@ -149,13 +149,19 @@ def _start_readers(proc: Any, run: Any) -> tuple[list[str], threading.Event, lis
 
 
 def _count_lines(stream: BinaryIO, run: SoakRun) -> None:
-    """The consumer that keeps up: read stdout as it comes, count the decisions (one JSON line each)."""
+    """The consumer that keeps up: read stdout as it comes, count the decisions (one JSON line each; the
+    summary line listen writes last is not one)."""
     fd = stream.fileno()
+    tail = b""  # the end of what was read: the summary line, once the stream is over
     while True:
         data = os.read(fd, 1 << 20)
         if not data:
+            lines = tail.split(b"\n")
+            if len(lines) > 1 and lines[-2].startswith(b'{"summary"'):
+                run.decisions_read -= 1
             return
         run.decisions_read += data.count(b"\n")
+        tail = (tail + data)[-(1 << 16):]
 
 
 def _collect_stderr(stream: BinaryIO, lines: list[str], listening: threading.Event) -> None:

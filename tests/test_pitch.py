@@ -212,7 +212,7 @@ def test_pitch_writers_can_leave_the_bin_scores_out() -> None:
     w.decision(_decision(0.51, _bump(440.0, peak=0.2)))
     voiced, unvoiced = list(csv.DictReader(io.StringIO(out.getvalue())))
     assert voiced["note"] == "A4" and voiced["voiced"] == "1" and abs(float(voiced["f0_hz"]) - 440.0) < 0.5
-    assert unvoiced["voiced"] == "0" and len(voiced) == 10 and voiced["active"] == ""  # no note tracker bound
+    assert unvoiced["voiced"] == "0" and len(voiced) == 12 and voiced["active"] == ""  # no note tracker bound
     assert voiced["clarity"] == ""  # decoded from scores alone (no audio): no period was measured
     out = io.StringIO()
     PitchCsvWriter(out, P.PITCH_LABELS).decision(_decision(0.5, _bump(440.0)))
