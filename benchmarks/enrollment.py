@@ -69,6 +69,7 @@ from typing import Any
 import numpy as np
 
 PACKAGES = ("hydrogen-drumkits", "asterisk-core-sounds-en-wav", "sonic-pi-samples")
+SETS = ("drums", "renders", "sfx")
 SHOTS = (1, 3, 5, 10)
 #: drum instrument names -> class, first match wins (lower case, on the kit's instrument name)
 DRUM_CLASSES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
@@ -88,25 +89,32 @@ DRUM_CLASSES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
 #: the ``sfx`` set: everyday sounds recorded for games, from 8 Debian game data packages (only their audio unpacked)
 SFX_PACKAGES = ("megaglest-data", "wesnoth-1.16-data", "widelands-data", "minetest-data", "flare-game",
                 "supertux-data", "hedgewars-data", "freedroidrpg-data")
-#: class, regex on the lower-case file name, regex of exclusions ("" = none); first match wins. Fixed before
-#: any score was read, then corrected once from the list of names alone (a growl is not an owl, a bullet
-#: not a bull, a thunderstick is a gun); a file whose folder is music, voices, speech or taunts is never read.
-SFX_CLASSES: tuple[tuple[str, str, str], ...] = (
-    ("footstep", r"footstep|(^|_)steps?(_|\.|$)", ""),
-    ("bird", r"bird|(^|[_-])owl|raven|(^|[_-])crow(\.|_|$)", ""),
-    ("wolf", r"wolf", ""),
-    ("chicken", r"chicken", ""),
-    ("sheep", r"sheep|lamb", ""),
-    ("cow", r"(^|_)(cow|ox|moose)|(^|_)bull(_|\d|\.)", ""),
-    ("horse", r"horse", r"horseman"),
-    ("rain", r"rain(\.|_|\d|$)", r"train|brain"),
-    ("fire", r"(^|_)fire(\.|_|\d|$)|flame", r"arrow|archer|flower|gun|thrower"),
-    ("water", r"water|splash|droplet", r"footstep|blast|plane|duck|bee"),
-    ("door", r"door", ""),
-    ("glass", r"glass", r"footstep"),
-    ("thunder", r"thunder(\.|_|\d|$)|lightning", ""),
-    ("explosion", r"explo|blast|grenadeimpact", r"water"),
-)
+#: class, words that give it, words that rule it out; a file name is split into words at ``- _ . ,``, spaces
+#: and digits (``default_snow_footstep.1.ogg``: default, snow, footstep), and the first class one of whose
+#: words it holds, and none of whose exclusions, is its class. Fixed before any score was read, then
+#: corrected from the list of names alone (whole words: a growl is no owl, a bullet no bull, a thunderstick
+#: a gun, a cowbell no cow; a moose is no cow; minetest's fire mod names its flint and steel "fire_...",
+#: and Wesnoth "fires" bows).
+SFX_CLASSES: tuple[tuple[str, frozenset[str], frozenset[str]], ...] = tuple(
+    (label, frozenset(words.split()), frozenset(unless.split())) for label, words, unless in (
+        ("footstep", "footstep footsteps step steps", ""),
+        ("bird", "bird birds owl raven crow twitter", ""),
+        ("wolf", "wolf wolves", ""),
+        ("chicken", "chicken chickens", ""),
+        ("sheep", "sheep lamb", ""),
+        ("cow", "cow cows bull ox", ""),
+        ("horse", "horse", ""),
+        ("rain", "rain", ""),
+        ("fire", "fire flame flames campfire", "arrow archer flower gun flint extinguish bow crossbow melee"),
+        ("water", "water splash droplet droplets waterfall", "blast rubberduck"),
+        ("door", "door doors", ""),
+        ("glass", "glass", ""),
+        ("thunder", "thunder lightning", ""),
+        ("explosion", "explosion explode blast grenadeimpact", "water"),
+    ))
+_WORD_BREAKS = re.compile(r"[-_.,\s\d]+")
+#: words at the end of a name that make another take of the same sound (``open_fire_loop``, ``flame-big-miss``)
+_TAKE_WORDS = frozenset({"loop", "miss"})
 SFX_SKIP_FOLDERS = re.compile(r"music|/voices?/|/speech|taunt")
 AUDIO_SUFFIXES = (".ogg", ".wav", ".flac")
 SONIC_PI_UNRELATED = ("ambi_", "guit_", "vinyl_", "mehackit_", "misc_crow", "misc_burp")
@@ -140,23 +148,32 @@ def _fetch(packages: tuple[str, ...], data: Path, *, audio_only: bool = False) -
 
 
 def _unpack_audio(deb: Path, target: Path) -> None:
-    """The audio files of a .deb under ``target`` (tar's ``data`` filter: no member lands outside it)."""
+    """The audio files of a .deb under ``target`` (a member that would land outside it is refused)."""
     import tarfile
 
     target.mkdir(parents=True)
-    with subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE) as proc:
-        with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
-            for member in tar:
-                if not (member.isfile() and member.name.lower().endswith(AUDIO_SUFFIXES)):
-                    continue
-                if not (target / member.name).resolve().is_relative_to(target.resolve()):
-                    raise ValueError(f"{deb}: {member.name!r} would land outside {target}")
-                if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4
-                    tar.extract(member, target, filter="data")
-                else:
-                    tar.extract(member, target)
+    command = ["dpkg-deb", "--fsys-tarfile", str(deb)]
+    with subprocess.Popen(command, stdout=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        try:
+            with tarfile.open(fileobj=proc.stdout, mode="r|") as tar:
+                for member in tar:
+                    if not (member.isfile() and member.name.lower().endswith(AUDIO_SUFFIXES)):
+                        continue
+                    if not (target / member.name).resolve().is_relative_to(target.resolve()):
+                        raise ValueError(f"{deb}: {member.name!r} would land outside {target}")
+                    if hasattr(tarfile, "data_filter"):  # Python >= 3.11.4
+                        tar.extract(member, target, filter="data")
+                    else:
+                        tar.extract(member, target)
+            while proc.stdout.read(1 << 16):  # the archive's padding: read to the end, so dpkg-deb ends cleanly
+                pass
+        except tarfile.TarError as exc:
+            if proc.wait():  # dpkg-deb failed (its message is on stderr): say so, not that the stream was short
+                raise subprocess.CalledProcessError(proc.returncode, command) from exc
+            raise
     if proc.returncode:
-        raise subprocess.CalledProcessError(proc.returncode, ["dpkg-deb", "--fsys-tarfile", str(deb)])
+        raise subprocess.CalledProcessError(proc.returncode, command)
 
 
 def _drum_class(name: str) -> str | None:
@@ -187,23 +204,38 @@ def drum_rows(root: Path) -> list[dict[str, str]]:
     return rows
 
 
+def _words(name: str) -> list[str]:
+    """The words of a file name without its suffix, lower case (see `SFX_CLASSES`)."""
+    return [w for w in _WORD_BREAKS.split(name.lower().rsplit(".", 1)[0]) if w]
+
+
 def sfx_class(name: str) -> str | None:
-    """`SFX_CLASSES`' class of a file name (lower case), or None."""
+    """`SFX_CLASSES`' class of a file name, or None."""
+    words = set(_words(name))
     for label, anyof, noneof in SFX_CLASSES:
-        if re.search(anyof, name) and not (noneof and re.search(noneof, name)):
+        if words & anyof and not words & noneof:
             return label
     return None
 
 
+def sfx_group(package: str, name: str) -> str:
+    """The group of a file: its package and its name's words without numbers or take words (``loop``,
+    ``miss``), so the numbered variants and the takes of one sound are one group."""
+    words = _words(name)
+    while len(words) > 1 and words[-1] in _TAKE_WORDS:
+        words.pop()
+    return f"{package}/{'_'.join(words)}"
+
+
 def sfx_rows(root: Path) -> list[dict[str, str]]:
     """One row per distinct sound file of the game packages whose name gives a class: path, label, group
-    (package + the name without its number: the variants of one recording are one group). Byte-identical
-    copies (one sound in several tilesets) are kept once."""
+    (`sfx_group`). Byte-identical copies (one sound in several tilesets) are kept once."""
     rows, seen = [], set()
     for pkg in SFX_PACKAGES:
         for path in sorted((root / pkg).rglob("*")):
-            name = path.name.lower()
-            if not name.endswith(AUDIO_SUFFIXES) or SFX_SKIP_FOLDERS.search(str(path.relative_to(root)).lower()):
+            name = path.name
+            if not (name.lower().endswith(AUDIO_SUFFIXES) and path.is_file()) \
+                    or SFX_SKIP_FOLDERS.search(str(path.relative_to(root)).lower()):
                 continue
             label = sfx_class(name)
             if label is None:
@@ -212,8 +244,7 @@ def sfx_rows(root: Path) -> list[dict[str, str]]:
             if digest in seen:
                 continue
             seen.add(digest)
-            stem = re.sub(r"[-_ ]?\d+$", "", name.rsplit(".", 1)[0])
-            rows.append({"path": str(path), "label": label, "group": f"{pkg}/{stem}"})
+            rows.append({"path": str(path), "label": label, "group": sfx_group(pkg, name)})
     return rows
 
 
@@ -246,9 +277,12 @@ def unrelated_rows(root: Path, seed: int = 0) -> tuple[list[dict[str, str]], lis
 
 def cmd_prepare(args: argparse.Namespace) -> int:
     data = Path(args.data)
-    root = _fetch(PACKAGES, data)
-    _fetch(SFX_PACKAGES, data, audio_only=True)
-    sets = {"drums": drum_rows(root), "renders": render_rows(data), "sfx": sfx_rows(root)}
+    # the unrelated audio always; each set's own packages only when it is asked for
+    root = _fetch(tuple(p for p in PACKAGES if p != "hydrogen-drumkits" or "drums" in args.set), data)
+    if "sfx" in args.set:
+        _fetch(SFX_PACKAGES, data, audio_only=True)
+    makers = {"drums": lambda: drum_rows(root), "renders": lambda: render_rows(data), "sfx": lambda: sfx_rows(root)}
+    sets = {name: makers[name]() for name in args.set}
     unrelated, background = unrelated_rows(root)
     for name, rows in {**sets, "unrelated": unrelated, "background": background}.items():
         with open(data / f"{name}.jsonl", "w", encoding="utf-8") as f:
@@ -316,7 +350,9 @@ def macro_f1(truth: list[int], pred: list[int], k: int) -> float:
 
 
 def run_trial(clips: list[Clip], labels: list[str], n: int, background: np.ndarray, unrelated: list[Clip],
-              rng: random.Random) -> dict[str, float]:
+              rng: random.Random) -> dict[str, Any]:
+    """One trial's figures (floats) and its closed-set confusion matrix (``closed_confusion``: rows the true
+    class, columns the argmax answer)."""
     from edgetag.runtime.enroll_calibration import Enrollment, calibrate, card_threshold, head_constants
 
     groups: list[list[Clip]] = []
@@ -352,7 +388,7 @@ def run_trial(clips: list[Clip], labels: list[str], n: int, background: np.ndarr
     for c, fa in zip(unrelated, fa_clips):
         by_source[c.label].append(fa)
     confusion = np.zeros((len(labels), len(labels)), int)
-    np.add.at(confusion, (np.array(truth), np.array(closed_pred)), 1)
+    np.add.at(confusion, (np.array(truth, dtype=int), np.array(closed_pred, dtype=int)), 1)
     return {
         "closed_confusion": confusion,
         "test_clips": len(truth),
@@ -448,6 +484,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr, flush=True)
 
     data = Path(args.data)
+    missing = [name for name in (*args.set, "unrelated", "background") if not (data / f"{name}.jsonl").is_file()]
+    if missing:
+        say(f"error: {data} has no {', '.join(f'{m}.jsonl' for m in missing)}: run `python {sys.argv[0]} prepare "
+            f"--data {data}" + "".join(f" --set {m}" for m in args.set) + "` first")
+        return 2
     model = load_model(resolve_model(args.model), threads=1)
     rate = model.card.frontend.sample_rate
     say(f"model {args.model}; embedding {model.card.embedding['size']} from {model.card.embedding['layer']}")
@@ -523,11 +564,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="fetch the Debian packages, render the instruments, write the set lists")
     p.add_argument("--data", default="/work/data/enroll")
+    p.add_argument("--set", action="append", choices=SETS, help="repeatable (default: all three)")
     p.set_defaults(func=cmd_prepare)
     p = sub.add_parser("run", help="few-shot accuracy, macro F1 and false accepts")
     p.add_argument("--data", default="/work/data/enroll")
     p.add_argument("--model", default="music-tags")
-    p.add_argument("--set", action="append", choices=("drums", "renders", "sfx"), help="repeatable (default: all three)")
+    p.add_argument("--set", action="append", choices=SETS, help="repeatable (default: all three)")
     p.add_argument("--shots", type=int, nargs="+", default=list(SHOTS))
     p.add_argument("--trials", type=int, default=5)
     p.add_argument("--background", nargs="+", choices=("default", "given"), default=["default", "given"])
@@ -538,7 +580,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_run)
     args = ap.parse_args(argv)
     if getattr(args, "set", "x") is None:
-        args.set = ["drums", "renders", "sfx"]
+        args.set = list(SETS)
     return args.func(args)
 
 

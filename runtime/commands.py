@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -439,11 +439,10 @@ def _close_tag_output(pending: Any, name: str, *, tagged: bool, completed: bool)
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    import json
-
     from edgetag.runtime.engine import Engine, StreamRunner
-    from edgetag.runtime.output import make_writer
-    from edgetag.runtime.pitch import is_pitch_model, reader_for
+    from edgetag.runtime.output import JsonlWriter, make_writer
+    from edgetag.runtime.pitch import PitchSummary, is_pitch_model, reader_for
+    from edgetag.runtime.postprocess import ClipSummary
     from edgetag.runtime.sources import FileSource, MicSource, SourceError, StdinSource
 
     def say(msg: str) -> None:
@@ -501,10 +500,6 @@ def cmd_listen(args: argparse.Namespace) -> int:
     else:
         writers.append(make_writer("events" if args.events and fmt == "csv" else fmt, out, card.labels,
                                reader=reader, scores=scores))
-    from edgetag.runtime.output import JsonlWriter
-    from edgetag.runtime.pitch import PitchSummary
-    from edgetag.runtime.postprocess import ClipSummary
-
     # the stream's summary, as `tag` writes one for a file (flat memory: running sums, 1-cent f0 bins)
     clip_summary = PitchSummary(reader) if pitch else ClipSummary(card.labels)
     post = _pipeline(model, writers, args, clip_summary, reader=reader)
@@ -528,36 +523,47 @@ def cmd_listen(args: argparse.Namespace) -> int:
             live.refresh(source.stats, runner.latencies.recent_ms(), runner.compute_times.recent_ms())
 
     status, rc = "done", 0
-    ended = False  # the run ended as a run may (done, Ctrl-C, the source failing): the summary line follows
     try:
-        if live is not None:
-            with live:
-                runner.run(post, on_idle=idle)
-        else:
-            runner.run(post)
-        if runner.stop_requested:
+        try:
+            if live is not None:
+                with live:
+                    runner.run(post, on_idle=idle)
+            else:
+                runner.run(post)
+            if runner.stop_requested:
+                status = "stopped (Ctrl-C)"
+        except KeyboardInterrupt:
             status = "stopped (Ctrl-C)"
-        ended = True
-    except KeyboardInterrupt:
-        status, ended = "stopped (Ctrl-C)", True
-    except SourceError as exc:
-        status, rc, ended = f"error: {exc}", 1, True
+        except SourceError as exc:
+            status, rc = f"error: {exc}", 1
+        finally:
+            post.finish()
+        stream_stats = _listen_stats(runner, source, card, status, rc, args.duration, say)
+        # jsonl ends with a summary line, as `tag`'s does: what was heard, and what happened to the audio
+        # (under the run's Ctrl-C handler still: a first Ctrl-C now changes nothing, a second stops at once)
+        for writer in writers:
+            if isinstance(writer, JsonlWriter):
+                writer.summary({**clip_summary.to_dict(args.top_k), "stream": stream_stats})
     finally:
         if main_thread:
             signal.signal(signal.SIGINT, previous_sigint)
-        try:
-            post.finish()
-        except BaseException:
-            ended = False
-            raise
-        finally:
-            if not ended and out is not sys.stdout:  # an unexpected error: closed here, no summary line
-                out.close()
+        if out is not sys.stdout:
+            out.close()
+    return rc
+
+
+def _listen_stats(runner: Any, source: Any, card: Any, status: str, rc: int, duration: float | None,
+                  say: Callable[[str], None]) -> dict[str, Any]:
+    """The end of a `listen` run on stderr (how stdin ended, a stream too short for a decision, one line for
+    people and the ``stats`` JSON line); returns the stats."""
+    import json
+
+    from edgetag.runtime.sources import StdinSource
+
     if isinstance(source, StdinSource) and source.eof:
         secs = source.samples_read / source.rate
-        if args.duration is not None and not runner.reached_duration:
-            say(f"stdin closed early, after {secs:.3f} s of audio (asked for {args.duration:g} s); "
-                "ending cleanly")
+        if duration is not None and not runner.reached_duration:
+            say(f"stdin closed early, after {secs:.3f} s of audio (asked for {duration:g} s); ending cleanly")
         else:
             say(f"stdin ended after {secs:.3f} s of audio")
         if source.leftover_bytes:
@@ -566,9 +572,9 @@ def cmd_listen(args: argparse.Namespace) -> int:
         say("warning: " + _not_enough_audio(source.describe(), runner.engine.samples, card))
     lat, comp = runner.latencies.percentiles_ms(), runner.compute_times.percentiles_ms()
     stats = source.stats
-    summary = {
+    stream_stats = {
         "status": status, "decisions": runner.decisions,
-        "audio_s": round(runner.engine.samples / rate, 3),
+        "audio_s": round(runner.engine.samples / card.frontend.sample_rate, 3),
         "compute_ms_p50": _ms_or_none(comp[0]), "compute_ms_p99": _ms_or_none(comp[1]),
         "latency_ms_p50": _ms_or_none(lat[0]), "latency_ms_p99": _ms_or_none(lat[1]),
         "overflows": stats.overflows, "dropped_samples": stats.dropped_samples,
@@ -579,18 +585,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
     }
     # a file at full speed has no capture times, hence no latency
     latency = f"latency p50 {lat[0]:.1f} ms p99 {lat[1]:.1f} ms" if math.isfinite(lat[0]) else "no latency (not live)"
-    say(f"{status}: {runner.decisions} decisions over {summary['audio_s']:g} s; compute p50 {comp[0]:.2f} ms "
+    say(f"{status}: {runner.decisions} decisions over {stream_stats['audio_s']:g} s; compute p50 {comp[0]:.2f} ms "
         f"p99 {comp[1]:.2f} ms; {latency}; {stats.summary()}")
-    say("stats " + json.dumps(summary))
-    # jsonl ends with a summary line, as `tag`'s does: the stream's tags (or notes) and what happened to its audio
-    try:
-        for writer in writers:
-            if isinstance(writer, JsonlWriter):
-                writer.summary({**clip_summary.to_dict(args.top_k), "stream": summary})
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    return rc
+    say("stats " + json.dumps(stream_stats))
+    return stream_stats
 
 
 def _ms_or_none(ms: float) -> float | None:

@@ -93,6 +93,13 @@ class JsonlWriter:
         self.out.flush()
 
 
+def _flag_cell(key: str, value: object) -> str:
+    """A CSV cell of a `DECISION_FLAGS` entry: ``silent`` 1 or 0; a number (``skipped_s``) or empty when not set."""
+    if key == "silent":
+        return str(int(bool(value)))
+    return "" if value is None else f"{float(value):.6f}"
+
+
 class CsvWriter:
     """``scores=False`` leaves the per-label columns out (for pitch models, which have others). The last column,
     ``active``, holds what is on at each decision, as jsonl's ``"active"``: a tagging model's labels, joined by
@@ -119,8 +126,7 @@ class CsvWriter:
     def decision(self, d: Decision, scores: np.ndarray | None = None) -> None:
         values = d.scores if scores is None else scores
         latency = "" if d.latency_s is None else f"{d.latency_s * 1e3:.3f}"
-        skipped = d.extra.get("skipped_s")
-        flags = [str(int(bool(d.extra.get("silent")))), "" if skipped is None else f"{skipped:.6f}"]
+        flags = [_flag_cell(key, d.extra.get(key)) for key in DECISION_FLAGS]
         row = ([self.file] if self.file is not None else []) + [f"{d.t:.6f}", latency, *flags, *self._extra(d, values)]
         row += [f"{float(s):.6f}" for s in values] if self.scores else []
         row.append(";".join(self.active()) if self.active is not None else "")

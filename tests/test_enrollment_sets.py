@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from edgetag.benchmarks.enrollment import SFX_PACKAGES, _unpack_audio, sfx_class, sfx_rows
+from edgetag.benchmarks.enrollment import SFX_PACKAGES, _unpack_audio, sfx_class, sfx_group, sfx_rows
 
 
 @pytest.mark.parametrize(("name", "label"), [
@@ -27,11 +27,33 @@ from edgetag.benchmarks.enrollment import SFX_PACKAGES, _unpack_audio, sfx_class
     ("water-blast.wav", None),
     ("env_sounds_water.2.ogg", "water"),
     ("fire_archer.wav", None),
+    ("fire_flint_and_steel.ogg", None),  # minetest's fire mod: striking, not a fire
+    ("crossbow-fire.ogg", None),  # a bow "fires"
+    ("campfire.ogg", "fire"),
+    ("fire-crackle.ogg", "fire"),
+    ("crow-caw.ogg", "bird"),
+    ("werewolf.ogg", None),
+    ("cowbell.wav", None),
+    ("moose_00.ogg", None),
+    ("underwater.ogg", None),
+    ("doorbell.wav", None),
     ("doors_steel_door_open.ogg", "door"),
     ("menu_click.ogg", None),
 ])
 def test_sfx_class_reads_whole_words(name: str, label: str | None) -> None:
     assert sfx_class(name) == label
+
+
+@pytest.mark.parametrize(("names", "same"), [
+    (("sheep1.wav", "sheep10.wav", "Sheep_2.WAV"), True),
+    (("default_snow_footstep.1.ogg", "default_snow_footstep.2.ogg"), True),
+    (("open_fire.ogg", "open_fire_loop.ogg"), True),  # takes of one sound
+    (("flame-big.ogg", "flame-big-miss.ogg"), True),
+    (("wolf-hit-1.ogg", "wolf-die-1.ogg"), False),
+    (("default_snow_footstep.1.ogg", "default_sand_footstep.1.ogg"), False),
+])
+def test_sfx_group_joins_variants_and_takes(names: tuple[str, ...], same: bool) -> None:
+    assert (len({sfx_group("pkg", n) for n in names}) == 1) == same
 
 
 def test_sfx_rows_group_variants_drop_copies_and_skip_voices(tmp_path: Path) -> None:

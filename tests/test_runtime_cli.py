@@ -224,8 +224,37 @@ def test_listen_file_jsonl_equals_tag(window_model, tone_wav, capsys, tmp_path) 
     out = tmp_path / "live.jsonl"  # -o FILE.jsonl: the same line ends the file
     assert main(["listen", "--model", str(window_model), "--file", str(tone_wav), "-o", str(out)]) == 0
     assert json.loads(out.read_text().splitlines()[-1])["summary"]["stream"]["decisions"] == len(tagged)
+    table = tmp_path / "live.csv"  # CSV is a table: no summary row
+    assert main(["listen", "--model", str(window_model), "--file", str(tone_wav), "-o", str(table)]) == 0
+    rows = list(csv.DictReader(io.StringIO(table.read_text())))
+    assert len(rows) == len(tagged) and rows[-1]["t"] == f"{tagged[-1]['t']:.6f}"
     assert stats["latency_ms_p50"] is None and stats["compute_ms_p50"] > 0  # full speed: no capture time, no latency
     assert "no latency (not live)" in captured.err and " nan " not in captured.err
+
+
+def test_listen_pitch_summary_says_the_notes(tmp_path, capsys) -> None:
+    """A pitch model's listen jsonl ends with tag's pitch summary (voiced share, median f0, notes)."""
+    import soundfile as sf
+
+    t = np.arange(2 * 16000) / 16000
+    wav = tmp_path / "a4.wav"
+    sf.write(wav, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), 16000)
+    assert main(["listen", "--model", "pitch", "--file", str(wav), "--format", "jsonl"]) == 0
+    last = json.loads(capsys.readouterr().out.splitlines()[-1])["summary"]
+    assert last["median_note"] == "A4" and last["voiced_fraction"] > 0.8 and last["stream"]["status"] == "done"
+
+
+def test_csv_flag_cells() -> None:
+    """The CSV's silent and skipped_s cells for a decision the runner marked (a catch-up skip before it)."""
+    from edgetag.runtime.engine import Decision
+    from edgetag.runtime.output import CsvWriter
+
+    buffer = io.StringIO()
+    writer = CsvWriter(buffer, LABELS)
+    writer.decision(Decision(1.0, 16000, np.array([0.9, 0.2, 0.1], np.float32), extra={"skipped_s": 0.25}))
+    writer.decision(Decision(1.1, 17600, np.array([0.9, 0.2, 0.1], np.float32), extra={"silent": True}))
+    rows = list(csv.DictReader(io.StringIO(buffer.getvalue())))
+    assert [(r["silent"], r["skipped_s"]) for r in rows] == [("0", "0.250000"), ("1", "")]
 
 
 def _pcm(fmt: str, x: np.ndarray) -> bytes:

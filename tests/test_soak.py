@@ -51,3 +51,28 @@ def test_a_short_soak_through_stdin_loses_nothing(tmp_path: Path, capsys) -> Non
     assert row["decisions_read"] == row["decisions_reported"] == row["decisions_expected"] > 300
     assert row["rss_samples"] >= 1 and row["exit_code"] == 0
     assert "slope MB/h" in capsys.readouterr().out
+
+
+def test_the_summary_line_is_not_a_decision(tmp_path: Path) -> None:
+    """listen's jsonl ends with a summary line; the soak's reader counts decisions only, in whatever
+    chunks the pipe gives them."""
+    import os
+    import threading
+
+    from edgetag.benchmarks.soak import SoakRun, _count_lines
+
+    lines = [json.dumps({"t": 0.1 * i, "scores": {"a": 0.5}}) for i in range(1000)]
+    lines.append(json.dumps({"summary": {"decisions": 1000, "stream": {"status": "done"}}}))
+    data = ("\n".join(lines) + "\n").encode()
+    read_fd, write_fd = os.pipe()
+    run = SoakRun(model="m", path="stdin")
+    with os.fdopen(read_fd, "rb") as stream:
+        reader = threading.Thread(target=_count_lines, args=(stream, run))
+        reader.start()
+        with os.fdopen(write_fd, "wb") as pipe:
+            for i in range(0, len(data), 777):  # cut mid-line, and mid-summary
+                pipe.write(data[i : i + 777])
+                pipe.flush()
+        reader.join(timeout=10)
+    assert run.decisions_read == 1000
+
