@@ -515,7 +515,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                         if len(v) >= 3 and sum(c.label == k for c in clips) >= max(args.shots) + len(v) // 3
                         + max(sum(c.label == k and c.group == g for c in clips) for g in v))
         clips = [c for c in clips if c.label in labels]
-        say(f"  {len(labels)} classes: {', '.join(f'{k} ({sum(c.label == k for c in clips)})' for k in labels)}")
+        if len(labels) < 2:
+            say(f"error: {set_name}: {len(labels)} class(es) have 3 groups and clips enough for {max(args.shots)} "
+                "examples each; enrolment needs at least 2 to be measured (ask for fewer --shots)")
+            return 2
+        say(f"  {len(labels)} classes with clips enough for {max(args.shots)} examples (the largest --shots; every "
+            f"row uses them): {', '.join(f'{k} ({sum(c.label == k for c in clips)})' for k in labels)}")
         skip = NOT_UNRELATED.get(set_name, ())
         others = [c for c in unrelated if not Path(c.path).name.startswith(skip)] if skip else unrelated
         entry: dict[str, Any] = {"classes": labels, "clips": len(clips), "unrelated_clips": len(others),
@@ -559,23 +564,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("prepare", help="fetch the Debian packages, render the instruments, write the set lists")
-    p.add_argument("--data", default="/work/data/enroll")
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+    p = sub.add_parser("prepare", help="fetch the Debian packages, render the instruments, write the set lists",
+                       formatter_class=defaults)
+    p.add_argument("--data", default="/work/data/enroll", help="where the packages, renders and set lists go")
     p.add_argument("--set", action="append", choices=SETS, help="repeatable (default: all three)")
     p.set_defaults(func=cmd_prepare)
-    p = sub.add_parser("run", help="few-shot accuracy, macro F1 and false accepts")
-    p.add_argument("--data", default="/work/data/enroll")
-    p.add_argument("--model", default="music-tags")
+    p = sub.add_parser("run", help="few-shot accuracy, macro F1 and false accepts", formatter_class=defaults)
+    p.add_argument("--data", default="/work/data/enroll", help="what prepare wrote")
+    p.add_argument("--model", default="music-tags", help="a built-in model or an .onnx file with an embedding")
     p.add_argument("--set", action="append", choices=SETS, help="repeatable (default: all three)")
-    p.add_argument("--shots", type=int, nargs="+", default=list(SHOTS))
-    p.add_argument("--trials", type=int, default=5)
-    p.add_argument("--background", nargs="+", choices=("default", "given"), default=["default", "given"])
+    p.add_argument("--shots", type=_positive, nargs="+", default=list(SHOTS),
+                   help="examples per class, one row each; the classes are those with clips enough for the largest")
+    p.add_argument("--trials", type=_positive, default=5, help="random draws of the examples per row")
+    p.add_argument("--background", nargs="+", choices=("default", "given"), default=["default", "given"],
+                   help="default: the built-in demo music and silence; given: 20 speech prompts")
     p.add_argument("--check", action="store_true", help="compare with the ONNX file enroll writes")
     p.add_argument("--time", action="store_true", help="time enrolment of 5 clips on one core")
-    p.add_argument("--repeats", type=int, default=7)
+    p.add_argument("--repeats", type=_positive, default=7, help="timing repeats (--time)")
     p.add_argument("--out", help="write the results JSON here too")
     p.set_defaults(func=cmd_run)
     args = ap.parse_args(argv)
