@@ -9,9 +9,9 @@ Three sets, each prepared by this script from Debian packages (``prepare``):
   instrument are one *group*.
 - **sfx** (real recordings): everyday sounds recorded for games (birds, farm animals, wolves,
   footsteps, doors, fire, water, ...), from the audio of 8 Debian game data packages
-  (`SFX_PACKAGES`), one class per keyword of the file name (`SFX_CLASSES`, fixed before any
-  score was read); the numbered variants of one recording in one package are one *group*, and
-  byte-identical copies are kept once.
+  (`SFX_PACKAGES`), one class per word of the file name (`SFX_CLASSES`, fixed before any
+  score was read, corrected from the names alone); the numbered variants and takes of one sound
+  in one package are one *group* (`sfx_group`), and byte-identical copies are kept once.
 - **renders**: single-instrument General MIDI clips (3 s, 10 instruments)
   rendered by the instruments recipe (``training/recipes/instruments/prepare.py``,
   fluidsynth + FluidR3_GM); each clip is its own group.
