@@ -227,9 +227,18 @@ def _read_into(f, out: np.ndarray) -> int:
         return len(f.read(len(out), dtype="float32", always_2d=True, out=out))
     got = int(snd.sf_readf_float(f._file, ffi.cast("float *", out.ctypes.data), len(out)))
     code = snd.sf_error(f._file)
-    if code:  # what soundfile would raise: libsndfile's own message
-        raise RuntimeError(ffi.string(snd.sf_error_number(code)).decode("utf-8", "replace"))
+    if code:  # what soundfile would raise: libsndfile's own message, and the frames decoded before it
+        raise _DecodeError(ffi.string(snd.sf_error_number(code)).decode("utf-8", "replace"), got)
     return got
+
+
+class _DecodeError(RuntimeError):
+    """libsndfile's error in a read, with the ``frames`` it decoded into the buffer before it (a FLAC that
+    loses sync mid-block still gives the whole frames before the damage)."""
+
+    def __init__(self, message: str, frames: int) -> None:
+        super().__init__(message)
+        self.frames = max(int(frames), 0)
 
 
 def _read_frames(f, n: int) -> np.ndarray:
@@ -551,7 +560,8 @@ def stream_audio(
     array. The file is opened (and its header checked) at the first
     ``next()``. A decoding error or NaN/Inf samples part-way raise
     `AudioReadError` / `NonFiniteAudioError` naming the time, after the
-    blocks before them; a truncated file ends early with the same warning
+    blocks before them (a decoding error: after every frame decoded before
+    it, the failing read's included); a truncated file ends early with the same warning
     `load_audio` gives. A container libsndfile cannot read comes from an ffmpeg
     subprocess (`edgetag.runtime.ffmpeg`), also a block at a time, the same
     samples as `load_audio` gives for it.
@@ -586,17 +596,25 @@ def stream_audio(
         held = np.zeros(0, np.float32)  # one block of output kept back, so the end can trim it
         while decoded < n_total:
             wanted = min(block_frames, n_total - decoded)
+            failed: AudioReadError | None = None
             try:
-                try:
-                    block = buffer[: _read_into(f, buffer[:wanted])]
-                except (RuntimeError, OSError, ValueError) as e:
-                    raise AudioReadError(f"cannot decode {path} at {_position(f, decoded) / sr_in:.3f} s: {e} "
-                                         "(a truncated or damaged file)") from e
+                block = buffer[: _read_into(f, buffer[:wanted])]
+            except (RuntimeError, OSError, ValueError) as e:
+                # the frames decoded before the damage are audio like any other: tagged, then the error
+                block = buffer[: min(getattr(e, "frames", 0), wanted)]
+                where = _position(f, decoded + len(block)) / sr_in
+                failed = AudioReadError(f"cannot decode {path} at {where:.3f} s: {e} (a truncated or damaged file)")
+                failed.__cause__ = e
+            try:
                 check_samples(block, decoded)
-            except (AudioReadError, NonFiniteAudioError):
+            except NonFiniteAudioError:
                 if len(held):  # the block before decoded well: its samples first, then the error
                     yield held
                 raise
+            if failed is not None and not len(block):
+                if len(held):
+                    yield held
+                raise failed
             decoded += len(block)
             # the same per-frame mean as load_audio, so the samples are the same bits
             mono = block.mean(axis=1, dtype=np.float32) if channels > 1 else block[:, 0].copy()
@@ -607,6 +625,10 @@ def stream_audio(
                 emitted += len(held)
                 yield held
             held = out
+            if failed is not None:  # (the resampler keeps its last few samples: the audio ends in damage)
+                if len(held):
+                    yield held
+                raise failed
             if len(block) < wanted:  # a short read: the stream ended before the header said
                 break
         if decoded == 0:

@@ -280,6 +280,31 @@ def test_audio_is_read_in_blocks(tmp_path, monkeypatch) -> None:
     np.testing.assert_array_equal(whole, x)
 
 
+def test_a_flac_cut_short_gives_every_frame_before_the_damage(tmp_path) -> None:
+    """A FLAC cut mid-stream loses sync part-way through a block: the frames libsndfile decoded before it
+    come out (bit-identical to the whole file's), then the error naming where; no frame is lost with it."""
+    import soundfile as sf
+
+    from edgetag.runtime import audio
+
+    t = np.arange(16000 * 5) / 16000
+    x = (0.3 * np.sin(2 * np.pi * 440 * t) * (1 + 0.5 * np.sin(3 * t))).astype(np.float32)
+    whole, cut = tmp_path / "whole.flac", tmp_path / "cut.flac"
+    sf.write(whole, x, 16000, format="FLAC")
+    data = whole.read_bytes()
+    cut.write_bytes(data[: int(len(data) * 0.6)])
+    reference = audio.load_audio(whole, 16000)
+    for block_frames in (audio.STREAM_BLOCK, 10_000):  # the damage in the first block, and in a later one
+        got = []
+        with pytest.raises(audio.AudioReadError, match="cannot decode .* at .* s: .*truncated or damaged") as caught:
+            for block in audio.stream_audio(cut, 16000, block_frames=block_frames):
+                got.append(block)
+        samples = np.concatenate(got)
+        at = float(str(caught.value).split(" at ", 1)[1].split(" s:", 1)[0])
+        assert 2.0 < at < 3.5 and len(samples) == round(at * 16000), (at, len(samples))
+        np.testing.assert_array_equal(samples, reference[: len(samples)])
+
+
 def test_a_lying_header_is_refused_by_listen_and_skipped_in_training(tmp_path) -> None:
     """The same file through `listen --file` (one line, exit 1) and a training manifest (skipped and counted)."""
     import subprocess
