@@ -500,8 +500,10 @@ def cmd_listen(args: argparse.Namespace) -> int:
     else:
         writers.append(make_writer("events" if args.events and fmt == "csv" else fmt, out, card.labels,
                                reader=reader, scores=scores))
-    # the stream's summary, as `tag` writes one for a file (flat memory: running sums, 1-cent f0 bins)
-    clip_summary = PitchSummary(reader) if pitch else ClipSummary(card.labels)
+    # the stream's summary for jsonl's last line, as `tag` writes one for a file (flat memory: running sums,
+    # 1-cent f0 bins); nothing else reads it, so without a jsonl writer no decision adds to one
+    jsonl = [w for w in writers if isinstance(w, JsonlWriter)]
+    clip_summary = (PitchSummary(reader) if pitch else ClipSummary(card.labels)) if jsonl else None
     post = _pipeline(model, writers, args, clip_summary, reader=reader)
     # Ctrl-C only sets a flag: a KeyboardInterrupt could land anywhere (mid-line in the output,
     # or inside a finalizer, where Python prints it and carries on); a second Ctrl-C stops at once.
@@ -541,9 +543,8 @@ def cmd_listen(args: argparse.Namespace) -> int:
         stream_stats = _listen_stats(runner, source, card, status, rc, args.duration, say)
         # jsonl ends with a summary line, as `tag`'s does: what was heard, and what happened to the audio
         # (under the run's Ctrl-C handler still: a first Ctrl-C now changes nothing, a second stops at once)
-        for writer in writers:
-            if isinstance(writer, JsonlWriter):
-                writer.summary({**clip_summary.to_dict(args.top_k), "stream": stream_stats})
+        for writer in jsonl:
+            writer.summary({**clip_summary.to_dict(args.top_k), "stream": stream_stats})
     finally:
         if main_thread:
             signal.signal(signal.SIGINT, previous_sigint)
