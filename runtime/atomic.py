@@ -199,17 +199,40 @@ class ReplacingTextFile:
 
     def keep_as(self, path: str | os.PathLike[str]) -> Path:
         """Move what was written to ``path`` instead (a run cut short: ``X.partial``), leaving ``self.path`` as it
-        was; the writer is closed."""
+        was; the writer is closed. An existing file there is never replaced (it is what an earlier run kept):
+        the first free name of ``X.partial``, ``X.partial.1``, ``X.partial.2``, ... is used and returned."""
         try:
             self.handle.flush()
             os.fsync(self.handle.fileno())
             self.handle.close()
-            os.replace(self._tmp, path)
+            kept = _move_to_free_name(Path(self._tmp), Path(path))
         except BaseException:
             self.discard()
             raise
-        fsync_dir(Path(path).parent)
-        return Path(path)
+        fsync_dir(kept.parent)
+        return kept
+
+
+def _move_to_free_name(source: Path, target: Path, tries: int = 1000) -> Path:
+    """Rename ``source`` to ``target``, or to ``target.1``, ``target.2``, ... when taken, never replacing a file.
+
+    A hard link claims the name atomically (two runs cut at once cannot take the same one); where the
+    filesystem has no hard links, a name that does not exist yet is taken with a rename.
+    """
+    for i in range(tries):
+        candidate = target if i == 0 else target.with_name(f"{target.name}.{i}")
+        try:
+            os.link(source, candidate)
+        except FileExistsError:
+            continue
+        except OSError:  # no hard links here (some network and FUSE filesystems)
+            if candidate.exists():
+                continue
+            os.rename(source, candidate)
+            return candidate
+        source.unlink()
+        return candidate
+    raise FileExistsError(errno.EEXIST, f"{target} and {tries - 1} numbered names after it are all taken")
 
 
 class StreamingTextFile:

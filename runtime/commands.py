@@ -415,8 +415,8 @@ def cmd_tag(args: argparse.Namespace) -> int:
 
 def _close_tag_output(pending: Any, name: str, *, tagged: bool, completed: bool) -> None:
     """``tag -o FILE`` at the end: a completed run that tagged something replaces FILE; one that tagged nothing
-    leaves it as it was; one cut short (Ctrl-C, an error) leaves it too and keeps what it wrote in FILE.partial,
-    saying so (a FIFO or a device is only closed)."""
+    leaves it as it was; one cut short (Ctrl-C, an error) leaves it too and keeps what it wrote in FILE.partial
+    (or the first free FILE.partial.N: an earlier cut run's lines stay), saying so (a FIFO or a device is only closed)."""
     from edgetag.runtime.atomic import ReplacingTextFile
 
     if not isinstance(pending, ReplacingTextFile) or (completed and tagged):

@@ -173,6 +173,7 @@ class ClipSummary:
             "decisions": self.count,
             "mean": {label: round(float(v), 6) for label, v in zip(self.labels, self.mean)},
             "max": {label: round(float(v), 6) for label, v in zip(self.labels, self.max)},
-            # no decision, no tags: a list of zero-score labels would read as a result
-            "top": [label for label, _ in top_k(self.mean, self.labels, k)] if self.count else [],
+            # no decision (or only silent ones, which count as zeros), no tags: a list of zero-score
+            # labels would read as a result
+            "top": [label for label, score in top_k(self.mean, self.labels, k) if score > 0],
         }

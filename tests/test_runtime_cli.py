@@ -747,7 +747,8 @@ def test_ctrl_c_in_tag_is_one_line_and_exit_130(window_model, tmp_path) -> None:
 def test_ctrl_c_in_tag_leaves_an_existing_output_file_and_keeps_the_rest_beside_it(window_model, tmp_path,
                                                                                   monkeypatch, capsys) -> None:
     """``tag -o FILE`` cut short by Ctrl-C does not replace an existing FILE with part of a run: what it wrote is
-    kept in FILE.partial, and the message says where; a run that ends normally replaces FILE."""
+    kept in FILE.partial (FILE.partial.1 when an earlier cut run's is there), and the message says where; a run
+    that ends normally replaces FILE."""
     from edgetag.runtime.cli import INTERRUPTED
     from edgetag.runtime.engine import Engine
 
@@ -784,6 +785,13 @@ def test_ctrl_c_in_tag_leaves_an_existing_output_file_and_keeps_the_rest_beside_
     with pytest.raises(RuntimeError):
         main(["tag", str(wav), "--model", str(window_model), "-o", str(out)])
     assert out.read_text() == '{"earlier": "complete results"}\n' and partial.read_text().startswith('{"t"')
+    # a second run cut short keeps its lines beside the first one's, which stay as they were
+    first = partial.read_text()
+    boom.clear()
+    with pytest.raises(RuntimeError):
+        main(["tag", str(wav), "--model", str(window_model), "-o", str(out)])
+    second = tmp_path / "out.jsonl.partial.1"
+    assert partial.read_text() == first and second.read_text().startswith('{"t"') and f"is in {second}" in capsys.readouterr().err
     monkeypatch.undo()
     assert main(["tag", str(wav), "--model", str(window_model), "-o", str(out)]) == 0
     assert '"summary"' in out.read_text().splitlines()[-1]

@@ -258,6 +258,11 @@ def test_top_k_and_clip_summary() -> None:
     d = summary.to_dict(k=1)
     assert d["decisions"] == 2 and d["top"] == ["a"]
     assert d["mean"] == {"a": 0.4, "b": 0.2} and d["max"] == {"a": 0.6, "b": 0.4}
+    silence = ClipSummary(("a", "b"))  # silent decisions count as zero scores: no tag was heard
+    for _ in range(3):
+        silence.add(np.zeros(2))
+    assert silence.to_dict()["decisions"] == 3 and silence.to_dict()["top"] == []
+    assert ClipSummary(("a", "b")).to_dict()["top"] == []
 
 
 def test_duration_stats_stay_small_and_accurate() -> None:
