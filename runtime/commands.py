@@ -570,7 +570,10 @@ def _listen_stats(runner: Any, source: Any, card: Any, status: str, rc: int, dur
         if source.leftover_bytes:
             say(f"warning: ignored {source.leftover_bytes} trailing byte(s): not a whole sample")
     if runner.decisions == 0 and rc == 0 and status == "done":
-        say("warning: " + _not_enough_audio(source.describe(), runner.engine.samples, card))
+        # --duration stopped the stream before its first decision: the option, not the source, was short
+        cut = f"the first {duration:g} s (--duration) of {source.describe()}" if duration is not None and runner.reached_duration \
+            else source.describe()
+        say("warning: " + _not_enough_audio(cut, runner.engine.samples, card))
     lat, comp = runner.latencies.percentiles_ms(), runner.compute_times.percentiles_ms()
     stats = source.stats
     stream_stats = {
@@ -586,10 +589,16 @@ def _listen_stats(runner: Any, source: Any, card: Any, status: str, rc: int, dur
     }
     # a file at full speed has no capture times, hence no latency
     latency = f"latency p50 {lat[0]:.1f} ms p99 {lat[1]:.1f} ms" if math.isfinite(lat[0]) else "no latency (not live)"
-    say(f"{status}: {runner.decisions} decisions over {stream_stats['audio_s']:g} s; compute p50 {comp[0]:.2f} ms "
-        f"p99 {comp[1]:.2f} ms; {latency}; {stats.summary()}")
+    compute = f"compute p50 {comp[0]:.2f} ms p99 {comp[1]:.2f} ms" if math.isfinite(comp[0]) else "no compute timed"
+    say(f"{status}: {_count(runner.decisions, 'decision')} over {stream_stats['audio_s']:g} s; {compute}; {latency}; "
+        f"{stats.summary()}")
     say("stats " + json.dumps(stream_stats))
     return stream_stats
+
+
+def _count(n: int, noun: str) -> str:
+    """``1 decision``, ``3 decisions``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _ms_or_none(ms: float) -> float | None:

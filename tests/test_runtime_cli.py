@@ -520,7 +520,17 @@ def test_a_one_sample_file_says_there_is_not_enough_audio(window_model, tmp_path
     _, (summary,) = _jsonl(done.stdout.decode())
     assert summary["summary"]["decisions"] == 0 and summary["summary"]["top"] == []
     done = _run("listen", "--file", str(one), "--model", str(window_model), "--format", "jsonl")
-    assert done.returncode == 0 and f"warning: not enough audio in file {one}: {need}" in done.stderr.decode()
+    err = done.stderr.decode()
+    assert done.returncode == 0 and f"warning: not enough audio in file {one}: {need}" in err
+    assert "0 decisions over 0 s; no compute timed;" in err and "nan" not in err
+    # a file long enough whose --duration is not: the option is named, not the file
+    long = tmp_path / "long.wav"
+    sf.write(long, np.full(16000, 0.1, np.float32), 16000)
+    done = _run("listen", "--file", str(long), "--model", str(window_model), "--duration", "0.1", "--format", "jsonl")
+    err = done.stderr.decode()
+    assert done.returncode == 0 and f"not enough audio in the first 0.1 s (--duration) of file {long}: 1600 sample(s)" in err
+    done = _run("listen", "--file", str(long), "--model", str(window_model), "--duration", "0.22", "--format", "jsonl")
+    assert " 1 decision over 0.22 s;" in done.stderr.decode()
 
 
 def test_anti_phase_stereo_is_warned_about(window_model, tmp_path) -> None:
