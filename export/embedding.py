@@ -133,6 +133,9 @@ def add_embedding_output(model: Any, card: ModelCard) -> ModelCard:
     if any(o.name == EMBEDDING_NAME for o in graph.output):
         raise ExportError(f"the graph already has an '{EMBEDDING_NAME}' output")
     site = find_embedding(model)
+    added = [f"{EMBEDDING_NAME}_layout_{i}" for i in range(len(site.perms) - 1)] + [EMBEDDING_NAME]
+    renamed = _free_names(graph, added)  # an inner tensor of the student may already carry one of them
+    site = dataclasses.replace(site, tensor=renamed.get(site.tensor, site.tensor))
     source = site.tensor
     for i, perm in enumerate(site.perms):
         target = EMBEDDING_NAME if i == len(site.perms) - 1 else f"{EMBEDDING_NAME}_layout_{i}"
@@ -144,6 +147,43 @@ def add_embedding_output(model: Any, card: ModelCard) -> ModelCard:
     dims: list[Any] = [d.dim_param or d.dim_value for d in logits.type.tensor_type.shape.dim][:-1] + [site.size]
     graph.output.append(helper.make_tensor_value_info(EMBEDDING_NAME, TensorProto.FLOAT, dims))
     return dataclasses.replace(card, embedding=site.record())
+
+
+def _free_names(graph: Any, names: list[str]) -> dict[str, str]:
+    """Rename the graph's inner tensors called one of ``names`` (in place) so the names are free; returns
+    {old: new}. Inner names are no part of the model's interface; an input or output so called is refused."""
+    taken = {t for node in graph.node for t in (*node.input, *node.output)} | {t.name for t in graph.initializer}
+    interface = {v.name for v in graph.input} | {v.name for v in graph.output}
+    taken |= {v.name for v in graph.value_info} | interface
+    renamed: dict[str, str] = {}
+    for name in names:
+        if name not in taken:
+            continue
+        if name in interface:
+            raise ExportError(f"the graph has an input or output called '{name}', a name the embedding output "
+                              "needs: rename it")
+        new = next(f"{name}_inner_{i}" for i in range(len(taken) + 1) if f"{name}_inner_{i}" not in taken)
+        taken.add(new)
+        renamed[name] = new
+    if renamed:
+        _rename_tensors(graph, renamed)
+    return renamed
+
+
+def _rename_tensors(graph: Any, renamed: dict[str, str]) -> None:
+    """Apply {old: new} to every tensor reference in ``graph`` and its subgraphs (which may read outer names)."""
+    for node in graph.node:
+        for field in (node.input, node.output):
+            for i, name in enumerate(field):
+                if name in renamed:
+                    field[i] = renamed[name]
+        for attr in node.attribute:
+            for sub in ([attr.g] if attr.HasField("g") else []) + list(attr.graphs):
+                _rename_tensors(sub, renamed)
+    for items in (graph.initializer, graph.value_info):
+        for item in items:
+            if item.name in renamed:
+                item.name = renamed[item.name]
 
 
 def _outputs_on(data: bytes, card: ModelCard, frames: np.ndarray) -> list[np.ndarray]:

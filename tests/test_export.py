@@ -763,6 +763,18 @@ def test_add_embedding_gives_an_older_file_its_embedding_output(tmp_path) -> Non
     assert np.array_equal(b.run(window)[0], a.run(window)[0])
     assert b.embed(window)[0].shape == (1, card.embedding["size"])
     assert main(["export", str(new), "-o", str(tmp_path / "twice.onnx"), "--add-embedding"]) == 1
+    # a student whose inner tensor is already called 'embedding' (a module so named): it is renamed inside
+    site = card.embedding["layer"].split("tensor '")[1].split("'")[0]
+    for node in model.graph.node:
+        for field in (node.input, node.output):
+            field[:] = [EMBEDDING_NAME if name == site else name for name in field]
+    clash = tmp_path / "clash.onnx"
+    seal(model, dataclasses.replace(card, embedding={}), clash, frames)
+    renamed = tmp_path / "renamed.onnx"
+    assert main(["export", str(clash), "-o", str(renamed), "--add-embedding"]) == 0
+    c = load_model(renamed)
+    assert verify_model(c).passed and np.array_equal(c.embed(window)[0], b.embed(window)[0])
+    assert f"tensor '{EMBEDDING_NAME}_inner_0'" in c.card.embedding["layer"]
 
 
 def test_the_quiet_input_gain_comes_out_and_goes_back_in(tmp_path) -> None:
