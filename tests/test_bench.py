@@ -72,3 +72,32 @@ def test_bench_is_registered_on_the_cli() -> None:
 
     args = build_parser().parse_args(["bench", "--quick", "--no-mic", "--threads", "2", "--out", "x"])
     assert args.quick and args.no_mic and args.threads == 2 and args.out == "x"
+
+
+def test_the_worker_calls_a_stateful_model_as_the_engine_does(tmp_path) -> None:
+    """pitch-small's card gathers 2 frames per call: the bench times calls of 2 frames (RTF over the 20 ms a call
+    covers, not 10 ms), and its scores are the engine's decisions, one per frame."""
+    import numpy as np
+
+    from edgetag.benchmarks.worker import measure_backend
+    from edgetag.runtime.engine import Engine
+    from edgetag.runtime.frontend import compute_features
+    from edgetag.runtime.model import load_model
+    from edgetag.runtime.models import resolve_model
+
+    path = resolve_model("pitch-small")
+    card = load_model(path).card
+    assert card.streaming_mode == "stateful" and card.frames_per_call == 2 and card.hop_frames == 1
+    audio = (0.3 * np.sin(2 * np.pi * 220 * np.arange(16000) / 16000)).astype(np.float32)
+    features = compute_features(audio, card.frontend)
+    np.savez(tmp_path / "features.npz", clip0=features)
+    result = measure_backend({"model_path": str(path), "backend": "cpu", "threads": 1,
+                              "features": str(tmp_path / "features.npz"), "warmup": 2, "runs": 10,
+                              "scores_out": str(tmp_path / "scores.npy")})
+    assert result["calls_per_pass"] == len(features) // 2
+    assert result["call_seconds"] == pytest.approx(2 * card.frontend.hop_length / card.frontend.sample_rate)
+    engine = Engine(load_model(path))
+    decisions = engine.push(audio)
+    scores = np.load(tmp_path / "scores.npy")
+    assert len(scores) == len(decisions) == 2 * (len(features) // 2)
+    np.testing.assert_allclose(scores, np.stack([d.scores for d in decisions]), atol=1e-5)
