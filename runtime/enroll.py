@@ -422,6 +422,10 @@ def _record(card: ModelCard, source_path: Path, enrollment: Enrollment, scale: f
                 "negative_decisions": stats.negatives,
                 "true_accept": round(stats.true_accept, 4),
                 "false_accept": round(stats.false_accept, 4),
+                "background_accept": round(stats.background_accept, 4),
+                "other_labels_accept": round(stats.other_accept, 4),
+                "closest_other_label": stats.closest_other,
+                "raised_to_background_threshold": stats.raised_to_background,
             },
         }
     history = list(previous.get("history", [])) if previous else []
@@ -435,7 +439,8 @@ def _record(card: ModelCard, source_path: Path, enrollment: Enrollment, scale: f
         "calibration": f"per label on decision cosine similarities: leave-one-out positives vs background and the "
                        f"other labels' examples; threshold half way between the positives' {POSITIVE_QUANTILE:g} "
                        f"and the negatives' {NEGATIVE_QUANTILE:g} quantiles, or the max of (true - false accepts) "
-                       "when they overlap",
+                       "when they overlap; never below the threshold the same rule gives against the background "
+                       "alone (a label added later cannot make an older one accept more background)",
         "labels": labels,
         "kept_labels": kept_labels,
         "scale": round(scale, 6),

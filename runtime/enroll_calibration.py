@@ -54,6 +54,14 @@ class LabelStats:
     false_accept: float
     """Fraction of the negative decisions at or above the threshold."""
     separable: bool
+    background_accept: float = 0.0
+    """Fraction of the background's decisions at or above the threshold."""
+    other_accept: float = 0.0
+    """Fraction of the other labels' example decisions at or above the threshold."""
+    closest_other: str = ""
+    """The other label whose example decisions this label accepts most ("" when it accepts none)."""
+    raised_to_background: bool = False
+    """The threshold was raised to the one calibrated against the background alone (see `calibrate`)."""
 
 
 def choose_threshold(positives: np.ndarray, negatives: np.ndarray) -> LabelStats:
@@ -98,6 +106,10 @@ class Enrollment:
 def calibrate(enrollment: Enrollment, background: np.ndarray) -> Enrollment:
     """Per-label thresholds and the leave-one-out accuracy (``background``: unit decision embeddings [n, D]).
 
+    A label's negatives are the background's decisions and the other labels' example decisions. Where a
+    label overlaps another, the overlap rule can settle below the threshold the background alone calls
+    for; the threshold is then raised to that one, so that a label added later never makes an older one
+    accept more of the background (the other label's sounds stay accepted by both: the overlap is reported).
     With a single example a label has no leave-one-out positives: its own
     decisions stand for them (optimistic; the command requires `MIN_EXAMPLES`).
     """
@@ -115,10 +127,34 @@ def calibrate(enrollment: Enrollment, background: np.ndarray) -> Enrollment:
             others[k] = loo
             hits += int(np.argmax(others @ clip.vector) == k)
             total += 1
-        negatives = [background @ protos[k]] + [c.decisions @ protos[k]
-                                                for j, other in enumerate(enrollment.examples) if j != k for c in other]
-        stats.append(choose_threshold(np.concatenate(positives), np.concatenate(negatives)))
+        pos = np.concatenate(positives)
+        on_background = background @ protos[k]
+        on_others = {enrollment.labels[j]: np.concatenate([c.decisions @ protos[k] for c in other])
+                     for j, other in enumerate(enrollment.examples) if j != k}
+        label = choose_threshold(pos, np.concatenate([on_background, *on_others.values()]))
+        floor = choose_threshold(pos, on_background).threshold
+        if floor > label.threshold:
+            label = dataclasses.replace(label, threshold=floor, raised_to_background=True)
+        stats.append(_with_accepts(label, pos, on_background, on_others))
     return dataclasses.replace(enrollment, stats=stats, loo_accuracy=hits / max(total, 1))
+
+
+def _with_accepts(stats: LabelStats, positives: np.ndarray, on_background: np.ndarray,
+                  on_others: dict[str, np.ndarray]) -> LabelStats:
+    """``stats`` with every accept rate measured at its threshold."""
+    t = stats.threshold
+    rates = {name: float((sims >= t).mean()) for name, sims in on_others.items() if len(sims)}
+    others = np.concatenate(list(on_others.values())) if on_others else np.zeros(0)
+    negatives = np.concatenate([on_background, others])
+    closest = max(rates, key=rates.get) if rates and max(rates.values()) > 0 else ""
+    return dataclasses.replace(
+        stats,
+        true_accept=float((positives >= t).mean()),
+        false_accept=float((negatives >= t).mean()) if len(negatives) else 0.0,
+        background_accept=float((on_background >= t).mean()) if len(on_background) else 0.0,
+        other_accept=float((others >= t).mean()) if len(others) else 0.0,
+        closest_other=closest,
+    )
 
 
 def head_constants(thresholds: Sequence[float]) -> tuple[float, float]:

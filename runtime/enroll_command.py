@@ -9,6 +9,12 @@ import argparse
 import sys
 
 
+#: A label accepting this share of the background's decisions or more gets a warning.
+BACKGROUND_WARNING = 0.2
+#: ... and one accepting less than this share of its own held-out example decisions.
+LOW_TRUE_ACCEPT = 0.5
+
+
 def cmd_enroll(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -31,15 +37,31 @@ def cmd_enroll(args: argparse.Namespace) -> int:
           + f", from {Path(source).name} in {result.seconds:.2f} s")
     print(f"background {result.background}: {result.background_decisions} decisions; "
           f"leave-one-out nearest-prototype accuracy {result.enrollment.loo_accuracy:.3f}")
+    warnings = []
     for label, stats in zip(result.enrollment.labels, result.enrollment.stats):
         entry = record["labels"][label]
         added = result.added.get(label, 0)
+        others = (f", {100 * stats.other_accept:.1f} % of the other labels' (most: {stats.closest_other}'s)"
+                  if stats.closest_other else "")
         print(printable(
             f"  {label}: {entry['examples']} examples" + (f" ({added} new)" if added != entry["examples"] else "")
             + f", cosine threshold {stats.threshold:.3f} (score {entry['threshold']:.3f}); calibration: "
             f"{100 * stats.true_accept:.0f} % of held-out example decisions accepted, "
-            f"{100 * stats.false_accept:.1f} % of background/other decisions"
-            + ("" if stats.separable else " (they overlap: give more or cleaner examples, or more background)")))
+            f"{100 * stats.background_accept:.1f} % of the background's{others}"
+            + ("" if stats.separable else " (they overlap: give more or cleaner examples, or more background)")
+            + (" (threshold from the background alone: the other labels' examples would lower it)"
+               if stats.raised_to_background else "")))
+        if stats.background_accept >= BACKGROUND_WARNING:
+            warnings.append(f"{label} accepts {100 * stats.background_accept:.0f} % of the background's decisions: its "
+                            "examples sound like the background, so it will be on for much of what you play; give "
+                            "examples that differ from it, or a --background without this sound")
+        elif stats.true_accept < LOW_TRUE_ACCEPT:
+            warnings.append(f"{label} accepts only {100 * stats.true_accept:.0f} % of its own examples' decisions (each "
+                            "held out in turn): the background holds sounds like them, or the examples differ a lot "
+                            "from each other, so it will rarely turn on; give more or cleaner examples, or a "
+                            "--background without this sound")
+    for warning in warnings:
+        say("warning: " + warning)
     print(f"sha256 {card.integrity['sha256'][:16]}...; run it with `edgetag tag FILE --model {result.path}`, "
           "`edgetag listen --model ...`, `edgetag verify ...`")
     return 0

@@ -175,7 +175,50 @@ def test_reenrolment_updates_counts_and_adds_labels(clips, enrolled, tmp_path, c
     assert inits["enroll/examples"].shape == (17, 256) and inits["enroll/assignment"].shape == (4, 17)
     np.testing.assert_allclose(inits["enroll/assignment"][0, :6], 1 / 6)
     assert main(["verify", str(more)]) == 0
-    capsys.readouterr()
+    # 'both' sounds like noise and chirp: the overlap is reported, and the older labels accept no more background
+    old = load_model(enrolled).card.provenance["enrollment"]["labels"]
+    new = record["labels"]
+    assert new["both"]["calibration"]["closest_other_label"] in ("noise", "chirp")
+    assert new["both"]["calibration"]["other_labels_accept"] > 0
+    for label in CLASSES:
+        assert new[label]["calibration"]["background_accept"] <= old[label]["calibration"]["background_accept"]
+    assert "of the other labels' (most: " in capsys.readouterr().out
+
+
+def test_a_label_added_later_cannot_lower_an_older_labels_threshold_into_the_background() -> None:
+    """Calibration on unit vectors: B, added later, sounds just like A and has many decisions, and a third of
+    A's decisions are far from its prototype. Against the background and B together, the overlap rule would
+    put A's threshold near 0, accepting all the background; it stays where the background alone puts it."""
+    from edgetag.runtime.enroll_calibration import ClipEmbedding, Enrollment, calibrate, unit_rows
+
+    rng = np.random.default_rng(0)
+    axis = np.eye(16, dtype=np.float32)
+
+    def clip(n: int, far: int = 0) -> ClipEmbedding:
+        decisions = axis[0] + 0.05 * rng.standard_normal((n, 16)).astype(np.float32)
+        decisions[:far] = axis[0] + 0.6 * rng.standard_normal((far, 16)).astype(np.float32)
+        decisions = unit_rows(decisions)
+        return ClipEmbedding("x", unit_rows(decisions.mean(axis=0)[None])[0], decisions)
+
+    a = [clip(10, far=4) for _ in range(4)]
+    b = [clip(100) for _ in range(4)]
+    background = unit_rows(axis[2] + axis[0] + 0.35 * rng.standard_normal((100, 16)).astype(np.float32))
+    alone = calibrate(Enrollment(["a"], [a]), background).stats[0]
+    both = calibrate(Enrollment(["a", "b"], [a, b]), background).stats
+    assert both[0].raised_to_background and both[0].threshold == alone.threshold
+    assert both[0].background_accept == alone.background_accept < 0.05
+    assert both[0].closest_other == "b" and both[0].other_accept > 0.5
+
+
+def test_a_label_that_sounds_like_the_background_is_warned_about(clips, tmp_path, capsys) -> None:
+    """Noise bursts enrolled against a background of the same noise: written, with a warning that names the label
+    (the threshold that keeps the background out also keeps most of its own examples out)."""
+    out = tmp_path / "noisy.onnx"
+    for classes in (("noise",), CLASSES):
+        args = ["enroll", *_add_args(clips["train"], classes), "--background", str(clips["test"] / "noise"), "-o", str(out)]
+        assert main(args) == 0 and out.exists()
+        err = capsys.readouterr().err
+        assert "warning: noise accepts only" in err and "warning: tone" not in err and "warning: chirp" not in err
 
 
 def test_keep_labels_keeps_the_source_scores_bit_identical(clips, tmp_path) -> None:
