@@ -107,7 +107,8 @@ def _load_source(
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    _require_packages(tensorrt=args.tensorrt)
+    # a checkpoint needs torch; an edgetag .onnx file (reseal, int8 / fp16, one-file changes) needs onnx only
+    _require_packages(tensorrt=args.tensorrt, torch=Path(args.checkpoint).suffix.lower() != ".onnx")
     out = Path(args.output)
     if args.add_embedding and args.add_input_gain:
         raise ValueError("--add-embedding and --add-input-gain: one change per run (run it twice)")
@@ -159,11 +160,13 @@ def _add_embedding(args: argparse.Namespace, out: Path) -> int:
     return 0
 
 
-def _require_packages(tensorrt: bool) -> None:
-    """Refuse to start without torch and onnx, or without TensorRT when asked for (before the slow part)."""
+def _require_packages(tensorrt: bool, torch: bool = True) -> None:
+    """Refuse to start without onnx (and torch, when asked), or without TensorRT when asked for (before the slow
+    part)."""
     try:
         import onnx  # noqa: F401
-        import torch  # noqa: F401
+        if torch:
+            import torch  # noqa: F401
     except ImportError as exc:
         raise ImportError(f"edgetag export needs torch and onnx ({exc}): pip install 'edgetag[export]'") from None
     if tensorrt:  # fail before the slow part when TensorRT is missing
@@ -304,9 +307,10 @@ def register(sub: argparse._SubParsersAction) -> None:
             "each gated on the task metric of held-out audio (at most --max-drop relative loss)."
         ),
     )
-    p.add_argument("checkpoint", help="student checkpoint (.pt written by training), or an fp32 edgetag .onnx file "
-                   "to re-seal (digest, test vector; a causal CNN traced channel-major is rewritten time-major, "
-                   "checked against the source graph) and quantize without its checkpoint")
+    p.add_argument("checkpoint", help="student checkpoint (.pt written by training; needs torch), or an edgetag "
+                   ".onnx file (no torch needed): an fp32 one to re-seal (digest, test vector; a causal CNN traced "
+                   "channel-major is rewritten time-major, checked against the source graph) and quantize without "
+                   "its checkpoint, or one of any precision for --add-embedding / --add-input-gain")
     p.add_argument("-o", "--output", required=True, help="output ONNX file (fp32)")
     p.add_argument("--calib", metavar="MANIFEST_OR_DIR",
                    help="real audio for parity checks and calibration: a manifest (CSV/JSONL) or a folder of audio files")

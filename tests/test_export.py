@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -775,6 +778,24 @@ def test_add_embedding_gives_an_older_file_its_embedding_output(tmp_path) -> Non
     c = load_model(renamed)
     assert verify_model(c).passed and np.array_equal(c.embed(window)[0], b.embed(window)[0])
     assert f"tensor '{EMBEDDING_NAME}_inner_0'" in c.card.embedding["layer"]
+    # on a device without torch (a runtime install + onnx): the one-file change works, a checkpoint is refused
+    site_dir = tmp_path / "site"
+    site_dir.mkdir()
+    (site_dir / "sitecustomize.py").write_text(
+        "import sys\n"
+        "class _NoTorch:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'torch':\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}')\n"
+        "sys.meta_path.insert(0, _NoTorch())\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site_dir), os.environ.get("PYTHONPATH", "")])}
+    cli = [sys.executable, "-c", "import sys; from edgetag.runtime.cli import main; sys.exit(main(sys.argv[1:]))"]
+    done = subprocess.run([*cli, "export", str(old), "-o", str(tmp_path / "no-torch.onnx"), "--add-embedding"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "output 'embedding' [256]" in done.stdout, done.stderr
+    done = subprocess.run([*cli, "export", str(tmp_path / "student.pt"), "-o", str(tmp_path / "x.onnx")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0 and "needs torch and onnx" in done.stderr
 
 
 def test_the_quiet_input_gain_comes_out_and_goes_back_in(tmp_path) -> None:
