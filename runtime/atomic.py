@@ -253,9 +253,9 @@ class StreamingTextFile:
 
 
 def check_output_path(path: str | os.PathLike[str], inputs: tuple[str | os.PathLike[str], ...] = ()) -> None:
-    """Refuses, before anything is written, an output path that is a folder or one of ``inputs`` (the files the
-    command reads: writing there would destroy its own input), with an `OSError` whose ``strerror`` says what
-    to do."""
+    """Refuses, before anything is written, an output path that is a folder, lies under a file, or is one of
+    ``inputs`` (the files the command reads: writing there would destroy its own input), with an `OSError`
+    whose ``strerror`` says what to do."""
     target = Path(path)
     if target.is_symlink():
         try:
@@ -267,6 +267,10 @@ def check_output_path(path: str | os.PathLike[str], inputs: tuple[str | os.PathL
     if target.is_dir():
         raise IsADirectoryError(errno.EISDIR, f"{target} is a folder: give a file name to write into (e.g. "
                                 f"{target / 'out.jsonl'})")
+    folder = next((p for p in target.parents if p.exists()), None)  # the nearest one there already
+    if folder is not None and not folder.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, f"{folder} is a file, not a folder, so {target} cannot be "
+                                 "written: give another path")
     for given in inputs if target.exists() else ():
         try:
             same = os.path.samefile(target, given)

@@ -207,12 +207,17 @@ def _open_output(path):
 
 
 def _check_output(command: str, path: str | None, inputs: tuple[str, ...]) -> bool:
-    """``-o PATH`` refused (one line on stderr, False) when it is a folder or one of the input files."""
+    """``-o PATH`` refused (one line on stderr, False) when it is a folder, inside a file or one of the input
+    files; a missing folder is made, with a note."""
     from edgetag.runtime.atomic import check_output_path
 
     try:
         if path:
             check_output_path(path, inputs)
+            folder = Path(path).parent
+            if not folder.exists():  # made, and said: a mistyped folder should not go unnoticed
+                folder.mkdir(parents=True)
+                print(f"edgetag {command}: made the folder {folder} for -o", file=sys.stderr)
     except OSError as exc:
         print(f"edgetag {command}: error: -o {exc.strerror or exc}", file=sys.stderr)
         return False

@@ -107,6 +107,13 @@ def test_output_never_replaces_an_input_a_link_or_a_fifo(stateful_model, tone_wa
     assert done.returncode == 2 and b"is also an input file" in done.stderr and wav.read_bytes() == before
     done = _run("tag", str(wav), "--model", str(stateful_model), "-o", str(tmp_path))
     assert done.returncode == 2 and b"is a folder" in done.stderr
+    for inside in (wav / "out.jsonl", wav / "deeper" / "out.jsonl"):  # a path under a file: one line, no traceback
+        done = _run("tag", str(wav), "--model", str(stateful_model), "-o", str(inside))
+        assert done.returncode == 2 and f"{wav} is a file, not a folder".encode() in done.stderr
+        assert b"Traceback" not in done.stderr
+    made = tmp_path / "new" / "sub" / "out.jsonl"  # a missing folder is made, and said
+    done = _run("listen", "--file", str(wav), "--model", str(stateful_model), "-o", str(made))
+    assert done.returncode == 0 and made.is_file() and f"made the folder {made.parent}".encode() in done.stderr
 
     target, link = tmp_path / "target.jsonl", tmp_path / "link.jsonl"
     target.write_text("old\n")
