@@ -102,6 +102,9 @@ def parse_add(spec: str) -> tuple[str, list[Path]]:
     bad = control_characters(name)
     if bad:
         raise EnrollmentError(f"--add: the name {ascii(name)} contains control characters ({bad})")
+    if ";" in name:
+        raise EnrollmentError(f"--add: the name {name!r} contains ';', which CSV output puts between the labels that "
+                              "are on: choose another name")
     return name, audio_files([p for p in paths.split(",") if p.strip()], what=f"--add {name}")
 
 

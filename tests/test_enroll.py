@@ -255,6 +255,7 @@ def _without_embedding(path: Path) -> Path:
     ("duplicate names", "label(s) ['tone'] given more than once"),
     ("no embedding", "has no 'embedding' output"),
     ("output is input", "is the input model"),
+    ("separator in a name", "contains ';', which CSV output puts between the labels"),
 ])
 def test_bad_input_is_refused_in_one_line_and_the_input_is_untouched(clips, tmp_path, capsys, case, needle) -> None:
     train, root = clips["train"], clips["root"]
@@ -269,6 +270,7 @@ def test_bad_input_is_refused_in_one_line_and_the_input_is_untouched(clips, tmp_
         "duplicate names": ["--add", f"tone={train / 'tone'}", "--add", f"tone={train / 'noise'}"],
         "no embedding": ["--add", f"tone={train / 'tone'}"],
         "output is input": ["--add", f"tone={train / 'tone'}"],
+        "separator in a name": ["--add", f"tone;hum={train / 'tone'}"],
     }[case]
     if case == "no embedding":
         _without_embedding(model)
