@@ -144,8 +144,8 @@ class CsvWriter:
 
 
 class EventWriter:
-    """Onset/offset lines as text, for people: ``    12.340  onset   dog  (0.812)``; the offsets that
-    close the stream at its end read ``(end)``."""
+    """Onset/offset lines as text, for people: ``    12.340  onset   dog  (0.812)``; an offset without a score
+    says why it came: ``(end)`` of the stream or ``(silence)``."""
 
     def __init__(self, out: IO[str], *, file: str | None = None) -> None:
         self.out, self.file = out, file
@@ -155,7 +155,7 @@ class EventWriter:
 
     def event(self, e: Event) -> None:
         prefix = f"{self.file}: " if self.file else ""
-        line = e.line() if math.isfinite(e.score) else f"{e.t:10.3f}  {e.kind:6s}  {e.label}  (end)"
+        line = e.line() if math.isfinite(e.score) else f"{e.t:10.3f}  {e.kind:6s}  {e.label}  ({e.cause or 'end'})"
         self.out.write(prefix + line + "\n")
         self.out.flush()
 
@@ -166,8 +166,9 @@ class EventWriter:
 class EventCsvWriter:
     """Onset/offset events as CSV: a header ``[file,]t,event,label,score``, then a row per event.
 
-    ``label`` is a tag, or for pitch models a note; the offsets that close the stream at its end
-    have no score (an empty field, not NaN, which spreadsheets and CSV readers take as text).
+    ``label`` is a tag, or for pitch models a note; an offset that ends the stream or comes with silence has
+    no score (an empty field, not NaN, which spreadsheets and CSV readers take as text; jsonl's ``"cause"``
+    says which).
     """
 
     def __init__(self, out: IO[str], *, file: str | None = None, header: bool = True) -> None:

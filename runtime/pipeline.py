@@ -81,7 +81,7 @@ class DecisionPipeline:
             self.summary.add(heard)  # silence counts as a decision with no tag (and no pitch)
         # silence ends whatever was on at once (hysteresis would hold a tag whose threshold is below its margin)
         if silent:
-            events = self.event_detector.finish(decision.t)
+            events = self.event_detector.finish(decision.t, cause="silence")
         elif self.reader is not None:  # a note struck again shows in its audio's level
             events = self.event_detector.update(decision.t, heard, audio=getattr(decision, "audio", None))
         else:

@@ -611,8 +611,9 @@ class NoteTracker:
         pitch counterpart; a note is active once confirmed, ``min_decisions`` decisions after its onset's time)."""
         return (self.note,) if self.note is not None else ()
 
-    def finish(self, t: float) -> list[Event]:
-        events = [Event(t, self.note, "offset", float("nan"))] if self.note is not None else []
+    def finish(self, t: float, cause: str = "end") -> list[Event]:
+        """End the sounding note at ``t`` (``cause``: the ``"end"`` of the stream, or ``"silence"``)."""
+        events = [Event(t, self.note, "offset", float("nan"), cause)] if self.note is not None else []
         self.note, self._candidate, self._run = None, None, 0
         self._levels, self._stroke = [], None
         return events

@@ -53,9 +53,14 @@ class Event:
     label: str
     kind: str  # "onset" | "offset"
     score: float
+    cause: str = ""
+    """Why an offset without a score (NaN) came: ``"end"`` of the stream or ``"silence"`` (the level gate)."""
 
     def to_dict(self) -> dict:
-        return {"t": round(self.t, 6), "event": self.kind, "label": self.label, "score": round(self.score, 6)}
+        out = {"t": round(self.t, 6), "event": self.kind, "label": self.label, "score": round(self.score, 6)}
+        if self.cause:
+            out["cause"] = self.cause
+        return out
 
     def line(self) -> str:
         return f"{self.t:10.3f}  {self.kind:6s}  {self.label}  ({self.score:.3f})"
@@ -118,9 +123,10 @@ class Hysteresis:
         """The labels on now, in card order: what each decision's ``active`` names (jsonl, the Python API)."""
         return tuple(self.labels[i] for i in np.flatnonzero(self.active))
 
-    def finish(self, t: float) -> list[Event]:
-        """Close every label still on at ``t`` (end of stream, or silence: at once, whatever ``min_off``)."""
-        events = [Event(t, self.labels[i], "offset", float("nan")) for i in np.flatnonzero(self.active)]
+    def finish(self, t: float, cause: str = "end") -> list[Event]:
+        """Close every label still on at ``t`` (``cause``: the ``"end"`` of the stream, or ``"silence"``: at once,
+        whatever ``min_off``)."""
+        events = [Event(t, self.labels[i], "offset", float("nan"), cause) for i in np.flatnonzero(self.active)]
         self.active[:] = False
         self._held[:] = False
         self._run[:] = 0

@@ -422,3 +422,33 @@ def test_the_level_gate_makes_silence_silent(window_model) -> None:
     assert any(active)  # the tones turn tags on
     open_rows, open_active, open_pipeline = run(-math.inf)
     assert open_pipeline.silent_decisions == 0 and all(open_active[i] for i in silent)  # without the gate, hiss is tagged
+
+
+def test_an_offset_that_silence_brings_says_so(window_model) -> None:
+    """A tag on when the sound stops is ended by the level gate at once: its offset has no score and says
+    "silence" (text and jsonl); the one that closes the stream says "end"."""
+    import io
+    import json
+
+    from edgetag.runtime.output import EventWriter, JsonlWriter
+    from edgetag.runtime.pipeline import DEFAULT_LEVEL_GATE_DBFS, DecisionPipeline
+
+    model = load_model(window_model, threads=1)
+    rate = model.card.frontend.sample_rate
+    hiss = 1e-4 * np.random.default_rng(0).standard_normal(2 * rate).astype(np.float32)
+    steady = (0.3 * np.sin(2 * np.pi * 440 * np.arange(rate) / rate)).astype(np.float32)  # on to the end
+    signal = np.concatenate([tone_signal(rate), hiss, steady])
+    text, jsonl = io.StringIO(), io.StringIO()
+    writers = [EventWriter(text), JsonlWriter(jsonl, LABELS)]
+    pipeline = DecisionPipeline(model.card.labels, [1e-6] * len(LABELS), writers, events_only=True,
+                                gate_dbfs=DEFAULT_LEVEL_GATE_DBFS)
+    engine = Engine(model)
+    for i in range(0, len(signal), 1600):
+        for d in engine.push(signal[i : i + 1600]):
+            pipeline(d)
+    pipeline.finish()
+    events = [json.loads(line) for line in jsonl.getvalue().splitlines()]
+    causes = [e.get("cause") for e in events if e["event"] == "offset"]
+    assert "silence" in causes and causes[-1] == "end"
+    assert all(e["score"] is None for e in events if e.get("cause"))
+    assert "(silence)" in text.getvalue() and text.getvalue().rstrip().endswith("(end)")
