@@ -5,9 +5,9 @@
 ONNX Runtime picks its kernels (MLAS) from the CPU's features when it loads. Under valgrind, which
 implements AVX2 but not AVX-512 or VNNI and hides them from the program, it picks the kernels an
 AVX2-only x86-64 gets (a program that used AVX-512 there would stop on an unhandled instruction). Each
-model runs in two processes under ``valgrind --tool=callgrind``: one that loads it and makes no call,
-one that also makes ``--calls`` calls on random features the shape of a stream's call; the difference
-of their instruction counts over ``--calls`` is the instructions of one call.
+model runs in two processes under ``valgrind --tool=callgrind``: one that loads it and makes one call
+(ONNX Runtime's first call does one-time work), one that makes ``--calls`` more, on random features the
+shape of a stream's call; the difference of their instruction counts over ``--calls`` is one call's.
 
 Instruction counts are not time: AVX2 int8 kernels spend three instructions (vpmaddubsw, vpmaddwd,
 vpaddd) per 32 multiply-adds where fp32 spends four FMAs, and memory traffic differs; read a ratio as a
@@ -32,8 +32,7 @@ import numpy as np
 from edgetag.runtime.model import load_model
 model = load_model(sys.argv[1], threads=1)
 card = model.card
-frames = card.window_frames if card.streaming_mode == "window" else card.frames_per_call
-x = np.random.default_rng(0).standard_normal((1, frames, card.frontend.n_bins)).astype(np.float32) - 4
+x = np.random.default_rng(0).standard_normal((1, card.frames_per_call, card.frontend.n_bins)).astype(np.float32) - 4
 states = model.initial_state(1)
 for _ in range(int(sys.argv[2])):
     if card.streaming_mode == "window":
@@ -73,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.model:
             path = str(resolve_model(name))
-            base, loaded = instructions(path, 0, Path(tmp)), instructions(path, args.calls, Path(tmp))
+            base, loaded = instructions(path, 1, Path(tmp)), instructions(path, 1 + args.calls, Path(tmp))
             per_call = (loaded - base) / args.calls
             rows.append((name, per_call))
             print(f"{name}: {per_call / 1e6:.3f} M instructions per call ({args.calls} calls; AVX2 kernels)",

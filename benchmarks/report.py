@@ -21,9 +21,9 @@ It reuses the existing pieces rather than re-measuring them its own way:
    a drop is reported, not fatal). Each backend -- PyTorch eager
    (`training.torch_backend`), ORT fp32 / int8 / fp16 (`runtime.model.load_model`)
    -- is measured in a fresh subprocess (fair peak RSS) on the same feature
-   inputs: warm-up calls, then per-hop latency of ``model.run`` (one hop = one
-   decision: a window for window students, a chunk of ``hop_frames`` frames with
-   the state carried for stateful ones). Teachers: `run_teacher_benchmark`
+   inputs: warm-up calls, then the latency of ``model.run`` per call, as a stream
+   calls it (a window per decision for window students; a chunk of the card's
+   ``frames_per_call`` frames, the state carried, for stateful ones). Teachers: `run_teacher_benchmark`
    for the CPU cost, `count_macs` (operator-level, functional calls included) for MACs;
 3. streaming: the `Engine` on a file at full speed (160-sample pushes), checked
    against `offline_decisions`, and ``edgetag listen`` through the PulseAudio

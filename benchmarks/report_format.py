@@ -463,7 +463,7 @@ def plot_latency(result: dict[str, Any], path: Path) -> None:
             if r.get("status") == "ok" and r.get("latency_ms_runs"):
                 data.append(r["latency_ms_runs"])
                 labels.append(f"{info['student']}\n{r['backend']}")
-                budgets.append(1e3 * r["call_seconds"] if r.get("call_seconds") else info.get("decision_interval_ms"))
+                budgets.append(1e3 * r["call_seconds"])
     interval = {info["student"]: info.get("decision_interval_ms") for info in result.get("models", {}).get("students", [])}
     for e in result.get("engine") or []:
         if e.get("latency_ms_runs"):
@@ -478,7 +478,7 @@ def plot_latency(result: dict[str, Any], path: Path) -> None:
         for i, budget in enumerate(budgets, start=1):
             if budget:
                 ax.hlines(budget, i - 0.4, i + 0.4, colors="tab:red", linestyles="--", lw=1.2,
-                          label="real-time budget (decision interval)" if i == 1 or not any(budgets[: i - 1]) else None)
+                          label="real-time budget (the audio a call or decision covers)" if i == 1 or not any(budgets[: i - 1]) else None)
         if any(budgets):
             ax.legend(fontsize=7, loc="upper left")
     ax.set_ylabel("latency per model call, ms (log); whiskers p1–p99")

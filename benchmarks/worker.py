@@ -69,7 +69,7 @@ def measure_backend(spec: dict[str, Any]) -> dict[str, Any]:
     call_frames = hop if card.streaming_mode == "window" else max(1, card.frames_per_call)
     n_calls = sum(len(f) for f in per_clip)
     if not n_calls:
-        raise ValueError("evaluation clips are shorter than one hop/window")
+        raise ValueError("evaluation clips are shorter than one model call (a window, or a stateful call's frames)")
 
     def one_pass(record: list[int] | None, scores: list[np.ndarray] | None, limit: int | None = None) -> int:
         done = 0

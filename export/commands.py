@@ -107,8 +107,10 @@ def _load_source(
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    # a checkpoint needs torch; an edgetag .onnx file (reseal, int8 / fp16, one-file changes) needs onnx only
-    _require_packages(tensorrt=args.tensorrt, torch=Path(args.checkpoint).suffix.lower() != ".onnx")
+    # a checkpoint needs torch, and so do TensorRT's engines (device buffers); an edgetag .onnx file (reseal,
+    # int8 / fp16, one-file changes) needs onnx only
+    from_onnx = Path(args.checkpoint).suffix.lower() == ".onnx"
+    _require_packages(tensorrt=args.tensorrt, torch=not from_onnx or args.tensorrt)
     out = Path(args.output)
     if args.add_embedding and args.add_input_gain:
         raise ValueError("--add-embedding and --add-input-gain: one change per run (run it twice)")
@@ -163,12 +165,13 @@ def _add_embedding(args: argparse.Namespace, out: Path) -> int:
 def _require_packages(tensorrt: bool, torch: bool = True) -> None:
     """Refuse to start without onnx (and torch, when asked), or without TensorRT when asked for (before the slow
     part)."""
+    needed = "torch and onnx" if torch else "onnx"
     try:
         import onnx  # noqa: F401
         if torch:
             import torch  # noqa: F401
     except ImportError as exc:
-        raise ImportError(f"edgetag export needs torch and onnx ({exc}): pip install 'edgetag[export]'") from None
+        raise ImportError(f"edgetag export needs {needed} here ({exc}): pip install 'edgetag[export]'") from None
     if tensorrt:  # fail before the slow part when TensorRT is missing
         from edgetag.export.tensorrt import _import_tensorrt
 

@@ -60,7 +60,7 @@ def profile_shapes(
         w = card.window_frames
         shapes = {INPUT_NAME: ((1, w, n_bins), (1, w, n_bins), (max_batch, w, n_bins))}
     else:
-        opt = max(1, min(card.hop_frames, max_frames))
+        opt = max(1, min(card.frames_per_call, max_frames))  # the calls a stream makes
         shapes = {INPUT_NAME: ((1, 1, n_bins), (1, opt, n_bins), (max_batch, max_frames, n_bins))}
     for state in card.states:
         shapes[state.input_name] = ((1, *state.shape), (1, *state.shape), (max_batch, *state.shape))

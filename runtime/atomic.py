@@ -169,11 +169,11 @@ class ReplacingTextFile:
     """A text file written next to ``path`` (``handle``) that `commit` moves over it, fsynced; until then the
     old file stays as it was, and `discard` removes the new one. For outputs written as a run goes (``tag -o``)
     that must not be emptied by a run that writes nothing. A symbolic link is followed: its target is replaced
-    and the link stays a link. Use `open_text_output`, which also writes into FIFOs and devices."""
+    and the link stays a link. The folder must exist (commands make it, saying so). Use `open_text_output`,
+    which also writes into FIFOs and devices."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).resolve() if Path(path).is_symlink() else Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self._tmp = _create_temp(self.path)
         if self.path.exists():  # a replaced file keeps the mode its owner gave it
             with contextlib.suppress(OSError):
@@ -226,7 +226,7 @@ def _move_to_free_name(source: Path, target: Path, tries: int = 1000) -> Path:
         except FileExistsError:
             continue
         except OSError:  # no hard links here (some network and FUSE filesystems)
-            if candidate.exists():
+            if os.path.lexists(candidate):  # a dangling link is taken too
                 continue
             os.rename(source, candidate)
             return candidate

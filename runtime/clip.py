@@ -140,7 +140,6 @@ def call_inputs(card: Any, features: np.ndarray) -> list[np.ndarray]:
     return [np.ascontiguousarray(x[None, p : p + chunk]) for p in range(0, len(x) - chunk + 1, chunk)]
 
 
-
 def run_chunks(model: Any, features: np.ndarray, chunks: Any) -> tuple[np.ndarray, list[np.ndarray]]:
     """A stateful model over ``features`` [frames, n_bins] in calls of the given sizes, the state
     carried from call to call (what a stream does); logits [frames, n_labels] and the final state."""

@@ -202,22 +202,26 @@ def _open_output(path):
     its folder made if need be (`_check_output` first)."""
     if not path:
         return sys.stdout
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    _make_output_folder("listen", path)
     return open(path, "w", encoding="utf-8")
+
+
+def _make_output_folder(command: str, path: str) -> None:
+    """The folder of ``-o PATH``, made when missing, and said: a mistyped folder should not go unnoticed."""
+    folder = Path(path).parent
+    if not folder.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        print(f"edgetag {command}: made the folder {folder} for -o", file=sys.stderr)
 
 
 def _check_output(command: str, path: str | None, inputs: tuple[str, ...]) -> bool:
     """``-o PATH`` refused (one line on stderr, False) when it is a folder, inside a file or one of the input
-    files; a missing folder is made, with a note."""
+    files."""
     from edgetag.runtime.atomic import check_output_path
 
     try:
         if path:
             check_output_path(path, inputs)
-            folder = Path(path).parent
-            if not folder.exists():  # made, and said: a mistyped folder should not go unnoticed
-                folder.mkdir(parents=True)
-                print(f"edgetag {command}: made the folder {folder} for -o", file=sys.stderr)
     except OSError as exc:
         print(f"edgetag {command}: error: -o {exc.strerror or exc}", file=sys.stderr)
         return False
@@ -310,6 +314,8 @@ def cmd_tag(args: argparse.Namespace) -> int:
     # -o FILE: written beside FILE and moved over it at the end if any file was tagged (a run that tags
     # nothing, such as one whose only file cannot be read, leaves an existing FILE as it was); a FIFO or a
     # device is written into; an input file or a folder is refused before any tagging
+    if args.output:
+        _make_output_folder("tag", args.output)
     pending = open_text_output(args.output) if args.output else None  # checked before the model was loaded
     if isinstance(pending, ReplacingTextFile):  # what killed runs left beside it (their pid is gone)
         remove_stale_temps(pending.path.parent, target=pending.path.name)
@@ -564,6 +570,7 @@ def _listen_stats(runner: Any, source: Any, card: Any, status: str, rc: int, dur
     people and the ``stats`` JSON line); returns the stats."""
     import json
 
+    from edgetag.runtime.output import count_of
     from edgetag.runtime.sources import StdinSource
 
     if isinstance(source, StdinSource) and source.eof:
@@ -576,9 +583,11 @@ def _listen_stats(runner: Any, source: Any, card: Any, status: str, rc: int, dur
             say(f"warning: ignored {source.leftover_bytes} trailing byte(s): not a whole sample")
     if runner.decisions == 0 and rc == 0 and status == "done":
         # --duration stopped the stream before its first decision: the option, not the source, was short
-        cut = f"the first {duration:g} s (--duration) of {source.describe()}" if duration is not None and runner.reached_duration \
-            else source.describe()
-        say("warning: " + _not_enough_audio(cut, runner.engine.samples, card))
+        if duration is not None and runner.reached_duration:
+            heard = f"the first {duration:g} s (--duration) of {source.describe()}"
+        else:
+            heard = source.describe()
+        say("warning: " + _not_enough_audio(heard, runner.engine.samples, card))
     lat, comp = runner.latencies.percentiles_ms(), runner.compute_times.percentiles_ms()
     stats = source.stats
     stream_stats = {
@@ -595,15 +604,10 @@ def _listen_stats(runner: Any, source: Any, card: Any, status: str, rc: int, dur
     # a file at full speed has no capture times, hence no latency
     latency = f"latency p50 {lat[0]:.1f} ms p99 {lat[1]:.1f} ms" if math.isfinite(lat[0]) else "no latency (not live)"
     compute = f"compute p50 {comp[0]:.2f} ms p99 {comp[1]:.2f} ms" if math.isfinite(comp[0]) else "no compute timed"
-    say(f"{status}: {_count(runner.decisions, 'decision')} over {stream_stats['audio_s']:g} s; {compute}; {latency}; "
+    say(f"{status}: {count_of(runner.decisions, 'decision')} over {stream_stats['audio_s']:g} s; {compute}; {latency}; "
         f"{stats.summary()}")
     say("stats " + json.dumps(stream_stats))
     return stream_stats
-
-
-def _count(n: int, noun: str) -> str:
-    """``1 decision``, ``3 decisions``."""
-    return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 def _ms_or_none(ms: float) -> float | None:

@@ -426,9 +426,9 @@ def _record(card: ModelCard, source_path: Path, enrollment: Enrollment, scale: f
                 "true_accept": round(stats.true_accept, 4),
                 "false_accept": round(stats.false_accept, 4),
                 "background_accept": round(stats.background_accept, 4),
-                "other_labels_accept": round(stats.other_accept, 4),
-                "closest_other_label": stats.closest_other,
-                "raised_to_background_threshold": stats.raised_to_background,
+                "other_labels_accept": round(stats.other_labels_accept, 4),
+                "closest_other_label": stats.closest_other_label,
+                "raised_to_background": stats.raised_to_background,
             },
         }
     history = list(previous.get("history", [])) if previous else []
@@ -443,7 +443,7 @@ def _record(card: ModelCard, source_path: Path, enrollment: Enrollment, scale: f
                        f"other labels' examples; threshold half way between the positives' {POSITIVE_QUANTILE:g} "
                        f"and the negatives' {NEGATIVE_QUANTILE:g} quantiles, or the max of (true - false accepts) "
                        "when they overlap; never below the threshold the same rule gives against the background "
-                       "alone (a label added later cannot make an older one accept more background)",
+                       "alone",
         "labels": labels,
         "kept_labels": kept_labels,
         "scale": round(scale, 6),

@@ -56,9 +56,9 @@ class LabelStats:
     separable: bool
     background_accept: float = 0.0
     """Fraction of the background's decisions at or above the threshold."""
-    other_accept: float = 0.0
+    other_labels_accept: float = 0.0
     """Fraction of the other labels' example decisions at or above the threshold."""
-    closest_other: str = ""
+    closest_other_label: str = ""
     """The other label whose example decisions this label accepts most ("" when it accepts none)."""
     raised_to_background: bool = False
     """The threshold was raised to the one calibrated against the background alone (see `calibrate`)."""
@@ -108,8 +108,9 @@ def calibrate(enrollment: Enrollment, background: np.ndarray) -> Enrollment:
 
     A label's negatives are the background's decisions and the other labels' example decisions. Where a
     label overlaps another, the overlap rule can settle below the threshold the background alone calls
-    for; the threshold is then raised to that one, so that a label added later never makes an older one
-    accept more of the background (the other label's sounds stay accepted by both: the overlap is reported).
+    for; the threshold is then raised to that one, so that no label (one added later, say) can make it
+    accept more of the background than that calibration allows (the other label's sounds stay accepted
+    by both: the overlap is reported).
     With a single example a label has no leave-one-out positives: its own
     decisions stand for them (optimistic; the command requires `MIN_EXAMPLES`).
     """
@@ -152,8 +153,8 @@ def _with_accepts(stats: LabelStats, positives: np.ndarray, on_background: np.nd
         true_accept=float((positives >= t).mean()),
         false_accept=float((negatives >= t).mean()) if len(negatives) else 0.0,
         background_accept=float((on_background >= t).mean()) if len(on_background) else 0.0,
-        other_accept=float((others >= t).mean()) if len(others) else 0.0,
-        closest_other=closest,
+        other_labels_accept=float((others >= t).mean()) if len(others) else 0.0,
+        closest_other_label=closest,
     )
 
 

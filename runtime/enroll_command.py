@@ -41,8 +41,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     for label, stats in zip(result.enrollment.labels, result.enrollment.stats):
         entry = record["labels"][label]
         added = result.added.get(label, 0)
-        others = (f", {100 * stats.other_accept:.1f} % of the other labels' (most: {stats.closest_other}'s)"
-                  if stats.closest_other else "")
+        others = (f", {100 * stats.other_labels_accept:.1f} % of the other labels' "
+                  f"(most: {stats.closest_other_label}'s)" if stats.closest_other_label else "")
         print(printable(
             f"  {label}: {entry['examples']} examples" + (f" ({added} new)" if added != entry["examples"] else "")
             + f", cosine threshold {stats.threshold:.3f} (score {entry['threshold']:.3f}); calibration: "
@@ -56,8 +56,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
                             "examples sound like the background, so it will be on for much of what you play; give "
                             "examples that differ from it, or a --background without this sound")
         elif stats.true_accept < LOW_TRUE_ACCEPT:
-            warnings.append(f"{label} accepts only {100 * stats.true_accept:.0f} % of its own examples' decisions (each "
-                            "held out in turn): the background holds sounds like them, or the examples differ a lot "
+            warnings.append(f"{label} accepts only {100 * stats.true_accept:.0f} % of its own examples' decisions "
+                            "(each held out in turn): the background holds sounds like them, or the examples differ a lot "
                             "from each other, so it will rarely turn on; give more or cleaner examples, or a "
                             "--background without this sound")
     for warning in warnings:

@@ -279,6 +279,11 @@ def _span_list(spans: list[Span], long: bool, room: int) -> str:
     return text
 
 
+def count_of(n: int, noun: str) -> str:
+    """``1 decision``, ``3 decisions``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def format_summary(summary: dict, file: str | None = None, rows: int | None = None, *,
                    thresholds: dict[str, float] | None = None, spans: SpanRecorder | None = None,
                    duration_s: float | None = None, unreliable: Mapping[str, float] | None = None) -> str:
@@ -292,8 +297,8 @@ def format_summary(summary: dict, file: str | None = None, rows: int | None = No
     last line explains the mark.
     """
     unreliable = unreliable or {}
-    lines = [f"clip summary{f' of {file}' if file else ''}: {summary['decisions']} decisions; "
-             f"top: {', '.join(mark(label, unreliable) for label in summary['top'])}"]
+    top = ", ".join(mark(label, unreliable) for label in summary["top"]) or "none"
+    lines = [f"clip summary{f' of {file}' if file else ''}: {count_of(summary['decisions'], 'decision')}; top: {top}"]
     width = max([len("label"), *(len(mark(label, unreliable)) for label in summary["mean"])])
     detail = thresholds is not None and spans is not None
     long = (duration_s or 0.0) >= 60.0

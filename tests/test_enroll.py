@@ -175,13 +175,9 @@ def test_reenrolment_updates_counts_and_adds_labels(clips, enrolled, tmp_path, c
     assert inits["enroll/examples"].shape == (17, 256) and inits["enroll/assignment"].shape == (4, 17)
     np.testing.assert_allclose(inits["enroll/assignment"][0, :6], 1 / 6)
     assert main(["verify", str(more)]) == 0
-    # 'both' sounds like noise and chirp: the overlap is reported, and the older labels accept no more background
-    old = load_model(enrolled).card.provenance["enrollment"]["labels"]
-    new = record["labels"]
-    assert new["both"]["calibration"]["closest_other_label"] in ("noise", "chirp")
-    assert new["both"]["calibration"]["other_labels_accept"] > 0
-    for label in CLASSES:
-        assert new[label]["calibration"]["background_accept"] <= old[label]["calibration"]["background_accept"]
+    # 'both' sounds like noise and chirp: the overlap is reported (the floor itself: the calibration test below)
+    calibration = record["labels"]["both"]["calibration"]
+    assert calibration["closest_other_label"] in ("noise", "chirp") and calibration["other_labels_accept"] > 0
     assert "of the other labels' (most: " in capsys.readouterr().out
 
 
@@ -207,7 +203,7 @@ def test_a_label_added_later_cannot_lower_an_older_labels_threshold_into_the_bac
     both = calibrate(Enrollment(["a", "b"], [a, b]), background).stats
     assert both[0].raised_to_background and both[0].threshold == alone.threshold
     assert both[0].background_accept == alone.background_accept < 0.05
-    assert both[0].closest_other == "b" and both[0].other_accept > 0.5
+    assert both[0].closest_other_label == "b" and both[0].other_labels_accept > 0.5
 
 
 def test_a_label_that_sounds_like_the_background_is_warned_about(clips, tmp_path, capsys) -> None:
@@ -215,7 +211,8 @@ def test_a_label_that_sounds_like_the_background_is_warned_about(clips, tmp_path
     (the threshold that keeps the background out also keeps most of its own examples out)."""
     out = tmp_path / "noisy.onnx"
     for classes in (("noise",), CLASSES):
-        args = ["enroll", *_add_args(clips["train"], classes), "--background", str(clips["test"] / "noise"), "-o", str(out)]
+        args = ["enroll", *_add_args(clips["train"], classes), "--background", str(clips["test"] / "noise"),
+                "-o", str(out)]
         assert main(args) == 0 and out.exists()
         err = capsys.readouterr().err
         assert "warning: noise accepts only" in err and "warning: tone" not in err and "warning: chirp" not in err

@@ -793,6 +793,9 @@ def test_add_embedding_gives_an_older_file_its_embedding_output(tmp_path) -> Non
     done = subprocess.run([*cli, "export", str(old), "-o", str(tmp_path / "no-torch.onnx"), "--add-embedding"],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0 and "output 'embedding' [256]" in done.stdout, done.stderr
+    done = subprocess.run([*cli, "export", str(old), "-o", str(tmp_path / "resealed.onnx")],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0 and "fp32: wrote" in done.stdout, done.stderr
     done = subprocess.run([*cli, "export", str(tmp_path / "student.pt"), "-o", str(tmp_path / "x.onnx")],
                           env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode != 0 and "needs torch and onnx" in done.stderr

@@ -114,6 +114,9 @@ def test_output_never_replaces_an_input_a_link_or_a_fifo(stateful_model, tone_wa
     made = tmp_path / "new" / "sub" / "out.jsonl"  # a missing folder is made, and said
     done = _run("listen", "--file", str(wav), "--model", str(stateful_model), "-o", str(made))
     assert done.returncode == 0 and made.is_file() and f"made the folder {made.parent}".encode() in done.stderr
+    made = tmp_path / "new2" / "out.jsonl"
+    done = _run("tag", str(wav), "--model", str(stateful_model), "-o", str(made))
+    assert done.returncode == 0 and made.is_file() and f"made the folder {made.parent}".encode() in done.stderr
 
     target, link = tmp_path / "target.jsonl", tmp_path / "link.jsonl"
     target.write_text("old\n")
