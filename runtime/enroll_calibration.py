@@ -111,6 +111,7 @@ def calibrate(enrollment: Enrollment, background: np.ndarray) -> Enrollment:
     for; the threshold is then raised to that one, so that no label (one added later, say) can make it
     accept more of the background than that calibration allows (the other label's sounds stay accepted
     by both: the overlap is reported).
+
     With a single example a label has no leave-one-out positives: its own
     decisions stand for them (optimistic; the command requires `MIN_EXAMPLES`).
     """
