@@ -394,7 +394,8 @@ def cmd_tag(args: argparse.Namespace) -> int:
             duration = n_samples / rate
             if decisions == 0:
                 short = _not_enough_audio(path, n_samples, card)
-                warn(short)
+                if not (fmt == "summary" and out is sys.stdout):  # else the summary on the screen says it already
+                    warn(short)
                 text = f"{'pitch' if pitch else 'clip'} summary of {path}: 0 decisions; {short}"
             elif summary.count == 0 or getattr(post, "silent_decisions", 0) == decisions:  # all below the level gate
                 text = (f"{'pitch' if pitch else 'clip'} summary of {path}: {decisions} decisions, all below the "

@@ -526,7 +526,9 @@ def test_a_one_sample_file_says_there_is_not_enough_audio(window_model, tmp_path
     done = _run("tag", str(one), "--model", str(window_model), "--format", "summary")
     assert done.returncode == 0 and "top:" not in done.stdout.decode()
     assert done.stdout.decode().strip() == f"clip summary of {one}: 0 decisions; not enough audio in {one}: {need}"
+    assert b"not enough audio" not in done.stderr  # said once, in the summary
     done = _run("tag", str(one), "--model", str(window_model))
+    assert f"warning: not enough audio in {one}: {need}".encode() in done.stderr  # jsonl: the warning says it
     _, (summary,) = _jsonl(done.stdout.decode())
     assert summary["summary"]["decisions"] == 0 and summary["summary"]["top"] == []
     done = _run("listen", "--file", str(one), "--model", str(window_model), "--format", "jsonl")
