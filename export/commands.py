@@ -112,6 +112,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from_onnx = Path(args.checkpoint).suffix.lower() == ".onnx"
     _require_packages(tensorrt=args.tensorrt, torch=not from_onnx or args.tensorrt)
     out = Path(args.output)
+    from edgetag.runtime.atomic import check_output_path
+
+    try:  # not the file being exported (`export student.pt -o student.pt` replaced the checkpoint), not a folder
+        check_output_path(out, (args.checkpoint,))
+    except OSError as exc:
+        raise ValueError(f"-o {exc.strerror or exc}") from None
     if args.add_embedding and args.add_input_gain:
         raise ValueError("--add-embedding and --add-input-gain: one change per run (run it twice)")
     if args.add_embedding:

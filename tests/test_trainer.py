@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import shutil
 import json
 import os
 import signal
@@ -250,6 +251,35 @@ def test_kill_and_resume_is_bit_identical(dataset, tmp_path):
         assert torch.equal(sa["optimizer"]["state"][k]["exp_avg"], sb["optimizer"]["state"][k]["exp_avg"])
     assert sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").glob("state-*.pt")) == [
         "state-00000009.pt", "state-00000010.pt"]
+
+
+def test_a_resume_on_changed_data_or_another_students_state_is_refused(dataset, tmp_path):
+    """A run's states record the manifest's sha256: relabelled data refuses to resume (it would mix two datasets
+    and name data the student never saw), in one line; a state of another student shape is refused too."""
+    from edgetag.training.train_state import ResumeError
+    from edgetag.training.trainer import train
+
+    root = tmp_path / "data"
+    root.mkdir()
+    manifest = _write_dataset(root)
+    config = _config({**dataset, "manifest": manifest}, "method=labels", "optim.steps=4", "checkpoint.every=2")
+    run = tmp_path / "run"
+    train(config, run)
+    original = manifest.read_bytes()
+    manifest.write_bytes(original.replace(b",low,", b",high,", 1))  # one clip relabelled
+    with pytest.raises(ResumeError, match=r"trained on another manifest .* the data changed since the run started"):
+        train(config, run)
+    manifest.write_bytes(original)
+    assert train(config, run).resumed_from == 4  # the same data: the finished run stands
+    wide = _config({**dataset, "manifest": manifest}, "method=labels", "optim.steps=4", "checkpoint.every=2",
+                   "student.params={channels: 16, layers: 2}")
+    other = tmp_path / "other"
+    train(wide, other)
+    for state in (run / "checkpoints").glob("state-*.pt"):
+        state.unlink()
+    shutil.copy(sorted((other / "checkpoints").glob("state-*.pt"))[-1], run / "checkpoints")
+    with pytest.raises(ResumeError, match=r"does not fit this run's student .*size mismatch"):
+        train(config, run)
 
 
 def test_a_checkpoint_write_killed_midway_is_cleaned_at_the_next_start(dataset, tmp_path):

@@ -72,14 +72,21 @@ def _prune(run_dir: Path, keep: int) -> None:
         old.unlink(missing_ok=True)
 
 
-def save_state(run_dir: Path, step: int, keep: int, digest: str, world: int, model: TrainModel,
+class ResumeError(ValueError):
+    """A run folder's newest state cannot be resumed by this run (other data, another student)."""
+
+
+def save_state(run_dir: Path, step: int, keep: int, digest: str, data_digest: str, world: int, model: TrainModel,
                sampler_state: dict[str, Any], generator_state: Tensor | None) -> Path:
-    """Write the state after ``step`` optimiser steps, then keep only the newest ``keep`` states."""
+    """Write the state after ``step`` optimiser steps, then keep only the newest ``keep`` states.
+
+    ``data_digest``: the manifest's sha256, so that a resume on changed data is refused."""
     state = {
         "format": STATE_FORMAT,
         "version": STATE_VERSION,
         "step": step,
         "config_hash": digest,
+        "manifest_sha256": data_digest,
         "world_size": world,
         "model": {k: v.detach().cpu() for k, v in model.student.state_dict().items()},
         "regulariser": None if model.regulariser is None else model.regulariser.state_dict(),
@@ -97,16 +104,28 @@ def save_state(run_dir: Path, step: int, keep: int, digest: str, world: int, mod
     return path
 
 
-def resume(run_dir: Path, model: TrainModel, digest: str, main: bool) -> int:
+def resume(run_dir: Path, model: TrainModel, digest: str, main: bool, data_digest: str, manifest: str) -> int:
     """Load the newest readable state of ``run_dir`` into ``model`` and the RNGs; the step it
-    was written after (0: nothing to resume)."""
+    was written after (0: nothing to resume). `ResumeError` when the state was trained on another
+    manifest (``data_digest``, the sha256 of ``manifest`` now) or for another student."""
     found = latest_checkpoint(run_dir)
     if found is None:
         return 0
     path, state = found
+    before = state.get("manifest_sha256")  # states written before it was recorded have none
+    if before is not None and before != data_digest:
+        # going on would mix two datasets in one run, and the student would name data it never saw
+        raise ResumeError(f"{run_dir} holds a run trained on another manifest ({path.name}: sha256 {before[:12]}..., "
+                          f"{manifest} now {data_digest[:12]}...): the data changed since the run started; "
+                          "restore the manifest, or start a new --run-dir")
     if state.get("config_hash") != digest:
         log.warning("%s was written under another config hash; resuming anyway (logging changes only)", path)
-    model.student.load_state_dict(state["model"])
+    try:
+        model.student.load_state_dict(state["model"])
+    except RuntimeError as exc:  # a state of another student shape (copied in from another run)
+        first = str(exc).strip().splitlines()[0:2]
+        raise ResumeError(f"{path} does not fit this run's student ({' '.join(first)[:200]}): it comes from "
+                          f"another run or config; move it out of {path.parent} or use another --run-dir") from None
     if model.regulariser is not None and state.get("regulariser") is not None:
         model.regulariser.load_state_dict(state["regulariser"])
     if model.ema is not None and state.get("ema") is not None:

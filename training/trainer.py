@@ -73,6 +73,7 @@ Where the parts live
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import sys
@@ -148,6 +149,8 @@ class _Run:
     amp: bool
     amp_dtype: torch.dtype
     digest: str
+    data_digest: str
+    """The manifest's sha256 (`train_state.resume` refuses a state trained on another)."""
     data: TrainData
     model: TrainModel
     sampler: Sampler
@@ -157,8 +160,8 @@ class _Run:
 
     def save_state(self, step: int) -> Path:
         """The resumable state after ``step`` optimiser steps (`train_state.save_state`)."""
-        return save_state(self.run_dir, step, self.config.checkpoint.keep, self.digest, self.dist.world, self.model,
-                          self.sampler.state(), self.maker.last_generator_state)
+        return save_state(self.run_dir, step, self.config.checkpoint.keep, self.digest, self.data_digest,
+                          self.dist.world, self.model, self.sampler.state(), self.maker.last_generator_state)
 
     def evaluate(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
         """``model`` on the validation split (which the caller checks exists)."""
@@ -191,9 +194,10 @@ def _train(config: TrainConfig, run_dir: Path, dist_info: Dist, use_cuda: bool,
             print(line, file=sys.stderr, flush=True)
         else:
             log.info("%s", line)
-    start_step = resume(run_dir, model, digest, dist_info.main)
+    data_digest = hashlib.sha256(Path(config.data.manifest).read_bytes()).hexdigest()
+    start_step = resume(run_dir, model, digest, dist_info.main, data_digest, config.data.manifest)
     weights = balanced_weights(data.train.targets, data.train.mask) if config.sampling.class_balanced else None
-    run = _Run(config, run_dir, dist_info, device, amp, amp_dtype, digest, data, model,
+    run = _Run(config, run_dir, dist_info, device, amp, amp_dtype, digest, data_digest, data, model,
                sampler=Sampler(len(data.train), o.batch_size, o.seed, weights),
                maker=BatchMaker(config, data.train, data.frontend, data.window, data.silence, model.frame_mode),
                logger=MetricsLog(run_dir, config, start_step, dist_info.main), start_step=start_step)
