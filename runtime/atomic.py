@@ -16,7 +16,7 @@ import secrets
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO, BinaryIO
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -233,6 +233,28 @@ def _move_to_free_name(source: Path, target: Path, tries: int = 1000) -> Path:
         source.unlink()
         return candidate
     raise FileExistsError(errno.EEXIST, f"{target} and {tries - 1} numbered names after it are all taken")
+
+
+def hold_lock(path: Path, busy: Callable[[str], OSError]) -> IO[str]:
+    """An exclusive advisory lock on the file ``path`` (made if missing), held while the returned open file is
+    (close it, or exit, to release); the file names this process. When another process holds it, raises
+    ``busy(holder)``, ``holder`` being what that process wrote ("pid N"). POSIX ``flock``: a killed holder's
+    lock goes with it, so no stale lock ever needs removing."""
+    import fcntl
+
+    handle = open(path, "a+", encoding="utf-8")  # noqa: SIM115 - held open by the caller
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise busy(holder) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}")
+    handle.flush()
+    return handle
 
 
 class StreamingTextFile:

@@ -282,6 +282,25 @@ def test_a_resume_on_changed_data_or_another_students_state_is_refused(dataset, 
         train(config, run)
 
 
+def test_two_runs_in_one_folder_are_refused_while_one_trains(dataset, tmp_path):
+    """The folder is locked while a run trains (its rows and checkpoints would all be written twice); the lock
+    goes with the run, so the next one starts."""
+    from edgetag.runtime.atomic import hold_lock
+    from edgetag.training.trainer import RunBusyError, train
+
+    run = tmp_path / "run"
+    run.mkdir()
+    config = _config(dataset, "method=labels", "optim.steps=2")
+    other = hold_lock(run / ".run.lock", OSError)  # another run, holding the folder
+    try:
+        with pytest.raises(RunBusyError, match=rf"another edgetag distill \(pid {os.getpid()}\) is training in"):
+            train(config, run)
+        assert not (run / "student.pt").exists()
+    finally:
+        other.close()
+    assert train(config, run).steps == 2
+
+
 def test_a_checkpoint_write_killed_midway_is_cleaned_at_the_next_start(dataset, tmp_path):
     """A real SIGKILL inside a checkpoint's atomic write leaves a 0-byte temp file in the run folder; the next
     start removes it (its writer is dead) and the run's files get the umask's mode, not 0600."""

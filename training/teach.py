@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from edgetag.runtime.atomic import DiskFullError
+from edgetag.runtime.atomic import DiskFullError, hold_lock
 from edgetag.runtime.audio import AudioError, audio_info, load_audio
 from edgetag.training.cache import TeacherCache, config_hash, make_key, merge_indexes
 from edgetag.training.data import Manifest, SkipReport, content_hash, load_manifest, skip_reason
@@ -320,22 +320,7 @@ class CacheBusyError(OSError):
 
 def _lock_part(directory: Path, part: str) -> Any:
     """An exclusive lock on ``directory/.PART.lock`` held by the returned open file; `CacheBusyError` if taken."""
-    import fcntl
-
     directory.mkdir(parents=True, exist_ok=True)
-    handle = open(directory / f".{part}.lock", "a+")  # noqa: SIM115 - held open for the run's duration
-    try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another process"
-        handle.close()
-        raise CacheBusyError(
-            f"another edgetag teach ({holder}) is writing {directory} as {part}: wait for it to finish, or give "
-            "this run another --out folder (two runs writing one folder would delete each other's shards)"
-        ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()}")
-    handle.flush()
-    return handle
+    return hold_lock(directory / f".{part}.lock", lambda holder: CacheBusyError(
+        f"another edgetag teach ({holder}) is writing {directory} as {part}: wait for it to finish, or give "
+        "this run another --out folder (two runs writing one folder would delete each other's shards)"))

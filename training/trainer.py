@@ -81,9 +81,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 import torch
+from edgetag.runtime.atomic import hold_lock
 from edgetag.training import losses as L
 from edgetag.training.batches import Batch, BatchMaker, Sampler, balanced_weights
 from edgetag.training.config import BASE_METHODS, ConfigError, TrainConfig, config_hash
@@ -114,6 +116,10 @@ class TrainResult:
     """Parameters of the student the optimiser moved (the product's card counts all of them)."""
 
 
+class RunBusyError(OSError):
+    """Another process is training in the same run folder."""
+
+
 def train(
     config: TrainConfig,
     run_dir: str | os.PathLike[str],
@@ -136,6 +142,16 @@ def train(
         return _train(config, run_dir, dist_info, want_cuda, on_step)
     finally:
         dist_info.close()
+
+
+def _lock_run_dir(run_dir: Path) -> IO[str]:
+    """Make ``run_dir`` and hold it for this run: two runs in one folder would write every row and checkpoint
+    twice. `RunBusyError` when another process trains there."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return hold_lock(run_dir / ".run.lock", lambda holder: RunBusyError(
+        f"another edgetag distill ({holder}) is training in {run_dir}: wait for it to finish, or give this run "
+        "another --run-dir"))
+
 
 
 @dataclass
@@ -183,26 +199,32 @@ def _train(config: TrainConfig, run_dir: Path, dist_info: Dist, use_cuda: bool,
         from edgetag.training.reprogram import load_base
 
         base = load_base(config)
-    prepare_run_dir(run_dir, config, digest, dist_info)
-    data = load_train_data(config, run_dir, dist_info)
-    model = build_train_model(config, data, device, dist_info, use_cuda, fp16_scaling=amp and amp_dtype == torch.float16,
-                              base=base)
-    if dist_info.main:
-        total = sum(p.numel() for p in model.student.parameters())
-        line = f"{config.method}: {model.trainable_parameters:,} of the student's {total:,} parameters are trained"
-        if config.logging.progress:  # beside the progress bar, on stderr
-            print(line, file=sys.stderr, flush=True)
-        else:
-            log.info("%s", line)
-    data_digest = hashlib.sha256(Path(config.data.manifest).read_bytes()).hexdigest()
-    start_step = resume(run_dir, model, digest, dist_info.main, data_digest, config.data.manifest)
-    weights = balanced_weights(data.train.targets, data.train.mask) if config.sampling.class_balanced else None
-    run = _Run(config, run_dir, dist_info, device, amp, amp_dtype, digest, data_digest, data, model,
-               sampler=Sampler(len(data.train), o.batch_size, o.seed, weights),
-               maker=BatchMaker(config, data.train, data.frontend, data.window, data.silence, model.frame_mode),
-               logger=MetricsLog(run_dir, config, start_step, dist_info.main), start_step=start_step)
-    last_state_path = _loop(run, on_step)
-    return _finish(run, last_state_path)
+    # after the config's checks, so that a refused run makes no folder
+    lock = _lock_run_dir(run_dir) if dist_info.main else None
+    try:
+        prepare_run_dir(run_dir, config, digest, dist_info)
+        data = load_train_data(config, run_dir, dist_info)
+        model = build_train_model(config, data, device, dist_info, use_cuda,
+                                  fp16_scaling=amp and amp_dtype == torch.float16, base=base)
+        if dist_info.main:
+            total = sum(p.numel() for p in model.student.parameters())
+            line = f"{config.method}: {model.trainable_parameters:,} of the student's {total:,} parameters are trained"
+            if config.logging.progress:  # beside the progress bar, on stderr
+                print(line, file=sys.stderr, flush=True)
+            else:
+                log.info("%s", line)
+        data_digest = hashlib.sha256(Path(config.data.manifest).read_bytes()).hexdigest()
+        start_step = resume(run_dir, model, digest, dist_info.main, data_digest, config.data.manifest)
+        weights = balanced_weights(data.train.targets, data.train.mask) if config.sampling.class_balanced else None
+        run = _Run(config, run_dir, dist_info, device, amp, amp_dtype, digest, data_digest, data, model,
+                   sampler=Sampler(len(data.train), o.batch_size, o.seed, weights),
+                   maker=BatchMaker(config, data.train, data.frontend, data.window, data.silence, model.frame_mode),
+                   logger=MetricsLog(run_dir, config, start_step, dist_info.main), start_step=start_step)
+        last_state_path = _loop(run, on_step)
+        return _finish(run, last_state_path)
+    finally:
+        if lock is not None:
+            lock.close()
 
 
 def _loop(run: _Run, on_step: Callable[[int, dict[str, float]], None] | None) -> Path | None:
