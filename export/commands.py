@@ -114,8 +114,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = Path(args.output)
     from edgetag.runtime.atomic import check_output_path
 
-    try:  # not the file being exported (`export student.pt -o student.pt` replaced the checkpoint), not a folder
-        check_output_path(out, (args.checkpoint,))
+    # not a folder; not the checkpoint being exported (`export student.pt -o student.pt` replaced it with the
+    # ONNX file); an .onnx source may be rewritten in place (resealed, or a one-file change: atomic writes)
+    try:
+        check_output_path(out, (args.checkpoint,) if not from_onnx else ())
     except OSError as exc:
         raise ValueError(f"-o {exc.strerror or exc}") from None
     if args.add_embedding and args.add_input_gain:

@@ -104,7 +104,7 @@ def save_state(run_dir: Path, step: int, keep: int, digest: str, data_digest: st
     return path
 
 
-def resume(run_dir: Path, model: TrainModel, digest: str, main: bool, data_digest: str, manifest: str) -> int:
+def resume(run_dir: Path, model: TrainModel, digest: str, data_digest: str, manifest: str) -> int:
     """Load the newest readable state of ``run_dir`` into ``model`` and the RNGs; the step it
     was written after (0: nothing to resume). `ResumeError` when the state was trained on another
     manifest (``data_digest``, the sha256 of ``manifest`` now) or for another student."""
@@ -134,7 +134,4 @@ def resume(run_dir: Path, model: TrainModel, digest: str, main: bool, data_diges
     model.scheduler.load_state_dict(state["scheduler"])
     model.scaler.load_state_dict(state["scaler"])
     _set_rng_state(state["rng"])
-    start_step = int(state["step"])
-    if main:
-        log.info("resuming from %s (step %d)", path, start_step)
-    return start_step
+    return int(state["step"])

@@ -144,6 +144,16 @@ def train(
         dist_info.close()
 
 
+def _say(config: TrainConfig, dist_info: Dist, line: str) -> None:
+    """A line about the run from the main process: on stderr beside the progress bar, else to the log."""
+    if not dist_info.main:
+        return
+    if config.logging.progress:
+        print(line, file=sys.stderr, flush=True)
+    else:
+        log.info("%s", line)
+
+
 def _lock_run_dir(run_dir: Path) -> IO[str]:
     """Make ``run_dir`` and hold it for this run: two runs in one folder would write every row and checkpoint
     twice. `RunBusyError` when another process trains there."""
@@ -206,15 +216,13 @@ def _train(config: TrainConfig, run_dir: Path, dist_info: Dist, use_cuda: bool,
         data = load_train_data(config, run_dir, dist_info)
         model = build_train_model(config, data, device, dist_info, use_cuda,
                                   fp16_scaling=amp and amp_dtype == torch.float16, base=base)
-        if dist_info.main:
-            total = sum(p.numel() for p in model.student.parameters())
-            line = f"{config.method}: {model.trainable_parameters:,} of the student's {total:,} parameters are trained"
-            if config.logging.progress:  # beside the progress bar, on stderr
-                print(line, file=sys.stderr, flush=True)
-            else:
-                log.info("%s", line)
+        total = sum(p.numel() for p in model.student.parameters())
+        _say(config, dist_info, f"{config.method}: {model.trainable_parameters:,} of the student's {total:,} "
+                                "parameters are trained")
         data_digest = hashlib.sha256(Path(config.data.manifest).read_bytes()).hexdigest()
-        start_step = resume(run_dir, model, digest, dist_info.main, data_digest, config.data.manifest)
+        start_step = resume(run_dir, model, digest, data_digest, config.data.manifest)
+        if start_step:
+            _say(config, dist_info, f"resuming at step {start_step} of {o.steps} from {run_dir / 'checkpoints'}")
         weights = balanced_weights(data.train.targets, data.train.mask) if config.sampling.class_balanced else None
         run = _Run(config, run_dir, dist_info, device, amp, amp_dtype, digest, data_digest, data, model,
                    sampler=Sampler(len(data.train), o.batch_size, o.seed, weights),
