@@ -103,7 +103,8 @@ def load_checkpoint(path: str | Path) -> StudentCheckpoint:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unpickling errors come in many types
         if not zipped:
-            why = "not a PyTorch file: `edgetag distill` writes its students as .pt checkpoints (student.pt in the run folder)"
+            why = ("not a PyTorch file: `edgetag distill` writes its students as .pt checkpoints (student.pt in "
+                   "the run folder)")
         elif isinstance(exc, pickle.UnpicklingError):  # torch's advice to drop weights_only is not ours to give
             why = ("it holds Python objects beyond tensors and plain values, which edgetag never unpickles from a "
                    "file (torch.load weights_only=True): not a checkpoint that `edgetag distill` wrote")

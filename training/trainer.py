@@ -163,7 +163,6 @@ def _lock_run_dir(run_dir: Path) -> IO[str]:
         "another --run-dir"))
 
 
-
 @dataclass
 class _Run:
     """What the loop and the end of one run share."""
