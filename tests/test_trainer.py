@@ -282,6 +282,22 @@ def test_a_resume_on_changed_data_or_another_students_state_is_refused(dataset, 
         train(config, run)
 
 
+def test_a_misspelt_split_is_warned_about_and_an_empty_manifest_named(dataset, tmp_path, caplog):
+    from edgetag.training.trainer import train
+
+    root = tmp_path / "data"
+    root.mkdir()
+    manifest = _write_dataset(root)
+    original = manifest.read_bytes()
+    manifest.write_bytes(original.replace(b",train\r\n", b",trian\r\n", 1))  # one row's split misspelt
+    with caplog.at_level("WARNING"):
+        train(_config({**dataset, "manifest": manifest}, "method=labels", "optim.steps=1"), tmp_path / "run")
+    assert "1 entry in split 'trian', which is not 'train': left out of training (a typo?)" in caplog.text
+    manifest.write_bytes(original.split(b"\r\n")[0] + b"\r\n")  # the header alone
+    with pytest.raises(ConfigError, match="has no entries"):
+        train(_config({**dataset, "manifest": manifest}, "method=labels", "optim.steps=1"), tmp_path / "empty")
+
+
 def test_two_runs_in_one_folder_are_refused_while_one_trains(dataset, tmp_path):
     """The folder is locked while a run trains (its rows and checkpoints would all be written twice); the lock
     goes with the run, so the next one starts."""

@@ -61,9 +61,12 @@ def load_train_data(config: TrainConfig, run_dir: Path, dist_info: Dist) -> Trai
     frontend = config.frontend_config()
     d = config.data
     manifest = load_manifest(d.manifest, root=d.root, labels=d.labels)
+    if not len(manifest):
+        raise ConfigError(f"data.manifest: {d.manifest} has no entries (a header and no rows?)")
     labels = list(manifest.labels)
     if not labels:
         raise ConfigError(f"data.manifest: {d.manifest} names no labels")
+    _warn_about_misspelt_splits(manifest.splits(), d.train_split, d.valid_split, d.manifest)
     feature_dir = Path(d.feature_cache) if d.feature_cache else run_dir / "features"
     if dist_info.active and not d.feature_cache:
         feature_dir = run_dir / "features"
@@ -87,6 +90,18 @@ def load_train_data(config: TrainConfig, run_dir: Path, dist_info: Dist) -> Trai
     with torch.no_grad():
         silence = TorchFrontend(frontend)(torch.zeros(1, frontend.win_length))[0, 0].numpy()
     return TrainData(frontend, labels, train_split, valid_split, window, silence)
+
+
+def _warn_about_misspelt_splits(splits: dict[str, int], train: str, valid: str | None, manifest: str) -> None:
+    """A split name one typo away from the train or valid split's ('trian') is left out of training: say so."""
+    import difflib
+
+    used = [s for s in (train, valid) if s]
+    for name, count in splits.items():
+        close = difflib.get_close_matches(name, used, n=1, cutoff=0.7) if name not in used else []
+        if close:
+            log.warning("%s: %d entr%s in split %r, which is not %r: left out of training (a typo?)",
+                        manifest, count, "y" if count == 1 else "ies", name, close[0])
 
 
 def _feature_key(audio_hash: str, frontend_json: str) -> str:
