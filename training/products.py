@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import math
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,6 @@ def save_product(config: TrainConfig, data: TrainData, model: TrainModel, export
                  world: int, final_metrics: dict[str, float], path: Path) -> Path:
     """Write ``export_model`` as the run's `StudentCheckpoint` at ``path``."""
     d, o = config.data, config.optim
-    manifest_sha = hashlib.sha256(Path(d.manifest).read_bytes()).hexdigest()
     ckpt = StudentCheckpoint(
         student=export_model,
         kind=model.kind or config.student.kind,
@@ -44,7 +42,7 @@ def save_product(config: TrainConfig, data: TrainData, model: TrainModel, export
             "teachers": [tr.identity for tr in data.train.score_tracks],
             "embedding_teachers": [tr.identity for tr in data.train.embedding_tracks],
             # the manifest's name, not its path on the training machine: its digest says which file it was
-            "data": {"manifest": Path(d.manifest).name, "manifest_sha256": manifest_sha, "train_split": d.train_split,
+            "data": {"manifest": Path(d.manifest).name, "manifest_sha256": data.manifest_sha256, "train_split": d.train_split,
                      "train_entries": len(data.train)},
             "training_config_sha256": digest,
             "steps": o.steps,

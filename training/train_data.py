@@ -54,12 +54,15 @@ class TrainData:
     """Student frames per training crop (``data.segment_seconds``)."""
     silence: np.ndarray
     """Features of one frame of silence: the padding of segments shorter than a crop."""
+    manifest_sha256: str = ""
+    """The manifest's digest when the run loaded it: what the product records, what a resume must match."""
 
 
 def load_train_data(config: TrainConfig, run_dir: Path, dist_info: Dist) -> TrainData:
     """The train and valid splits of ``data.manifest`` as features, with the teacher tracks the method needs."""
     frontend = config.frontend_config()
     d = config.data
+    manifest_sha256 = hashlib.sha256(Path(d.manifest).read_bytes()).hexdigest()  # before it is read: what trains
     manifest = load_manifest(d.manifest, root=d.root, labels=d.labels)
     if not len(manifest):
         raise ConfigError(f"data.manifest: {d.manifest} has no entries (a header and no rows?)")
@@ -89,7 +92,7 @@ def load_train_data(config: TrainConfig, run_dir: Path, dist_info: Dist) -> Trai
         raise ConfigError(f"data.segment_seconds: {d.segment_seconds} s is shorter than one front-end frame")
     with torch.no_grad():
         silence = TorchFrontend(frontend)(torch.zeros(1, frontend.win_length))[0, 0].numpy()
-    return TrainData(frontend, labels, train_split, valid_split, window, silence)
+    return TrainData(frontend, labels, train_split, valid_split, window, silence, manifest_sha256)
 
 
 def _warn_about_misspelt_splits(splits: dict[str, int], train: str, valid: str | None, manifest: str) -> None:

@@ -73,7 +73,6 @@ Where the parts live
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sys
@@ -174,8 +173,6 @@ class _Run:
     amp: bool
     amp_dtype: torch.dtype
     digest: str
-    data_digest: str
-    """The manifest's sha256 (`train_state.resume` refuses a state trained on another)."""
     data: TrainData
     model: TrainModel
     sampler: Sampler
@@ -185,7 +182,7 @@ class _Run:
 
     def save_state(self, step: int) -> Path:
         """The resumable state after ``step`` optimiser steps (`train_state.save_state`)."""
-        return save_state(self.run_dir, step, self.config.checkpoint.keep, self.digest, self.data_digest,
+        return save_state(self.run_dir, step, self.config.checkpoint.keep, self.digest, self.data.manifest_sha256,
                           self.dist.world, self.model, self.sampler.state(), self.maker.last_generator_state)
 
     def evaluate(self, model: torch.nn.Module, device: torch.device) -> dict[str, float]:
@@ -218,12 +215,11 @@ def _train(config: TrainConfig, run_dir: Path, dist_info: Dist, use_cuda: bool,
         total = sum(p.numel() for p in model.student.parameters())
         _say(config, dist_info, f"{config.method}: {model.trainable_parameters:,} of the student's {total:,} "
                                 "parameters are trained")
-        data_digest = hashlib.sha256(Path(config.data.manifest).read_bytes()).hexdigest()
-        start_step = resume(run_dir, model, digest, data_digest, config.data.manifest)
+        start_step = resume(run_dir, model, digest, data.manifest_sha256, config.data.manifest)
         if start_step:
             _say(config, dist_info, f"resuming at step {start_step} of {o.steps} from {run_dir / 'checkpoints'}")
         weights = balanced_weights(data.train.targets, data.train.mask) if config.sampling.class_balanced else None
-        run = _Run(config, run_dir, dist_info, device, amp, amp_dtype, digest, data_digest, data, model,
+        run = _Run(config, run_dir, dist_info, device, amp, amp_dtype, digest, data, model,
                    sampler=Sampler(len(data.train), o.batch_size, o.seed, weights),
                    maker=BatchMaker(config, data.train, data.frontend, data.window, data.silence, model.frame_mode),
                    logger=MetricsLog(run_dir, config, start_step, dist_info.main), start_step=start_step)
